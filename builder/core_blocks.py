@@ -1,0 +1,182 @@
+"""The core block types. They register through `mpforge_block_types` like any plugin's."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from .blocks import Block, BlockType
+from .spec_models import Asset, HttpsUrl, Link, ShortText, StoreId, StrictModel, Text
+
+if TYPE_CHECKING:
+    from .plan import PlanContext
+
+Align = Literal["left", "center", "right"]
+
+
+class BannerSlide(StrictModel):
+    image: Asset
+    link: Link | None = None
+    alt: ShortText | None = None
+
+
+class BannerBlock(Block):
+    """Swiper of images, each optionally linking somewhere."""
+
+    type: Literal["banner"]
+    slides: list[BannerSlide] = Field(min_length=1, max_length=10)
+    height: int = Field(300, ge=100, le=1000, description="height in rpx (750 rpx = screen width)")
+    autoplay: bool = True
+    interval: int = Field(4000, ge=1000, le=10000, description="milliseconds per slide")
+
+
+class HeadingBlock(Block):
+    type: Literal["heading"]
+    text: ShortText
+    subtitle: ShortText | None = None
+    align: Align = "left"
+
+
+class TextBlock(Block):
+    type: Literal["text"]
+    text: Text
+    align: Align = "left"
+    size: Literal["small", "normal", "large"] = "normal"
+
+
+class ImageBlock(Block):
+    type: Literal["image"]
+    image: Asset
+    link: Link | None = None
+    mode: Literal["widthFix", "aspectFill", "aspectFit"] = "widthFix"
+    rounded: bool = False
+
+
+class ButtonBlock(Block):
+    """A full-width button: go to a page, call, open a store in the map, or open a web page."""
+
+    type: Literal["button"]
+    text: ShortText
+    link: Link
+    style: Literal["primary", "default"] = "primary"
+
+
+class GridItem(StrictModel):
+    icon: Asset
+    text: Annotated[str, Field(min_length=1, max_length=12)]
+    link: Link | None = None
+
+
+class IconGridBlock(Block):
+    """Entry grid: icons with short labels."""
+
+    type: Literal["icon-grid"]
+    columns: int = Field(4, ge=3, le=5)
+    items: list[GridItem] = Field(min_length=1, max_length=20)
+
+
+class Product(StrictModel):
+    name: ShortText
+    price: Decimal = Field(ge=0, le=1_000_000, decimal_places=2, description="price in yuan")
+    original_price: Decimal | None = Field(None, ge=0, le=1_000_000, decimal_places=2)
+    image: Asset | None = None
+    tag: Annotated[str, Field(min_length=1, max_length=10)] | None = None
+    description: Annotated[str, Field(max_length=200)] | None = None
+    link: Link | None = None
+
+    @model_validator(mode="after")
+    def _original_above_price(self) -> "Product":
+        if self.original_price is not None and self.original_price <= self.price:
+            raise ValueError("'original_price' must be higher than 'price' (it is shown struck through)")
+        return self
+
+
+class ProductListBlock(Block):
+    type: Literal["product-list"]
+    title: ShortText | None = None
+    layout: Literal["list", "grid"] = "list"
+    items: list[Product] = Field(min_length=1, max_length=100)
+
+    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+        data = ctx.to_data(self)
+        for item, product in zip(data["items"], self.items):
+            item["price"] = _yuan(product.price)
+            if product.original_price is not None:
+                item["original_price"] = _yuan(product.original_price)
+        return data
+
+
+class StoreInfoBlock(Block):
+    """Store cards with address, hours, a map button and a call button."""
+
+    type: Literal["store-info"]
+    title: ShortText | None = None
+    stores: list[StoreId] | None = Field(None, description="store ids from merchant.stores; all stores when omitted")
+
+    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+        merchant = ctx.spec.model.merchant
+        ids = self.stores if self.stores is not None else [s.id for s in merchant.stores]
+        cards = []
+        for store in (ctx.store(i) for i in ids):
+            phone = store.phone or merchant.phone
+            cards.append({
+                "id": store.id, "name": store.name, "address": store.address, "hours": store.hours,
+                "map": ctx.link(Link(store=store.id)),
+                "call": ctx.link(Link(phone=phone)) if phone else None,
+            })
+        return {"title": self.title, "stores": cards}
+
+
+class NoticeBarBlock(Block):
+    type: Literal["notice-bar"]
+    text: ShortText
+    link: Link | None = None
+
+
+class DividerBlock(Block):
+    type: Literal["divider"]
+    inset: bool = Field(False, description="indent the line from both edges")
+
+
+class SpacerBlock(Block):
+    type: Literal["spacer"]
+    height: int = Field(32, ge=4, le=400, description="height in rpx")
+
+
+class WebViewBlock(Block):
+    """A web page filling the whole page (Alipay shows nothing else on a web-view page).
+
+    Without `url` the page shows the address passed in its `url` query; the core adds
+    such a page, `webview`, when any link opens a web page.
+    """
+
+    type: Literal["web-view"]
+    url: HttpsUrl | None = None
+
+
+def _yuan(value: Decimal) -> str:
+    return f"¥{value:.2f}"
+
+
+def _block(name: str, model: type[Block], description: str, *, style: bool = True) -> BlockType:
+    return BlockType(name=name, model=model, template=f"blocks/{name}.axml",
+                     style=f"blocks/{name}.acss" if style else None, description=description)
+
+
+CORE_BLOCK_TYPES: list[BlockType] = [
+    _block("banner", BannerBlock, "swiper of images with optional links"),
+    _block("heading", HeadingBlock, "section title with optional subtitle"),
+    _block("text", TextBlock, "paragraph of text"),
+    _block("image", ImageBlock, "single image, optionally linked"),
+    _block("button", ButtonBlock, "button opening a page, phone call, map or web page"),
+    _block("icon-grid", IconGridBlock, "grid of entry icons"),
+    _block("product-list", ProductListBlock, "products with price, image and tag"),
+    _block("store-info", StoreInfoBlock, "store address, hours, map and call buttons"),
+    _block("notice-bar", NoticeBarBlock, "one-line notice with optional link"),
+    _block("divider", DividerBlock, "horizontal line"),
+    _block("spacer", SpacerBlock, "vertical space", style=False),
+    BlockType(name="web-view", model=WebViewBlock, template="blocks/web-view.axml",
+              script="blocks/web-view.js", description="web page filling the page (alone on its page)"),
+]

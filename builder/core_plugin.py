@@ -1,0 +1,119 @@
+"""The core, registered as the plugin 'core' through the same hooks third parties use."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from . import check
+from .blocks import BlockType
+from .core_blocks import CORE_BLOCK_TYPES, WebViewBlock
+from .errors import Problem, did_you_mean
+from .hookspecs import hookimpl
+from .spec_models import AssetPath, Link, Page, PageRef, StoreRef
+from .templates_path import core_templates_dir
+from .validate import ValidSpec
+
+WEBVIEW_PAGE_ID = "webview"
+
+
+@hookimpl
+def mpforge_block_types() -> list[BlockType]:
+    return CORE_BLOCK_TYPES
+
+
+@hookimpl
+def mpforge_template_dirs() -> list[Path]:
+    return [core_templates_dir()]
+
+
+@hookimpl
+def mpforge_pages(spec: ValidSpec) -> list[Page]:
+    """The shared web-view page, when any link opens a web page."""
+    if any(isinstance(ref, Link) and ref.url for _, ref in spec.references):
+        return [Page(id=WEBVIEW_PAGE_ID, title=spec.model.app.name, blocks=[WebViewBlock(type="web-view")])]
+    return []
+
+
+@hookimpl
+def mpforge_validate(spec: ValidSpec) -> list[Problem]:
+    return [*_page_rules(spec), *_store_rules(spec), *_reference_rules(spec), *_tabbar_rules(spec)]
+
+
+@hookimpl
+def mpforge_checks():
+    return check.CORE_CHECKS
+
+
+def _page_rules(spec: ValidSpec) -> list[Problem]:
+    problems = []
+    seen: dict[str, int] = {}
+    for i, page in enumerate(spec.model.pages):
+        if page.id == WEBVIEW_PAGE_ID:
+            problems.append(spec.problem(("pages", i, "id"), f"page id '{page.id}' is reserved",
+                                         hint="mpforge uses it for the page that shows web links"))
+        elif page.id in seen:
+            problems.append(spec.problem(("pages", i, "id"), f"duplicate page id '{page.id}'",
+                                         hint=f"first used by pages[{seen[page.id]}]"))
+        else:
+            seen[page.id] = i
+        web_views = [j for j, b in enumerate(page.blocks) if b.type == "web-view"]
+        if web_views and len(page.blocks) > 1:
+            problems.append(spec.problem(("pages", i, "blocks", web_views[0]),
+                                         "a web-view block must be the only block on its page",
+                                         hint="Alipay shows nothing else on a page holding a web-view"))
+    extra_ids = Counter(p.id for p in spec.pages[len(spec.model.pages):])
+    for page_id in extra_ids:
+        if page_id in seen or extra_ids[page_id] > 1:
+            problems.append(Problem(f"a plugin adds page '{page_id}', which another page already uses",
+                                    file=spec.loaded.display_name, hint="rename your page or disable the plugin"))
+    return problems
+
+
+def _store_rules(spec: ValidSpec) -> list[Problem]:
+    problems = []
+    seen: dict[str, int] = {}
+    for i, store in enumerate(spec.model.merchant.stores):
+        if store.id in seen:
+            problems.append(spec.problem(("merchant", "stores", i, "id"), f"duplicate store id '{store.id}'",
+                                         hint=f"first used by merchant.stores[{seen[store.id]}]"))
+        seen.setdefault(store.id, i)
+    return problems
+
+
+def _reference_rules(spec: ValidSpec) -> list[Problem]:
+    page_ids = [p.id for p in spec.pages]
+    store_ids = [s.id for s in spec.model.merchant.stores]
+    assets_dir = spec.assets_dir
+    problems = []
+    for path, ref in spec.references:
+        if isinstance(ref, PageRef) and ref not in page_ids:
+            problems.append(spec.problem(path, f"no page with id '{ref}'",
+                                         hint=did_you_mean(ref, page_ids) or f"pages: {', '.join(page_ids)}"))
+        elif isinstance(ref, StoreRef) and ref not in store_ids:
+            problems.append(spec.problem(path, f"no store with id '{ref}' in merchant.stores",
+                                         hint=did_you_mean(ref, store_ids) or (
+                                             f"stores: {', '.join(store_ids)}" if store_ids else "add it to merchant.stores")))
+        elif isinstance(ref, AssetPath):
+            if assets_dir is None:
+                problems.append(spec.problem(path, f"asset '{ref}' but the spec has no 'assets' folder",
+                                             hint="add 'assets: assets' and put the file there"))
+            elif not (assets_dir / ref).is_file():
+                problems.append(spec.problem(path, f"asset file not found: {spec.model.assets}/{ref}"))
+    if assets_dir is not None and not assets_dir.is_dir():
+        problems.append(spec.problem(("assets",), f"assets folder not found: {spec.model.assets}"))
+    return problems
+
+
+def _tabbar_rules(spec: ValidSpec) -> list[Problem]:
+    tabbar = spec.model.tabbar
+    if tabbar is None:
+        return []
+    problems = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(tabbar.items):
+        if item.page in seen:
+            problems.append(spec.problem(("tabbar", "items", i, "page"), f"page '{item.page}' already has a tab",
+                                         hint=f"tabbar.items[{seen[item.page]}]"))
+        seen.setdefault(item.page, i)
+    return problems

@@ -1,0 +1,105 @@
+"""Problems found in a spec or its output, and the exceptions that carry them.
+
+A `Problem` is one located message for a person; `SpecError` carries all problems found
+in one pass so the user fixes everything at once. Anything that is not a `UserError`
+escaping the pipeline is a bug in mpforge or a plugin (exit 2).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Iterable, Literal
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 1
+EXIT_INTERNAL_ERROR = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located message: `file:line:col: spec.path: message (hint)`."""
+
+    message: str
+    path: str = ""
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    hint: str | None = None
+    severity: Literal["error", "warning"] = "error"
+
+    def location(self) -> str:
+        parts = [p for p in (self.file, self.line, self.column) if p is not None]
+        return ":".join(str(p) for p in parts)
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.hint:
+            text += f" ({self.hint})"
+        prefix = [p for p in (self.location(), self.path) if p]
+        return ": ".join([*prefix, text])
+
+    def to_dict(self) -> dict:
+        return {
+            "severity": self.severity,
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "path": self.path,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed without a traceback, exit code 1."""
+
+    def __init__(self, problems: Iterable[Problem] | str):
+        if isinstance(problems, str):
+            problems = [Problem(problems)]
+        self.problems: list[Problem] = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class SpecError(UserError):
+    """The spec (or something it references) is invalid."""
+
+
+class OutputError(UserError):
+    """The rendered output broke a check rule; nothing was written."""
+
+
+class PluginError(Exception):
+    """A plugin raised something other than a UserError: a bug in that plugin (exit 2)."""
+
+    def __init__(self, plugin: str, hook: str, exc: BaseException):
+        self.plugin, self.hook, self.original = plugin, hook, exc
+        super().__init__(f"plugin '{plugin}' failed in {hook}: {type(exc).__name__}: {exc}")
+
+
+@dataclass
+class ProblemList:
+    """Collects problems during one stage; `raise_if_errors` ends the stage."""
+
+    items: list[Problem] = field(default_factory=list)
+
+    def add(self, problem: Problem) -> None:
+        self.items.append(problem)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.items if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.items if p.severity == "warning"]
+
+    def raise_if_errors(self, exc_type: type[UserError] = SpecError) -> None:
+        if self.errors:
+            raise exc_type(self.errors)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """A hint naming the closest choice, or None when nothing is close."""
+    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{match[0]}'?" if match else None

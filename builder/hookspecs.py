@@ -1,0 +1,118 @@
+"""The mpforge plugin API: every hook a plugin may implement.
+
+Hooks are called in the pipeline order below. Unless a hook says `firstresult`, every
+plugin's result is collected into a list. Arguments are passed by name, so an
+implementation may accept only the ones it needs. The core blocks and checks are
+registered through these same hooks by `builder.core_plugin`.
+
+Pipeline: load -> validate (`mpforge_spec_sections`, `mpforge_block_types`,
+`mpforge_pages`, `mpforge_validate`) -> plan (`mpforge_app_json`, `mpforge_page_json`)
+-> render (`mpforge_template_dirs`, `mpforge_services`) -> check (`mpforge_checks`)
+-> write -> `mpforge_after_build`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .blocks import BlockType
+    from .errors import Problem
+    from .filetree import FileTree
+    from .plan import AppPlan, PagePlan
+    from .spec_models import Page
+    from .validate import ValidSpec
+    from .write import WriteResult
+
+HOOK_API_VERSION = 1
+hookspec = pluggy.HookspecMarker("mpforge")
+hookimpl = pluggy.HookimplMarker("mpforge")
+
+
+@hookspec
+def mpforge_spec_sections() -> "dict[str, type[BaseModel]]":
+    """Add top-level spec sections.
+
+    Called once per build while the spec model is assembled. Return a dict mapping a
+    section key (by convention the plugin's name, e.g. ``"coupon"``) to a pydantic model
+    for that section. Sections are optional in the spec; unknown keys inside them are
+    errors. Two plugins claiming the same key is an error naming both.
+    """
+
+
+@hookspec
+def mpforge_block_types() -> "list[BlockType]":
+    """Add block types that pages can use.
+
+    Called once per build. Return a list of `builder.blocks.BlockType`. Each block's
+    model must subclass `builder.blocks.Block` with ``type: Literal["<name>"]``. Block
+    names must be unique across all plugins.
+    """
+
+
+@hookspec
+def mpforge_template_dirs() -> "list[Path]":
+    """Add folders to the Jinja2 template search path.
+
+    Called once per build. Return a list of directories. The project's own
+    ``templates/`` folder is searched first, then plugin folders, then the core's.
+    """
+
+
+@hookspec
+def mpforge_pages(spec: "ValidSpec") -> "list[Page]":
+    """Add pages the spec did not declare (e.g. a coupon centre).
+
+    Called after the spec model validated, before cross-references are checked, so
+    links to these pages are valid. Return a list of `builder.spec_models.Page` whose
+    `blocks` are block model instances; they are planned and rendered like spec pages,
+    after them. Their ids must not clash with other pages.
+    """
+
+
+@hookspec
+def mpforge_validate(spec: "ValidSpec") -> "list[Problem]":
+    """Check rules that span sections (cross-references, business rules).
+
+    Called once after the spec model validated and every page is known. Return a list
+    of `builder.errors.Problem`; make located ones with ``spec.problem(path, message)``.
+    Problems with severity ``"warning"`` are reported but do not stop the build.
+    """
+
+
+@hookspec
+def mpforge_app_json(app_json: "dict[str, Any]", spec: "ValidSpec") -> None:
+    """Adjust ``app.json`` in place before it is rendered. Return value is ignored."""
+
+
+@hookspec
+def mpforge_page_json(page_json: "dict[str, Any]", page: "PagePlan", spec: "ValidSpec") -> None:
+    """Adjust one page's ``.json`` in place (window keys, usingComponents). Return value is ignored."""
+
+
+@hookspec
+def mpforge_services(plan: "AppPlan", spec: "ValidSpec") -> "dict[str, str]":
+    """Contribute app-level files, e.g. ``{"services/coupon.js": "<source>"}``.
+
+    Called during render. Return a dict of output path to text. Paths must not clash
+    with other plugins' or the core's files.
+    """
+
+
+@hookspec
+def mpforge_checks() -> "list[Callable[[FileTree], list[Problem]]]":
+    """Add output rules run over the rendered file tree before anything is written.
+
+    Return a list of callables taking the `builder.filetree.FileTree` and returning a
+    list of problems; any error stops the build and nothing is written.
+    """
+
+
+@hookspec
+def mpforge_after_build(result: "WriteResult", spec: "ValidSpec") -> None:
+    """Run after the output was written (not after ``mpforge check``). Return value is ignored."""

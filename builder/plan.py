@@ -1,0 +1,168 @@
+"""Stage 3, plan: the validated spec -> what to generate (pages, their data, app config).
+
+The plan holds plain dicts for every JSON output and each page's runtime `data`, so
+render only has to format them. Links and asset paths are resolved here, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import BaseModel
+
+from .blocks import Block, BlockType
+from .spec_models import AssetPath, Link, Page, Store
+from .validate import ValidSpec
+
+ASSETS_OUT = "assets"
+
+
+@dataclass
+class PlacedBlock:
+    key: str  # the page-data key the block's template binds to, e.g. "b0"
+    block_type: BlockType
+    block: Block
+
+
+@dataclass
+class PagePlan:
+    id: str
+    title: str
+    json: dict[str, Any]  # the page's .json
+    data: dict[str, Any]  # the page's initial `data`, one entry per block key
+    blocks: list[PlacedBlock]
+    share: dict[str, str]  # what onShareAppMessage returns
+
+    @property
+    def path(self) -> str:
+        return f"pages/{self.id}/{self.id}"
+
+
+@dataclass
+class AppPlan:
+    spec: ValidSpec
+    app_json: dict[str, Any]
+    mini_project: dict[str, Any]
+    global_data: dict[str, Any]
+    pages: list[PagePlan]
+    block_types_used: list[BlockType]
+    assets: dict[str, Path] = field(default_factory=dict)  # output path -> source file
+
+
+class PlanContext:
+    """What a block's `page_data` needs: link and asset resolution, store lookup."""
+
+    def __init__(self, spec: ValidSpec):
+        self.spec = spec
+        tabbar = spec.model.tabbar
+        self.tab_pages = {item.page for item in tabbar.items} if tabbar else set()
+        self._stores = {s.id: s for s in spec.model.merchant.stores}
+
+    def store(self, store_id: str) -> Store:
+        return self._stores[store_id]
+
+    def asset(self, value: str) -> str:
+        """Runtime path of an asset (absolute in the package), or the https URL as given."""
+        return f"/{ASSETS_OUT}/{value}" if isinstance(value, AssetPath) else value
+
+    def link(self, link: Link) -> dict[str, Any]:
+        """A link as the runtime `openLink` in utils/mpforge.js expects it."""
+        if link.page:
+            url = f"/pages/{link.page}/{link.page}"
+            if link.page in self.tab_pages:
+                return {"kind": "tab", "url": url}
+            return {"kind": "page", "url": f"{url}?{link.query}" if link.query else url}
+        if link.phone:
+            return {"kind": "phone", "number": link.phone}
+        if link.url:
+            return {"kind": "page", "url": f"/pages/webview/webview?url={quote(link.url, safe='')}"}
+        store = self.store(link.store)  # type: ignore[arg-type]
+        return {"kind": "map", "latitude": str(store.lat), "longitude": str(store.lng),
+                "name": store.name, "address": store.address}
+
+    def to_data(self, value: Any) -> Any:
+        """Convert a model to JSON-ready data, resolving links and assets; drops a block's `type`."""
+        if isinstance(value, Link):
+            return self.link(value)
+        if isinstance(value, BaseModel):
+            return {name: self.to_data(getattr(value, name)) for name in type(value).model_fields
+                    if not (name == "type" and isinstance(value, Block))}
+        if isinstance(value, (list, tuple)):
+            return [self.to_data(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.to_data(v) for k, v in value.items()}
+        if isinstance(value, AssetPath):
+            return self.asset(value)
+        if isinstance(value, Decimal):
+            return str(value)
+        if isinstance(value, (date, datetime)):
+            return value.isoformat()
+        return value
+
+
+def plan_app(spec: ValidSpec) -> AppPlan:
+    model = spec.model
+    ctx = PlanContext(spec)
+    pages = [_plan_page(page, spec, ctx) for page in spec.pages]
+
+    app_json: dict[str, Any] = {
+        "pages": [p.path for p in pages],
+        "window": {"defaultTitle": model.app.name, **model.app.window.to_alipay()},
+    }
+    if model.tabbar:
+        tabbar = model.tabbar
+        app_json["tabBar"] = {
+            "textColor": tabbar.text_color,
+            "selectedColor": tabbar.selected_color or model.app.theme.primary,
+            "backgroundColor": tabbar.background_color,
+            "items": [{"pagePath": f"pages/{i.page}/{i.page}", "name": i.text,
+                       "icon": ctx.asset(i.icon).lstrip("/"), "activeIcon": ctx.asset(i.active_icon).lstrip("/")}
+                      for i in tabbar.items],
+        }
+    spec.plugins.call("mpforge_app_json", app_json=app_json, spec=spec)
+
+    registry = spec.plugins.block_types
+    used = {placed.block_type.name for page in pages for placed in page.blocks}
+    return AppPlan(
+        spec=spec,
+        app_json=app_json,
+        mini_project={"format": 2, "compileOptions": {"component2": True}},
+        global_data={"appName": model.app.name, "version": model.app.version},
+        pages=pages,
+        block_types_used=[bt for name, bt in registry.items() if name in used],
+        assets=_assets(spec),
+    )
+
+
+def _plan_page(page: Page, spec: ValidSpec, ctx: PlanContext) -> PagePlan:
+    registry = spec.plugins.block_types
+    placed = [PlacedBlock(f"b{i}", registry[block.type], block) for i, block in enumerate(page.blocks)]
+    plan = PagePlan(
+        id=page.id,
+        title=page.title,
+        json={"defaultTitle": page.title, **page.window.to_alipay(), "usingComponents": {}},
+        data={p.key: p.block.page_data(ctx) for p in placed},
+        blocks=placed,
+        share={"title": page.title, "desc": spec.model.app.description or spec.model.merchant.name,
+               "path": f"/pages/{page.id}/{page.id}"},
+    )
+    spec.plugins.call("mpforge_page_json", page_json=plan.json, page=plan, spec=spec)
+    return plan
+
+
+def _assets(spec: ValidSpec) -> dict[str, Path]:
+    folder = spec.assets_dir
+    if folder is None or not folder.is_dir():
+        return {}
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        # Hidden files (.DS_Store, editor backups) and links out of the folder are not assets.
+        if path.is_file() and not path.is_symlink() and not any(p.startswith(".") for p in rel.parts):
+            found[f"{ASSETS_OUT}/{rel.as_posix()}"] = path
+    return found

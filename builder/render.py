@@ -1,0 +1,79 @@
+"""Stage 4, render: the plan -> an in-memory FileTree, through Jinja2 templates.
+
+Templates use `[[ ]]`, `[% %]` and `[# #]` so the `{{ }}` of AXML data binding stays
+literal. Template lookup order: the project's `templates/` folder, then plugins', then
+the core's. JSON files are `json.dumps` of the plan's dicts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .filetree import FileTree
+from .plan import AppPlan, PagePlan
+from .plugin_manager import Plugins
+
+
+def to_js(value: Any) -> str:
+    """A JS literal of JSON data. U+2028/2029 are escaped for older JS engines."""
+    text = json.dumps(value, ensure_ascii=False, indent=2)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def make_environment(plugins: Plugins, project_root: Path) -> jinja2.Environment:
+    loaders: list[jinja2.BaseLoader] = []
+    overrides = project_root / "templates"
+    if overrides.is_dir():
+        loaders.append(jinja2.FileSystemLoader(overrides))
+    loaders.extend(jinja2.FileSystemLoader(d) for d in plugins.template_dirs)
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        variable_start_string="[[", variable_end_string="]]",
+        block_start_string="[%", block_end_string="%]",
+        comment_start_string="[#", comment_end_string="#]",
+        autoescape=jinja2.select_autoescape(enabled_extensions=("axml", "html"), default_for_string=False),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+    )
+    env.filters["js"] = to_js
+    return env
+
+
+def render_app(plan: AppPlan, env: jinja2.Environment) -> FileTree:
+    tree = FileTree()
+    spec = plan.spec
+    theme = spec.model.app.theme
+    tree.add_json("app.json", plan.app_json)
+    tree.add_json("mini.project.json", plan.mini_project)
+    tree.add("app.js", env.get_template("app/app.js").render(plan=plan))
+    styles = [env.get_template(bt.style).render(theme=theme) for bt in plan.block_types_used if bt.style]
+    tree.add("app.acss", env.get_template("app/app.acss").render(theme=theme, styles=styles))
+    tree.add("utils/mpforge.js", env.get_template("app/mpforge.js").render())
+    for page in plan.pages:
+        render_page(page, env, tree, theme)
+    for _, files in spec.plugins.call("mpforge_services", plan=plan, spec=spec):
+        for path, text in files.items():
+            tree.add(path, text)
+    for out_path, source in plan.assets.items():
+        tree.add(out_path, source.read_bytes())
+    return tree
+
+
+def render_page(page: PagePlan, env: jinja2.Environment, tree: FileTree, theme: Any) -> None:
+    scripts = []
+    seen: set[str] = set()
+    for placed in page.blocks:
+        block_type = placed.block_type
+        if block_type.script and block_type.name not in seen:
+            seen.add(block_type.name)
+            keys = [p.key for p in page.blocks if p.block_type.name == block_type.name]
+            scripts.append(env.get_template(block_type.script).render(keys=keys, page=page))
+    base = page.path
+    tree.add(f"{base}.axml", env.get_template("page/page.axml").render(page=page, theme=theme))
+    tree.add(f"{base}.acss", env.get_template("page/page.acss").render(page=page))
+    tree.add(f"{base}.js", env.get_template("page/page.js").render(page=page, scripts=scripts))
+    tree.add_json(f"{base}.json", page.json)

@@ -1,0 +1,198 @@
+"""Pydantic models of the core spec sections and the field types plugins reuse.
+
+Every model forbids unknown keys. Field types carry their own rules (safe ids, hex
+colours, safe asset paths, links) so a plugin that uses them gets the same checks and
+the same cross-reference validation for free.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    model_validator,
+)
+
+ID_PATTERN = r"^[a-z][a-z0-9_-]{0,47}$"
+_UNSAFE_PATH = re.compile(r"(^/)|(^[A-Za-z]:)|\\|\x00|(^|/)\.\.?(/|$)")
+
+
+class StrictModel(BaseModel):
+    """Base of every spec model: unknown keys are errors, values are not coerced loosely."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+Id = Annotated[str, Field(pattern=ID_PATTERN,
+                          description="lower-case letters, digits, '-' and '_'; starts with a letter")]
+Color = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$", description="hex colour, e.g. '#1677ff'")]
+Text = Annotated[str, Field(min_length=1, max_length=2000)]
+ShortText = Annotated[str, Field(min_length=1, max_length=80)]
+Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 \-]{2,19}$", description="digits, spaces, '-', optional leading '+'")]
+HttpsUrl = Annotated[str, Field(pattern=r"^https://[^\s\"'<>]+$", max_length=2000,
+                                description="an https:// address")]
+
+
+# Reference markers: validators return these str subclasses so the validate stage can
+# find every reference in any model (core or plugin) and check that its target exists.
+class AssetPath(str):
+    """A file inside the project's assets folder, as written in the spec."""
+
+
+class PageRef(str):
+    """The id of a page (declared in the spec or added by a plugin)."""
+
+
+class StoreRef(str):
+    """The id of a store in `merchant.stores`."""
+
+
+PageId = Annotated[Id, AfterValidator(PageRef), Field(description="id of a page")]
+StoreId = Annotated[Id, AfterValidator(StoreRef), Field(description="id of a store in merchant.stores")]
+
+
+def _relative_path(value: str) -> str:
+    if not value or _UNSAFE_PATH.search(value):
+        raise ValueError("must be a relative path inside the project (no '..', no leading '/', "
+                         "no backslashes or drive letters)")
+    return value
+
+
+def _asset_path(value: str) -> str:
+    if value.startswith("https://"):
+        return value  # remote images are allowed as-is
+    return AssetPath(_relative_path(value))
+
+
+Asset = Annotated[str, AfterValidator(_asset_path),
+                  Field(description="file in the assets folder (e.g. 'banner/spring.jpg') or https:// URL")]
+
+
+class Link(StrictModel):
+    """Where a tap goes. Exactly one target; a plain string is a page id."""
+
+    page: PageId | None = Field(None, description="page id to open (tab pages use switchTab)")
+    query: str | None = Field(None, pattern=r"^[A-Za-z0-9_\-.~=&%]*$", max_length=200,
+                              description="query string for a page link, e.g. 'cat=coffee'")
+    phone: Phone | None = Field(None, description="number to call")
+    url: HttpsUrl | None = Field(None, description="web page to open in a web-view page")
+    store: StoreId | None = Field(None, description="store id whose location opens in the map")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _page_shorthand(cls, value: Any) -> Any:
+        return {"page": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "Link":
+        targets = [n for n in ("page", "phone", "url", "store") if getattr(self, n) is not None]
+        if len(targets) != 1:
+            raise ValueError("a link needs exactly one of 'page', 'phone', 'url' or 'store'"
+                             + (f", got {', '.join(targets)}" if targets else ""))
+        if self.query is not None and self.page is None:
+            raise ValueError("'query' only goes with a 'page' link")
+        return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: GetJsonSchemaHandler) -> dict:
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        return {"anyOf": [{"type": "string", "pattern": ID_PATTERN, "description": "page id"},
+                          schema]}
+
+
+class WindowOptions(StrictModel):
+    """Navigation bar and page background (Alipay `window` config)."""
+
+    title_bar_color: Color | None = None
+    background_color: Color | None = None
+    pull_refresh: bool | None = None
+    bounce: bool | None = Field(None, description="allow vertical bounce (allowsBounceVertical)")
+    transparent_title: Literal["none", "always", "auto"] | None = None
+
+    def to_alipay(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.title_bar_color:
+            out["titleBarColor"] = self.title_bar_color
+        if self.background_color:
+            out["backgroundColor"] = self.background_color
+        if self.pull_refresh is not None:
+            out["pullRefresh"] = self.pull_refresh
+        if self.bounce is not None:
+            out["allowsBounceVertical"] = "YES" if self.bounce else "NO"
+        if self.transparent_title:
+            out["transparentTitle"] = self.transparent_title
+        return out
+
+
+class Theme(StrictModel):
+    primary: Color = "#1677ff"
+    accent: Color = "#ff6a00"
+    background: Color = "#f5f5f5"
+    text: Color = "#333333"
+
+
+class AppSection(StrictModel):
+    name: ShortText
+    appid: str | None = Field(None, pattern=r"^20\d{14}$",
+                              description="16-digit Alipay app id (starts with 20)")
+    version: str = Field("1.0.0", pattern=r"^\d+\.\d+\.\d+$")
+    description: str = Field("", max_length=200)
+    theme: Theme = Theme()
+    window: WindowOptions = WindowOptions()
+
+
+class Store(StrictModel):
+    id: Id
+    name: ShortText
+    address: Text
+    lat: float = Field(ge=-90, le=90)
+    lng: float = Field(ge=-180, le=180)
+    hours: ShortText = Field(description="opening hours as shown, e.g. 'Mon-Fri 07:30-21:00'")
+    phone: Phone | None = None
+
+
+class Merchant(StrictModel):
+    name: ShortText
+    logo: Asset | None = None
+    phone: Phone | None = None
+    stores: list[Store] = Field(default_factory=list)
+
+
+class Page(StrictModel):
+    id: Id
+    title: ShortText
+    window: WindowOptions = WindowOptions()
+    # validate.py replaces Any with the union of the registered block types.
+    blocks: list[Any] = Field(default_factory=list)
+
+
+class TabItem(StrictModel):
+    page: PageId
+    text: Annotated[str, Field(min_length=1, max_length=8)]
+    icon: Asset
+    active_icon: Asset
+
+
+class Tabbar(StrictModel):
+    text_color: Color = "#666666"
+    selected_color: Color | None = Field(None, description="defaults to the theme's primary colour")
+    background_color: Color = "#ffffff"
+    items: list[TabItem] = Field(min_length=2, max_length=5)
+
+
+class CoreSpec(StrictModel):
+    """The sections every spec has; plugins add their own keyed by plugin name."""
+
+    spec_version: Literal[1]
+    app: AppSection
+    merchant: Merchant
+    pages: list[Page] = Field(min_length=1)
+    tabbar: Tabbar | None = None
+    assets: Annotated[str, AfterValidator(_relative_path)] | None = Field(
+        None, description="folder (relative to the spec) copied to the output's assets/")

@@ -1,0 +1,17 @@
+"""The spec's JSON Schema, for editors (`# yaml-language-server: $schema=...`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import __version__
+from .plugin_manager import Plugins
+from .validate import spec_model
+
+
+def spec_json_schema(plugins: Plugins | None = None) -> dict[str, Any]:
+    plugins = plugins or Plugins()
+    model = spec_model(tuple(plugins.block_types.values()), tuple(sorted(plugins.sections.items())))
+    schema = model.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": f"mpforge spec (mpforge {__version__})", **schema}

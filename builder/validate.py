@@ -1,0 +1,212 @@
+"""Stage 2, validate: raw data -> the typed spec, with every problem located.
+
+The spec model is assembled from the core sections, the registered block types (a
+union discriminated by `type`) and plugin sections. All pydantic errors are reported at
+once, translated into `file:line:col: path: message (hint)`. Then cross-references are
+checked: every `PageRef`, `StoreRef` and `AssetPath` in any model must point at
+something that exists.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Union
+
+from pydantic import BaseModel, Field, ValidationError, create_model
+
+from .blocks import Block, BlockType
+from .errors import Problem, ProblemList, SpecError, did_you_mean
+from .load import LoadedSpec, PathKey
+from .plugin_manager import Plugins
+from .spec_models import AssetPath, CoreSpec, Link, Page, PageRef, StoreRef
+
+
+@dataclass
+class ValidSpec:
+    """A validated spec: the model, where each value came from, and every page."""
+
+    loaded: LoadedSpec
+    model: Any  # an instance of the assembled Spec model
+    plugins: Plugins
+    pages: list[Page] = field(default_factory=list)  # spec pages, then plugin pages
+    warnings: list[Problem] = field(default_factory=list)
+
+    def problem(self, path: PathKey, message: str, *, hint: str | None = None,
+                severity: str = "error") -> Problem:
+        """A problem located at `path` in the spec (e.g. ('coupon', 0, 'value'))."""
+        return self.loaded.problem(path, message, hint=hint, severity=severity)
+
+    def section(self, key: str) -> Any:
+        """A plugin section's model instance, or None when the spec leaves it out."""
+        return getattr(self.model, key, None)
+
+    @property
+    def root(self) -> Path:
+        return self.loaded.root
+
+    @property
+    def assets_dir(self) -> Path | None:
+        return self.root / self.model.assets if self.model.assets else None
+
+    @cached_property
+    def references(self) -> list[tuple[PathKey, Any]]:
+        """Every Link and reference marker in the spec's sections, with its path."""
+        return [(path, value) for path, value in walk(self.model)
+                if isinstance(value, (Link, PageRef, StoreRef, AssetPath))]
+
+
+def walk(value: Any, path: PathKey = ()) -> Iterator[tuple[PathKey, Any]]:
+    """Yield (path, value) for a model and everything nested in it, depth first."""
+    yield path, value
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from walk(getattr(value, name), (*path, name))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from walk(item, (*path, i))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from walk(item, (*path, key))
+
+
+@lru_cache(maxsize=16)
+def spec_model(block_types: tuple[BlockType, ...], sections: tuple[tuple[str, type], ...]) -> type[BaseModel]:
+    """The whole spec's pydantic model for this set of plugins (cached: building it is slow)."""
+    models = tuple(bt.model for bt in block_types)
+    block_union = Annotated[Union[models], Field(discriminator="type")]  # type: ignore[valid-type]
+    page_model = create_model("Page", __base__=Page, __module__=__name__,
+                              blocks=(list[block_union], Field(default_factory=list)))  # type: ignore[valid-type]
+    fields: dict[str, Any] = {
+        "pages": (list[page_model], Field(min_length=1)),  # type: ignore[valid-type]
+        "requires": (dict[str, str] | None, None),
+        "plugins": (list[str] | None, None),
+    }
+    for key, model in sections:
+        fields[key] = (model | None, None)
+    return create_model("Spec", __base__=CoreSpec, __module__=__name__, **fields)
+
+
+def validate_spec(loaded: LoadedSpec, plugins: Plugins) -> ValidSpec:
+    """Validate the loaded data; raise SpecError listing every problem found."""
+    model_cls = spec_model(tuple(plugins.block_types.values()), tuple(sorted(plugins.sections.items())))
+    if not isinstance(loaded.data, dict):
+        raise SpecError([loaded.problem((), "the spec must be a mapping of sections",
+                                        hint="start from 'mpforge new'")])
+    try:
+        model = model_cls.model_validate(loaded.data)
+    except ValidationError as exc:
+        raise SpecError([_translate(err, loaded, model_cls, plugins) for err in exc.errors()]) from None
+
+    spec = ValidSpec(loaded=loaded, model=model, plugins=plugins, pages=list(model.pages))
+    for plugin, pages in plugins.call("mpforge_pages", spec=spec):
+        spec.pages.extend(pages)
+    problems = ProblemList()
+    for _, found in plugins.call("mpforge_validate", spec=spec):
+        for problem in found:
+            problems.add(problem)
+    problems.raise_if_errors()
+    spec.warnings = problems.warnings
+    return spec
+
+
+# --- turning pydantic errors into located problems ------------------------------------
+
+def _clean_path(data: Any, loc: tuple) -> PathKey:
+    """Drop pydantic's union tags from `loc` so it matches the spec's own structure."""
+    path: list = []
+    cur = data
+    for part in loc:
+        if isinstance(cur, dict) and part not in cur and cur.get("type") == part:
+            continue  # discriminated-union tag, e.g. 'banner' in pages.0.blocks.0.banner.slides
+        path.append(part)
+        if isinstance(cur, dict):
+            cur = cur.get(part)
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            cur = cur[part]
+        else:
+            cur = None
+    return tuple(path)
+
+
+def _model_fields_at(model_cls: type[BaseModel], data: Any, path: PathKey) -> dict[str, Any]:
+    """The pydantic fields of the model that validates the mapping at `path` (best effort)."""
+    annotation: Any = model_cls
+    cur = data
+    for part in path:
+        annotation = _concrete(annotation, cur)
+        if isinstance(part, int):
+            args = typing.get_args(annotation)
+            annotation = args[0] if args else Any
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            info = annotation.model_fields.get(part)
+            annotation = info.annotation if info else Any
+        else:
+            return {}
+        cur = cur[part] if isinstance(cur, (dict, list)) and _has(cur, part) else None
+    annotation = _concrete(annotation, cur)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return dict(annotation.model_fields)
+    return {}
+
+
+def _has(container: Any, part: Any) -> bool:
+    if isinstance(container, dict):
+        return part in container
+    return isinstance(part, int) and 0 <= part < len(container)
+
+
+def _concrete(annotation: Any, data: Any) -> Any:
+    """Unwrap Annotated/Optional/discriminated unions to the type that applies to `data`."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            options = [a for a in typing.get_args(annotation) if a is not type(None)]
+            tag = data.get("type") if isinstance(data, dict) else None
+            match = [a for a in options if isinstance(a, type) and issubclass(a, Block)
+                     and typing.get_args(a.model_fields["type"].annotation) == (tag,)]
+            models = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
+            annotation = (match or models or options or [Any])[0]
+        else:
+            return annotation
+
+
+def _translate(err: dict, loaded: LoadedSpec, model_cls: type[BaseModel], plugins: Plugins) -> Problem:
+    kind = err["type"]
+    path = _clean_path(loaded.data, err["loc"])
+    value = err.get("input")
+    ctx = err.get("ctx") or {}
+
+    if kind == "missing":
+        return loaded.problem(path, f"missing required key '{path[-1]}'")
+    if kind == "extra_forbidden":
+        allowed = _model_fields_at(model_cls, loaded.data, path[:-1])
+        hint = did_you_mean(path[-1], allowed) or (
+            f"allowed keys: {', '.join(allowed)}" if allowed else None)
+        if not path[:-1] and path[-1] not in allowed:
+            hint = did_you_mean(path[-1], allowed) or (
+                "a plugin section? install or enable the plugin that provides it")
+        return loaded.problem(path, f"unknown key '{path[-1]}'", hint=hint, key=True)
+    if kind == "union_tag_invalid":
+        known = sorted(plugins.block_types)
+        return loaded.problem((*path, "type"), f"unknown block type '{ctx.get('tag')}'",
+                              hint=did_you_mean(ctx.get("tag"), known) or f"known types: {', '.join(known)}")
+    if kind == "union_tag_not_found":
+        return loaded.problem(path, "block has no 'type'",
+                              hint=f"known types: {', '.join(sorted(plugins.block_types))}")
+
+    message = err["msg"].removeprefix("Value error, ")
+    message = message[0].lower() + message[1:]
+    hint = None
+    if kind == "string_pattern_mismatch":
+        description = _model_fields_at(model_cls, loaded.data, path[:-1]).get(path[-1])
+        message = f"{value!r} is not in the expected format"
+        hint = f"expected {description.description}" if description and description.description else None
+    elif value is not None and not isinstance(value, (dict, list)) and kind != "value_error":
+        message += f", got {value!r}"
+    return loaded.problem(path, message, hint=hint)

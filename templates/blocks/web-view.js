@@ -1,0 +1,5 @@
+  onLoad(query) {
+    if (query && query.url) {
+      this.setData({ '[[ keys[0] ]].url': decodeURIComponent(query.url) });
+    }
+  },
