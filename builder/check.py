@@ -79,14 +79,16 @@ class _TagBalance(HTMLParser):
 
     def handle_endtag(self, tag):
         line, col = self.getpos()
-        if not self.stack:
+        if tag not in (name for name, _ in self.stack):
             self.problems.append(Problem(f"stray closing tag </{tag}>", file=self.path, line=line, column=col + 1))
-        elif self.stack[-1][0] != tag:
-            opened, (oline, ocol) = self.stack[-1]
-            self.problems.append(Problem(f"</{tag}> closes <{opened}> opened at {oline}:{ocol + 1}",
-                                         file=self.path, line=line, column=col + 1))
         else:
-            self.stack.pop()
+            opened, (oline, ocol) = self.stack[-1]
+            if opened != tag:
+                self.problems.append(Problem(f"</{tag}> closes <{opened}> opened at {oline}:{ocol + 1}",
+                                             file=self.path, line=line, column=col + 1))
+            # Resynchronise on the matching tag so one mistake is reported once.
+            while self.stack.pop()[0] != tag:
+                pass
 
     def close(self):
         super().close()

@@ -82,7 +82,8 @@ def _store_rules(spec: ValidSpec) -> list[Problem]:
 
 
 def _reference_rules(spec: ValidSpec) -> list[Problem]:
-    page_ids = [p.id for p in spec.pages]
+    page_ids = list(dict.fromkeys(p.id for p in spec.pages))
+    tab_pages = {item.page for item in spec.model.tabbar.items} if spec.model.tabbar else set()
     store_ids = [s.id for s in spec.model.merchant.stores]
     assets_dir = spec.assets_dir
     problems = []
@@ -94,6 +95,9 @@ def _reference_rules(spec: ValidSpec) -> list[Problem]:
             problems.append(spec.problem(path, f"no store with id '{ref}' in merchant.stores",
                                          hint=did_you_mean(ref, store_ids) or (
                                              f"stores: {', '.join(store_ids)}" if store_ids else "add it to merchant.stores")))
+        elif isinstance(ref, Link) and ref.query and ref.page in tab_pages:
+            problems.append(spec.problem(path, f"page '{ref.page}' is a tab page, which cannot receive a query",
+                                         hint="Alipay opens tab pages with my.switchTab, which drops the query"))
         elif isinstance(ref, AssetPath):
             if assets_dir is None:
                 problems.append(spec.problem(path, f"asset '{ref}' but the spec has no 'assets' folder",

@@ -12,16 +12,31 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from .filetree import FileTree
 from .plan import AppPlan, PagePlan
 from .plugin_manager import Plugins
 
 
-def to_js(value: Any) -> str:
+def to_js(value: Any) -> Markup:
     """A JS literal of JSON data. U+2028/2029 are escaped for older JS engines."""
     text = json.dumps(value, ensure_ascii=False, indent=2)
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return Markup(text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def refuse_bindings(value: Any) -> Any:
+    """Printed text must not carry `{{` or `}}`: in AXML it would turn into a live binding.
+
+    Escaping cannot help there, so a template (a plugin's or a project override) that
+    prints merchant text instead of binding it fails loudly. Data emitted with the `js`
+    filter is Markup and passes.
+    """
+    if isinstance(value, str) and not isinstance(value, Markup) and ("{{" in value or "}}" in value):
+        raise jinja2.TemplateRuntimeError(
+            f"a template printed text containing '{{{{' or '}}}}' ({value[:40]!r}); "
+            "put text in page data and bind it with {{key.field}}")
+    return value
 
 
 def make_environment(plugins: Plugins, project_root: Path) -> jinja2.Environment:
@@ -37,6 +52,7 @@ def make_environment(plugins: Plugins, project_root: Path) -> jinja2.Environment
         comment_start_string="[#", comment_end_string="#]",
         autoescape=jinja2.select_autoescape(enabled_extensions=("axml", "html"), default_for_string=False),
         undefined=jinja2.StrictUndefined,
+        finalize=refuse_bindings,
         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
     )
     env.filters["js"] = to_js

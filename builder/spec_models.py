@@ -29,13 +29,13 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-Id = Annotated[str, Field(pattern=ID_PATTERN,
+Id = Annotated[str, Field(pattern=ID_PATTERN, title="id",
                           description="lower-case letters, digits, '-' and '_'; starts with a letter")]
-Color = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$", description="hex colour, e.g. '#1677ff'")]
+Color = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$", title="colour", description="hex colour, e.g. '#1677ff'")]
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
 ShortText = Annotated[str, Field(min_length=1, max_length=80)]
-Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 \-]{2,19}$", description="digits, spaces, '-', optional leading '+'")]
-HttpsUrl = Annotated[str, Field(pattern=r"^https://[^\s\"'<>]+$", max_length=2000,
+Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 \-]{2,19}$", title="phone number", description="digits, spaces, '-', optional leading '+'")]
+HttpsUrl = Annotated[str, Field(pattern=r"^https://[^\s\"'<>]+$", max_length=2000, title="https URL",
                                 description="an https:// address")]
 
 
@@ -53,8 +53,8 @@ class StoreRef(str):
     """The id of a store in `merchant.stores`."""
 
 
-PageId = Annotated[Id, AfterValidator(PageRef), Field(description="id of a page")]
-StoreId = Annotated[Id, AfterValidator(StoreRef), Field(description="id of a store in merchant.stores")]
+PageId = Annotated[Id, AfterValidator(PageRef), Field(title="page id", description="id of a page")]
+StoreId = Annotated[Id, AfterValidator(StoreRef), Field(title="store id", description="id of a store in merchant.stores")]
 
 
 def _relative_path(value: str) -> str:
@@ -71,7 +71,7 @@ def _asset_path(value: str) -> str:
 
 
 Asset = Annotated[str, AfterValidator(_asset_path),
-                  Field(description="file in the assets folder (e.g. 'banner/spring.jpg') or https:// URL")]
+                  Field(title="asset", description="file in the assets folder (e.g. 'banner/spring.jpg') or https:// URL")]
 
 
 class Link(StrictModel):

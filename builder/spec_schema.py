@@ -14,4 +14,4 @@ def spec_json_schema(plugins: Plugins | None = None) -> dict[str, Any]:
     model = spec_model(tuple(plugins.block_types.values()), tuple(sorted(plugins.sections.items())))
     schema = model.model_json_schema()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": f"mpforge spec (mpforge {__version__})", **schema}
+            **schema, "title": f"mpforge spec (mpforge {__version__})"}

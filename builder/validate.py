@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Iterator, Union
 
 from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic.fields import FieldInfo
 
 from .blocks import Block, BlockType
 from .errors import Problem, ProblemList, SpecError, did_you_mean
@@ -119,9 +120,14 @@ def _clean_path(data: Any, loc: tuple) -> PathKey:
     """Drop pydantic's union tags from `loc` so it matches the spec's own structure."""
     path: list = []
     cur = data
+    tag_skipped = False
     for part in loc:
-        if isinstance(cur, dict) and part not in cur and cur.get("type") == part:
-            continue  # discriminated-union tag, e.g. 'banner' in pages.0.blocks.0.banner.slides
+        # The discriminated-union tag comes first on entering a block, e.g. 'image' in
+        # pages.0.blocks.0.image.image (the second 'image' is the field).
+        if isinstance(cur, dict) and cur.get("type") == part and not tag_skipped:
+            tag_skipped = True
+            continue
+        tag_skipped = False
         path.append(part)
         if isinstance(cur, dict):
             cur = cur.get(part)
@@ -176,6 +182,22 @@ def _concrete(annotation: Any, data: Any) -> Any:
             return annotation
 
 
+def _description(info: Any) -> str | None:
+    """A field's description, looking inside Optional[Annotated[..., Field(description=...)]]."""
+    if info is None:
+        return None
+    if info.description:
+        return info.description
+    pending = [info.annotation]
+    while pending:
+        annotation = pending.pop()
+        for arg in typing.get_args(annotation):
+            if isinstance(arg, FieldInfo) and arg.description:
+                return arg.description
+            pending.append(arg)
+    return None
+
+
 def _translate(err: dict, loaded: LoadedSpec, model_cls: type[BaseModel], plugins: Plugins) -> Problem:
     kind = err["type"]
     path = _clean_path(loaded.data, err["loc"])
@@ -204,9 +226,13 @@ def _translate(err: dict, loaded: LoadedSpec, model_cls: type[BaseModel], plugin
     message = message[0].lower() + message[1:]
     hint = None
     if kind == "string_pattern_mismatch":
-        description = _model_fields_at(model_cls, loaded.data, path[:-1]).get(path[-1])
+        description = _description(_model_fields_at(model_cls, loaded.data, path[:-1]).get(path[-1]))
         message = f"{value!r} is not in the expected format"
-        hint = f"expected {description.description}" if description and description.description else None
+        hint = f"expected {description}" if description else None
+    elif kind in ("too_short", "too_long"):
+        bound = "at least" if kind == "too_short" else "at most"
+        limit = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
+        message = f"needs {bound} {limit} item{'s' if limit != 1 else ''}, got {ctx.get('actual_length')}"
     elif value is not None and not isinstance(value, (dict, list)) and kind != "value_error":
         message += f", got {value!r}"
     return loaded.problem(path, message, hint=hint)

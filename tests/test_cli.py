@@ -1,0 +1,135 @@
+"""The command line as a user runs it: commands, output, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import yaml
+
+from builder import __version__
+from conftest import SAMPLES, tree_hashes
+
+
+def test_version_and_help(cli):
+    result = cli("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"mpforge, version {__version__}"
+    result = cli("--help")
+    assert result.exit_code == 0
+    for command in ("build", "check", "new", "schema"):
+        assert command in result.stdout
+
+
+def test_help_does_not_import_heavy_modules():
+    code = ("import sys; from builder.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('pydantic', 'jinja2', 'rich', 'yaml', 'pluggy') if m in sys.modules]\n"
+            "print('heavy=' + ','.join(heavy))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "heavy="
+
+
+def test_build_writes_and_reports(cli, tmp_path):
+    out = tmp_path / "out"
+    result = cli("build", SAMPLES / "linli-fresh", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "written" in result.stdout and (out / "app.json").is_file()
+    again = cli("build", SAMPLES / "linli-fresh" / "mpforge.yaml", "-o", out)
+    assert again.exit_code == 0
+    unchanged_row = next(line for line in again.stdout.splitlines() if "unchanged" in line)
+    written_row = next(line for line in again.stdout.splitlines() if "written" in line)
+    assert " 0 " in written_row and " 0 " not in unchanged_row
+
+
+def test_build_defaults_to_dist_beside_the_spec(cli, project):
+    spec = project()
+    result = cli("build", spec.parent)
+    assert result.exit_code == 0, result.output
+    assert (spec.parent / "dist" / "app.json").is_file()
+
+
+def test_check_writes_nothing(cli, project):
+    spec = project()
+    before = tree_hashes(spec.parent)
+    result = cli("check", spec)
+    assert result.exit_code == 0 and "files would be generated" in result.stdout
+    assert tree_hashes(spec.parent) == before
+
+
+def test_check_json_reports_located_problems(cli, project):
+    spec = project("spec_version: 1\napp:\n  name: X\n  colour: red\nmerchant: {name: X}\npages:\n  - {id: home, title: H}\n")
+    result = cli("check", spec, "--format", "json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert report["problems"] == [{"severity": "error", "file": "mpforge.yaml", "line": 4, "column": 3,
+                                   "path": "app.colour", "message": "unknown key 'colour'",
+                                   "hint": "allowed keys: name, appid, version, description, theme, window"}]
+    ok = json.loads(cli("check", SAMPLES / "harbour-coffee", "--format", "json").stdout)
+    assert ok["ok"] is True and ok["files"] > 40
+
+
+def test_user_error_exit_1_without_traceback(cli, project):
+    spec = project("spec_version: 1\napp: {name: X}\nmerchant: {name: X}\npages:\n  - {id: home, title: H, blocks: [{type: banerr}]}\n")
+    result = cli("build", spec)
+    assert result.exit_code == 1
+    assert "mpforge.yaml:5:42: pages[0].blocks[0].type: unknown block type 'banerr' (did you mean 'banner'?)" in result.stderr
+    assert "Traceback" not in result.output
+    assert "nothing was written" in result.stderr
+
+
+def test_missing_spec_is_a_user_error(cli, tmp_path):
+    result = cli("build", tmp_path)
+    assert result.exit_code == 1 and "no spec found" in result.stderr
+
+
+def test_internal_error_exit_2(cli, project, monkeypatch):
+    import builder.plan
+
+    def boom(spec):
+        raise RuntimeError("planner exploded")
+
+    monkeypatch.setattr(builder.plan, "plan_app", boom)
+    monkeypatch.setattr("builder.pipeline.plan_app", boom)
+    result = cli("build", project())
+    assert result.exit_code == 2
+    assert "internal error: RuntimeError: planner exploded" in result.stderr
+    assert "--traceback" in result.stderr
+
+
+def test_schema_command(cli, tmp_path):
+    result = cli("schema")
+    schema = json.loads(result.stdout)
+    assert schema["title"].startswith("mpforge spec")
+    assert "banner" in json.dumps(schema) and schema["additionalProperties"] is False
+    target = tmp_path / "schema.json"
+    assert cli("schema", "-o", target).exit_code == 0
+    assert json.loads(target.read_text()) == schema
+
+
+def test_new_creates_a_project_that_builds(cli, tmp_path):
+    target = tmp_path / "shop"
+    result = cli("new", target)
+    assert result.exit_code == 0, result.output
+    spec = yaml.safe_load((target / "mpforge.yaml").read_text())
+    assert spec["spec_version"] == 1
+    assert cli("build", target).exit_code == 0
+    assert (target / "dist" / "pages" / "home" / "home.axml").is_file()
+
+
+def test_new_refuses_non_empty_dir_and_unknown_template(cli, tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    result = cli("new", tmp_path / "busy")
+    assert result.exit_code == 1 and "not empty" in result.stderr
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+    result = cli("new", tmp_path / "x", "--template", "nope")
+    assert result.exit_code == 1 and "available: basic" in result.stderr
+
+
+def test_console_script_runs_as_subprocess(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "builder", "build", str(SAMPLES / "harbour-coffee"),
+                             "-o", str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "pages" / "stores" / "stores.axml").is_file()
