@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, WithJsonSchema, model_validator
 
 from .blocks import Block, BlockType
 from .spec_models import Asset, HttpsUrl, Link, ShortText, StoreId, StrictModel, Text
@@ -77,10 +77,15 @@ class IconGridBlock(Block):
     items: list[GridItem] = Field(min_length=1, max_length=20)
 
 
+# Editors see a plain number; pydantic's own Decimal schema also varies between versions.
+Price = Annotated[Decimal, Field(ge=0, le=1_000_000, decimal_places=2, title="price"),
+                  WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1_000_000, "multipleOf": 0.01})]
+
+
 class Product(StrictModel):
     name: ShortText
-    price: Decimal = Field(ge=0, le=1_000_000, decimal_places=2, description="price in yuan")
-    original_price: Decimal | None = Field(None, ge=0, le=1_000_000, decimal_places=2)
+    price: Price = Field(description="price in yuan")
+    original_price: Price | None = Field(None, description="shown struck through; must be above price")
     image: Asset | None = None
     tag: Annotated[str, Field(min_length=1, max_length=10)] | None = None
     description: Annotated[str, Field(max_length=200)] | None = None
