@@ -77,9 +77,11 @@ class IconGridBlock(Block):
     items: list[GridItem] = Field(min_length=1, max_length=20)
 
 
-# Editors see a plain number; pydantic's own Decimal schema also varies between versions.
+# Editors see a plain number (no multipleOf: 3.9 is not a float multiple of 0.01);
+# mpforge itself checks the two decimal places. pydantic's Decimal schema also varies
+# between versions, which would make the generated schema depend on the install.
 Price = Annotated[Decimal, Field(ge=0, le=1_000_000, decimal_places=2, title="price"),
-                  WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1_000_000, "multipleOf": 0.01})]
+                  WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1_000_000})]
 
 
 class Product(StrictModel):
