@@ -51,12 +51,29 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             if show_traceback:
                 raise
+            from rich.markup import escape
+
             what = str(exc) if isinstance(exc, PluginError) else f"internal error: {type(exc).__name__}: {exc}"
-            _console(stderr=True).print(f"[bold red]{what}[/]\nnothing was written; rerun with "
-                                        "--traceback for details and report it", markup=False)
+            _console(stderr=True).print(f"[bold red]{escape(what)}[/]\nnothing was written; rerun with "
+                                        "--traceback for details and report it")
             sys.exit(EXIT_INTERNAL_ERROR)
 
     return wrapper
+
+
+def plugin_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--plugin / --disable-plugin, shared by every command that loads plugins."""
+    func = click.option("--disable-plugin", "disabled", multiple=True, metavar="NAME",
+                        help="Do not load this plugin (repeatable).")(func)
+    func = click.option("--plugin", "extra", multiple=True, metavar="MODULE",
+                        help="Also load this plugin: a module name or a .py path (repeatable).")(func)
+    return func
+
+
+def _options(extra: tuple[str, ...], disabled: tuple[str, ...]):
+    from .pipeline import PluginOptions
+
+    return PluginOptions(extra=tuple(extra), disabled=tuple(disabled))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,12 +86,13 @@ def main(traceback: bool) -> None:
 @main.command()
 @click.argument("target", required=False, metavar="[SPEC|DIR]")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Output folder (default: dist/ beside the spec).")
+@plugin_options
 @handle_errors
-def build(target: str | None, output: str | None) -> None:
+def build(target: str | None, output: str | None, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
     """Build the mini-program: write only changed files, all or nothing."""
     from .pipeline import build as run_build
 
-    prepared, result = run_build(target, output)
+    prepared, result = run_build(target, output, _options(extra, disabled))
     _report_problems(prepared.warnings, "")
     _print_summary(result)
 
@@ -96,21 +114,23 @@ def _print_summary(result) -> None:
 @main.command()
 @click.argument("target", required=False, metavar="[SPEC|DIR]")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@plugin_options
 @handle_errors
-def check(target: str | None, fmt: str) -> None:
+def check(target: str | None, fmt: str, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
     """Validate the spec and check the output it would produce; write nothing."""
     import json
 
     from .pipeline import prepare
 
+    options = _options(extra, disabled)
     if fmt == "text":
-        prepared = prepare(target)
+        prepared = prepare(target, options)
         _report_problems(prepared.warnings, "")
         _console().print(f"ok: {len(prepared.tree)} files would be generated, "
                          f"{len(prepared.plan.pages)} pages")
         return
     try:
-        prepared = prepare(target)
+        prepared = prepare(target, options)
         report = {"ok": True, "files": len(prepared.tree),
                   "problems": [p.to_dict() for p in prepared.warnings]}
     except UserError as exc:
@@ -123,14 +143,17 @@ def check(target: str | None, fmt: str) -> None:
 @main.command()
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
               help="Write the schema to this file (default: stdout).")
+@plugin_options
 @handle_errors
-def schema(output) -> None:
+def schema(output, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
     """Print the JSON Schema of the spec, installed plugins included (for editors)."""
     import json
 
+    from .plugin_manager import Plugins
     from .spec_schema import spec_json_schema
 
-    output.write(json.dumps(spec_json_schema(), ensure_ascii=False, indent=2) + "\n")
+    plugins = Plugins(extra=extra, disabled=disabled)
+    output.write(json.dumps(spec_json_schema(plugins), ensure_ascii=False, indent=2) + "\n")
 
 
 @main.command()
@@ -146,3 +169,81 @@ def new(directory: str, template: str) -> None:
 
     spec_path = create_project(Path(directory), template)
     _console().print(f"created {spec_path}\nnext: mpforge build {directory}")
+
+
+@main.command()
+@click.argument("target", required=False, metavar="[SPEC|DIR]")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@plugin_options
+@handle_errors
+def plugins(target: str | None, fmt: str, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
+    """List plugins and what each provides (with a spec: its local plugins and pages too)."""
+    import json
+
+    from .plugin_catalog import describe_plugins
+
+    described = describe_plugins(target, _options(extra, disabled))
+    if fmt == "json":
+        click.echo(json.dumps(described, ensure_ascii=False, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table("plugin", "version", "source", "sections", "blocks", "pages", "hooks")
+    for item in described:
+        table.add_row(item["name"], item["version"], item["source"], ", ".join(item["sections"]),
+                      ", ".join(item["blocks"]), ", ".join(item["pages"]), ", ".join(item["hooks"]))
+    _console().print(table)
+
+
+@main.group()
+def templates() -> None:
+    """List or override the templates a build uses."""
+
+
+@templates.command("list")
+@click.argument("target", required=False, metavar="[SPEC|DIR]")
+@plugin_options
+@handle_errors
+def templates_list(target: str | None, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
+    """Every template, the layer it comes from, and what it overrides."""
+    from rich.table import Table
+
+    from .plugin_catalog import list_templates
+
+    table = Table("template", "from", "overrides")
+    for name, layer, hidden in list_templates(target, _options(extra, disabled)):
+        table.add_row(name, layer, ", ".join(hidden))
+    _console().print(table)
+
+
+@templates.command("eject")
+@click.argument("name")
+@click.argument("target", required=False, metavar="[SPEC|DIR]")
+@plugin_options
+@handle_errors
+def templates_eject(name: str, target: str | None, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
+    """Copy template NAME into the project's templates/ folder to override it."""
+    from .plugin_catalog import eject_template
+
+    path = eject_template(name, target, _options(extra, disabled))
+    _console().print(f"copied to {path}; edit it there, it now overrides the original")
+
+
+@main.group()
+def plugin() -> None:
+    """Tools for plugin authors."""
+
+
+@plugin.command("new")
+@click.argument("name")
+@click.option("-o", "--output", "directory", type=click.Path(file_okay=False),
+              help="Folder to create (default: mpforge-NAME).")
+@handle_errors
+def plugin_new(name: str, directory: str | None) -> None:
+    """Scaffold a pip-installable plugin package with one example block and tests."""
+    from pathlib import Path
+
+    from .scaffold import scaffold_plugin
+
+    folder = scaffold_plugin(name, Path(directory or f"mpforge-{name}"))
+    _console().print(f"created {folder}\nnext: pip install -e {folder} && pytest {folder}")

@@ -72,9 +72,10 @@ class OutputError(UserError):
 class PluginError(Exception):
     """A plugin raised something other than a UserError: a bug in that plugin (exit 2)."""
 
-    def __init__(self, plugin: str, hook: str, exc: BaseException):
+    def __init__(self, plugin: str, hook: str, exc: BaseException, where: str = ""):
         self.plugin, self.hook, self.original = plugin, hook, exc
-        super().__init__(f"plugin '{plugin}' failed in {hook}: {type(exc).__name__}: {exc}")
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}plugin '{plugin}' failed in {hook}: {type(exc).__name__}: {exc}")
 
 
 @dataclass

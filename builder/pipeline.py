@@ -32,10 +32,19 @@ class Prepared:
     warnings: list[Problem]
 
 
-def prepare(target: str | Path | None, plugins: Plugins | None = None) -> Prepared:
+@dataclass(frozen=True)
+class PluginOptions:
+    """Plugin choices from the command line (the spec's own come from its file)."""
+
+    extra: tuple[str, ...] = ()  # --plugin MODULE
+    disabled: tuple[str, ...] = ()  # --disable-plugin NAME
+
+
+def prepare(target: str | Path | None, options: PluginOptions = PluginOptions()) -> Prepared:
     """Load, validate, plan, render and check; raise UserError on any problem."""
-    plugins = plugins or Plugins()
-    spec = validate_spec(load_spec(find_spec(target)), plugins)
+    loaded = load_spec(find_spec(target))
+    plugins = Plugins(extra=options.extra, disabled=options.disabled, spec=loaded)
+    spec = validate_spec(loaded, plugins)
     plan = plan_app(spec)
     try:
         tree = render_app(plan, make_environment(plugins, spec.root))
@@ -62,9 +71,9 @@ def default_output(spec: ValidSpec) -> Path:
 
 
 def build(target: str | Path | None, out_dir: str | Path | None = None,
-          plugins: Plugins | None = None) -> tuple[Prepared, WriteResult]:
+          options: PluginOptions = PluginOptions()) -> tuple[Prepared, WriteResult]:
     """Prepare, then write the tree to `out_dir` (default: `dist/` beside the spec)."""
-    prepared = prepare(target, plugins)
+    prepared = prepare(target, options)
     out = Path(out_dir) if out_dir else default_output(prepared.spec)
     result = write_tree(prepared.tree, out)
     prepared.spec.plugins.call("mpforge_after_build", result=result, spec=prepared.spec)

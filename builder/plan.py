@@ -16,6 +16,8 @@ from urllib.parse import quote
 from pydantic import BaseModel
 
 from .blocks import Block, BlockType
+from .errors import PluginError, UserError
+from .load import format_path
 from .spec_models import AssetPath, Link, Page, Store
 from .validate import ValidSpec
 
@@ -108,7 +110,7 @@ class PlanContext:
 def plan_app(spec: ValidSpec) -> AppPlan:
     model = spec.model
     ctx = PlanContext(spec)
-    pages = [_plan_page(page, spec, ctx) for page in spec.pages]
+    pages = [_plan_page(i, page, spec, ctx) for i, page in enumerate(spec.pages)]
 
     app_json: dict[str, Any] = {
         "pages": [p.path for p in pages],
@@ -139,20 +141,37 @@ def plan_app(spec: ValidSpec) -> AppPlan:
     )
 
 
-def _plan_page(page: Page, spec: ValidSpec, ctx: PlanContext) -> PagePlan:
+def _plan_page(index: int, page: Page, spec: ValidSpec, ctx: PlanContext) -> PagePlan:
     registry = spec.plugins.block_types
     placed = [PlacedBlock(f"b{i}", registry[block.type], block) for i, block in enumerate(page.blocks)]
     plan = PagePlan(
         id=page.id,
         title=page.title,
         json={"defaultTitle": page.title, **page.window.to_alipay(), "usingComponents": {}},
-        data={p.key: p.block.page_data(ctx) for p in placed},
+        data={p.key: _block_data(index, i, p, spec, ctx) for i, p in enumerate(placed)},
         blocks=placed,
         share={"title": page.title, "desc": spec.model.app.description or spec.model.merchant.name,
                "path": f"/pages/{page.id}/{page.id}"},
     )
     spec.plugins.call("mpforge_page_json", page_json=plan.json, page=plan, spec=spec)
     return plan
+
+
+def _block_data(page_index: int, block_index: int, placed: PlacedBlock, spec: ValidSpec,
+                ctx: PlanContext) -> dict[str, Any]:
+    """A block's page data; a failure names the block's plugin and, for spec pages, where it is."""
+    try:
+        return placed.block.page_data(ctx)
+    except UserError:
+        raise
+    except Exception as exc:
+        where = ""
+        if page_index < len(spec.model.pages):
+            path = ("pages", page_index, "blocks", block_index)
+            mark = spec.loaded.mark(path)
+            where = f"{spec.loaded.display_name}:{mark.line}:{mark.column}: {format_path(path)}" if mark else ""
+        plugin = spec.plugins.block_owners[placed.block_type.name]
+        raise PluginError(plugin, f"page_data of block '{placed.block_type.name}'", exc, where) from exc
 
 
 def _assets(spec: ValidSpec) -> dict[str, Path]:

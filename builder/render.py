@@ -39,14 +39,17 @@ def refuse_bindings(value: Any) -> Any:
     return value
 
 
+def template_layers(plugins: Plugins, project_root: Path) -> list[tuple[str, Path]]:
+    """Template folders in lookup order, each named by who provides it."""
+    layers = [("project", project_root / "templates")]
+    layers.extend(plugins.template_dirs)
+    return [(name, folder) for name, folder in layers if folder.is_dir()]
+
+
 def make_environment(plugins: Plugins, project_root: Path) -> jinja2.Environment:
-    loaders: list[jinja2.BaseLoader] = []
-    overrides = project_root / "templates"
-    if overrides.is_dir():
-        loaders.append(jinja2.FileSystemLoader(overrides))
-    loaders.extend(jinja2.FileSystemLoader(d) for d in plugins.template_dirs)
     env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader(loaders),
+        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(folder)
+                                    for _, folder in template_layers(plugins, project_root)]),
         variable_start_string="[[", variable_end_string="]]",
         block_start_string="[%", block_end_string="%]",
         comment_start_string="[#", comment_end_string="#]",
