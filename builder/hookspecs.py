@@ -5,10 +5,10 @@ plugin's result is collected into a list. Arguments are passed by name, so an
 implementation may accept only the ones it needs. The core blocks and checks are
 registered through these same hooks by `builder.core_plugin`.
 
-Pipeline: load -> validate (`mpforge_spec_sections`, `mpforge_block_types`,
-`mpforge_pages`, `mpforge_validate`) -> plan (`mpforge_app_json`, `mpforge_page_json`)
--> render (`mpforge_template_dirs`, `mpforge_services`) -> check (`mpforge_checks`)
--> write -> `mpforge_after_build`.
+Pipeline (and the order of this module): load -> validate (`mpforge_spec_sections`,
+`mpforge_block_types`, `mpforge_pages`, `mpforge_validate`) -> plan (`mpforge_app_json`,
+`mpforge_page_json`) -> render (`mpforge_template_dirs`, `mpforge_services`) -> check
+(`mpforge_checks`) -> write -> `mpforge_after_build`.
 """
 
 from __future__ import annotations
@@ -56,15 +56,6 @@ def mpforge_block_types() -> "list[BlockType]":
 
 
 @hookspec
-def mpforge_template_dirs() -> "list[Path]":
-    """Add folders to the Jinja2 template search path.
-
-    Called once per build. Return a list of directories. The project's own
-    ``templates/`` folder is searched first, then plugin folders, then the core's.
-    """
-
-
-@hookspec
 def mpforge_pages(spec: "ValidSpec") -> "list[Page]":
     """Add pages the spec did not declare (e.g. a coupon centre).
 
@@ -93,6 +84,15 @@ def mpforge_app_json(app_json: "dict[str, Any]", spec: "ValidSpec") -> None:
 @hookspec
 def mpforge_page_json(page_json: "dict[str, Any]", page: "PagePlan", spec: "ValidSpec") -> None:
     """Adjust one page's ``.json`` in place (window keys, usingComponents). Return value is ignored."""
+
+
+@hookspec
+def mpforge_template_dirs() -> "list[Path]":
+    """Add folders to the Jinja2 template search path.
+
+    Called once per build. Return a list of directories. The project's own
+    ``templates/`` folder is searched first, then plugin folders, then the core's.
+    """
 
 
 @hookspec

@@ -1,4 +1,4 @@
-"""Generated docs must match the code (regenerate with `python -m builder.spec_docs`)."""
+"""Generated docs must match the code (regenerate with `python -m builder.docs_gen`)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import json
 import jsonschema
 import yaml
 
-from builder.spec_docs import generated_files
+from builder.docs_gen import generated_files
 from conftest import SAMPLES
 
 
 def test_generated_docs_are_current():
     for path, text in generated_files().items():
-        assert path.read_text(encoding="utf-8") == text, f"{path.name} is stale: run python -m builder.spec_docs"
+        assert path.read_text(encoding="utf-8") == text, f"{path.name} is stale: run python -m builder.docs_gen"
 
 
 def test_every_block_type_is_documented():
