@@ -194,7 +194,16 @@ class _DataBuilder:
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
-        return self.constructor.construct_object(node, deep=True)
+        return self._scalar(node, path)
+
+    def _scalar(self, node: yaml.Node, path: PathKey) -> Any:
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.YAMLError:
+            # Tags the safe loader does not know (e.g. !python/object) are not spec values.
+            self.problems.append(self._at(node, path, f"unsupported YAML tag {node.tag!r}",
+                                          hint="remove the '!' tag"))
+            return None
 
     def _mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> dict:
         result: dict = {}
@@ -202,11 +211,11 @@ class _DataBuilder:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problems.append(self._at(key_node, path, "mapping keys must be plain text"))
                 continue
-            key = self.constructor.construct_object(key_node)
             if key_node.tag == "tag:yaml.org,2002:merge":
                 self.problems.append(self._at(key_node, path, "YAML merge keys (<<) are not supported",
                                               hint="write the keys out"))
                 continue
+            key = self._scalar(key_node, path)
             key = str(key) if not isinstance(key, str) else key
             child = (*path, key)
             if key in result:

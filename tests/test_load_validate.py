@@ -1,0 +1,101 @@
+"""Unit tests of the load and validate stages: locations, limits, error translation."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from builder.errors import SpecError
+from builder.load import Mark, format_path, parse_spec
+from builder.plugin_manager import Plugins
+from builder.validate import validate_spec
+
+
+def parse(text: str, name: str = "mpforge.yaml"):
+    return parse_spec(text.encode("utf-8"), Path(name))
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        validate_spec(parse(text), Plugins())
+    return [str(p) for p in info.value.problems]
+
+
+VALID_HEAD = "spec_version: 1\napp: {name: Shop}\nmerchant: {name: Shop}\n"
+
+
+def test_every_value_and_key_is_located():
+    spec = parse("app:\n  name: Shop\npages:\n  - id: home\n    blocks:\n      - type: text\n")
+    assert spec.values[("app", "name")] == Mark(2, 9)
+    assert spec.keys[("app", "name")] == Mark(2, 3)
+    assert spec.values[("pages", 0, "blocks", 0, "type")] == Mark(6, 15)
+    # A path that does not exist falls back to its closest located parent.
+    assert spec.mark(("pages", 0, "blocks", 0, "text")) == Mark(6, 9)
+
+
+def test_format_path():
+    assert format_path(("pages", 2, "blocks", 0, "type")) == "pages[2].blocks[0].type"
+    assert format_path(()) == ""
+
+
+def test_json_specs_are_located_too():
+    spec = parse('{\n  "app": {\n    "name": "Shop"\n  }\n}\n', "shop.json")
+    assert spec.values[("app", "name")] == Mark(3, 13)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a: 1\na: 2\n", "mpforge.yaml:2:1: a: duplicate key 'a' (first defined at line 1, column 1)"),
+    ("a:\n  b: 1\n  b: 2\n", "mpforge.yaml:3:3: a.b: duplicate key 'b' (first defined at line 2, column 3)"),
+    ("a:\n\t- b\n", "(YAML indentation must use spaces, not tabs)"),
+    ("a: [1,\n", "mpforge.yaml:2:1: YAML syntax error"),
+    ("", "mpforge.yaml:1:1: spec is empty"),
+    ("base: &b {x: 1}\nother:\n  <<: *b\n", "mpforge.yaml:3:3: other: YAML merge keys (<<) are not supported"),
+    ("app: !!python/object:os.system x\n", "mpforge.yaml:1:6: app: unsupported YAML tag"),
+])
+def test_load_errors(text, message):
+    with pytest.raises(SpecError) as info:
+        parse(text)
+    assert message in str(info.value)
+
+
+def test_alias_bomb_is_refused_fast():
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    start = time.perf_counter()
+    with pytest.raises(SpecError) as info:
+        parse("\n".join(lines) + "\n")
+    assert time.perf_counter() - start < 5
+    assert "expands to more than" in str(info.value)
+
+
+def test_block_type_named_like_its_field_keeps_a_clean_path():
+    # The 'image' block has an 'image' field: pydantic's loc is (..., 'image', 'image').
+    text = VALID_HEAD + "pages:\n  - id: home\n    title: H\n    blocks:\n      - {type: image, image: ../x.png}\n"
+    assert problems(text) == [
+        "mpforge.yaml:8:30: pages[0].blocks[0].image: must be a relative path inside the project "
+        "(no '..', no leading '/', no backslashes or drive letters)"]
+
+
+def test_all_schema_problems_are_reported_at_once():
+    text = ("spec_version: 2\napp: {name: Shop, colour: red}\nmerchant: {name: Shop}\n"
+            "pages:\n  - id: Home\n    title: H\n    blocks: [{type: heading}]\n")
+    assert problems(text) == [
+        "mpforge.yaml:1:15: spec_version: input should be 1, got 2",
+        "mpforge.yaml:2:19: app.colour: unknown key 'colour' (allowed keys: name, appid, version, description, theme, window)",
+        "mpforge.yaml:5:9: pages[0].id: 'Home' is not in the expected format "
+        "(expected lower-case letters, digits, '-' and '_'; starts with a letter)",
+        "mpforge.yaml:7:14: pages[0].blocks[0].text: missing required key 'text'",
+    ]
+
+
+def test_unknown_top_level_section_hints_at_plugins():
+    assert problems(VALID_HEAD + "pages: [{id: home, title: H}]\ncoupon: []\n") == [
+        "mpforge.yaml:5:1: coupon: unknown key 'coupon' "
+        "(a plugin section? install or enable the plugin that provides it)"]
+
+
+def test_warnings_do_not_stop_validation():
+    spec = validate_spec(parse(VALID_HEAD + "pages: [{id: home, title: H}]\n"), Plugins())
+    assert [p.id for p in spec.pages] == ["home"] and spec.warnings == []
