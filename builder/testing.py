@@ -38,13 +38,8 @@ def page_spec(blocks: list[dict[str, Any]], **sections: Any) -> dict[str, Any]:
     return spec
 
 
-def build_spec(spec: dict[str, Any] | str, root: Path, *, files: dict[str, str | bytes] | None = None,
-               plugins: Sequence[str] = (), disabled: Sequence[str] = ()) -> FileTree:
-    """Write `spec` (and `files`) into `root`, run the pipeline, return the checked file tree.
-
-    Raises `builder.errors.UserError` with located problems when the spec is invalid.
-    Nothing is written outside `root`.
-    """
+def write_project(root: Path, spec: dict[str, Any] | str, files: dict[str, str | bytes] | None = None) -> Path:
+    """Write `spec` as `root/mpforge.yaml` (a dict is dumped as YAML) and `files` beside it."""
     root.mkdir(parents=True, exist_ok=True)
     text = spec if isinstance(spec, str) else yaml.safe_dump(spec, allow_unicode=True, sort_keys=False)
     (root / "mpforge.yaml").write_text(text, encoding="utf-8")
@@ -52,6 +47,17 @@ def build_spec(spec: dict[str, Any] | str, root: Path, *, files: dict[str, str |
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return root / "mpforge.yaml"
+
+
+def build_spec(spec: dict[str, Any] | str, root: Path, *, files: dict[str, str | bytes] | None = None,
+               plugins: Sequence[str] = (), disabled: Sequence[str] = ()) -> FileTree:
+    """Write the project into `root`, run the pipeline, return the checked file tree.
+
+    Raises `builder.errors.UserError` with located problems when the spec is invalid.
+    Nothing is written outside `root`.
+    """
+    write_project(root, spec, files)
     return prepare(root, PluginOptions(extra=tuple(plugins), disabled=tuple(disabled))).tree
 
 

@@ -6,9 +6,9 @@ import hashlib
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
+from builder import testing
 from builder.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,20 +43,11 @@ MINIMAL_SPEC = {
 def write_project(root: Path, spec: dict | str, files: dict[str, bytes | str] | None = None,
                   with_assets: bool = True) -> Path:
     """Write a project: the spec (a dict is dumped as YAML), the starter assets, extra files."""
-    root.mkdir(parents=True, exist_ok=True)
-    text = spec if isinstance(spec, str) else yaml.safe_dump(spec, allow_unicode=True, sort_keys=False)
-    (root / "mpforge.yaml").write_text(text, encoding="utf-8")
+    assets = {}
     if with_assets:
-        for src in STARTER_ASSETS.rglob("*"):
-            if src.is_file():
-                dest = root / "assets" / src.relative_to(STARTER_ASSETS)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(src.read_bytes())
-    for rel, content in (files or {}).items():
-        dest = root / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-    return root / "mpforge.yaml"
+        assets = {f"assets/{p.relative_to(STARTER_ASSETS).as_posix()}": p.read_bytes()
+                  for p in STARTER_ASSETS.rglob("*") if p.is_file()}
+    return testing.write_project(root, spec, {**assets, **(files or {})})
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:
