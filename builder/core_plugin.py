@@ -10,7 +10,7 @@ from .blocks import BlockType
 from .core_blocks import CORE_BLOCK_TYPES, WebViewBlock
 from .errors import Problem, did_you_mean
 from .hookspecs import hookimpl
-from .spec_models import AssetPath, Link, Page, PageRef, StoreRef
+from .spec_models import AssetPath, Link, Page, Ref
 from .templates_path import core_templates_dir
 from .validate import ValidSpec
 
@@ -33,6 +33,11 @@ def mpforge_pages(spec: ValidSpec) -> list[Page]:
     if any(isinstance(ref, Link) and ref.url for _, ref in spec.references):
         return [Page(id=WEBVIEW_PAGE_ID, title=spec.model.app.name, blocks=[WebViewBlock(type="web-view")])]
     return []
+
+
+@hookimpl
+def mpforge_reference_targets(spec: ValidSpec) -> dict[str, list[str]]:
+    return {"page": [p.id for p in spec.pages], "store": [s.id for s in spec.model.merchant.stores]}
 
 
 @hookimpl
@@ -82,19 +87,12 @@ def _store_rules(spec: ValidSpec) -> list[Problem]:
 
 
 def _reference_rules(spec: ValidSpec) -> list[Problem]:
-    page_ids = list(dict.fromkeys(p.id for p in spec.pages))
     tab_pages = {item.page for item in spec.model.tabbar.items} if spec.model.tabbar else set()
-    store_ids = [s.id for s in spec.model.merchant.stores]
     assets_dir = spec.assets_dir
     problems = []
     for path, ref in spec.references:
-        if isinstance(ref, PageRef) and ref not in page_ids:
-            problems.append(spec.problem(path, f"no page with id '{ref}'",
-                                         hint=did_you_mean(ref, page_ids) or f"pages: {', '.join(page_ids)}"))
-        elif isinstance(ref, StoreRef) and ref not in store_ids:
-            problems.append(spec.problem(path, f"no store with id '{ref}' in merchant.stores",
-                                         hint=did_you_mean(ref, store_ids) or (
-                                             f"stores: {', '.join(store_ids)}" if store_ids else "add it to merchant.stores")))
+        if isinstance(ref, Ref):
+            problems.extend(_check_ref(spec, path, ref))
         elif isinstance(ref, Link) and ref.query and ref.page in tab_pages:
             problems.append(spec.problem(path, f"page '{ref.page}' is a tab page, which cannot receive a query",
                                          hint="Alipay opens tab pages with my.switchTab, which drops the query"))
@@ -107,6 +105,18 @@ def _reference_rules(spec: ValidSpec) -> list[Problem]:
     if assets_dir is not None and not assets_dir.is_dir():
         problems.append(spec.problem(("assets",), f"assets folder not found: {spec.model.assets}"))
     return problems
+
+
+def _check_ref(spec: ValidSpec, path: tuple, ref: Ref) -> list[Problem]:
+    if ref.kind not in spec.targets:
+        return [spec.problem(path, f"{ref.kind} id '{ref}' needs the '{ref.provided_by}' plugin, which is not enabled",
+                             hint=f"install it or list it under 'plugins'; 'mpforge plugins' shows what is loaded")]
+    ids = list(dict.fromkeys(spec.targets[ref.kind]))
+    if ref in ids:
+        return []
+    where = f" in {ref.defined_in}" if ref.defined_in else ""
+    listing = f"{ref.kind}s: {', '.join(ids)}" if ids else f"define one{where}"
+    return [spec.problem(path, f"no {ref.kind} with id '{ref}'{where}", hint=did_you_mean(ref, ids) or listing)]
 
 
 def _tabbar_rules(spec: ValidSpec) -> list[Problem]:

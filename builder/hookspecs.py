@@ -6,7 +6,7 @@ implementation may accept only the ones it needs. The core blocks and checks are
 registered through these same hooks by `builder.core_plugin`.
 
 Pipeline (and the order of this module): load -> validate (`mpforge_spec_sections`,
-`mpforge_block_types`, `mpforge_pages`, `mpforge_validate`) -> plan (`mpforge_app_json`,
+`mpforge_block_types`, `mpforge_pages`, `mpforge_reference_targets`, `mpforge_validate`) -> plan (`mpforge_app_json`,
 `mpforge_page_json`) -> render (`mpforge_template_dirs`, `mpforge_services`) -> check
 (`mpforge_checks`) -> write -> `mpforge_after_build`.
 """
@@ -63,6 +63,19 @@ def mpforge_pages(spec: "ValidSpec") -> "list[Page]":
     links to these pages are valid. Return a list of `builder.spec_models.Page` whose
     `blocks` are block model instances; they are planned and rendered like spec pages,
     after them. Their ids must not clash with other pages.
+    """
+
+
+@hookspec
+def mpforge_reference_targets(spec: "ValidSpec") -> "dict[str, list[str]]":
+    """Declare the ids that references of a kind may point at.
+
+    Called once after every page is known, before `mpforge_validate`. Return a dict
+    mapping a reference kind to the ids this plugin defines, e.g.
+    ``{"coupon": ["welcome-5", "latte-free"]}``. Spec fields typed with a
+    `builder.spec_models.Ref` subclass of that kind (see `ref_field`) are then checked
+    against these ids, with located errors; a kind no enabled plugin provides is an
+    error naming the plugin the reference needs. The core provides "page" and "store".
     """
 
 

@@ -20,10 +20,12 @@ from .spec_models import (
     Page,
     PageId,
     Phone,
+    Ref,
     ShortText,
     StoreId,
     StrictModel,
     Text,
+    ref_field,
 )
 from .validate import ValidSpec
 from .write import WriteResult
@@ -31,5 +33,6 @@ from .write import WriteResult
 __all__ = [
     "HOOK_API_VERSION", "hookimpl", "Block", "BlockType", "Problem", "UserError", "FileTree",
     "AppPlan", "PagePlan", "PlanContext", "ValidSpec", "WriteResult", "Page", "StrictModel",
-    "Asset", "Color", "HttpsUrl", "Id", "Link", "PageId", "Phone", "ShortText", "StoreId", "Text",
+    "Asset", "Color", "HttpsUrl", "Id", "Link", "PageId", "Phone", "Ref", "ShortText", "StoreId", "Text",
+    "ref_field",
 ]

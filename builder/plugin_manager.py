@@ -50,6 +50,7 @@ class Plugins:
         self.pm.add_hookspecs(hookspecs)
         self.info: dict[str, PluginInfo] = {}
         self._skipped: set[str] = set()  # disabled plugins that were found
+        self._targets: set[str] = set()  # local plugins loaded, by resolved path or module name
         self._add(core_plugin, "core", __version__, "core")
         for name in disabled:
             self.pm.set_blocked(name)
@@ -90,6 +91,10 @@ class Plugins:
 
     def _load(self, target: str, root: Path, source: str, disabled: Sequence[str], locate) -> None:
         locate = locate or (lambda msg, hint=None: Problem(msg, hint=hint))
+        key = str((root / target).resolve()) if _is_path(target) else target
+        if key in self._targets:
+            return  # listed in the spec and on the command line: load it once
+        self._targets.add(key)
         try:
             module = _import(target, root)
         except FileNotFoundError:
@@ -223,13 +228,17 @@ class Plugins:
         return [(plugin, check) for plugin, checks in self.call("mpforge_checks") for check in checks]
 
 
+def _is_path(target: str) -> bool:
+    return target.endswith(".py") or "/" in target
+
+
 def _import(target: str, root: Path) -> ModuleType:
     """Import a plugin given as a .py path (relative to `root`) or a module name.
 
     Project-local plugin code is executed afresh on every load, so an edited plugin
     file takes effect on the next build (and in `mpforge dev`).
     """
-    if target.endswith(".py") or "/" in target:
+    if _is_path(target):
         path = (root / target).resolve()
         if not path.is_file():
             raise FileNotFoundError(path)

@@ -8,7 +8,7 @@ the same cross-reference validation for free.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -45,16 +45,34 @@ class AssetPath(str):
     """A file inside the project's assets folder, as written in the spec."""
 
 
-class PageRef(str):
-    """The id of a page (declared in the spec or added by a plugin)."""
+class Ref(str):
+    """An id pointing at something defined elsewhere in the spec (a page, a coupon...).
+
+    Subclass it with a `kind`; the plugin defining that kind returns its ids from
+    `mpforge_reference_targets`, and the core checks every reference against them.
+    """
+
+    kind: ClassVar[str] = ""
+    provided_by: ClassVar[str] = "core"  # the plugin that must be enabled for this kind
+    defined_in: ClassVar[str] = ""  # where such ids are defined, for messages
 
 
-class StoreRef(str):
-    """The id of a store in `merchant.stores`."""
+class PageRef(Ref):
+    kind = "page"
 
 
-PageId = Annotated[Id, AfterValidator(PageRef), Field(title="page id", description="id of a page")]
-StoreId = Annotated[Id, AfterValidator(StoreRef), Field(title="store id", description="id of a store in merchant.stores")]
+class StoreRef(Ref):
+    kind = "store"
+    defined_in = "merchant.stores"
+
+
+def ref_field(ref: type[Ref], description: str) -> Any:
+    """The field type of a reference: an id checked at build time against `ref.kind` targets."""
+    return Annotated[Id, AfterValidator(ref), Field(title=f"{ref.kind} id", description=description)]
+
+
+PageId = ref_field(PageRef, "id of a page")
+StoreId = ref_field(StoreRef, "id of a store in merchant.stores")
 
 
 def _relative_path(value: str) -> str:

@@ -23,7 +23,7 @@ from .blocks import Block, BlockType
 from .errors import Problem, ProblemList, SpecError, did_you_mean
 from .load import LoadedSpec, PathKey
 from .plugin_manager import Plugins
-from .spec_models import AssetPath, CoreSpec, Link, Page, PageRef, StoreRef
+from .spec_models import AssetPath, CoreSpec, Link, Page, Ref
 
 
 @dataclass
@@ -34,6 +34,7 @@ class ValidSpec:
     model: Any  # an instance of the assembled Spec model
     plugins: Plugins
     pages: list[Page] = field(default_factory=list)  # spec pages, then plugin pages
+    targets: dict[str, list[str]] = field(default_factory=dict)  # reference kind -> defined ids
     warnings: list[Problem] = field(default_factory=list)
 
     def problem(self, path: PathKey, message: str, *, hint: str | None = None,
@@ -57,7 +58,7 @@ class ValidSpec:
     def references(self) -> list[tuple[PathKey, Any]]:
         """Every Link and reference marker in the spec's sections, with its path."""
         return [(path, value) for path, value in walk(self.model)
-                if isinstance(value, (Link, PageRef, StoreRef, AssetPath))]
+                if isinstance(value, (Link, Ref, AssetPath))]
 
 
 def walk(value: Any, path: PathKey = ()) -> Iterator[tuple[PathKey, Any]]:
@@ -105,6 +106,9 @@ def validate_spec(loaded: LoadedSpec, plugins: Plugins) -> ValidSpec:
     spec = ValidSpec(loaded=loaded, model=model, plugins=plugins, pages=list(model.pages))
     for plugin, pages in plugins.call("mpforge_pages", spec=spec):
         spec.pages.extend(pages)
+    for _, targets in plugins.call("mpforge_reference_targets", spec=spec):
+        for kind, ids in targets.items():
+            spec.targets.setdefault(kind, []).extend(ids)
     problems = ProblemList()
     for _, found in plugins.call("mpforge_validate", spec=spec):
         for problem in found:

@@ -74,6 +74,12 @@ def mpforge_pages(spec):
 
 
 @hookimpl
+def mpforge_reference_targets(spec):
+    _maybe_raise("mpforge_reference_targets")
+    return {{"stamp-card": ["classic"] if spec.section("stamps") else []}}
+
+
+@hookimpl
 def mpforge_validate(spec):
     _maybe_raise("mpforge_validate")
     section = spec.section("stamps")
@@ -163,6 +169,49 @@ def test_plugin_section_is_validated_with_locations(project, cli):
     spec.write_text(spec.read_text().replace("cups: many", "cups: 30"), encoding="utf-8")
     result = cli("check", spec)
     assert f"mpforge.yaml:{line}:9: stamps.cups: at most 20 cups per card" in result.stderr  # mpforge_validate
+
+
+# A second plugin whose block points at the first plugin's stamp cards.
+BADGE_PLUGIN = '''
+from typing import Literal
+from builder.plugin_api import Block, BlockType, Ref, hookimpl, ref_field
+
+PLUGIN_NAME = "badges"
+
+
+class StampCardRef(Ref):
+    kind = "stamp-card"
+    provided_by = "stamps"
+    defined_in = "stamps"
+
+
+class BadgeBlock(Block):
+    type: Literal["badge"]
+    card: ref_field(StampCardRef, "a stamp card id")
+
+
+@hookimpl
+def mpforge_block_types():
+    return [BlockType(name="badge", model=BadgeBlock, template="blocks/stamp.axml")]
+'''
+
+
+@pytest.mark.parametrize("card, with_stamps, message", [
+    ("classic", True, None),
+    ("clasic", True, "pages[0].blocks[1].card: no stamp-card with id 'clasic' in stamps (did you mean 'classic'?)"),
+    ("classic", False, "pages[0].blocks[0].card: stamp-card id 'classic' needs the 'stamps' plugin, which is not enabled"),
+])
+def test_references_across_plugins(project, cli, card, with_stamps, message):
+    blocks = [{"type": "stamp", "title": "x"}] if with_stamps else []
+    spec = stamp_project(project, blocks=[*blocks, {"type": "badge", "card": card}])
+    if not with_stamps:  # a spec for a machine without the stamps plugin
+        spec.write_text(spec.read_text().split("stamps:\n")[0].replace("- ./stamp_plugin.py", "- ./badge_plugin.py"))
+    (spec.parent / "badge_plugin.py").write_text(BADGE_PLUGIN)
+    result = cli("check", spec, "--plugin", spec.parent / "badge_plugin.py")
+    if message is None:
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code == 1 and message in result.stderr, result.output
 
 
 def test_plugin_check_stops_the_build(project, cli, tmp_path):
