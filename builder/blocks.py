@@ -39,7 +39,7 @@ class BlockType:
     model: type[Block]
     template: str  # AXML template name, e.g. "blocks/banner.axml"
     style: str | None = None  # ACSS template name, added once to app.acss when used
-    # JS template of Page members (handlers, lifecycle), added once per page using the
-    # block; rendered with `keys`, the data keys of this type's blocks on the page.
+    # JS template of Page members (handlers, lifecycle), added once per page that uses
+    # it; rendered with `keys`, the data keys of all blocks on the page sharing it.
     script: str | None = None
     description: str = ""

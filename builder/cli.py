@@ -186,13 +186,14 @@ def plugins(target: str | None, fmt: str, extra: tuple[str, ...], disabled: tupl
     if fmt == "json":
         click.echo(json.dumps(described, ensure_ascii=False, indent=2))
         return
-    from rich.table import Table
+    from rich.markup import escape
 
-    table = Table("plugin", "version", "source", "sections", "blocks", "pages", "hooks")
+    console = _console()
     for item in described:
-        table.add_row(item["name"], item["version"], item["source"], ", ".join(item["sections"]),
-                      ", ".join(item["blocks"]), ", ".join(item["pages"]), ", ".join(item["hooks"]))
-    _console().print(table)
+        console.print(f"[bold]{escape(item['name'])}[/] {escape(item['version'])} ({item['source']}: {escape(item['module'])})")
+        for label in ("sections", "blocks", "pages", "hooks"):
+            if item[label]:
+                console.print(f"  {label}: {escape(', '.join(item[label]))}")
 
 
 @main.group()

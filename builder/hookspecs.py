@@ -109,10 +109,12 @@ def mpforge_template_dirs() -> "list[Path]":
 
 
 @hookspec
-def mpforge_services(plan: "AppPlan", spec: "ValidSpec") -> "dict[str, str]":
+def mpforge_services(plan: "AppPlan", spec: "ValidSpec", render: "Callable[..., str]") -> "dict[str, str]":
     """Contribute app-level files, e.g. ``{"services/coupon.js": "<source>"}``.
 
-    Called during render. Return a dict of output path to text. Paths must not clash
+    Called during render. `render(template_name, **context)` renders a template with
+    the build's environment (project overrides first, `[[ ]]` delimiters, the `js`
+    filter for JSON data). Return a dict of output path to text; paths must not clash
     with other plugins' or the core's files.
     """
 

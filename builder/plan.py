@@ -61,6 +61,7 @@ class PlanContext:
 
     def __init__(self, spec: ValidSpec):
         self.spec = spec
+        self.today = spec.today
         tabbar = spec.model.tabbar
         self.tab_pages = {item.page for item in tabbar.items} if tabbar else set()
         self._stores = {s.id: s for s in spec.model.merchant.stores}

@@ -57,7 +57,9 @@ class Plugins:
         self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
         for plugin, dist in self.pm.list_plugin_distinfo():
             name = self.pm.get_name(plugin)
-            self.info[name] = PluginInfo(name, dist.version, "entry point", plugin.__name__)
+            # A module's own __version__ wins: first-party plugins share mpforge's distribution.
+            version = str(getattr(plugin, "__version__", None) or dist.version)
+            self.info[name] = PluginInfo(name, version, "entry point", plugin.__name__)
         if spec is not None:
             self._load_from_spec(spec, disabled)
         for target in extra:

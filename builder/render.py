@@ -25,14 +25,16 @@ def to_js(value: Any) -> Markup:
     return Markup(text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
-def refuse_bindings(value: Any) -> Any:
-    """Printed text must not carry `{{` or `}}`: in AXML it would turn into a live binding.
+@jinja2.pass_context
+def refuse_bindings(context: jinja2.runtime.Context, value: Any) -> Any:
+    """Text printed into AXML must not carry `{{` or `}}`: it would become a live binding.
 
-    Escaping cannot help there, so a template (a plugin's or a project override) that
-    prints merchant text instead of binding it fails loudly. Data emitted with the `js`
-    filter is Markup and passes.
+    Escaping cannot help there, so an AXML template (a plugin's or a project override)
+    that prints merchant text instead of binding it fails loudly. Other templates (JS,
+    Markdown) may print text; JS data goes through the `js` filter.
     """
-    if isinstance(value, str) and not isinstance(value, Markup) and ("{{" in value or "}}" in value):
+    if (str(context.name).endswith(".axml") and isinstance(value, str) and not isinstance(value, Markup)
+            and ("{{" in value or "}}" in value)):
         raise jinja2.TemplateRuntimeError(
             f"a template printed text containing '{{{{' or '}}}}' ({value[:40]!r}); "
             "put text in page data and bind it with {{key.field}}")
@@ -69,12 +71,17 @@ def render_app(plan: AppPlan, env: jinja2.Environment) -> FileTree:
     tree.add_json("app.json", plan.app_json)
     tree.add_json("mini.project.json", plan.mini_project)
     tree.add("app.js", env.get_template("app/app.js").render(plan=plan))
-    styles = [env.get_template(bt.style).render(theme=theme) for bt in plan.block_types_used if bt.style]
+    # dict.fromkeys: block types of one plugin may share a stylesheet; include it once.
+    style_names = dict.fromkeys(bt.style for bt in plan.block_types_used if bt.style)
+    styles = [env.get_template(name).render(theme=theme) for name in style_names]
     tree.add("app.acss", env.get_template("app/app.acss").render(theme=theme, styles=styles))
     tree.add("utils/mpforge.js", env.get_template("app/mpforge.js").render())
     for page in plan.pages:
         render_page(page, env, tree, theme)
-    for _, files in spec.plugins.call("mpforge_services", plan=plan, spec=spec):
+    def render(name: str, **context: Any) -> str:
+        return env.get_template(name).render(**context)
+
+    for _, files in spec.plugins.call("mpforge_services", plan=plan, spec=spec, render=render):
         for path, text in files.items():
             tree.add(path, text)
     for out_path, source in plan.assets.items():
@@ -83,14 +90,13 @@ def render_app(plan: AppPlan, env: jinja2.Environment) -> FileTree:
 
 
 def render_page(page: PagePlan, env: jinja2.Environment, tree: FileTree, theme: Any) -> None:
-    scripts = []
-    seen: set[str] = set()
+    # One rendering per script template: block types of a plugin can share one script
+    # (e.g. every coupon block uses the same claim handler); `keys` lists their blocks.
+    keys_by_script: dict[str, list[str]] = {}
     for placed in page.blocks:
-        block_type = placed.block_type
-        if block_type.script and block_type.name not in seen:
-            seen.add(block_type.name)
-            keys = [p.key for p in page.blocks if p.block_type.name == block_type.name]
-            scripts.append(env.get_template(block_type.script).render(keys=keys, page=page))
+        if placed.block_type.script:
+            keys_by_script.setdefault(placed.block_type.script, []).append(placed.key)
+    scripts = [env.get_template(name).render(keys=keys, page=page) for name, keys in keys_by_script.items()]
     base = page.path
     tree.add(f"{base}.axml", env.get_template("page/page.axml").render(page=page, theme=theme))
     tree.add(f"{base}.acss", env.get_template("page/page.acss").render(page=page))

@@ -9,9 +9,11 @@ something that exists.
 
 from __future__ import annotations
 
+import os
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Union
@@ -49,6 +51,12 @@ class ValidSpec:
     @property
     def root(self) -> Path:
         return self.loaded.root
+
+    @cached_property
+    def today(self) -> date:
+        """The build's date: SOURCE_DATE_EPOCH when set (reproducible builds), else today."""
+        epoch = os.environ.get("SOURCE_DATE_EPOCH")
+        return datetime.fromtimestamp(int(epoch), timezone.utc).date() if epoch else date.today()
 
     @property
     def assets_dir(self) -> Path | None:

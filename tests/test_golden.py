@@ -18,6 +18,7 @@ from conftest import REPO, SAMPLES
 GOLDEN = REPO / "tests" / "golden"
 SAMPLE_NAMES = sorted(p.name for p in SAMPLES.iterdir() if (p / "mpforge.yaml").is_file())
 UPDATE = os.environ.get("MPFORGE_UPDATE_GOLDEN") == "1"
+BUILD_DATE = "1795564800"  # 2026-11-25: coupon expiry in the samples is judged as of this day
 
 
 def expected_files(tree) -> dict[str, bytes]:
@@ -34,7 +35,8 @@ def test_there_are_at_least_two_samples():
 
 
 @pytest.mark.parametrize("sample", SAMPLE_NAMES)
-def test_sample_matches_golden(sample):
+def test_sample_matches_golden(sample, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", BUILD_DATE)
     actual = expected_files(prepare(SAMPLES / sample).tree)
     folder = GOLDEN / sample
     if UPDATE:

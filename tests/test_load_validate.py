@@ -91,8 +91,8 @@ def test_all_schema_problems_are_reported_at_once():
 
 
 def test_unknown_top_level_section_hints_at_plugins():
-    assert problems(VALID_HEAD + "pages: [{id: home, title: H}]\ncoupon: []\n") == [
-        "mpforge.yaml:5:1: coupon: unknown key 'coupon' "
+    assert problems(VALID_HEAD + "pages: [{id: home, title: H}]\nloyalty: []\n") == [
+        "mpforge.yaml:5:1: loyalty: unknown key 'loyalty' "
         "(a plugin section? install or enable the plugin that provides it)"]
 
 

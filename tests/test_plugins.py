@@ -314,9 +314,9 @@ def test_requires_versions(project, cli):
     result = cli("check", spec)
     assert result.exit_code == 1
     assert "requires.stamps: plugin 'stamps' is version 0.9.1, the spec requires >=1.0" in result.stderr
-    spec = stamp_project(project, extra={"requires": {"coupon": ">=1.0", "stamps": "one"}})
+    spec = stamp_project(project, extra={"requires": {"loyalty": ">=1.0", "stamps": "one"}})
     result = cli("check", spec)
-    assert "requires.coupon: the spec requires plugin 'coupon' (>=1.0), which is not installed" in result.stderr
+    assert "requires.loyalty: the spec requires plugin 'loyalty' (>=1.0), which is not installed" in result.stderr
     assert "requires.stamps: invalid version range 'one'" in result.stderr
 
 
@@ -344,8 +344,10 @@ def test_entry_point_plugins_are_discovered(project, cli, tmp_path, monkeypatch)
 def test_plugins_command_lists_core_and_local(project, cli):
     spec = stamp_project(project)
     listed = json.loads(cli("plugins", spec, "--format", "json").stdout)
-    assert [p["name"] for p in listed] == ["core", "stamps"]
-    core, stamps = listed
+    assert [p["name"] for p in listed] == ["core", "coupon", "stamps"]
+    core, coupon, stamps = listed
+    assert coupon["source"] == "entry point" and coupon["blocks"] == ["coupon-list", "coupon-card",
+                                                                      "coupon-banner", "my-coupons"]
     assert core["source"] == "core" and "banner" in core["blocks"] and "mpforge_block_types" in core["hooks"]
     assert stamps == {"name": "stamps", "version": "1.0.0", "source": "spec", "module": stamps["module"],
                       "sections": ["stamps"], "blocks": ["stamp"], "pages": ["stamps"], "hooks": ALL_HOOKS}

@@ -23,6 +23,14 @@ Page({
       "height": 24
     },
     "b4": {
+      "text": "我的优惠券",
+      "link": {
+        "kind": "page",
+        "url": "/pages/my-coupons/my-coupons"
+      },
+      "style": "default"
+    },
+    "b5": {
       "text": "去新天地店",
       "link": {
         "kind": "map",
@@ -33,7 +41,7 @@ Page({
       },
       "style": "primary"
     },
-    "b5": {
+    "b6": {
       "text": "烘焙工坊开放日",
       "link": {
         "kind": "page",

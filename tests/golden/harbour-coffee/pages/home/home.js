@@ -70,20 +70,37 @@ Page({
         },
         {
           "icon": "/assets/grid/member.png",
-          "text": "客服",
+          "text": "领券",
           "link": {
-            "kind": "phone",
-            "number": "400-820-1234"
+            "kind": "page",
+            "url": "/pages/coupons/coupons"
           }
         }
       ]
     },
     "b3": {
+      "image": "/assets/banner/spring-2.png",
+      "subtitle": "新用户专享 · 全场通用",
+      "coupons": [
+        {
+          "id": "welcome-5",
+          "title": "新人立减 5 元",
+          "kind": "cash",
+          "value_text": "¥5",
+          "threshold_text": "满25元可用",
+          "validity_text": "领取后14天内有效",
+          "terms": "每位新用户限领一张，不与其他优惠同享。",
+          "state": "available",
+          "state_text": "立即领取"
+        }
+      ]
+    },
+    "b4": {
       "text": "本季推荐",
       "subtitle": "Barista's picks",
       "align": "left"
     },
-    "b4": {
+    "b5": {
       "title": null,
       "layout": "grid",
       "items": [
@@ -113,7 +130,7 @@ Page({
         }
       ]
     },
-    "b5": {
+    "b6": {
       "text": "查看完整菜单",
       "link": {
         "kind": "tab",
@@ -122,6 +139,13 @@ Page({
       "style": "primary"
     }
   },
+  onShow() {
+    require('../../services/coupon.js').refresh(this, ["b3"]);
+  },
+  onClaimCoupon(event) {
+    require('../../services/coupon.js').claim(this, ["b3"], event.currentTarget.dataset.coupon);
+  },
+
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },

@@ -4,6 +4,33 @@ const mpforge = require('../../utils/mpforge.js');
 Page({
   data: {
     "b0": {
+      "title": "今日可领",
+      "coupons": [
+        {
+          "id": "latte-85",
+          "title": "拿铁 8.5 折",
+          "kind": "discount",
+          "value_text": "8.5折",
+          "threshold_text": "无门槛",
+          "validity_text": "2026-11-01 至 2027-01-31",
+          "terms": null,
+          "state": "available",
+          "state_text": "立即领取"
+        },
+        {
+          "id": "croissant-free",
+          "title": "买咖啡送可颂",
+          "kind": "exchange",
+          "value_text": "黄油可颂一个",
+          "threshold_text": "满30元可用",
+          "validity_text": "领取后7天内有效",
+          "terms": "限陆家嘴店使用，周末不可用。",
+          "state": "available",
+          "state_text": "立即领取"
+        }
+      ]
+    },
+    "b1": {
       "title": "咖啡",
       "layout": "list",
       "items": [
@@ -45,10 +72,10 @@ Page({
         }
       ]
     },
-    "b1": {
+    "b2": {
       "inset": true
     },
-    "b2": {
+    "b3": {
       "title": "烘焙",
       "layout": "grid",
       "items": [
@@ -73,6 +100,13 @@ Page({
       ]
     }
   },
+  onShow() {
+    require('../../services/coupon.js').refresh(this, ["b0"]);
+  },
+  onClaimCoupon(event) {
+    require('../../services/coupon.js').claim(this, ["b0"], event.currentTarget.dataset.coupon);
+  },
+
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },

@@ -14,9 +14,24 @@ Page({
       "size": "normal"
     },
     "b2": {
-      "inset": false
+      "coupons": [
+        {
+          "id": "wednesday-15",
+          "title": "会员日满 100 减 15",
+          "kind": "cash",
+          "value_text": "¥15",
+          "threshold_text": "满100元可用",
+          "validity_text": "2026-11-01 至 2027-03-31",
+          "terms": "仅限每周三使用，生鲜、肉蛋乳品可用。",
+          "state": "available",
+          "state_text": "立即领取"
+        }
+      ]
     },
     "b3": {
+      "inset": false
+    },
+    "b4": {
       "title": null,
       "layout": "list",
       "items": [
@@ -41,6 +56,13 @@ Page({
       ]
     }
   },
+  onShow() {
+    require('../../services/coupon.js').refresh(this, ["b2"]);
+  },
+  onClaimCoupon(event) {
+    require('../../services/coupon.js').claim(this, ["b2"], event.currentTarget.dataset.coupon);
+  },
+
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },

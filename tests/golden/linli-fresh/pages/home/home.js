@@ -28,6 +28,33 @@ Page({
       "link": null
     },
     "b2": {
+      "title": "领券再下单",
+      "coupons": [
+        {
+          "id": "new-5",
+          "title": "新人无门槛 5 元",
+          "kind": "cash",
+          "value_text": "¥5",
+          "threshold_text": "无门槛",
+          "validity_text": "领取后30天内有效",
+          "terms": null,
+          "state": "available",
+          "state_text": "立即领取"
+        },
+        {
+          "id": "wednesday-15",
+          "title": "会员日满 100 减 15",
+          "kind": "cash",
+          "value_text": "¥15",
+          "threshold_text": "满100元可用",
+          "validity_text": "2026-11-01 至 2027-03-31",
+          "terms": "仅限每周三使用，生鲜、肉蛋乳品可用。",
+          "state": "available",
+          "state_text": "立即领取"
+        }
+      ]
+    },
+    "b3": {
       "columns": 5,
       "items": [
         {
@@ -72,12 +99,12 @@ Page({
         }
       ]
     },
-    "b3": {
+    "b4": {
       "text": "今日特价",
       "subtitle": "每天早上 7 点更新",
       "align": "left"
     },
-    "b4": {
+    "b5": {
       "title": null,
       "layout": "grid",
       "items": [
@@ -119,7 +146,7 @@ Page({
         }
       ]
     },
-    "b5": {
+    "b6": {
       "text": "电话下单",
       "link": {
         "kind": "phone",
@@ -128,6 +155,13 @@ Page({
       "style": "primary"
     }
   },
+  onShow() {
+    require('../../services/coupon.js').refresh(this, ["b2"]);
+  },
+  onClaimCoupon(event) {
+    require('../../services/coupon.js').claim(this, ["b2"], event.currentTarget.dataset.coupon);
+  },
+
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },

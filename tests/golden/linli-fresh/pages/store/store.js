@@ -34,6 +34,14 @@ Page({
       "size": "small"
     },
     "b3": {
+      "text": "我的优惠券",
+      "link": {
+        "kind": "page",
+        "url": "/pages/mine/mine"
+      },
+      "style": "primary"
+    },
+    "b4": {
       "text": "联系门店",
       "link": {
         "kind": "phone",

@@ -1,0 +1,107 @@
+"""coupon: merchant coupons (商家券) with claim buttons, a coupon centre and "my coupons".
+
+The mini-program cannot issue Alipay merchant coupons itself: issuing is an OpenAPI
+call signed with the merchant's key. So the generated `services/coupon.js` gets an auth
+code with `my.getAuthCode` and posts it to the merchant backend configured in the spec;
+`docs/backend-contract.md` in the output documents what that backend must answer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from builder.plugin_api import AppPlan, BlockType, Page, Problem, ValidSpec, hookimpl
+
+from .blocks import BLOCK_TYPES, CouponListBlock, MyCouponsBlock, coupon_display
+from .models import CouponId, CouponSection
+
+__version__ = "1.0.0"
+__all__ = ["CouponId", "CouponSection"]
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@hookimpl
+def mpforge_spec_sections() -> dict[str, type]:
+    return {"coupon": CouponSection}
+
+
+@hookimpl
+def mpforge_block_types() -> list[BlockType]:
+    return BLOCK_TYPES
+
+
+@hookimpl
+def mpforge_template_dirs() -> list[Path]:
+    return [TEMPLATES]
+
+
+@hookimpl
+def mpforge_pages(spec: ValidSpec) -> list[Page]:
+    section: CouponSection | None = spec.section("coupon")
+    if section is None:
+        return []
+    pages = []
+    centre, mine = section.pages.centre, section.pages.mine
+    if centre:
+        pages.append(Page(id=centre.id, title=centre.title, blocks=[CouponListBlock(type="coupon-list")]))
+    if mine:
+        more = {"page": centre.id} if centre else None
+        pages.append(Page(id=mine.id, title=mine.title, blocks=[MyCouponsBlock(type="my-coupons", more=more)]))
+    return pages
+
+
+@hookimpl
+def mpforge_reference_targets(spec: ValidSpec) -> dict[str, list[str]]:
+    section: CouponSection | None = spec.section("coupon")
+    return {"coupon": [c.id for c in section.coupons] if section else []}
+
+
+@hookimpl
+def mpforge_validate(spec: ValidSpec) -> list[Problem]:
+    section: CouponSection | None = spec.section("coupon")
+    if section is None:
+        return []
+    problems = []
+    first: dict[str, int] = {}
+    for i, coupon in enumerate(section.coupons):
+        path = ("coupon", "coupons", i)
+        if coupon.id in first:
+            problems.append(spec.problem((*path, "id"), f"duplicate coupon id '{coupon.id}'",
+                                         hint=f"first used by coupon.coupons[{first[coupon.id]}]"))
+        first.setdefault(coupon.id, i)
+        validity = coupon.validity
+        if validity.fixed and validity.end < spec.today:
+            problems.append(spec.problem((*path, "validity", "end"),
+                                         f"coupon '{coupon.id}' expired on {validity.end}; it will show as expired",
+                                         severity="warning"))
+    return problems
+
+
+@hookimpl
+def mpforge_services(plan: AppPlan, spec: ValidSpec, render) -> dict[str, str]:
+    section: CouponSection | None = spec.section("coupon")
+    if section is None:
+        return {}
+    config = _runtime_config(section, spec)
+    return {
+        "services/coupon.js": render("coupon/service.js", config=config),
+        "docs/backend-contract.md": render("coupon/backend-contract.md", section=section, app=spec.model.app,
+                                           claim_url=config["claimUrl"], example=section.coupons[0]),
+    }
+
+
+def _runtime_config(section: CouponSection, spec: ValidSpec) -> dict[str, Any]:
+    """What services/coupon.js needs: where to claim, and each coupon's rules and display."""
+    coupons = {}
+    for coupon in section.coupons:
+        validity = coupon.validity
+        coupons[coupon.id] = {
+            **coupon_display(coupon, spec.today),
+            "activityId": coupon.activity_id,
+            "perUserLimit": coupon.per_user_limit,
+            "end": validity.end.isoformat() if validity.fixed else None,
+            "daysAfterClaim": validity.days_after_claim,
+        }
+    return {"claimUrl": section.backend.base_url.rstrip("/") + section.backend.claim_path, "coupons": coupons}
+

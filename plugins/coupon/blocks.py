@@ -1,0 +1,119 @@
+"""Coupon blocks. Their data lists coupons with display text and a build-time state; on
+every page show, services/coupon.js recomputes each state (claimed, sold out...)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from builder.plugin_api import Asset, Block, BlockType, Link, ShortText, StoreId
+
+from .models import Coupon, CouponId
+
+if TYPE_CHECKING:
+    from builder.plugin_api import PlanContext
+
+SCRIPT = "coupon/page.js"
+STATE_TEXT = {"available": "立即领取", "claimed": "已领取", "sold_out": "已抢光",
+              "expired": "已过期", "limit_reached": "已达上限"}
+
+
+def coupon_display(coupon: Coupon, today: date) -> dict[str, Any]:
+    """What a coupon shows: value, threshold, validity, and its state as of the build."""
+    if coupon.kind == "cash":
+        value = f"¥{coupon.value:g}"
+    elif coupon.kind == "discount":
+        value = f"{coupon.rate * 10:g}折"  # type: ignore[operator]
+    else:
+        value = coupon.item
+    threshold = f"满{coupon.min_spend:g}元可用" if coupon.min_spend else "无门槛"
+    if coupon.validity.fixed:
+        validity, end = f"{coupon.validity.start} 至 {coupon.validity.end}", coupon.validity.end
+    else:
+        validity, end = f"领取后{coupon.validity.days_after_claim}天内有效", None
+    state = "expired" if end is not None and end < today else "available"
+    return {"id": coupon.id, "title": coupon.title, "kind": coupon.kind, "value_text": value,
+            "threshold_text": threshold, "validity_text": validity, "terms": coupon.terms,
+            "state": state, "state_text": STATE_TEXT[state]}
+
+
+def _section(ctx: "PlanContext"):
+    return ctx.spec.section("coupon")
+
+
+def _displays(ctx: "PlanContext", ids: list[str]) -> list[dict[str, Any]]:
+    by_id = {c.id: c for c in _section(ctx).coupons}
+    return [coupon_display(by_id[i], ctx.today) for i in ids]
+
+
+class CouponListBlock(Block):
+    """Coupons with claim buttons: the chosen ones, or all that pass the filters."""
+
+    type: Literal["coupon-list"]
+    title: ShortText | None = None
+    coupons: list[CouponId] | None = Field(None, description="coupon ids in display order; all when omitted")
+    kinds: list[Literal["cash", "discount", "exchange"]] | None = Field(None, description="only these kinds")
+    audience: list[Literal["everyone", "new_customers", "members", "followers"]] | None = Field(
+        None, description="only coupons for these audiences")
+    store: StoreId | None = Field(None, description="only coupons usable at this store")
+
+    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+        chosen = self.coupons or [c.id for c in _section(ctx).coupons]
+        by_id = {c.id: c for c in _section(ctx).coupons}
+        kept = [i for i in chosen if self._passes(by_id[i])]
+        return {"title": self.title, "coupons": _displays(ctx, kept)}
+
+    def _passes(self, coupon: Coupon) -> bool:
+        return ((self.kinds is None or coupon.kind in self.kinds)
+                and (self.audience is None or coupon.audience in self.audience)
+                and (self.store is None or coupon.stores is None or self.store in coupon.stores))
+
+
+class CouponCardBlock(Block):
+    """One coupon, large, with its terms."""
+
+    type: Literal["coupon-card"]
+    coupon: CouponId
+
+    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+        return {"coupons": _displays(ctx, [self.coupon])}
+
+
+class CouponBannerBlock(Block):
+    """A wide banner featuring one coupon, optionally over an image."""
+
+    type: Literal["coupon-banner"]
+    coupon: CouponId
+    image: Asset | None = None
+    subtitle: ShortText | None = None
+
+    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+        return {"image": ctx.asset(self.image) if self.image else None, "subtitle": self.subtitle,
+                "coupons": _displays(ctx, [self.coupon])}
+
+
+class MyCouponsBlock(Block):
+    """The coupons this user has claimed (filled in at run time from storage)."""
+
+    type: Literal["my-coupons"]
+    empty_text: ShortText = "还没有领取优惠券"
+    more: Link | None = Field(None, description="where 'get more coupons' leads, e.g. the coupon centre")
+
+    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+        return {"empty_text": self.empty_text, "more": ctx.link(self.more) if self.more else None,
+                "mine": True, "coupons": []}
+
+
+def _block(name: str, model: type[Block], description: str) -> BlockType:
+    return BlockType(name=name, model=model, template=f"blocks/{name}.axml", style="coupon/coupon.acss",
+                     script=SCRIPT, description=description)
+
+
+BLOCK_TYPES = [
+    _block("coupon-list", CouponListBlock, "coupons with claim buttons, chosen or filtered"),
+    _block("coupon-card", CouponCardBlock, "one coupon, large, with its terms"),
+    _block("coupon-banner", CouponBannerBlock, "a banner featuring one coupon"),
+    _block("my-coupons", MyCouponsBlock, "the coupons the user has claimed"),
+]

@@ -1,0 +1,114 @@
+"""The `coupon:` spec section: merchant coupons (商家券), the backend that issues them,
+and the pages the plugin adds."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import Field, WithJsonSchema, model_validator
+
+from builder.plugin_api import HttpsUrl, Id, Ref, ShortText, StoreId, StrictModel, Text, ref_field
+
+
+class CouponRef(Ref):
+    kind = "coupon"
+    provided_by = "coupon"
+    defined_in = "coupon.coupons"
+
+
+CouponId = ref_field(CouponRef, "id of a coupon in coupon.coupons")
+
+Yuan = Annotated[Decimal, Field(gt=0, le=100_000, decimal_places=2, title="amount in yuan"),
+                 WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 100_000})]
+
+
+class Validity(StrictModel):
+    """Either fixed dates (`start` to `end`, inclusive, local dates) or N days after claiming.
+
+    One model rather than a union of two, so a mistake gets one clear message.
+    """
+
+    start: date | None = None
+    end: date | None = None
+    days_after_claim: int | None = Field(None, ge=1, le=365)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Validity":
+        dates = self.start is not None or self.end is not None
+        if dates == (self.days_after_claim is not None):
+            raise ValueError("give either 'start' and 'end', or 'days_after_claim'")
+        if dates and (self.start is None or self.end is None):
+            raise ValueError("fixed validity needs both 'start' and 'end'")
+        if dates and self.end <= self.start:  # type: ignore[operator]
+            raise ValueError(f"'end' ({self.end}) must be after 'start' ({self.start})")
+        return self
+
+    @property
+    def fixed(self) -> bool:
+        return self.days_after_claim is None
+
+
+class Coupon(StrictModel):
+    id: Id
+    kind: Literal["cash", "discount", "exchange"] = Field(
+        description="cash: 'value' yuan off; discount: pay 'rate' of the price; exchange: get 'item'")
+    title: ShortText
+    value: Yuan | None = Field(None, description="cash coupons: yuan off")
+    rate: float | None = Field(None, gt=0, lt=1, description="discount coupons: share of the price paid, 0.85 = 8.5折")
+    item: ShortText | None = Field(None, description="exchange coupons: what the user gets")
+    min_spend: Annotated[Decimal, Field(ge=0, le=100_000, decimal_places=2),
+                         WithJsonSchema({"type": "number", "minimum": 0})] = Field(
+        Decimal(0), description="minimum order in yuan; 0 means no threshold (无门槛)")
+    validity: Validity
+    stock: int = Field(ge=1, le=10_000_000, description="total coupons that can be issued")
+    per_user_limit: int = Field(1, ge=1, le=100)
+    audience: Literal["everyone", "new_customers", "members", "followers"] = Field(
+        "everyone", description="followers: people following the merchant's life account")
+    activity_id: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$",
+                             description="the Alipay merchant-coupon activity (or template) id the backend issues against")
+    stores: list[StoreId] | None = Field(None, description="stores where it can be used; all when omitted")
+    terms: Text | None = None
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> "Coupon":
+        needed = {"cash": "value", "discount": "rate", "exchange": "item"}[self.kind]
+        extra = [f for f in ("value", "rate", "item") if f != needed and getattr(self, f) is not None]
+        if getattr(self, needed) is None:
+            raise ValueError(f"a {self.kind} coupon needs '{needed}'")
+        if extra:
+            raise ValueError(f"a {self.kind} coupon takes '{needed}', not {', '.join(repr(f) for f in extra)}")
+        if self.kind == "cash" and self.min_spend and self.min_spend < self.value:  # type: ignore[operator]
+            raise ValueError(f"'min_spend' ({self.min_spend}) must not be below the cash value ({self.value}); "
+                             "use 0 for a coupon without threshold")
+        if self.per_user_limit > self.stock:
+            raise ValueError(f"'per_user_limit' ({self.per_user_limit}) must not exceed 'stock' ({self.stock})")
+        return self
+
+
+class Backend(StrictModel):
+    """The merchant's server that exchanges the auth code and issues coupons (see docs/backend-contract.md)."""
+
+    base_url: HttpsUrl
+    claim_path: str = Field("/mpforge/coupons/claim", pattern=r"^/[A-Za-z0-9_\-./]*$")
+
+
+class PageOptions(StrictModel):
+    id: Id
+    title: ShortText
+
+
+class CouponPages(StrictModel):
+    """Pages the plugin adds; set one to null to leave it out."""
+
+    centre: PageOptions | None = PageOptions(id="coupons", title="领券中心")
+    mine: PageOptions | None = PageOptions(id="my-coupons", title="我的券")
+
+
+class CouponSection(StrictModel):
+    """Merchant coupons (商家券) and how the mini-program claims them."""
+
+    backend: Backend
+    pages: CouponPages = CouponPages()
+    coupons: list[Coupon] = Field(min_length=1, max_length=200)
