@@ -10,7 +10,7 @@ from .blocks import BlockType
 from .core_blocks import CORE_BLOCK_TYPES, WebViewBlock
 from .errors import Problem, did_you_mean
 from .hookspecs import hookimpl
-from .spec_models import AssetPath, Link, Page, Ref
+from .spec_models import AssetPath, Link, Page, Ref, WebUrl
 from .templates_path import core_templates_dir
 from .validate import ValidSpec
 
@@ -29,8 +29,8 @@ def mpforge_template_dirs() -> list[Path]:
 
 @hookimpl
 def mpforge_pages(spec: ValidSpec) -> list[Page]:
-    """The shared web-view page, when any link opens a web page."""
-    if any(isinstance(ref, Link) and ref.url for _, ref in spec.references):
+    """The shared web-view page, when any link or web-page field opens a web page."""
+    if any(isinstance(ref, WebUrl) or (isinstance(ref, Link) and ref.url) for _, ref in spec.references):
         return [Page(id=WEBVIEW_PAGE_ID, title=spec.model.app.name, blocks=[WebViewBlock(type="web-view")])]
     return []
 

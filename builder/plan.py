@@ -83,10 +83,14 @@ class PlanContext:
         if link.phone:
             return {"kind": "phone", "number": link.phone}
         if link.url:
-            return {"kind": "page", "url": f"/pages/webview/webview?url={quote(link.url, safe='')}"}
+            return self.web(link.url)
         store = self.store(link.store)  # type: ignore[arg-type]
         return {"kind": "map", "latitude": str(store.lat), "longitude": str(store.lng),
                 "name": store.name, "address": store.address}
+
+    def web(self, url: str) -> dict[str, Any]:
+        """A link that opens an https page in the shared web-view page."""
+        return {"kind": "page", "url": f"/pages/webview/webview?url={quote(url, safe='')}"}
 
     def to_data(self, value: Any) -> Any:
         """Convert a model to JSON-ready data, resolving links and assets; drops a block's `type`."""

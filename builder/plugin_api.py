@@ -25,6 +25,7 @@ from .spec_models import (
     StoreId,
     StrictModel,
     Text,
+    WebPage,
     ref_field,
 )
 from .validate import ValidSpec
@@ -33,6 +34,6 @@ from .write import WriteResult
 __all__ = [
     "HOOK_API_VERSION", "hookimpl", "Block", "BlockType", "Problem", "UserError", "FileTree",
     "AppPlan", "PagePlan", "PlanContext", "ValidSpec", "WriteResult", "Page", "StrictModel",
-    "Asset", "Color", "HttpsUrl", "Id", "Link", "PageId", "Phone", "Ref", "ShortText", "StoreId", "Text",
+    "Asset", "Color", "HttpsUrl", "Id", "Link", "PageId", "Phone", "Ref", "ShortText", "StoreId", "Text", "WebPage",
     "ref_field",
 ]

@@ -26,17 +26,24 @@ def to_js(value: Any) -> Markup:
 
 
 @jinja2.pass_context
-def refuse_bindings(context: jinja2.runtime.Context, value: Any) -> Any:
-    """Text printed into AXML must not carry `{{` or `}}`: it would become a live binding.
+def check_printed(context: jinja2.runtime.Context, value: Any) -> Any:
+    """Refuse printed values that would turn into broken or live code.
 
-    Escaping cannot help there, so an AXML template (a plugin's or a project override)
-    that prints merchant text instead of binding it fails loudly. Other templates (JS,
-    Markdown) may print text; JS data goes through the `js` filter.
+    - A list, dict or tuple prints as a Python repr (`[Markup('"b0"')]`), never valid
+      JS or AXML; data goes through the `js` filter. (`[[[ x ]]]` is an easy way to
+      print a list by accident: it reads as `[[ [x] ]]`.)
+    - Text printed into AXML must not carry `{{` or `}}`: it would become a live
+      binding, which escaping cannot prevent. Merchant text is bound from page data.
     """
-    if (str(context.name).endswith(".axml") and isinstance(value, str) and not isinstance(value, Markup)
+    where = context.name
+    if isinstance(value, (list, dict, tuple)):
+        raise jinja2.TemplateRuntimeError(
+            f"{where} printed a Python {type(value).__name__} ({str(value)[:40]}); "
+            "use the js filter for data, and write [[ x ]] rather than [[[ x ]]]")
+    if (str(where).endswith(".axml") and isinstance(value, str) and not isinstance(value, Markup)
             and ("{{" in value or "}}" in value)):
         raise jinja2.TemplateRuntimeError(
-            f"a template printed text containing '{{{{' or '}}}}' ({value[:40]!r}); "
+            f"{where} printed text containing '{{{{' or '}}}}' ({value[:40]!r}); "
             "put text in page data and bind it with {{key.field}}")
     return value
 
@@ -57,7 +64,7 @@ def make_environment(plugins: Plugins, project_root: Path) -> jinja2.Environment
         comment_start_string="[#", comment_end_string="#]",
         autoescape=jinja2.select_autoescape(enabled_extensions=("axml", "html"), default_for_string=False),
         undefined=jinja2.StrictUndefined,
-        finalize=refuse_bindings,
+        finalize=check_printed,
         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
     )
     env.filters["js"] = to_js

@@ -45,6 +45,10 @@ class AssetPath(str):
     """A file inside the project's assets folder, as written in the spec."""
 
 
+class WebUrl(str):
+    """An https page that opens in the shared web-view page (which the core then adds)."""
+
+
 class Ref(str):
     """An id pointing at something defined elsewhere in the spec (a page, a coupon...).
 
@@ -73,6 +77,10 @@ def ref_field(ref: type[Ref], description: str) -> Any:
 
 PageId = ref_field(PageRef, "id of a page")
 StoreId = ref_field(StoreRef, "id of a store in merchant.stores")
+
+
+WebPage = Annotated[HttpsUrl, AfterValidator(WebUrl),
+                    Field(title="web page", description="an https:// page, opened inside the mini-program")]
 
 
 def _relative_path(value: str) -> str:

@@ -25,7 +25,7 @@ from .blocks import Block, BlockType
 from .errors import Problem, ProblemList, SpecError, did_you_mean
 from .load import LoadedSpec, PathKey
 from .plugin_manager import Plugins
-from .spec_models import AssetPath, CoreSpec, Link, Page, Ref
+from .spec_models import AssetPath, CoreSpec, Link, Page, Ref, WebUrl
 
 
 @dataclass
@@ -66,7 +66,7 @@ class ValidSpec:
     def references(self) -> list[tuple[PathKey, Any]]:
         """Every Link and reference marker in the spec's sections, with its path."""
         return [(path, value) for path, value in walk(self.model)
-                if isinstance(value, (Link, Ref, AssetPath))]
+                if isinstance(value, (Link, Ref, AssetPath, WebUrl))]
 
 
 def walk(value: Any, path: PathKey = ()) -> Iterator[tuple[PathKey, Any]]:

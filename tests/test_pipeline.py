@@ -160,7 +160,15 @@ def test_template_printing_braced_text_is_refused(project):
     override = {"templates/blocks/heading.axml": "<view>[[ block.text ]]</view>\n"}
     with pytest.raises(UserError) as info:
         prepare(project(spec, files=override))
-    assert "printed text containing '{{'" in str(info.value)
+    assert "blocks/heading.axml printed text containing '{{'" in str(info.value)
+
+
+def test_template_printing_a_python_list_is_refused(project):
+    """`[[[ key ]]]` reads as `[[ [key] ]]`: the build must fail, not emit a Python repr."""
+    override = {"templates/page/page.js": "Page({ data: {}, x: this.data[[[ page.id | tojson ]]] });\n"}
+    with pytest.raises(UserError) as info:
+        prepare(project(files=override))
+    assert "page/page.js printed a Python list" in str(info.value)
 
 
 def test_template_override_is_used(project):

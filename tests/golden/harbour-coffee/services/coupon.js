@@ -49,6 +49,21 @@ const CONFIG = {
       "perUserLimit": 1,
       "end": null,
       "daysAfterClaim": 7
+    },
+    "follow-gift": {
+      "id": "follow-gift",
+      "title": "关注有礼 3 元",
+      "kind": "cash",
+      "value_text": "¥3",
+      "threshold_text": "无门槛",
+      "validity_text": "领取后30天内有效",
+      "terms": "关注港湾咖啡生活号即可领取。",
+      "state": "available",
+      "state_text": "立即领取",
+      "activityId": "2026110400826004508401234570",
+      "perUserLimit": 1,
+      "end": null,
+      "daysAfterClaim": 30
     }
   }
 };

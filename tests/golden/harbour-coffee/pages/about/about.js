@@ -4,25 +4,33 @@ const mpforge = require('../../utils/mpforge.js');
 Page({
   data: {
     "b0": {
+      "public_id": "2019041263887654",
+      "memo": "关注领 3 元咖啡券",
+      "name": "港湾咖啡",
+      "reward": "follow-gift",
+      "avatar": "/assets/logo.png",
+      "description": "每周新品、烘焙故事与门店活动"
+    },
+    "b1": {
       "image": "/assets/about/roastery.png",
       "link": null,
       "mode": "widthFix",
       "rounded": false
     },
-    "b1": {
+    "b2": {
       "text": "从港口到杯中",
       "subtitle": null,
       "align": "center"
     },
-    "b2": {
+    "b3": {
       "text": "2016 年始于新天地的一间小店。\n我们坚持自家烘焙，与产地直接合作。",
       "align": "center",
       "size": "normal"
     },
-    "b3": {
+    "b4": {
       "height": 24
     },
-    "b4": {
+    "b5": {
       "text": "我的优惠券",
       "link": {
         "kind": "page",
@@ -30,7 +38,7 @@ Page({
       },
       "style": "default"
     },
-    "b5": {
+    "b6": {
       "text": "去新天地店",
       "link": {
         "kind": "map",
@@ -41,7 +49,7 @@ Page({
       },
       "style": "primary"
     },
-    "b6": {
+    "b7": {
       "text": "烘焙工坊开放日",
       "link": {
         "kind": "page",
@@ -50,6 +58,15 @@ Page({
       "style": "default"
     }
   },
+  onFollowLifeAccount() {
+    const reward = this.data.b0.reward;
+    if (reward) {
+      require('../../services/coupon.js').claim(this, [], reward);
+    } else {
+      my.showToast({ type: 'success', content: '感谢关注' });
+    }
+  },
+
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },

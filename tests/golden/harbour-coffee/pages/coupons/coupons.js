@@ -38,6 +38,17 @@ Page({
           "terms": "限陆家嘴店使用，周末不可用。",
           "state": "available",
           "state_text": "立即领取"
+        },
+        {
+          "id": "follow-gift",
+          "title": "关注有礼 3 元",
+          "kind": "cash",
+          "value_text": "¥3",
+          "threshold_text": "无门槛",
+          "validity_text": "领取后30天内有效",
+          "terms": "关注港湾咖啡生活号即可领取。",
+          "state": "available",
+          "state_text": "立即领取"
         }
       ]
     }

@@ -131,6 +131,37 @@ Page({
       ]
     },
     "b6": {
+      "title": "生活号动态",
+      "articles": [
+        {
+          "title": "冬季限定：姜饼拿铁回归",
+          "cover": "/assets/banner/spring-1.png",
+          "summary": "12 月 1 日起全部门店供应，会员首杯 8 折。",
+          "date": "2026-11-20",
+          "link": {
+            "kind": "page",
+            "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Farticles%2Fgingerbread-latte"
+          }
+        },
+        {
+          "title": "陆家嘴店周末营业调整",
+          "cover": "/assets/banner/spring-3.png",
+          "summary": null,
+          "date": "2026-11-02",
+          "link": {
+            "kind": "page",
+            "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Farticles%2Flujiazui-hours"
+          }
+        }
+      ]
+    },
+    "b7": {
+      "public_id": "2019041263887654",
+      "memo": "关注领 3 元咖啡券",
+      "name": "港湾咖啡",
+      "reward": "follow-gift"
+    },
+    "b8": {
       "text": "查看完整菜单",
       "link": {
         "kind": "tab",
@@ -144,6 +175,15 @@ Page({
   },
   onClaimCoupon(event) {
     require('../../services/coupon.js').claim(this, ["b3"], event.currentTarget.dataset.coupon);
+  },
+
+  onFollowLifeAccount() {
+    const reward = this.data.b7.reward;
+    if (reward) {
+      require('../../services/coupon.js').claim(this, [], reward);
+    } else {
+      my.showToast({ type: 'success', content: '感谢关注' });
+    }
   },
 
   onTapLink(event) {

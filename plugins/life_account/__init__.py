@@ -1,0 +1,158 @@
+"""life_account: the merchant's life account (生活号): follow button, profile, article feed,
+and a coupon as a reward for following.
+
+Following uses Alipay's built-in `lifestyle` component, which only works for a life
+account linked to the same Alipay account as the mini-program; its `onFollow` event
+fires after a successful follow, and there the reward coupon is claimed through the
+coupon plugin's service.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from builder.plugin_api import (
+    Asset,
+    Block,
+    BlockType,
+    Id,
+    Page,
+    ShortText,
+    StrictModel,
+    Text,
+    ValidSpec,
+    WebPage,
+    hookimpl,
+)
+from plugins.coupon import CouponId
+
+if TYPE_CHECKING:
+    from builder.plugin_api import PlanContext
+
+__version__ = "1.0.0"
+TEMPLATES = Path(__file__).parent / "templates"
+SCRIPT = "life_account/page.js"
+
+
+class Article(StrictModel):
+    title: ShortText
+    cover: Asset
+    summary: Text | None = None
+    date: date
+    url: WebPage
+
+
+class PageOptions(StrictModel):
+    id: Id
+    title: ShortText
+
+
+class LifeAccountSection(StrictModel):
+    """The merchant's life account (生活号), linked to this mini-program in the Alipay console."""
+
+    public_id: str = Field(pattern=r"^20\d{14}$",
+                           description="the life account's APPID: 16 digits starting with 20")
+    name: ShortText
+    avatar: Asset
+    description: Text | None = None
+    memo: ShortText | None = Field(None, description="one line shown in Alipay's follow component")
+    follow_reward: CouponId | None = Field(None, description="coupon claimed for the user when they follow")
+    articles: list[Article] = Field(default_factory=list, max_length=50)
+    page: PageOptions | None = Field(None, description="add a profile + feed page with this id")
+
+
+def _section(ctx: "PlanContext") -> LifeAccountSection:
+    return ctx.spec.section("life_account")
+
+
+def _follow_data(ctx: "PlanContext") -> dict[str, Any]:
+    section = _section(ctx)
+    return {"public_id": section.public_id, "memo": section.memo, "name": section.name,
+            "reward": section.follow_reward}
+
+
+class FollowBlock(Block):
+    """Alipay's follow button for the life account."""
+
+    type: Literal["life-account-follow"]
+
+    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+        return _follow_data(ctx)
+
+
+class CardBlock(Block):
+    """The account's avatar, name and description, with the follow button."""
+
+    type: Literal["life-account-card"]
+
+    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+        section = _section(ctx)
+        return {**_follow_data(ctx), "avatar": ctx.asset(section.avatar), "description": section.description}
+
+
+class FeedBlock(Block):
+    """The account's articles; a tap opens the article inside the mini-program."""
+
+    type: Literal["life-account-feed"]
+    title: ShortText | None = None
+    limit: int | None = Field(None, ge=1, le=50, description="show only the newest N articles")
+
+    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+        articles = sorted(_section(ctx).articles, key=lambda a: a.date, reverse=True)[: self.limit]
+        return {"title": self.title, "articles": [
+            {"title": a.title, "cover": ctx.asset(a.cover), "summary": a.summary, "date": a.date.isoformat(),
+             "link": ctx.web(a.url)} for a in articles]}
+
+
+BLOCK_TYPES = [
+    BlockType(name="life-account-follow", model=FollowBlock, template="blocks/life-account-follow.axml",
+              style="life_account/life_account.acss", script=SCRIPT,
+              description="Alipay's follow button for the life account"),
+    BlockType(name="life-account-card", model=CardBlock, template="blocks/life-account-card.axml",
+              style="life_account/life_account.acss", script=SCRIPT,
+              description="the life account's profile with a follow button"),
+    BlockType(name="life-account-feed", model=FeedBlock, template="blocks/life-account-feed.axml",
+              style="life_account/life_account.acss", description="the life account's articles"),
+]
+
+
+@hookimpl
+def mpforge_spec_sections() -> dict[str, type]:
+    return {"life_account": LifeAccountSection}
+
+
+@hookimpl
+def mpforge_block_types() -> list[BlockType]:
+    return BLOCK_TYPES
+
+
+@hookimpl
+def mpforge_template_dirs() -> list[Path]:
+    return [TEMPLATES]
+
+
+@hookimpl
+def mpforge_pages(spec: ValidSpec) -> list[Page]:
+    section: LifeAccountSection | None = spec.section("life_account")
+    if section is None or section.page is None:
+        return []
+    return [Page(id=section.page.id, title=section.page.title,
+                 blocks=[CardBlock(type="life-account-card"), FeedBlock(type="life-account-feed")])]
+
+
+@hookimpl
+def mpforge_validate(spec: ValidSpec) -> list:
+    """Life-account blocks need the section; the reward needs the coupon service."""
+    problems = []
+    section: LifeAccountSection | None = spec.section("life_account")
+    for i, page in enumerate(spec.model.pages):
+        for j, block in enumerate(page.blocks):
+            if block.type.startswith("life-account-") and section is None:
+                problems.append(spec.problem(("pages", i, "blocks", j, "type"),
+                                             f"block '{block.type}' needs a 'life_account' section",
+                                             hint="add life_account: {public_id, name, avatar}"))
+    return problems

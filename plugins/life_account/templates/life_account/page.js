@@ -1,0 +1,8 @@
+  onFollowLifeAccount() {
+    const reward = this.data.[[ keys[0] ]].reward;
+    if (reward) {
+      require('../../services/coupon.js').claim(this, [], reward);
+    } else {
+      my.showToast({ type: 'success', content: '感谢关注' });
+    }
+  },
