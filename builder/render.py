@@ -19,10 +19,15 @@ from .plan import AppPlan, PagePlan
 from .plugin_manager import Plugins
 
 
-def to_js(value: Any) -> Markup:
-    """A JS literal of JSON data. U+2028/2029 are escaped for older JS engines."""
+def to_js(value: Any, indent: int = 0) -> Markup:
+    """A JS literal of JSON data, its continuation lines indented by `indent` spaces.
+
+    U+2028/2029 are escaped for older JS engines. (Indenting here rather than with
+    Jinja's `indent` filter: that one re-escapes Markup line by line, slowly.)
+    """
     text = json.dumps(value, ensure_ascii=False, indent=2)
-    return Markup(text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return Markup(text.replace("\n", "\n" + " " * indent) if indent else text)
 
 
 @jinja2.pass_context

@@ -2,7 +2,7 @@
 const mpforge = require('../../utils/mpforge.js');
 
 Page({
-  data: [[ page.data | js | indent(2) ]],
+  data: [[ page.data | js(2) ]],
 [% for script in scripts %]
 [[ script ]]
 [% endfor %]
@@ -10,6 +10,6 @@ Page({
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return [[ page.share | js | indent(4) ]];
+    return [[ page.share | js(4) ]];
   },
 });
