@@ -42,4 +42,8 @@ class BlockType:
     # JS template of Page members (handlers, lifecycle), added once per page that uses
     # it; rendered with `keys`, the data keys of all blocks on the page sharing it.
     script: str | None = None
+    # Page methods the script defines that the core's onLoad(query) / onShow() call, so
+    # several block types can react to the same lifecycle event without clashing.
+    on_load: str | None = None
+    on_show: str | None = None
     description: str = ""

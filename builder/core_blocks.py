@@ -185,5 +185,6 @@ CORE_BLOCK_TYPES: list[BlockType] = [
     _block("divider", DividerBlock, "horizontal line"),
     _block("spacer", SpacerBlock, "vertical space", style=False),
     BlockType(name="web-view", model=WebViewBlock, template="blocks/web-view.axml",
-              script="blocks/web-view.js", description="web page filling the page (alone on its page)"),
+              script="blocks/web-view.js", on_load="mfLoadWebView",
+              description="web page filling the page (alone on its page)"),
 ]

@@ -109,8 +109,12 @@ def render_page(page: PagePlan, env: jinja2.Environment, tree: FileTree, theme: 
         if placed.block_type.script:
             keys_by_script.setdefault(placed.block_type.script, []).append(placed.key)
     scripts = [env.get_template(name).render(keys=keys, page=page) for name, keys in keys_by_script.items()]
+    types = [p.block_type for p in page.blocks]
+    on_load = list(dict.fromkeys(t.on_load for t in types if t.on_load))
+    on_show = list(dict.fromkeys(t.on_show for t in types if t.on_show))
     base = page.path
     tree.add(f"{base}.axml", env.get_template("page/page.axml").render(page=page, theme=theme))
     tree.add(f"{base}.acss", env.get_template("page/page.acss").render(page=page))
-    tree.add(f"{base}.js", env.get_template("page/page.js").render(page=page, scripts=scripts))
+    tree.add(f"{base}.js", env.get_template("page/page.js").render(page=page, scripts=scripts,
+                                                                    on_load=on_load, on_show=on_show))
     tree.add_json(f"{base}.json", page.json)

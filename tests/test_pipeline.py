@@ -23,16 +23,25 @@ global.my = {};
 global.getApp = () => ({});
 global.Page = (options) => { captured = options; };
 require(path.resolve(process.argv[1]));
+// setData takes Alipay's path keys ('b0.url'): set the nested value.
+captured.setData = (update) => {
+  for (const [key, value] of Object.entries(update)) {
+    const parts = key.split('.');
+    const last = parts.pop();
+    parts.reduce((node, part) => node[part], captured.data)[last] = value;
+  }
+};
+captured.onLoad(JSON.parse(process.argv[2] || "{}"));
 process.stdout.write(JSON.stringify({data: captured.data, share: captured.onShareAppMessage()}));
 """
 
 
-def node_page(out_dir, page_id):
-    """Run a generated page's JS in Node; return (data, share)."""
+def node_page(out_dir, page_id, query=None):
+    """Load a generated page in Node, call onLoad(query); return (data, share)."""
     if shutil.which("node") is None:
         pytest.fail("node is required for this test (.ci/run installs it)")
-    result = subprocess.run(["node", "-e", NODE_RUNNER, str(out_dir / f"pages/{page_id}/{page_id}.js")],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(["node", "-e", NODE_RUNNER, str(out_dir / f"pages/{page_id}/{page_id}.js"),
+                             json.dumps(query or {})], capture_output=True, text=True, check=True)
     loaded = json.loads(result.stdout)
     return loaded["data"], loaded["share"]
 
@@ -114,6 +123,21 @@ def test_links_resolve_to_runtime_actions(project, tmp_path):
     app = json.loads((tmp_path / "out/app.json").read_text())
     assert app["pages"][-1] == "pages/webview/webview"
     assert "<web-view src=\"{{b0.url}}\" />" in (tmp_path / "out/pages/webview/webview.axml").read_text()
+
+
+def test_web_view_page_shows_the_url_from_its_query(project, tmp_path):
+    spec = spec_with([{"type": "button", "text": "web", "link": {"url": "https://example.com/p?x=1"}}])
+    build(project(spec), tmp_path / "out")
+    data, _ = node_page(tmp_path / "out", "webview", {"url": "https%3A%2F%2Fexample.com%2Fp%3Fx%3D1"})
+    assert data["b0"]["url"] == "https://example.com/p?x=1"
+
+
+def test_share_carries_the_page_query(project, tmp_path):
+    build(project(), tmp_path / "out")
+    _, share = node_page(tmp_path / "out", "about", {"store": "sh 01", "table": "12"})
+    assert share == {"title": "About", "desc": "Test Shop", "path": "/pages/about/about?store=sh%2001&table=12"}
+    _, share = node_page(tmp_path / "out", "about")
+    assert share["path"] == "/pages/about/about"
 
 
 def test_no_webview_page_without_web_links(project):

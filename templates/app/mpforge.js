@@ -21,4 +21,21 @@ function openLink(link) {
   }
 }
 
-module.exports = { openLink: openLink };
+// What onShareAppMessage returns: the page's own query travels with the share, plus a
+// channel tag when the spec sets one, so the visit it brings can be attributed.
+function share(base, query) {
+  const params = Object.assign({}, query || {});
+  if (base.channel) {
+    params.ch = base.channel;
+  }
+  const search = Object.keys(params)
+    .map(function (key) { return encodeURIComponent(key) + '=' + encodeURIComponent(params[key]); })
+    .join('&');
+  const result = { title: base.title, desc: base.desc, path: search ? base.path + '?' + search : base.path };
+  if (base.imageUrl) {
+    result.imageUrl = base.imageUrl;
+  }
+  return result;
+}
+
+module.exports = { openLink: openLink, share: share };

@@ -1,5 +1,5 @@
-  onLoad(query) {
-    if (query && query.url) {
+  mfLoadWebView(query) {
+    if (query.url) {
       this.setData({ '[[ keys[0] ]].url': decodeURIComponent(query.url) });
     }
   },

@@ -3,6 +3,19 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: [[ page.data | js(2) ]],
+  onLoad(query) {
+    this.mfQuery = query || {};
+[% for method in on_load %]
+    this.[[ method ]](this.mfQuery);
+[% endfor %]
+  },
+[% if on_show %]
+  onShow() {
+[% for method in on_show %]
+    this.[[ method ]]();
+[% endfor %]
+  },
+[% endif %]
 [% for script in scripts %]
 [[ script ]]
 [% endfor %]
@@ -10,6 +23,6 @@ Page({
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return [[ page.share | js(4) ]];
+    return mpforge.share([[ page.share | js(4) ]], this.mfQuery);
   },
 });

@@ -1,4 +1,4 @@
-  onShow() {
+  mfRefreshCoupons() {
     require('../../services/coupon.js').refresh(this, [[ keys | tojson ]]);
   },
   onClaimCoupon(event) {

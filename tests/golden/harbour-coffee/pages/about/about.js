@@ -58,6 +58,9 @@ Page({
       "style": "default"
     }
   },
+  onLoad(query) {
+    this.mfQuery = query || {};
+  },
   onFollowLifeAccount() {
     const reward = this.data.b0.reward;
     if (reward) {
@@ -71,10 +74,10 @@ Page({
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return {
+    return mpforge.share({
       "title": "关于我们",
       "desc": "港湾咖啡官方小程序：菜单、门店与新品",
       "path": "/pages/about/about"
-    };
+    }, this.mfQuery);
   },
 });

@@ -53,7 +53,13 @@ Page({
       ]
     }
   },
+  onLoad(query) {
+    this.mfQuery = query || {};
+  },
   onShow() {
+    this.mfRefreshCoupons();
+  },
+  mfRefreshCoupons() {
     require('../../services/coupon.js').refresh(this, ["b0"]);
   },
   onClaimCoupon(event) {
@@ -64,10 +70,10 @@ Page({
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return {
+    return mpforge.share({
       "title": "领券中心",
       "desc": "港湾咖啡官方小程序：菜单、门店与新品",
       "path": "/pages/coupons/coupons"
-    };
+    }, this.mfQuery);
   },
 });

@@ -170,7 +170,13 @@ Page({
       "style": "primary"
     }
   },
+  onLoad(query) {
+    this.mfQuery = query || {};
+  },
   onShow() {
+    this.mfRefreshCoupons();
+  },
+  mfRefreshCoupons() {
     require('../../services/coupon.js').refresh(this, ["b3"]);
   },
   onClaimCoupon(event) {
@@ -190,10 +196,10 @@ Page({
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return {
+    return mpforge.share({
       "title": "港湾咖啡",
       "desc": "港湾咖啡官方小程序：菜单、门店与新品",
       "path": "/pages/home/home"
-    };
+    }, this.mfQuery);
   },
 });

@@ -47,6 +47,9 @@ Page({
       ]
     }
   },
+  onLoad(query) {
+    this.mfQuery = query || {};
+  },
   onFollowLifeAccount() {
     const reward = this.data.b0.reward;
     if (reward) {
@@ -60,10 +63,10 @@ Page({
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return {
+    return mpforge.share({
       "title": "港湾生活号",
       "desc": "港湾咖啡官方小程序：菜单、门店与新品",
       "path": "/pages/life/life"
-    };
+    }, this.mfQuery);
   },
 });

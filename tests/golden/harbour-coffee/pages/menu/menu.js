@@ -100,7 +100,13 @@ Page({
       ]
     }
   },
+  onLoad(query) {
+    this.mfQuery = query || {};
+  },
   onShow() {
+    this.mfRefreshCoupons();
+  },
+  mfRefreshCoupons() {
     require('../../services/coupon.js').refresh(this, ["b0"]);
   },
   onClaimCoupon(event) {
@@ -111,10 +117,10 @@ Page({
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return {
+    return mpforge.share({
       "title": "菜单",
       "desc": "港湾咖啡官方小程序：菜单、门店与新品",
       "path": "/pages/menu/menu"
-    };
+    }, this.mfQuery);
   },
 });

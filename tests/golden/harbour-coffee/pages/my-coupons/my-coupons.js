@@ -13,7 +13,13 @@ Page({
       "coupons": []
     }
   },
+  onLoad(query) {
+    this.mfQuery = query || {};
+  },
   onShow() {
+    this.mfRefreshCoupons();
+  },
+  mfRefreshCoupons() {
     require('../../services/coupon.js').refresh(this, ["b0"]);
   },
   onClaimCoupon(event) {
@@ -24,10 +30,10 @@ Page({
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return {
+    return mpforge.share({
       "title": "我的券",
       "desc": "港湾咖啡官方小程序：菜单、门店与新品",
       "path": "/pages/my-coupons/my-coupons"
-    };
+    }, this.mfQuery);
   },
 });

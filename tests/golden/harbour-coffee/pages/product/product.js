@@ -28,14 +28,17 @@ Page({
       "style": "default"
     }
   },
+  onLoad(query) {
+    this.mfQuery = query || {};
+  },
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return {
+    return mpforge.share({
       "title": "商品详情",
       "desc": "港湾咖啡官方小程序：菜单、门店与新品",
       "path": "/pages/product/product"
-    };
+    }, this.mfQuery);
   },
 });

@@ -65,14 +65,17 @@ Page({
       ]
     }
   },
+  onLoad(query) {
+    this.mfQuery = query || {};
+  },
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return {
+    return mpforge.share({
       "title": "门店",
       "desc": "港湾咖啡官方小程序：菜单、门店与新品",
       "path": "/pages/stores/stores"
-    };
+    }, this.mfQuery);
   },
 });

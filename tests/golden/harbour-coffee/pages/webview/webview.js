@@ -8,7 +8,11 @@ Page({
     }
   },
   onLoad(query) {
-    if (query && query.url) {
+    this.mfQuery = query || {};
+    this.mfLoadWebView(this.mfQuery);
+  },
+  mfLoadWebView(query) {
+    if (query.url) {
       this.setData({ 'b0.url': decodeURIComponent(query.url) });
     }
   },
@@ -17,10 +21,10 @@ Page({
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return {
+    return mpforge.share({
       "title": "港湾咖啡",
       "desc": "港湾咖啡官方小程序：菜单、门店与新品",
       "path": "/pages/webview/webview"
-    };
+    }, this.mfQuery);
   },
 });

@@ -58,14 +58,17 @@ Page({
       "style": "primary"
     }
   },
+  onLoad(query) {
+    this.mfQuery = query || {};
+  },
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return {
+    return mpforge.share({
       "title": "分类",
       "desc": "社区生鲜超市，30 分钟送到家",
       "path": "/pages/category/category"
-    };
+    }, this.mfQuery);
   },
 });

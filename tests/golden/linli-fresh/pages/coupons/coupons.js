@@ -42,7 +42,13 @@ Page({
       ]
     }
   },
+  onLoad(query) {
+    this.mfQuery = query || {};
+  },
   onShow() {
+    this.mfRefreshCoupons();
+  },
+  mfRefreshCoupons() {
     require('../../services/coupon.js').refresh(this, ["b0"]);
   },
   onClaimCoupon(event) {
@@ -53,10 +59,10 @@ Page({
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return {
+    return mpforge.share({
       "title": "领券中心",
       "desc": "社区生鲜超市，30 分钟送到家",
       "path": "/pages/coupons/coupons"
-    };
+    }, this.mfQuery);
   },
 });

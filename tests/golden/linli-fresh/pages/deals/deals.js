@@ -56,7 +56,13 @@ Page({
       ]
     }
   },
+  onLoad(query) {
+    this.mfQuery = query || {};
+  },
   onShow() {
+    this.mfRefreshCoupons();
+  },
+  mfRefreshCoupons() {
     require('../../services/coupon.js').refresh(this, ["b2"]);
   },
   onClaimCoupon(event) {
@@ -67,10 +73,10 @@ Page({
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return {
+    return mpforge.share({
       "title": "会员日",
       "desc": "社区生鲜超市，30 分钟送到家",
       "path": "/pages/deals/deals"
-    };
+    }, this.mfQuery);
   },
 });

@@ -94,14 +94,17 @@ Page({
       ]
     }
   },
+  onLoad(query) {
+    this.mfQuery = query || {};
+  },
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return {
+    return mpforge.share({
       "title": "全部商品",
       "desc": "社区生鲜超市，30 分钟送到家",
       "path": "/pages/goods/goods"
-    };
+    }, this.mfQuery);
   },
 });

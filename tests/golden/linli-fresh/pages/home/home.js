@@ -155,7 +155,13 @@ Page({
       "style": "primary"
     }
   },
+  onLoad(query) {
+    this.mfQuery = query || {};
+  },
   onShow() {
+    this.mfRefreshCoupons();
+  },
+  mfRefreshCoupons() {
     require('../../services/coupon.js').refresh(this, ["b2"]);
   },
   onClaimCoupon(event) {
@@ -166,10 +172,10 @@ Page({
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return {
+    return mpforge.share({
       "title": "邻里鲜",
       "desc": "社区生鲜超市，30 分钟送到家",
       "path": "/pages/home/home"
-    };
+    }, this.mfQuery);
   },
 });

@@ -13,7 +13,13 @@ Page({
       "coupons": []
     }
   },
+  onLoad(query) {
+    this.mfQuery = query || {};
+  },
   onShow() {
+    this.mfRefreshCoupons();
+  },
+  mfRefreshCoupons() {
     require('../../services/coupon.js').refresh(this, ["b0"]);
   },
   onClaimCoupon(event) {
@@ -24,10 +30,10 @@ Page({
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return {
+    return mpforge.share({
       "title": "我的券",
       "desc": "社区生鲜超市，30 分钟送到家",
       "path": "/pages/mine/mine"
-    };
+    }, this.mfQuery);
   },
 });

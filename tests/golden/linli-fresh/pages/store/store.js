@@ -50,14 +50,17 @@ Page({
       "style": "default"
     }
   },
+  onLoad(query) {
+    this.mfQuery = query || {};
+  },
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
   onShareAppMessage() {
-    return {
+    return mpforge.share({
       "title": "门店",
       "desc": "社区生鲜超市，30 分钟送到家",
       "path": "/pages/store/store"
-    };
+    }, this.mfQuery);
   },
 });
