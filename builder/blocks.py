@@ -46,4 +46,5 @@ class BlockType:
     # several block types can react to the same lifecycle event without clashing.
     on_load: str | None = None
     on_show: str | None = None
+    on_hide: str | None = None  # called on onHide and onUnload (e.g. to stop timers)
     description: str = ""

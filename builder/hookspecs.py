@@ -7,7 +7,8 @@ registered through these same hooks by `builder.core_plugin`.
 
 Pipeline (and the order of this module): load -> validate (`mpforge_spec_sections`,
 `mpforge_block_types`, `mpforge_pages`, `mpforge_reference_targets`, `mpforge_validate`) -> plan (`mpforge_app_json`,
-`mpforge_page_json`) -> render (`mpforge_template_dirs`, `mpforge_services`) -> check
+`mpforge_page_json`) -> render (`mpforge_template_dirs`, `mpforge_app_script`,
+`mpforge_services`) -> check
 (`mpforge_checks`) -> write -> `mpforge_after_build`.
 """
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from .blocks import BlockType
     from .errors import Problem
     from .filetree import FileTree
-    from .plan import AppPlan, PagePlan
+    from .plan import AppPlan, AppScript, PagePlan
     from .spec_models import Page
     from .validate import ValidSpec
     from .write import WriteResult
@@ -96,7 +97,11 @@ def mpforge_app_json(app_json: "dict[str, Any]", spec: "ValidSpec") -> None:
 
 @hookspec
 def mpforge_page_json(page_json: "dict[str, Any]", page: "PagePlan", spec: "ValidSpec") -> None:
-    """Adjust one page's ``.json`` in place (window keys, usingComponents). Return value is ignored."""
+    """Adjust one page's ``.json`` in place (window keys, usingComponents).
+
+    `page.share` (title, desc, path, and optional imageUrl and channel) may be adjusted
+    here too: it is what the page's onShareAppMessage returns. Return value is ignored.
+    """
 
 
 @hookspec
@@ -105,6 +110,17 @@ def mpforge_template_dirs() -> "list[Path]":
 
     Called once per build. Return a list of directories. The project's own
     ``templates/`` folder is searched first, then plugin folders, then the core's.
+    """
+
+
+@hookspec
+def mpforge_app_script(spec: "ValidSpec", render: "Callable[..., str]") -> "AppScript":
+    """Add members to the `App({...})` object in app.js (e.g. launch tracking).
+
+    Called during render. Return a `builder.plan.AppScript`: `members` is JS text of
+    object members (render it with `render(template_name, **context)`), and
+    `on_launch` / `on_show` name members the core's `onLaunch(options)` /
+    `onShow(options)` call, so several plugins can react to the same event.
     """
 
 

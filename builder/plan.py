@@ -45,6 +45,16 @@ class PagePlan:
         return f"pages/{self.id}/{self.id}"
 
 
+@dataclass(frozen=True)
+class AppScript:
+    """A plugin's part of app.js: members of App({...}) and which of them the core's
+    onLaunch(options) / onShow(options) call."""
+
+    members: str
+    on_launch: str | None = None
+    on_show: str | None = None
+
+
 @dataclass
 class AppPlan:
     spec: ValidSpec

@@ -10,7 +10,7 @@ from .blocks import Block, BlockType
 from .errors import Problem, UserError
 from .filetree import FileTree
 from .hookspecs import HOOK_API_VERSION, hookimpl
-from .plan import AppPlan, PagePlan, PlanContext
+from .plan import AppPlan, AppScript, PagePlan, PlanContext
 from .spec_models import (
     Asset,
     Color,
@@ -33,7 +33,7 @@ from .write import WriteResult
 
 __all__ = [
     "HOOK_API_VERSION", "hookimpl", "Block", "BlockType", "Problem", "UserError", "FileTree",
-    "AppPlan", "PagePlan", "PlanContext", "ValidSpec", "WriteResult", "Page", "StrictModel",
+    "AppPlan", "AppScript", "PagePlan", "PlanContext", "ValidSpec", "WriteResult", "Page", "StrictModel",
     "Asset", "Color", "HttpsUrl", "Id", "Link", "PageId", "Phone", "Ref", "ShortText", "StoreId", "Text", "WebPage",
     "ref_field",
 ]

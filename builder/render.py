@@ -82,7 +82,11 @@ def render_app(plan: AppPlan, env: jinja2.Environment) -> FileTree:
     theme = spec.model.app.theme
     tree.add_json("app.json", plan.app_json)
     tree.add_json("mini.project.json", plan.mini_project)
-    tree.add("app.js", env.get_template("app/app.js").render(plan=plan))
+    def render(name: str, **context: Any) -> str:
+        return env.get_template(name).render(**context)
+
+    app_scripts = [script for _, script in spec.plugins.call("mpforge_app_script", spec=spec, render=render)]
+    tree.add("app.js", env.get_template("app/app.js").render(plan=plan, scripts=app_scripts))
     # dict.fromkeys: block types of one plugin may share a stylesheet; include it once.
     style_names = dict.fromkeys(bt.style for bt in plan.block_types_used if bt.style)
     styles = [env.get_template(name).render(theme=theme) for name in style_names]
@@ -90,9 +94,6 @@ def render_app(plan: AppPlan, env: jinja2.Environment) -> FileTree:
     tree.add("utils/mpforge.js", env.get_template("app/mpforge.js").render())
     for page in plan.pages:
         render_page(page, env, tree, theme)
-    def render(name: str, **context: Any) -> str:
-        return env.get_template(name).render(**context)
-
     for _, files in spec.plugins.call("mpforge_services", plan=plan, spec=spec, render=render):
         for path, text in files.items():
             tree.add(path, text)
@@ -112,9 +113,11 @@ def render_page(page: PagePlan, env: jinja2.Environment, tree: FileTree, theme: 
     types = [p.block_type for p in page.blocks]
     on_load = list(dict.fromkeys(t.on_load for t in types if t.on_load))
     on_show = list(dict.fromkeys(t.on_show for t in types if t.on_show))
+    on_hide = list(dict.fromkeys(t.on_hide for t in types if t.on_hide))
     base = page.path
     tree.add(f"{base}.axml", env.get_template("page/page.axml").render(page=page, theme=theme))
     tree.add(f"{base}.acss", env.get_template("page/page.acss").render(page=page))
     tree.add(f"{base}.js", env.get_template("page/page.js").render(page=page, scripts=scripts,
-                                                                    on_load=on_load, on_show=on_show))
+                                                                    on_load=on_load, on_show=on_show,
+                                                                    on_hide=on_hide))
     tree.add_json(f"{base}.json", page.json)

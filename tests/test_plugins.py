@@ -22,7 +22,7 @@ LOCAL_PLUGIN = '''
 from pathlib import Path
 from typing import Literal
 
-from builder.plugin_api import Block, BlockType, Page, Problem, ShortText, StrictModel, hookimpl
+from builder.plugin_api import AppScript, Block, BlockType, Page, Problem, ShortText, StrictModel, hookimpl
 
 PLUGIN_NAME = "{name}"
 __version__ = "{version}"
@@ -101,6 +101,13 @@ def mpforge_page_json(page_json, page, spec):
 
 
 @hookimpl
+def mpforge_app_script(spec, render):
+    _maybe_raise("mpforge_app_script")
+    return AppScript(members="  mfStampLaunch(options) {{\\n    this.globalData.stamped = true;\\n  }},\\n",
+                     on_launch="mfStampLaunch")
+
+
+@hookimpl
 def mpforge_services(plan, spec):
     _maybe_raise("mpforge_services")
     section = spec.section("stamps")
@@ -154,6 +161,9 @@ def test_local_plugin_contributes_through_every_hook(project, cli, tmp_path):
     assert app["window"]["defaultTitle"] == "Test Shop ☕"  # mpforge_app_json
     assert json.loads((out / "pages/stamps/stamps.json").read_text())["stampPage"] is True  # mpforge_page_json
     assert (out / "services/stamps.js").read_text() == "module.exports = { cups: 5 };\n"  # mpforge_services
+    app_js = (out / "app.js").read_text()  # mpforge_app_script
+    assert "  onLaunch(options) {\n    this.mfStampLaunch(options);\n  }," in app_js
+    assert "  mfStampLaunch(options) {\n    this.globalData.stamped = true;\n  }," in app_js
     assert '<view class="stamp"><text>{{b0.title}}</text></view>' in (out / "pages/home/home.axml").read_text()
     assert '"title": "Free latte"' in (out / "pages/stamps/stamps.js").read_text()  # section -> plugin page
     assert (tmp_path / "after_build.txt").read_text() == str(len(tree_hashes(out)) - 2)  # minus manifest, lock

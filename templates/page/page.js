@@ -16,6 +16,19 @@ Page({
 [% endfor %]
   },
 [% endif %]
+[% if on_hide %]
+  onHide() {
+    this.mfStop();
+  },
+  onUnload() {
+    this.mfStop();
+  },
+  mfStop() {
+[% for method in on_hide %]
+    this.[[ method ]]();
+[% endfor %]
+  },
+[% endif %]
 [% for script in scripts %]
 [[ script ]]
 [% endfor %]
