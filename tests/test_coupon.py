@@ -150,7 +150,7 @@ const path = require('path');
 const scenario = JSON.parse(process.argv[2]);
 const storage = {};
 const log = { toasts: [], requests: [], updates: [] };
-global.getApp = () => ({ globalData: { channel: 'poster-spring' } });
+global.getApp = () => ({ globalData: { channel: 'poster-spring', entryPoint: 'table-12' } });
 global.my = {
   getStorageSync: ({ key }) => ({ data: storage[key] }),
   setStorageSync: ({ key, data }) => { storage[key] = JSON.parse(JSON.stringify(data)); },
@@ -196,7 +196,7 @@ def test_claim_success_posts_auth_code_and_caches(run_claims):
     log = run_claims(["new-5"], [{"result": "CLAIMED", "voucherId": "V1"}])
     assert log["requests"] == [{"url": "https://api.example.com/shop/mpforge/coupons/claim", "method": "POST",
                                 "data": {"authCode": "AUTH-1", "couponId": "new-5", "activityId": "ACT-NEW",
-                                         "channel": "poster-spring"}}]
+                                         "channel": "poster-spring", "entryPoint": "table-12"}}]
     assert log["toasts"] == ["领取成功"]
     assert log["storage"]["new-5"]["count"] == 1 and log["storage"]["new-5"]["voucherId"] == "V1"
     assert log["states"] == {"new-5": "claimed", "latte-85": "available", "cake": "available"}

@@ -4,4 +4,28 @@ App({
     "appName": "港湾咖啡",
     "version": "1.2.0"
   },
+  onLaunch(options) {
+    this.mfAttribute(options);
+  },
+  onShow(options) {
+    this.mfAttribute(options);
+  },
+  // Channel attribution: entry-point QR codes and shares open with ?ch=<channel>&ep=<entry point>.
+  // The latest attribution is kept in globalData and storage; the coupon service sends it.
+  mfAttribute(options) {
+    const query = (options && options.query) || {};
+    if (query.ch || query.ep) {
+      const attribution = { channel: query.ch || '', entryPoint: query.ep || '', at: Date.now() };
+      this.globalData.channel = attribution.channel;
+      this.globalData.entryPoint = attribution.entryPoint;
+      my.setStorageSync({ key: 'mpforge.attribution', data: attribution });
+    } else if (!this.globalData.channel) {
+      const stored = my.getStorageSync({ key: 'mpforge.attribution' });
+      if (stored && stored.data) {
+        this.globalData.channel = stored.data.channel;
+        this.globalData.entryPoint = stored.data.entryPoint;
+      }
+    }
+  },
+
 });

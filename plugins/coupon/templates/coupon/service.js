@@ -82,9 +82,11 @@ function refresh(page, keys) {
   page.setData(update);
 }
 
-function channel() {
+// Channel attribution (promotion plugin): which channel and entry point brought this user.
+function attribution() {
   const app = getApp();
-  return (app && app.globalData && app.globalData.channel) || '';
+  const data = (app && app.globalData) || {};
+  return { channel: data.channel || '', entryPoint: data.entryPoint || '' };
 }
 
 function record(id, result, body) {
@@ -123,7 +125,8 @@ function claim(page, keys, id) {
           authCode: auth.authCode,
           couponId: id,
           activityId: CONFIG.coupons[id].activityId,
-          channel: channel(),
+          channel: attribution().channel,
+          entryPoint: attribution().entryPoint,
         },
         success: function (response) {
           my.hideLoading();

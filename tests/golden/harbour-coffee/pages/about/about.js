@@ -76,8 +76,9 @@ Page({
   onShareAppMessage() {
     return mpforge.share({
       "title": "关于我们",
-      "desc": "港湾咖啡官方小程序：菜单、门店与新品",
-      "path": "/pages/about/about"
+      "desc": "港湾咖啡：自家烘焙，三家门店",
+      "path": "/pages/about/about",
+      "channel": "share"
     }, this.mfQuery);
   },
 });

@@ -72,8 +72,9 @@ Page({
   onShareAppMessage() {
     return mpforge.share({
       "title": "领券中心",
-      "desc": "港湾咖啡官方小程序：菜单、门店与新品",
-      "path": "/pages/coupons/coupons"
+      "desc": "港湾咖啡：自家烘焙，三家门店",
+      "path": "/pages/coupons/coupons",
+      "channel": "share"
     }, this.mfQuery);
   },
 });

@@ -79,6 +79,40 @@ Page({
       ]
     },
     "b3": {
+      "name": "冬日暖饮季",
+      "start": 1794672000000,
+      "end": 1798732799000,
+      "visible": false,
+      "kind": "banner",
+      "image": "/assets/banner/spring-1.png",
+      "link": {
+        "kind": "tab",
+        "url": "/pages/menu/menu"
+      }
+    },
+    "b4": {
+      "name": "冬日暖饮季",
+      "start": 1794672000000,
+      "end": 1798732799000,
+      "visible": false,
+      "kind": "countdown",
+      "to": "end",
+      "target": 1798732799000,
+      "label": "距结束",
+      "remaining": ""
+    },
+    "b5": {
+      "name": "新年第一杯",
+      "start": 1798758000000,
+      "end": 1800021600000,
+      "visible": false,
+      "kind": "countdown",
+      "to": "start",
+      "target": 1798758000000,
+      "label": "距新年活动开始",
+      "remaining": ""
+    },
+    "b6": {
       "image": "/assets/banner/spring-2.png",
       "subtitle": "新用户专享 · 全场通用",
       "coupons": [
@@ -95,12 +129,12 @@ Page({
         }
       ]
     },
-    "b4": {
+    "b7": {
       "text": "本季推荐",
       "subtitle": "Barista's picks",
       "align": "left"
     },
-    "b5": {
+    "b8": {
       "title": null,
       "layout": "grid",
       "items": [
@@ -130,7 +164,7 @@ Page({
         }
       ]
     },
-    "b6": {
+    "b9": {
       "title": "生活号动态",
       "articles": [
         {
@@ -155,13 +189,13 @@ Page({
         }
       ]
     },
-    "b7": {
+    "b10": {
       "public_id": "2019041263887654",
       "memo": "关注领 3 元咖啡券",
       "name": "港湾咖啡",
       "reward": "follow-gift"
     },
-    "b8": {
+    "b11": {
       "text": "查看完整菜单",
       "link": {
         "kind": "tab",
@@ -174,17 +208,57 @@ Page({
     this.mfQuery = query || {};
   },
   onShow() {
+    this.mfStartCampaigns();
     this.mfRefreshCoupons();
   },
+  onHide() {
+    this.mfStop();
+  },
+  onUnload() {
+    this.mfStop();
+  },
+  mfStop() {
+    this.mfStopCampaigns();
+  },
+  mfStartCampaigns() {
+    this.mfTickCampaigns();
+    this.mfCampaignTimer = setInterval(() => this.mfTickCampaigns(), 1000);
+  },
+  mfStopCampaigns() {
+    clearInterval(this.mfCampaignTimer);
+  },
+  // Campaign blocks show only inside their window; countdowns show the time left.
+  mfTickCampaigns() {
+    const now = Date.now();
+    const update = {};
+    ["b3", "b4", "b5"].forEach((key) => {
+      const block = this.data[key];
+      const before = block.kind === 'countdown' && block.to === 'start';
+      const visible = before ? now < block.start : now >= block.start && now < block.end;
+      update[key + '.visible'] = visible;
+      if (block.kind === 'countdown') {
+        update[key + '.remaining'] = visible ? this.mfFormatRemaining(block.target - now) : '';
+      }
+    });
+    this.setData(update);
+  },
+  mfFormatRemaining(ms) {
+    const seconds = Math.max(0, Math.floor(ms / 1000));
+    const pad = (n) => (n < 10 ? '0' : '') + n;
+    const days = Math.floor(seconds / 86400);
+    const clock = pad(Math.floor(seconds / 3600) % 24) + ':' + pad(Math.floor(seconds / 60) % 60) + ':' + pad(seconds % 60);
+    return days > 0 ? days + '天 ' + clock : clock;
+  },
+
   mfRefreshCoupons() {
-    require('../../services/coupon.js').refresh(this, ["b3"]);
+    require('../../services/coupon.js').refresh(this, ["b6"]);
   },
   onClaimCoupon(event) {
-    require('../../services/coupon.js').claim(this, ["b3"], event.currentTarget.dataset.coupon);
+    require('../../services/coupon.js').claim(this, ["b6"], event.currentTarget.dataset.coupon);
   },
 
   onFollowLifeAccount() {
-    const reward = this.data.b7.reward;
+    const reward = this.data.b10.reward;
     if (reward) {
       require('../../services/coupon.js').claim(this, [], reward);
     } else {
@@ -198,8 +272,9 @@ Page({
   onShareAppMessage() {
     return mpforge.share({
       "title": "港湾咖啡",
-      "desc": "港湾咖啡官方小程序：菜单、门店与新品",
-      "path": "/pages/home/home"
+      "desc": "港湾咖啡：自家烘焙，三家门店",
+      "path": "/pages/home/home",
+      "channel": "share"
     }, this.mfQuery);
   },
 });

@@ -65,8 +65,9 @@ Page({
   onShareAppMessage() {
     return mpforge.share({
       "title": "港湾生活号",
-      "desc": "港湾咖啡官方小程序：菜单、门店与新品",
-      "path": "/pages/life/life"
+      "desc": "港湾咖啡：自家烘焙，三家门店",
+      "path": "/pages/life/life",
+      "channel": "share"
     }, this.mfQuery);
   },
 });

@@ -118,9 +118,10 @@ Page({
   },
   onShareAppMessage() {
     return mpforge.share({
-      "title": "菜单",
-      "desc": "港湾咖啡官方小程序：菜单、门店与新品",
-      "path": "/pages/menu/menu"
+      "title": "港湾咖啡菜单",
+      "desc": "本季新品与经典咖啡",
+      "path": "/pages/menu/menu",
+      "channel": "share"
     }, this.mfQuery);
   },
 });

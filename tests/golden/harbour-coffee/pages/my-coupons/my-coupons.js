@@ -32,8 +32,9 @@ Page({
   onShareAppMessage() {
     return mpforge.share({
       "title": "我的券",
-      "desc": "港湾咖啡官方小程序：菜单、门店与新品",
-      "path": "/pages/my-coupons/my-coupons"
+      "desc": "港湾咖啡：自家烘焙，三家门店",
+      "path": "/pages/my-coupons/my-coupons",
+      "channel": "share"
     }, this.mfQuery);
   },
 });

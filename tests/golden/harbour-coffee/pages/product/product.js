@@ -37,8 +37,9 @@ Page({
   onShareAppMessage() {
     return mpforge.share({
       "title": "商品详情",
-      "desc": "港湾咖啡官方小程序：菜单、门店与新品",
-      "path": "/pages/product/product"
+      "desc": "港湾咖啡：自家烘焙，三家门店",
+      "path": "/pages/product/product",
+      "channel": "share"
     }, this.mfQuery);
   },
 });

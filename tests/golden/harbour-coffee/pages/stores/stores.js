@@ -74,8 +74,9 @@ Page({
   onShareAppMessage() {
     return mpforge.share({
       "title": "门店",
-      "desc": "港湾咖啡官方小程序：菜单、门店与新品",
-      "path": "/pages/stores/stores"
+      "desc": "港湾咖啡：自家烘焙，三家门店",
+      "path": "/pages/stores/stores",
+      "channel": "share"
     }, this.mfQuery);
   },
 });

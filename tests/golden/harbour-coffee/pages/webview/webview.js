@@ -23,8 +23,9 @@ Page({
   onShareAppMessage() {
     return mpforge.share({
       "title": "港湾咖啡",
-      "desc": "港湾咖啡官方小程序：菜单、门店与新品",
-      "path": "/pages/webview/webview"
+      "desc": "港湾咖啡：自家烘焙，三家门店",
+      "path": "/pages/webview/webview",
+      "channel": "share"
     }, this.mfQuery);
   },
 });

@@ -1,0 +1,218 @@
+"""promotion: share, campaigns, offline entry points with QR codes, channel attribution.
+
+Entry points (a table sticker in a store, a poster, a partner link) each open a page
+with a query that carries a channel tag (`ch`) and the entry point id (`ep`). app.js
+keeps both in globalData and storage, and the coupon service sends them to the
+backend, so the merchant sees which channel brought each visit and claim.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
+
+import segno
+from pydantic import Field
+
+from builder.plugin_api import (
+    AppPlan,
+    AppScript,
+    Block,
+    BlockType,
+    Link,
+    PagePlan,
+    Problem,
+    ShortText,
+    ValidSpec,
+    hookimpl,
+)
+
+from .models import CampaignId, EntryPoint, PromotionSection
+
+if TYPE_CHECKING:
+    from builder.plugin_api import PlanContext
+
+__version__ = "1.0.0"
+TEMPLATES = Path(__file__).parent / "templates"
+SCRIPT = "promotion/page.js"
+
+
+def _section(spec: ValidSpec) -> PromotionSection | None:
+    return spec.section("promotion")
+
+
+def _campaign_data(ctx: "PlanContext", campaign_id: str) -> dict[str, Any]:
+    campaign = next(c for c in _section(ctx.spec).campaigns if c.id == campaign_id)
+    return {"name": campaign.name, "start": int(campaign.start.timestamp() * 1000),
+            "end": int(campaign.end.timestamp() * 1000), "visible": False}
+
+
+class CampaignBannerBlock(Block):
+    """The campaign's banner, linking to its landing page; shown only during the campaign."""
+
+    type: Literal["campaign-banner"]
+    campaign: CampaignId
+
+    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+        campaign = next(c for c in _section(ctx.spec).campaigns if c.id == self.campaign)
+        return {**_campaign_data(ctx, self.campaign), "kind": "banner", "image": ctx.asset(campaign.banner),
+                "link": ctx.link(Link(page=campaign.landing))}
+
+
+class CountdownBlock(Block):
+    """Time left until the campaign starts (shown before it) or ends (shown during it)."""
+
+    type: Literal["countdown"]
+    campaign: CampaignId
+    to: Literal["start", "end"] = "end"
+    label: ShortText | None = Field(None, description="default: '距开始' or '距结束'")
+
+    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+        data = _campaign_data(ctx, self.campaign)
+        return {**data, "kind": "countdown", "to": self.to, "target": data[self.to],
+                "label": self.label or ("距开始" if self.to == "start" else "距结束"), "remaining": ""}
+
+
+BLOCK_TYPES = [
+    BlockType(name="campaign-banner", model=CampaignBannerBlock, template="blocks/campaign-banner.axml",
+              style="promotion/promotion.acss", script=SCRIPT, on_show="mfStartCampaigns",
+              on_hide="mfStopCampaigns", description="a campaign's banner, shown only while it runs"),
+    BlockType(name="countdown", model=CountdownBlock, template="blocks/countdown.axml",
+              style="promotion/promotion.acss", script=SCRIPT, on_show="mfStartCampaigns",
+              on_hide="mfStopCampaigns", description="time left until a campaign starts or ends"),
+]
+
+
+@hookimpl
+def mpforge_spec_sections() -> dict[str, type]:
+    return {"promotion": PromotionSection}
+
+
+@hookimpl
+def mpforge_block_types() -> list[BlockType]:
+    return BLOCK_TYPES
+
+
+@hookimpl
+def mpforge_template_dirs() -> list[Path]:
+    return [TEMPLATES]
+
+
+@hookimpl
+def mpforge_reference_targets(spec: ValidSpec) -> dict[str, list[str]]:
+    section = _section(spec)
+    return {"campaign": [c.id for c in section.campaigns] if section else []}
+
+
+@hookimpl
+def mpforge_validate(spec: ValidSpec) -> list[Problem]:
+    section = _section(spec)
+    if section is None:
+        return []
+    problems = []
+    page_ids = [p.id for p in spec.pages]
+    for page_id in section.share.pages:
+        if page_id not in page_ids:
+            problems.append(spec.problem(("promotion", "share", "pages", page_id), f"no page with id '{page_id}'",
+                                         hint=f"pages: {', '.join(page_ids)}"))
+    for kind, items in (("campaign", section.campaigns), ("entry point", section.entry_points)):
+        key = "campaigns" if kind == "campaign" else "entry_points"
+        first: dict[str, int] = {}
+        for i, item in enumerate(items):
+            if item.id in first:
+                problems.append(spec.problem(("promotion", key, i, "id"), f"duplicate {kind} id '{item.id}'",
+                                             hint=f"first used by promotion.{key}[{first[item.id]}]"))
+            first.setdefault(item.id, i)
+    now = datetime.combine(spec.today, datetime.min.time(), timezone.utc)
+    for i, campaign in enumerate(section.campaigns):
+        if campaign.end < now:
+            problems.append(spec.problem(("promotion", "campaigns", i, "end"),
+                                         f"campaign '{campaign.id}' ended on {campaign.end.isoformat()}; "
+                                         "its blocks will stay hidden", severity="warning"))
+    if section.entry_points and not spec.model.app.appid:
+        problems.append(spec.problem(("promotion", "entry_points"), "entry point QR codes need app.appid",
+                                     hint="set app.appid to the mini-program's 16-digit app id"))
+    return problems
+
+
+@hookimpl
+def mpforge_page_json(page_json: dict[str, Any], page: PagePlan, spec: ValidSpec) -> None:
+    section = _section(spec)
+    if section is None:
+        return
+    share = section.share
+    override = share.pages.get(page.id)
+    title = (override and override.title) or share.title
+    desc = (override and override.desc) or share.desc
+    image = (override and override.image) or share.image
+    if title:
+        page.share["title"] = title
+    if desc:
+        page.share["desc"] = desc
+    if image:
+        page.share["imageUrl"] = image if image.startswith("https://") else f"/assets/{image}"
+    page.share["channel"] = share.channel
+
+
+@hookimpl
+def mpforge_app_script(spec: ValidSpec, render) -> AppScript | None:
+    if _section(spec) is None:
+        return None
+    return AppScript(members=render("promotion/app.js"), on_launch="mfAttribute", on_show="mfAttribute")
+
+
+@hookimpl
+def mpforge_services(plan: AppPlan, spec: ValidSpec, render) -> dict[str, str]:
+    section = _section(spec)
+    if section is None:
+        return {}
+    files = {"promotion/report.json": json.dumps(_report(section, spec), ensure_ascii=False, indent=2) + "\n"}
+    if section.entry_points:
+        files["promotion/entry-points.csv"] = _entry_points_csv(section.entry_points, spec)
+        for entry in section.entry_points:
+            files[f"promotion/qr/{entry.id}.svg"] = qr_svg(launch_url(spec.model.app.appid, entry))
+    return files
+
+
+def launch_url(appid: str, entry: EntryPoint) -> str:
+    """The Alipay URL that opens `entry.page` with its query; what its QR code encodes."""
+    return (f"alipays://platformapi/startapp?appId={appid}"
+            f"&page={quote(f'pages/{entry.page}/{entry.page}', safe='')}&query={quote(entry.full_query, safe='')}")
+
+
+def qr_svg(url: str) -> str:
+    """A QR code as SVG (deterministic: same URL, same bytes)."""
+    buffer = io.BytesIO()
+    # An explicit white background: transparent QR codes fail on dark backgrounds (and decoders).
+    segno.make(url, error="m", micro=False).save(buffer, kind="svg", scale=8, border=4, xmldecl=False,
+                                                 dark="#000", light="#fff")
+    return buffer.getvalue().decode("utf-8") + "\n"
+
+
+def _entry_points_csv(entries: list[EntryPoint], spec: ValidSpec) -> str:
+    """What the Alipay QR-code API (alipay.open.app.qrcode.create) needs per entry point."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["id", "name", "kind", "store", "url_param", "query_param", "describe", "launch_url", "qr_svg"])
+    for entry in entries:
+        writer.writerow([entry.id, entry.name, entry.kind, entry.store or "", f"pages/{entry.page}/{entry.page}",
+                         entry.full_query, entry.description, launch_url(spec.model.app.appid, entry),
+                         f"promotion/qr/{entry.id}.svg"])
+    return out.getvalue()
+
+
+def _report(section: PromotionSection, spec: ValidSpec) -> dict[str, Any]:
+    now = datetime.combine(spec.today, datetime.min.time(), timezone.utc)
+    return {
+        "search_keywords": section.search_keywords,
+        "campaigns": [{"id": c.id, "name": c.name, "start": c.start.isoformat(), "end": c.end.isoformat(),
+                       "status": "ended" if c.end < now else "upcoming" if c.start > now else "running"}
+                      for c in section.campaigns],
+        "entry_points": [{"id": e.id, "channel": e.channel, "page": e.page, "query": e.full_query}
+                         for e in section.entry_points],
+    }
