@@ -15,6 +15,7 @@ from .templates_path import core_templates_dir
 from .validate import ValidSpec
 
 WEBVIEW_PAGE_ID = "webview"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
 
 
 @hookimpl
@@ -102,6 +103,13 @@ def _reference_rules(spec: ValidSpec) -> list[Problem]:
                                              hint="add 'assets: assets' and put the file there"))
             elif not (assets_dir / ref).is_file():
                 problems.append(spec.problem(path, f"asset file not found: {spec.model.assets}/{ref}"))
+            elif ref.lower().endswith(IMAGE_SUFFIXES):
+                size_kb = (assets_dir / ref).stat().st_size / 1024
+                if size_kb > spec.model.limits.image_kb:
+                    problems.append(spec.problem(path, f"image {ref} is {size_kb:.0f} KiB, over the "
+                                                       f"{spec.model.limits.image_kb} KiB limit",
+                                                 hint="compress it: the whole package must stay under 2 MB",
+                                                 severity="warning"))
     if assets_dir is not None and not assets_dir.is_dir():
         problems.append(spec.problem(("assets",), f"assets folder not found: {spec.model.assets}"))
     return problems

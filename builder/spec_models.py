@@ -212,6 +212,12 @@ class Tabbar(StrictModel):
     items: list[TabItem] = Field(min_length=2, max_length=5)
 
 
+class Limits(StrictModel):
+    """Size warnings (they never stop a build)."""
+
+    image_kb: int = Field(300, ge=1, le=10_240, description="warn about images larger than this many KiB")
+
+
 class CoreSpec(StrictModel):
     """The sections every spec has; plugins add their own keyed by plugin name."""
 
@@ -222,3 +228,4 @@ class CoreSpec(StrictModel):
     tabbar: Tabbar | None = None
     assets: Annotated[str, AfterValidator(_relative_path)] | None = Field(
         None, description="folder (relative to the spec) copied to the output's assets/")
+    limits: Limits = Limits()

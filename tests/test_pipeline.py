@@ -229,3 +229,13 @@ def test_json_spec_builds_like_yaml(project, tmp_path):
 
     json_path.write_text(json.dumps(yaml.safe_load(spec_path.read_text())), encoding="utf-8")
     assert prepare(json_path).tree.text("app.json") == prepare(spec_path).tree.text("app.json")
+
+
+def test_large_images_warn_at_the_spec_line_that_uses_them(project, cli):
+    spec = spec_with([{"type": "image", "image": "big.png"}], limits={"image_kb": 50})
+    path = project(spec, files={"assets/big.png": b"\x89PNG" + b"0" * 80 * 1024})
+    result = cli("build", path)
+    assert result.exit_code == 0
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "image: big.png" in text)
+    assert f"warning: mpforge.yaml:{line}:" in result.stderr
+    assert "pages[0].blocks[0].image: image big.png is 80 KiB, over the 50 KiB limit" in result.stderr
