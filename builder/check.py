@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from html.parser import HTMLParser
 
 from .errors import Problem
 from .filetree import FileTree
@@ -65,46 +64,57 @@ def json_parses(tree: FileTree) -> list[Problem]:
     return problems
 
 
-class _TagBalance(HTMLParser):
-    """Tracks open tags; AXML is XML-like, so every tag must close or self-close."""
+# A tag, a comment, or a lone '<' (regex scanning runs in C; HTMLParser was the
+# slowest part of checking a large build). Attribute values may hold '>' inside quotes.
+TAG = re.compile(r"""<!--.*?-->|<(/?)([A-Za-z][\w:.-]*)((?:[^>"']|"[^"]*"|'[^']*')*?)(/?)>""", re.S)
 
-    def __init__(self, path: str):
-        super().__init__(convert_charrefs=True)
-        self.path = path
-        self.stack: list[tuple[str, tuple[int, int]]] = []
-        self.problems: list[Problem] = []
 
-    def handle_starttag(self, tag, attrs):
-        self.stack.append((tag, self.getpos()))
+def _position(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of `offset`, computed only for reported problems."""
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
-    def handle_endtag(self, tag):
-        line, col = self.getpos()
-        if tag not in (name for name, _ in self.stack):
-            self.problems.append(Problem(f"stray closing tag </{tag}>", file=self.path, line=line, column=col + 1))
-        else:
-            opened, (oline, ocol) = self.stack[-1]
-            if opened != tag:
-                self.problems.append(Problem(f"</{tag}> closes <{opened}> opened at {oline}:{ocol + 1}",
-                                             file=self.path, line=line, column=col + 1))
-            # Resynchronise on the matching tag so one mistake is reported once.
-            while self.stack.pop()[0] != tag:
-                pass
 
-    def close(self):
-        super().close()
-        for tag, (line, col) in self.stack:
-            self.problems.append(Problem(f"<{tag}> is never closed", file=self.path, line=line, column=col + 1))
+def _tag_problems(path: str, text: str) -> list[Problem]:
+    """AXML is XML-like: every tag must close or self-close, in order."""
+    problems = []
+    stack: list[tuple[str, int]] = []
+    for match in TAG.finditer(text):
+        closing, name, _, self_closing = match.groups()
+        if name is None or self_closing:
+            continue
+        if not closing:
+            stack.append((name, match.start()))
+            continue
+        if stack and stack[-1][0] == name:
+            stack.pop()
+            continue
+        line, col = _position(text, match.start())
+        if all(tag != name for tag, _ in stack):
+            problems.append(Problem(f"stray closing tag </{name}>", file=path, line=line, column=col))
+            continue
+        opened, at = stack[-1]
+        oline, ocol = _position(text, at)
+        problems.append(Problem(f"</{name}> closes <{opened}> opened at {oline}:{ocol}",
+                                file=path, line=line, column=col))
+        # Resynchronise on the matching tag so one mistake is reported once.
+        while stack.pop()[0] != name:
+            pass
+    for name, at in stack:
+        line, col = _position(text, at)
+        problems.append(Problem(f"<{name}> is never closed", file=path, line=line, column=col))
+    return problems
 
 
 def axml_well_formed(tree: FileTree) -> list[Problem]:
     problems = []
     for path in tree:
         if path.endswith(".axml"):
-            parser = _TagBalance(path)
-            parser.feed(tree.text(path))
-            parser.close()
-            problems.extend(parser.problems)
+            problems.extend(_tag_problems(path, tree.text(path)))
     return problems
+
+
+# A clean binding, or a bare '{{' / '}}' outside one (group 1).
+BINDING_OR_BRACES = re.compile(BINDING.pattern + r"|(\{\{|\}\})")
 
 
 def bindings_clean(tree: FileTree) -> list[Problem]:
@@ -114,26 +124,13 @@ def bindings_clean(tree: FileTree) -> list[Problem]:
         if not path.endswith(".axml"):
             continue
         text = tree.text(path)
-        spans = [m.span() for m in BINDING.finditer(text)]
-        for token in ("{{", "}}"):
-            offset = _outside(text, token, spans)
-            if offset >= 0:
-                line = text.count("\n", 0, offset) + 1
-                col = offset - (text.rfind("\n", 0, offset) + 1) + 1
-                problems.append(Problem(f"stray '{token}' in AXML: bind merchant text through page data",
+        for match in BINDING_OR_BRACES.finditer(text):
+            if match.group(2):
+                line, col = _position(text, match.start())
+                problems.append(Problem(f"stray '{match.group(2)}' in AXML: bind merchant text through page data",
                                         file=path, line=line, column=col))
                 break
     return problems
-
-
-def _outside(text: str, token: str, spans: list[tuple[int, int]]) -> int:
-    """Offset of the first `token` not inside a clean binding, or -1."""
-    start = 0
-    while (index := text.find(token, start)) >= 0:
-        if not any(a <= index < b for a, b in spans):
-            return index
-        start = index + 1
-    return -1
 
 
 def paths_safe(tree: FileTree) -> list[Problem]:

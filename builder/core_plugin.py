@@ -91,9 +91,12 @@ def _reference_rules(spec: ValidSpec) -> list[Problem]:
     tab_pages = {item.page for item in spec.model.tabbar.items} if spec.model.tabbar else set()
     assets_dir = spec.assets_dir
     problems = []
+    known = {kind: set(ids) for kind, ids in spec.targets.items()}
+    asset_sizes: dict[str, int | None] = {}  # one stat per file, however often it is used
     for path, ref in spec.references:
         if isinstance(ref, Ref):
-            problems.extend(_check_ref(spec, path, ref))
+            if ref not in known.get(ref.kind, ()):
+                problems.extend(_check_ref(spec, path, ref))
         elif isinstance(ref, Link) and ref.query and ref.page in tab_pages:
             problems.append(spec.problem(path, f"page '{ref.page}' is a tab page, which cannot receive a query",
                                          hint="Alipay opens tab pages with my.switchTab, which drops the query"))
@@ -101,10 +104,14 @@ def _reference_rules(spec: ValidSpec) -> list[Problem]:
             if assets_dir is None:
                 problems.append(spec.problem(path, f"asset '{ref}' but the spec has no 'assets' folder",
                                              hint="add 'assets: assets' and put the file there"))
-            elif not (assets_dir / ref).is_file():
+                continue
+            if ref not in asset_sizes:
+                file = assets_dir / ref
+                asset_sizes[ref] = file.stat().st_size if file.is_file() else None
+            if asset_sizes[ref] is None:
                 problems.append(spec.problem(path, f"asset file not found: {spec.model.assets}/{ref}"))
             elif ref.lower().endswith(IMAGE_SUFFIXES):
-                size_kb = (assets_dir / ref).stat().st_size / 1024
+                size_kb = asset_sizes[ref] / 1024
                 if size_kb > spec.model.limits.image_kb:
                     problems.append(spec.problem(path, f"image {ref} is {size_kb:.0f} KiB, over the "
                                                        f"{spec.model.limits.image_kb} KiB limit",

@@ -66,6 +66,9 @@ class AppPlan:
     assets: dict[str, Path] = field(default_factory=dict)  # output path -> source file
 
 
+_PLAIN = frozenset({str, int, float, bool})  # exact types: AssetPath and enums subclass str
+
+
 class PlanContext:
     """What a block's `page_data` needs: link and asset resolution, store lookup."""
 
@@ -104,6 +107,8 @@ class PlanContext:
 
     def to_data(self, value: Any) -> Any:
         """Convert a model to JSON-ready data, resolving links and assets; drops a block's `type`."""
+        if value is None or type(value) in _PLAIN:  # most values: skip the checks below
+            return value
         if isinstance(value, Link):
             return self.link(value)
         if isinstance(value, BaseModel):

@@ -20,14 +20,23 @@ from .plugin_manager import Plugins
 
 
 def to_js(value: Any, indent: int = 0) -> Markup:
-    """A JS literal of JSON data, its continuation lines indented by `indent` spaces.
+    """A JS literal of JSON data; a dict gets one line per key, indented by `indent` spaces.
 
-    U+2028/2029 are escaped for older JS engines. (Indenting here rather than with
-    Jinja's `indent` filter: that one re-escapes Markup line by line, slowly.)
+    Each value is compact JSON: json.dumps only uses its C encoder without `indent`,
+    and page data is most of the build's output. U+2028/2029 are escaped for older JS
+    engines.
     """
-    text = json.dumps(value, ensure_ascii=False, indent=2)
-    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-    return Markup(text.replace("\n", "\n" + " " * indent) if indent else text)
+    if isinstance(value, dict) and value and indent:
+        pad = " " * (indent + 2)
+        lines = [f"{pad}{_json(key)}: {_json(item)}" for key, item in value.items()]
+        text = "{\n" + ",\n".join(lines) + "\n" + " " * indent + "}"
+    else:
+        text = _json(value)
+    return Markup(text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
 @jinja2.pass_context

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Union
+from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
@@ -65,22 +65,30 @@ class ValidSpec:
     @cached_property
     def references(self) -> list[tuple[PathKey, Any]]:
         """Every Link and reference marker in the spec's sections, with its path."""
-        return [(path, value) for path, value in walk(self.model)
-                if isinstance(value, (Link, Ref, AssetPath, WebUrl))]
+        found: list[tuple[PathKey, Any]] = []
+        _collect_references(self.model, (), found)
+        return found
 
 
-def walk(value: Any, path: PathKey = ()) -> Iterator[tuple[PathKey, Any]]:
-    """Yield (path, value) for a model and everything nested in it, depth first."""
-    yield path, value
+REFERENCE_TYPES = (Link, Ref, AssetPath, WebUrl)
+_LEAVES = frozenset({str, int, float, bool, type(None)})  # exact types: reference markers subclass str
+
+
+def _collect_references(value: Any, path: PathKey, found: list[tuple[PathKey, Any]]) -> None:
+    """Depth first through models, lists and dicts, keeping reference-typed values."""
+    if type(value) in _LEAVES:
+        return
+    if isinstance(value, REFERENCE_TYPES):
+        found.append((path, value))
     if isinstance(value, BaseModel):
         for name in type(value).model_fields:
-            yield from walk(getattr(value, name), (*path, name))
+            _collect_references(getattr(value, name), (*path, name), found)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            yield from walk(item, (*path, i))
+            _collect_references(item, (*path, i), found)
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from walk(item, (*path, key))
+            _collect_references(item, (*path, key), found)
 
 
 @lru_cache(maxsize=16)

@@ -2,71 +2,7 @@
 // Issuing a coupon is a signed Alipay OpenAPI call, so it happens on the merchant's
 // backend; see docs/backend-contract.md for what the backend receives and returns.
 
-const CONFIG = {
-  "claimUrl": "https://api.harbourcoffee.example.com/mpforge/coupons/claim",
-  "coupons": {
-    "welcome-5": {
-      "id": "welcome-5",
-      "title": "新人立减 5 元",
-      "kind": "cash",
-      "value_text": "¥5",
-      "threshold_text": "满25元可用",
-      "validity_text": "领取后14天内有效",
-      "terms": "每位新用户限领一张，不与其他优惠同享。",
-      "state": "available",
-      "state_text": "立即领取",
-      "activityId": "2026110400826004508401234567",
-      "perUserLimit": 1,
-      "end": null,
-      "daysAfterClaim": 14
-    },
-    "latte-85": {
-      "id": "latte-85",
-      "title": "拿铁 8.5 折",
-      "kind": "discount",
-      "value_text": "8.5折",
-      "threshold_text": "无门槛",
-      "validity_text": "2026-11-01 至 2027-01-31",
-      "terms": null,
-      "state": "available",
-      "state_text": "立即领取",
-      "activityId": "2026110400826004508401234568",
-      "perUserLimit": 3,
-      "end": "2027-01-31",
-      "daysAfterClaim": null
-    },
-    "croissant-free": {
-      "id": "croissant-free",
-      "title": "买咖啡送可颂",
-      "kind": "exchange",
-      "value_text": "黄油可颂一个",
-      "threshold_text": "满30元可用",
-      "validity_text": "领取后7天内有效",
-      "terms": "限陆家嘴店使用，周末不可用。",
-      "state": "available",
-      "state_text": "立即领取",
-      "activityId": "2026110400826004508401234569",
-      "perUserLimit": 1,
-      "end": null,
-      "daysAfterClaim": 7
-    },
-    "follow-gift": {
-      "id": "follow-gift",
-      "title": "关注有礼 3 元",
-      "kind": "cash",
-      "value_text": "¥3",
-      "threshold_text": "无门槛",
-      "validity_text": "领取后30天内有效",
-      "terms": "关注港湾咖啡生活号即可领取。",
-      "state": "available",
-      "state_text": "立即领取",
-      "activityId": "2026110400826004508401234570",
-      "perUserLimit": 1,
-      "end": null,
-      "daysAfterClaim": 30
-    }
-  }
-};
+const CONFIG = {"claimUrl": "https://api.harbourcoffee.example.com/mpforge/coupons/claim", "coupons": {"welcome-5": {"id": "welcome-5", "title": "新人立减 5 元", "kind": "cash", "value_text": "¥5", "threshold_text": "满25元可用", "validity_text": "领取后14天内有效", "terms": "每位新用户限领一张，不与其他优惠同享。", "state": "available", "state_text": "立即领取", "activityId": "2026110400826004508401234567", "perUserLimit": 1, "end": null, "daysAfterClaim": 14}, "latte-85": {"id": "latte-85", "title": "拿铁 8.5 折", "kind": "discount", "value_text": "8.5折", "threshold_text": "无门槛", "validity_text": "2026-11-01 至 2027-01-31", "terms": null, "state": "available", "state_text": "立即领取", "activityId": "2026110400826004508401234568", "perUserLimit": 3, "end": "2027-01-31", "daysAfterClaim": null}, "croissant-free": {"id": "croissant-free", "title": "买咖啡送可颂", "kind": "exchange", "value_text": "黄油可颂一个", "threshold_text": "满30元可用", "validity_text": "领取后7天内有效", "terms": "限陆家嘴店使用，周末不可用。", "state": "available", "state_text": "立即领取", "activityId": "2026110400826004508401234569", "perUserLimit": 1, "end": null, "daysAfterClaim": 7}, "follow-gift": {"id": "follow-gift", "title": "关注有礼 3 元", "kind": "cash", "value_text": "¥3", "threshold_text": "无门槛", "validity_text": "领取后30天内有效", "terms": "关注港湾咖啡生活号即可领取。", "state": "available", "state_text": "立即领取", "activityId": "2026110400826004508401234570", "perUserLimit": 1, "end": null, "daysAfterClaim": 30}}};
 const STORAGE_KEY = 'mpforge.coupon.claims';
 const STATE_TEXT = {
   available: '立即领取',

@@ -2,56 +2,7 @@
 // Issuing a coupon is a signed Alipay OpenAPI call, so it happens on the merchant's
 // backend; see docs/backend-contract.md for what the backend receives and returns.
 
-const CONFIG = {
-  "claimUrl": "https://shop.linlifresh.example.cn/api/coupons/claim",
-  "coupons": {
-    "new-5": {
-      "id": "new-5",
-      "title": "新人无门槛 5 元",
-      "kind": "cash",
-      "value_text": "¥5",
-      "threshold_text": "无门槛",
-      "validity_text": "领取后30天内有效",
-      "terms": null,
-      "state": "available",
-      "state_text": "立即领取",
-      "activityId": "LINLI-NEW-2026",
-      "perUserLimit": 1,
-      "end": null,
-      "daysAfterClaim": 30
-    },
-    "wednesday-15": {
-      "id": "wednesday-15",
-      "title": "会员日满 100 减 15",
-      "kind": "cash",
-      "value_text": "¥15",
-      "threshold_text": "满100元可用",
-      "validity_text": "2026-11-01 至 2027-03-31",
-      "terms": "仅限每周三使用，生鲜、肉蛋乳品可用。",
-      "state": "available",
-      "state_text": "立即领取",
-      "activityId": "LINLI-WED-2026",
-      "perUserLimit": 4,
-      "end": "2027-03-31",
-      "daysAfterClaim": null
-    },
-    "fruit-9": {
-      "id": "fruit-9",
-      "title": "水果 9 折",
-      "kind": "discount",
-      "value_text": "9折",
-      "threshold_text": "满30元可用",
-      "validity_text": "领取后7天内有效",
-      "terms": null,
-      "state": "available",
-      "state_text": "立即领取",
-      "activityId": "LINLI-FRUIT-2026",
-      "perUserLimit": 1,
-      "end": null,
-      "daysAfterClaim": 7
-    }
-  }
-};
+const CONFIG = {"claimUrl": "https://shop.linlifresh.example.cn/api/coupons/claim", "coupons": {"new-5": {"id": "new-5", "title": "新人无门槛 5 元", "kind": "cash", "value_text": "¥5", "threshold_text": "无门槛", "validity_text": "领取后30天内有效", "terms": null, "state": "available", "state_text": "立即领取", "activityId": "LINLI-NEW-2026", "perUserLimit": 1, "end": null, "daysAfterClaim": 30}, "wednesday-15": {"id": "wednesday-15", "title": "会员日满 100 减 15", "kind": "cash", "value_text": "¥15", "threshold_text": "满100元可用", "validity_text": "2026-11-01 至 2027-03-31", "terms": "仅限每周三使用，生鲜、肉蛋乳品可用。", "state": "available", "state_text": "立即领取", "activityId": "LINLI-WED-2026", "perUserLimit": 4, "end": "2027-03-31", "daysAfterClaim": null}, "fruit-9": {"id": "fruit-9", "title": "水果 9 折", "kind": "discount", "value_text": "9折", "threshold_text": "满30元可用", "validity_text": "领取后7天内有效", "terms": null, "state": "available", "state_text": "立即领取", "activityId": "LINLI-FRUIT-2026", "perUserLimit": 1, "end": null, "daysAfterClaim": 7}}};
 const STORAGE_KEY = 'mpforge.coupon.claims';
 const STATE_TEXT = {
   available: '立即领取',

@@ -3,60 +3,14 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {
-      "public_id": "2019041263887654",
-      "memo": "关注领 3 元咖啡券",
-      "name": "港湾咖啡",
-      "reward": "follow-gift",
-      "avatar": "/assets/logo.png",
-      "description": "每周新品、烘焙故事与门店活动"
-    },
-    "b1": {
-      "image": "/assets/about/roastery.png",
-      "link": null,
-      "mode": "widthFix",
-      "rounded": false
-    },
-    "b2": {
-      "text": "从港口到杯中",
-      "subtitle": null,
-      "align": "center"
-    },
-    "b3": {
-      "text": "2016 年始于新天地的一间小店。\n我们坚持自家烘焙，与产地直接合作。",
-      "align": "center",
-      "size": "normal"
-    },
-    "b4": {
-      "height": 24
-    },
-    "b5": {
-      "text": "我的优惠券",
-      "link": {
-        "kind": "page",
-        "url": "/pages/my-coupons/my-coupons"
-      },
-      "style": "default"
-    },
-    "b6": {
-      "text": "去新天地店",
-      "link": {
-        "kind": "map",
-        "latitude": "31.2196",
-        "longitude": "121.475",
-        "name": "新天地店",
-        "address": "上海市黄浦区马当路 245 号 1 层"
-      },
-      "style": "primary"
-    },
-    "b7": {
-      "text": "烘焙工坊开放日",
-      "link": {
-        "kind": "page",
-        "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Froastery-day"
-      },
-      "style": "default"
-    }
+    "b0": {"public_id": "2019041263887654", "memo": "关注领 3 元咖啡券", "name": "港湾咖啡", "reward": "follow-gift", "avatar": "/assets/logo.png", "description": "每周新品、烘焙故事与门店活动"},
+    "b1": {"image": "/assets/about/roastery.png", "link": null, "mode": "widthFix", "rounded": false},
+    "b2": {"text": "从港口到杯中", "subtitle": null, "align": "center"},
+    "b3": {"text": "2016 年始于新天地的一间小店。\n我们坚持自家烘焙，与产地直接合作。", "align": "center", "size": "normal"},
+    "b4": {"height": 24},
+    "b5": {"text": "我的优惠券", "link": {"kind": "page", "url": "/pages/my-coupons/my-coupons"}, "style": "default"},
+    "b6": {"text": "去新天地店", "link": {"kind": "map", "latitude": "31.2196", "longitude": "121.475", "name": "新天地店", "address": "上海市黄浦区马当路 245 号 1 层"}, "style": "primary"},
+    "b7": {"text": "烘焙工坊开放日", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Froastery-day"}, "style": "default"}
   },
   onLoad(query) {
     this.mfQuery = query || {};

@@ -3,102 +3,10 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {
-      "title": "今日可领",
-      "coupons": [
-        {
-          "id": "latte-85",
-          "title": "拿铁 8.5 折",
-          "kind": "discount",
-          "value_text": "8.5折",
-          "threshold_text": "无门槛",
-          "validity_text": "2026-11-01 至 2027-01-31",
-          "terms": null,
-          "state": "available",
-          "state_text": "立即领取"
-        },
-        {
-          "id": "croissant-free",
-          "title": "买咖啡送可颂",
-          "kind": "exchange",
-          "value_text": "黄油可颂一个",
-          "threshold_text": "满30元可用",
-          "validity_text": "领取后7天内有效",
-          "terms": "限陆家嘴店使用，周末不可用。",
-          "state": "available",
-          "state_text": "立即领取"
-        }
-      ]
-    },
-    "b1": {
-      "title": "咖啡",
-      "layout": "list",
-      "items": [
-        {
-          "name": "美式",
-          "price": "¥24.00",
-          "original_price": null,
-          "image": "/assets/menu/americano.png",
-          "tag": null,
-          "description": "埃塞俄比亚 耶加雪菲 单一产地",
-          "link": null
-        },
-        {
-          "name": "拿铁",
-          "price": "¥28.00",
-          "original_price": null,
-          "image": "/assets/menu/latte.png",
-          "tag": null,
-          "description": "燕麦奶 +¥3",
-          "link": null
-        },
-        {
-          "name": "澳白",
-          "price": "¥30.00",
-          "original_price": null,
-          "image": "/assets/menu/flat-white.png",
-          "tag": "人气",
-          "description": null,
-          "link": null
-        },
-        {
-          "name": "冷萃咖啡",
-          "price": "¥30.00",
-          "original_price": null,
-          "image": "/assets/menu/cold-brew.png",
-          "tag": null,
-          "description": "18 小时低温萃取",
-          "link": null
-        }
-      ]
-    },
-    "b2": {
-      "inset": true
-    },
-    "b3": {
-      "title": "烘焙",
-      "layout": "grid",
-      "items": [
-        {
-          "name": "黄油可颂",
-          "price": "¥18.00",
-          "original_price": null,
-          "image": "/assets/menu/croissant.png",
-          "tag": null,
-          "description": null,
-          "link": null
-        },
-        {
-          "name": "巴斯克芝士蛋糕",
-          "price": "¥26.00",
-          "original_price": "¥32.00",
-          "image": "/assets/menu/cheesecake.png",
-          "tag": "限时",
-          "description": null,
-          "link": null
-        }
-      ]
-    }
+    "b0": {"title": "今日可领", "coupons": [{"id": "latte-85", "title": "拿铁 8.5 折", "kind": "discount", "value_text": "8.5折", "threshold_text": "无门槛", "validity_text": "2026-11-01 至 2027-01-31", "terms": null, "state": "available", "state_text": "立即领取"}, {"id": "croissant-free", "title": "买咖啡送可颂", "kind": "exchange", "value_text": "黄油可颂一个", "threshold_text": "满30元可用", "validity_text": "领取后7天内有效", "terms": "限陆家嘴店使用，周末不可用。", "state": "available", "state_text": "立即领取"}]},
+    "b1": {"title": "咖啡", "layout": "list", "items": [{"name": "美式", "price": "¥24.00", "original_price": null, "image": "/assets/menu/americano.png", "tag": null, "description": "埃塞俄比亚 耶加雪菲 单一产地", "link": null}, {"name": "拿铁", "price": "¥28.00", "original_price": null, "image": "/assets/menu/latte.png", "tag": null, "description": "燕麦奶 +¥3", "link": null}, {"name": "澳白", "price": "¥30.00", "original_price": null, "image": "/assets/menu/flat-white.png", "tag": "人气", "description": null, "link": null}, {"name": "冷萃咖啡", "price": "¥30.00", "original_price": null, "image": "/assets/menu/cold-brew.png", "tag": null, "description": "18 小时低温萃取", "link": null}]},
+    "b2": {"inset": true},
+    "b3": {"title": "烘焙", "layout": "grid", "items": [{"name": "黄油可颂", "price": "¥18.00", "original_price": null, "image": "/assets/menu/croissant.png", "tag": null, "description": null, "link": null}, {"name": "巴斯克芝士蛋糕", "price": "¥26.00", "original_price": "¥32.00", "image": "/assets/menu/cheesecake.png", "tag": "限时", "description": null, "link": null}]}
   },
   onLoad(query) {
     this.mfQuery = query || {};

@@ -3,15 +3,7 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {
-      "empty_text": "还没有领取优惠券",
-      "more": {
-        "kind": "page",
-        "url": "/pages/coupons/coupons"
-      },
-      "mine": true,
-      "coupons": []
-    }
+    "b0": {"empty_text": "还没有领取优惠券", "more": {"kind": "page", "url": "/pages/coupons/coupons"}, "mine": true, "coupons": []}
   },
   onLoad(query) {
     this.mfQuery = query || {};

@@ -3,9 +3,7 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {
-      "url": null
-    }
+    "b0": {"url": null}
   },
   onLoad(query) {
     this.mfQuery = query || {};

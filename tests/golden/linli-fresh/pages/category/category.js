@@ -3,60 +3,9 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {
-      "text": "以下为当日到店商品，实际库存以门店为准",
-      "link": null
-    },
-    "b1": {
-      "title": null,
-      "layout": "grid",
-      "items": [
-        {
-          "name": "上海青 500g",
-          "price": "¥3.90",
-          "original_price": null,
-          "image": "/assets/goods/bok-choy.png",
-          "tag": null,
-          "description": null,
-          "link": null
-        },
-        {
-          "name": "番茄 1kg",
-          "price": "¥6.80",
-          "original_price": null,
-          "image": "/assets/goods/tomato.png",
-          "tag": null,
-          "description": null,
-          "link": null
-        },
-        {
-          "name": "红富士苹果 2kg",
-          "price": "¥19.90",
-          "original_price": null,
-          "image": "/assets/goods/apple.png",
-          "tag": null,
-          "description": null,
-          "link": null
-        },
-        {
-          "name": "鲜牛奶 950ml",
-          "price": "¥15.80",
-          "original_price": null,
-          "image": "/assets/goods/milk.png",
-          "tag": null,
-          "description": null,
-          "link": null
-        }
-      ]
-    },
-    "b2": {
-      "text": "查看全部商品",
-      "link": {
-        "kind": "tab",
-        "url": "/pages/goods/goods"
-      },
-      "style": "primary"
-    }
+    "b0": {"text": "以下为当日到店商品，实际库存以门店为准", "link": null},
+    "b1": {"title": null, "layout": "grid", "items": [{"name": "上海青 500g", "price": "¥3.90", "original_price": null, "image": "/assets/goods/bok-choy.png", "tag": null, "description": null, "link": null}, {"name": "番茄 1kg", "price": "¥6.80", "original_price": null, "image": "/assets/goods/tomato.png", "tag": null, "description": null, "link": null}, {"name": "红富士苹果 2kg", "price": "¥19.90", "original_price": null, "image": "/assets/goods/apple.png", "tag": null, "description": null, "link": null}, {"name": "鲜牛奶 950ml", "price": "¥15.80", "original_price": null, "image": "/assets/goods/milk.png", "tag": null, "description": null, "link": null}]},
+    "b2": {"text": "查看全部商品", "link": {"kind": "tab", "url": "/pages/goods/goods"}, "style": "primary"}
   },
   onLoad(query) {
     this.mfQuery = query || {};

@@ -3,96 +3,9 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {
-      "title": "新鲜蔬果",
-      "layout": "list",
-      "items": [
-        {
-          "name": "上海青 500g",
-          "price": "¥3.90",
-          "original_price": null,
-          "image": "/assets/goods/bok-choy.png",
-          "tag": null,
-          "description": "本地基地直供",
-          "link": null
-        },
-        {
-          "name": "番茄 1kg",
-          "price": "¥6.80",
-          "original_price": null,
-          "image": "/assets/goods/tomato.png",
-          "tag": null,
-          "description": null,
-          "link": null
-        },
-        {
-          "name": "红富士苹果 2kg",
-          "price": "¥19.90",
-          "original_price": null,
-          "image": "/assets/goods/apple.png",
-          "tag": null,
-          "description": null,
-          "link": null
-        }
-      ]
-    },
-    "b1": {
-      "title": "肉蛋乳品",
-      "layout": "list",
-      "items": [
-        {
-          "name": "黑猪五花肉 500g",
-          "price": "¥29.80",
-          "original_price": null,
-          "image": "/assets/goods/pork.png",
-          "tag": "冷鲜",
-          "description": null,
-          "link": null
-        },
-        {
-          "name": "鲜鸡蛋 30 枚",
-          "price": "¥22.50",
-          "original_price": null,
-          "image": "/assets/goods/eggs.png",
-          "tag": null,
-          "description": null,
-          "link": null
-        },
-        {
-          "name": "鲜牛奶 950ml",
-          "price": "¥15.80",
-          "original_price": null,
-          "image": "/assets/goods/milk.png",
-          "tag": null,
-          "description": "巴氏杀菌，需冷藏",
-          "link": null
-        }
-      ]
-    },
-    "b2": {
-      "title": "粮油豆制品",
-      "layout": "grid",
-      "items": [
-        {
-          "name": "东北大米 5kg",
-          "price": "¥39.90",
-          "original_price": null,
-          "image": "/assets/goods/rice.png",
-          "tag": null,
-          "description": null,
-          "link": null
-        },
-        {
-          "name": "嫩豆腐 400g",
-          "price": "¥3.50",
-          "original_price": null,
-          "image": "/assets/goods/tofu.png",
-          "tag": null,
-          "description": null,
-          "link": null
-        }
-      ]
-    }
+    "b0": {"title": "新鲜蔬果", "layout": "list", "items": [{"name": "上海青 500g", "price": "¥3.90", "original_price": null, "image": "/assets/goods/bok-choy.png", "tag": null, "description": "本地基地直供", "link": null}, {"name": "番茄 1kg", "price": "¥6.80", "original_price": null, "image": "/assets/goods/tomato.png", "tag": null, "description": null, "link": null}, {"name": "红富士苹果 2kg", "price": "¥19.90", "original_price": null, "image": "/assets/goods/apple.png", "tag": null, "description": null, "link": null}]},
+    "b1": {"title": "肉蛋乳品", "layout": "list", "items": [{"name": "黑猪五花肉 500g", "price": "¥29.80", "original_price": null, "image": "/assets/goods/pork.png", "tag": "冷鲜", "description": null, "link": null}, {"name": "鲜鸡蛋 30 枚", "price": "¥22.50", "original_price": null, "image": "/assets/goods/eggs.png", "tag": null, "description": null, "link": null}, {"name": "鲜牛奶 950ml", "price": "¥15.80", "original_price": null, "image": "/assets/goods/milk.png", "tag": null, "description": "巴氏杀菌，需冷藏", "link": null}]},
+    "b2": {"title": "粮油豆制品", "layout": "grid", "items": [{"name": "东北大米 5kg", "price": "¥39.90", "original_price": null, "image": "/assets/goods/rice.png", "tag": null, "description": null, "link": null}, {"name": "嫩豆腐 400g", "price": "¥3.50", "original_price": null, "image": "/assets/goods/tofu.png", "tag": null, "description": null, "link": null}]}
   },
   onLoad(query) {
     this.mfQuery = query || {};

@@ -3,52 +3,11 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {
-      "title": "门店信息",
-      "stores": [
-        {
-          "id": "wenyi",
-          "name": "文一西路店",
-          "address": "杭州市西湖区文一西路 522 号",
-          "hours": "每天 07:00–23:00",
-          "map": {
-            "kind": "map",
-            "latitude": "30.2897",
-            "longitude": "120.1031",
-            "name": "文一西路店",
-            "address": "杭州市西湖区文一西路 522 号"
-          },
-          "call": {
-            "kind": "phone",
-            "number": "0571-8712 3456"
-          }
-        }
-      ]
-    },
-    "b1": {
-      "height": 16
-    },
-    "b2": {
-      "text": "配送范围：门店 3 公里内。大件商品请电话预约。",
-      "align": "left",
-      "size": "small"
-    },
-    "b3": {
-      "text": "我的优惠券",
-      "link": {
-        "kind": "page",
-        "url": "/pages/mine/mine"
-      },
-      "style": "primary"
-    },
-    "b4": {
-      "text": "联系门店",
-      "link": {
-        "kind": "phone",
-        "number": "0571-8712 3456"
-      },
-      "style": "default"
-    }
+    "b0": {"title": "门店信息", "stores": [{"id": "wenyi", "name": "文一西路店", "address": "杭州市西湖区文一西路 522 号", "hours": "每天 07:00–23:00", "map": {"kind": "map", "latitude": "30.2897", "longitude": "120.1031", "name": "文一西路店", "address": "杭州市西湖区文一西路 522 号"}, "call": {"kind": "phone", "number": "0571-8712 3456"}}]},
+    "b1": {"height": 16},
+    "b2": {"text": "配送范围：门店 3 公里内。大件商品请电话预约。", "align": "left", "size": "small"},
+    "b3": {"text": "我的优惠券", "link": {"kind": "page", "url": "/pages/mine/mine"}, "style": "primary"},
+    "b4": {"text": "联系门店", "link": {"kind": "phone", "number": "0571-8712 3456"}, "style": "default"}
   },
   onLoad(query) {
     this.mfQuery = query || {};
