@@ -3,6 +3,9 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: [[ page.data | js(2) ]],
+  // The query this page was opened with (shares carry it on); declared as a page member so
+  // `this.mfQuery` is typed.
+  mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
 [% for method in on_load %]
@@ -35,6 +38,8 @@ Page({
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
+  // The return type is spelled out so type checkers need not infer it through `this`.
+  /** @returns {{ title: string, desc: string, path: string }} */
   onShareAppMessage() {
     return mpforge.share([[ page.share | js(4) ]], this.mfQuery);
   },

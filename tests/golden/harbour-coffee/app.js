@@ -21,9 +21,10 @@ App({
       my.setStorageSync({ key: 'mpforge.attribution', data: attribution });
     } else if (!this.globalData.channel) {
       const stored = my.getStorageSync({ key: 'mpforge.attribution' });
-      if (stored && stored.data) {
-        this.globalData.channel = stored.data.channel;
-        this.globalData.entryPoint = stored.data.entryPoint;
+      const saved = /** @type {{ channel: string, entryPoint: string } | null} */ (stored && stored.data);
+      if (saved) {
+        this.globalData.channel = saved.channel;
+        this.globalData.entryPoint = saved.entryPoint;
       }
     }
   },

@@ -1,3 +1,5 @@
+  // The running countdown timer, declared as a page member so `this.mfCampaignTimer` is typed.
+  mfCampaignTimer: 0,
   mfStartCampaigns() {
     this.mfTickCampaigns();
     this.mfCampaignTimer = setInterval(() => this.mfTickCampaigns(), 1000);
@@ -10,7 +12,7 @@
     const now = Date.now();
     const update = {};
     [[ keys | tojson ]].forEach((key) => {
-      const block = this.data[key];
+      const block = /** @type {{ kind: string, to?: string, start: number, end: number, target?: number }} */ (this.data[key]);
       const before = block.kind === 'countdown' && block.to === 'start';
       const visible = before ? now < block.start : now >= block.start && now < block.end;
       update[key + '.visible'] = visible;

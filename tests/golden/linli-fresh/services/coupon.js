@@ -85,8 +85,8 @@ function refresh(page, keys) {
 // Channel attribution (promotion plugin): which channel and entry point brought this user.
 function attribution() {
   const app = getApp();
-  const data = (app && app.globalData) || {};
-  return { channel: data.channel || '', entryPoint: data.entryPoint || '' };
+  const data = app && app.globalData;
+  return { channel: (data && data.channel) || '', entryPoint: (data && data.entryPoint) || '' };
 }
 
 function record(id, result, body) {
@@ -130,7 +130,8 @@ function claim(page, keys, id) {
         },
         success: function (response) {
           my.hideLoading();
-          const body = response.data || {};
+          // dataType 'json': the body is the object docs/backend-contract.md describes.
+          const body = /** @type {{ result?: string, message?: string, voucherId?: string }} */ (response.data || {});
           const toast = RESULT_TOAST[body.result];
           if (!toast) {
             my.showToast({ type: 'fail', content: body.message || '领取失败，请稍后重试' });

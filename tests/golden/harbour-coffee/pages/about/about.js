@@ -12,6 +12,9 @@ Page({
     "b6": {"text": "去新天地店", "link": {"kind": "map", "latitude": "31.2196", "longitude": "121.475", "name": "新天地店", "address": "上海市黄浦区马当路 245 号 1 层"}, "style": "primary"},
     "b7": {"text": "烘焙工坊开放日", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Froastery-day"}, "style": "default"}
   },
+  // The query this page was opened with (shares carry it on); declared as a page member so
+  // `this.mfQuery` is typed.
+  mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
   },
@@ -27,6 +30,8 @@ Page({
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
+  // The return type is spelled out so type checkers need not infer it through `this`.
+  /** @returns {{ title: string, desc: string, path: string }} */
   onShareAppMessage() {
     return mpforge.share({
       "title": "关于我们",

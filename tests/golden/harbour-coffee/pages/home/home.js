@@ -16,6 +16,9 @@ Page({
     "b10": {"public_id": "2019041263887654", "memo": "关注领 3 元咖啡券", "name": "港湾咖啡", "reward": "follow-gift"},
     "b11": {"text": "查看完整菜单", "link": {"kind": "tab", "url": "/pages/menu/menu"}, "style": "primary"}
   },
+  // The query this page was opened with (shares carry it on); declared as a page member so
+  // `this.mfQuery` is typed.
+  mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
   },
@@ -32,6 +35,8 @@ Page({
   mfStop() {
     this.mfStopCampaigns();
   },
+  // The running countdown timer, declared as a page member so `this.mfCampaignTimer` is typed.
+  mfCampaignTimer: 0,
   mfStartCampaigns() {
     this.mfTickCampaigns();
     this.mfCampaignTimer = setInterval(() => this.mfTickCampaigns(), 1000);
@@ -44,7 +49,7 @@ Page({
     const now = Date.now();
     const update = {};
     ["b3", "b4", "b5"].forEach((key) => {
-      const block = this.data[key];
+      const block = /** @type {{ kind: string, to?: string, start: number, end: number, target?: number }} */ (this.data[key]);
       const before = block.kind === 'countdown' && block.to === 'start';
       const visible = before ? now < block.start : now >= block.start && now < block.end;
       update[key + '.visible'] = visible;
@@ -81,6 +86,8 @@ Page({
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
+  // The return type is spelled out so type checkers need not infer it through `this`.
+  /** @returns {{ title: string, desc: string, path: string }} */
   onShareAppMessage() {
     return mpforge.share({
       "title": "港湾咖啡",

@@ -6,6 +6,9 @@ Page({
     "b0": {"public_id": "2019041263887654", "memo": "关注领 3 元咖啡券", "name": "港湾咖啡", "reward": "follow-gift", "avatar": "/assets/logo.png", "description": "每周新品、烘焙故事与门店活动"},
     "b1": {"title": null, "articles": [{"title": "冬季限定：姜饼拿铁回归", "cover": "/assets/banner/spring-1.png", "summary": "12 月 1 日起全部门店供应，会员首杯 8 折。", "date": "2026-11-20", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Farticles%2Fgingerbread-latte"}}, {"title": "陆家嘴店周末营业调整", "cover": "/assets/banner/spring-3.png", "summary": null, "date": "2026-11-02", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Farticles%2Flujiazui-hours"}}, {"title": "走进我们的烘焙工坊", "cover": "/assets/about/roastery.png", "summary": "从生豆到一杯咖啡，我们怎样做烘焙曲线。", "date": "2026-10-28", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Farticles%2Froastery"}}]}
   },
+  // The query this page was opened with (shares carry it on); declared as a page member so
+  // `this.mfQuery` is typed.
+  mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
   },
@@ -21,6 +24,8 @@ Page({
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
+  // The return type is spelled out so type checkers need not infer it through `this`.
+  /** @returns {{ title: string, desc: string, path: string }} */
   onShareAppMessage() {
     return mpforge.share({
       "title": "港湾生活号",

@@ -8,6 +8,9 @@ Page({
     "b2": {"inset": true},
     "b3": {"title": "烘焙", "layout": "grid", "items": [{"name": "黄油可颂", "price": "¥18.00", "original_price": null, "image": "/assets/menu/croissant.png", "tag": null, "description": null, "link": null}, {"name": "巴斯克芝士蛋糕", "price": "¥26.00", "original_price": "¥32.00", "image": "/assets/menu/cheesecake.png", "tag": "限时", "description": null, "link": null}]}
   },
+  // The query this page was opened with (shares carry it on); declared as a page member so
+  // `this.mfQuery` is typed.
+  mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
   },
@@ -24,6 +27,8 @@ Page({
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
+  // The return type is spelled out so type checkers need not infer it through `this`.
+  /** @returns {{ title: string, desc: string, path: string }} */
   onShareAppMessage() {
     return mpforge.share({
       "title": "港湾咖啡菜单",

@@ -5,6 +5,9 @@ Page({
   data: {
     "b0": {"empty_text": "还没有领取优惠券", "more": {"kind": "page", "url": "/pages/coupons/coupons"}, "mine": true, "coupons": []}
   },
+  // The query this page was opened with (shares carry it on); declared as a page member so
+  // `this.mfQuery` is typed.
+  mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
   },
@@ -21,6 +24,8 @@ Page({
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
+  // The return type is spelled out so type checkers need not infer it through `this`.
+  /** @returns {{ title: string, desc: string, path: string }} */
   onShareAppMessage() {
     return mpforge.share({
       "title": "我的券",

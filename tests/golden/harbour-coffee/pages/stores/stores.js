@@ -6,12 +6,17 @@ Page({
     "b0": {"text": "全部门店", "subtitle": "3 家门店 · 上海", "align": "left"},
     "b1": {"title": null, "stores": [{"id": "xintiandi", "name": "新天地店", "address": "上海市黄浦区马当路 245 号 1 层", "hours": "周一至周日 07:30–22:00", "map": {"kind": "map", "latitude": "31.2196", "longitude": "121.475", "name": "新天地店", "address": "上海市黄浦区马当路 245 号 1 层"}, "call": {"kind": "phone", "number": "021-6335 1201"}}, {"id": "jingan", "name": "静安寺店", "address": "上海市静安区南京西路 1601 号 B1", "hours": "周一至周五 07:00–21:00；周末 08:00–22:00", "map": {"kind": "map", "latitude": "31.2243", "longitude": "121.4468", "name": "静安寺店", "address": "上海市静安区南京西路 1601 号 B1"}, "call": {"kind": "phone", "number": "021-6247 3302"}}, {"id": "lujiazui", "name": "陆家嘴店", "address": "上海市浦东新区陆家嘴环路 1000 号 2 层", "hours": "周一至周五 07:00–20:00；周末休息", "map": {"kind": "map", "latitude": "31.2397", "longitude": "121.4998", "name": "陆家嘴店", "address": "上海市浦东新区陆家嘴环路 1000 号 2 层"}, "call": {"kind": "phone", "number": "400-820-1234"}}]}
   },
+  // The query this page was opened with (shares carry it on); declared as a page member so
+  // `this.mfQuery` is typed.
+  mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
   },
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
+  // The return type is spelled out so type checkers need not infer it through `this`.
+  /** @returns {{ title: string, desc: string, path: string }} */
   onShareAppMessage() {
     return mpforge.share({
       "title": "门店",

@@ -7,12 +7,17 @@ Page({
     "b1": {"title": null, "layout": "grid", "items": [{"name": "上海青 500g", "price": "¥3.90", "original_price": null, "image": "/assets/goods/bok-choy.png", "tag": null, "description": null, "link": null}, {"name": "番茄 1kg", "price": "¥6.80", "original_price": null, "image": "/assets/goods/tomato.png", "tag": null, "description": null, "link": null}, {"name": "红富士苹果 2kg", "price": "¥19.90", "original_price": null, "image": "/assets/goods/apple.png", "tag": null, "description": null, "link": null}, {"name": "鲜牛奶 950ml", "price": "¥15.80", "original_price": null, "image": "/assets/goods/milk.png", "tag": null, "description": null, "link": null}]},
     "b2": {"text": "查看全部商品", "link": {"kind": "tab", "url": "/pages/goods/goods"}, "style": "primary"}
   },
+  // The query this page was opened with (shares carry it on); declared as a page member so
+  // `this.mfQuery` is typed.
+  mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
   },
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
+  // The return type is spelled out so type checkers need not infer it through `this`.
+  /** @returns {{ title: string, desc: string, path: string }} */
   onShareAppMessage() {
     return mpforge.share({
       "title": "分类",

@@ -9,6 +9,9 @@ Page({
     "b3": {"inset": false},
     "b4": {"title": null, "layout": "list", "items": [{"name": "红富士苹果 2kg", "price": "¥17.50", "original_price": "¥19.90", "image": "/assets/goods/apple.png", "tag": "会员价", "description": null, "link": null}, {"name": "黑猪五花肉 500g", "price": "¥25.80", "original_price": "¥29.80", "image": "/assets/goods/pork.png", "tag": "会员价", "description": null, "link": null}]}
   },
+  // The query this page was opened with (shares carry it on); declared as a page member so
+  // `this.mfQuery` is typed.
+  mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
   },
@@ -25,6 +28,8 @@ Page({
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
+  // The return type is spelled out so type checkers need not infer it through `this`.
+  /** @returns {{ title: string, desc: string, path: string }} */
   onShareAppMessage() {
     return mpforge.share({
       "title": "会员日",

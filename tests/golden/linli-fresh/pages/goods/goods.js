@@ -7,12 +7,17 @@ Page({
     "b1": {"title": "肉蛋乳品", "layout": "list", "items": [{"name": "黑猪五花肉 500g", "price": "¥29.80", "original_price": null, "image": "/assets/goods/pork.png", "tag": "冷鲜", "description": null, "link": null}, {"name": "鲜鸡蛋 30 枚", "price": "¥22.50", "original_price": null, "image": "/assets/goods/eggs.png", "tag": null, "description": null, "link": null}, {"name": "鲜牛奶 950ml", "price": "¥15.80", "original_price": null, "image": "/assets/goods/milk.png", "tag": null, "description": "巴氏杀菌，需冷藏", "link": null}]},
     "b2": {"title": "粮油豆制品", "layout": "grid", "items": [{"name": "东北大米 5kg", "price": "¥39.90", "original_price": null, "image": "/assets/goods/rice.png", "tag": null, "description": null, "link": null}, {"name": "嫩豆腐 400g", "price": "¥3.50", "original_price": null, "image": "/assets/goods/tofu.png", "tag": null, "description": null, "link": null}]}
   },
+  // The query this page was opened with (shares carry it on); declared as a page member so
+  // `this.mfQuery` is typed.
+  mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
   },
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
+  // The return type is spelled out so type checkers need not infer it through `this`.
+  /** @returns {{ title: string, desc: string, path: string }} */
   onShareAppMessage() {
     return mpforge.share({
       "title": "全部商品",

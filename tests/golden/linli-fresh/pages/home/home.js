@@ -11,6 +11,9 @@ Page({
     "b5": {"title": null, "layout": "grid", "items": [{"name": "上海青 500g", "price": "¥3.90", "original_price": "¥5.80", "image": "/assets/goods/bok-choy.png", "tag": "特价", "description": null, "link": null}, {"name": "番茄 1kg", "price": "¥6.80", "original_price": null, "image": "/assets/goods/tomato.png", "tag": null, "description": null, "link": null}, {"name": "红富士苹果 2kg", "price": "¥19.90", "original_price": "¥25.90", "image": "/assets/goods/apple.png", "tag": "特价", "description": null, "link": null}, {"name": "鲜鸡蛋 30 枚", "price": "¥22.50", "original_price": null, "image": "/assets/goods/eggs.png", "tag": null, "description": null, "link": null}]},
     "b6": {"text": "电话下单", "link": {"kind": "phone", "number": "0571-8712 3456"}, "style": "primary"}
   },
+  // The query this page was opened with (shares carry it on); declared as a page member so
+  // `this.mfQuery` is typed.
+  mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
   },
@@ -27,6 +30,8 @@ Page({
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
+  // The return type is spelled out so type checkers need not infer it through `this`.
+  /** @returns {{ title: string, desc: string, path: string }} */
   onShareAppMessage() {
     return mpforge.share({
       "title": "邻里鲜",

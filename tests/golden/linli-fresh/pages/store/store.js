@@ -9,12 +9,17 @@ Page({
     "b3": {"text": "我的优惠券", "link": {"kind": "page", "url": "/pages/mine/mine"}, "style": "primary"},
     "b4": {"text": "联系门店", "link": {"kind": "phone", "number": "0571-8712 3456"}, "style": "default"}
   },
+  // The query this page was opened with (shares carry it on); declared as a page member so
+  // `this.mfQuery` is typed.
+  mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
   },
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
+  // The return type is spelled out so type checkers need not infer it through `this`.
+  /** @returns {{ title: string, desc: string, path: string }} */
   onShareAppMessage() {
     return mpforge.share({
       "title": "门店",
