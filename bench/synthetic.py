@@ -1,4 +1,4 @@
-"""Synthetic specs of any size, mixing every core block, for benchmarks.
+"""Synthetic specs of any size, mixing every core block and coupon blocks, for benchmarks.
 
     python bench/synthetic.py 200 /tmp/spec200   # writes /tmp/spec200/mpforge.yaml + assets
 """
@@ -31,6 +31,8 @@ def page_blocks(i: int) -> list[dict]:
         {"type": "store-info"},
         {"type": "divider"},
         {"type": "button", "text": "Call", "link": {"phone": "400-820-1234"}},
+        {"type": "coupon-list", "title": "领券"},
+        {"type": "coupon-banner", "coupon": "cash-5"},
     ]
 
 
@@ -43,6 +45,11 @@ def make_spec(pages: int) -> dict:
             for k in range(3)]},
         "assets": "assets",
         "pages": [{"id": f"p{i}", "title": f"页面 {i}", "blocks": page_blocks(i)} for i in range(pages)],
+        "coupon": {"backend": {"base_url": "https://api.example.com"}, "coupons": [
+            {"id": "cash-5", "kind": "cash", "title": "立减 5 元", "value": 5, "min_spend": 25,
+             "validity": {"days_after_claim": 14}, "stock": 5000, "activity_id": "2026110400826004508401234567"},
+            {"id": "latte-85", "kind": "discount", "title": "拿铁 8.5 折", "rate": 0.85,
+             "validity": {"days_after_claim": 7}, "stock": 2000, "activity_id": "2026110400826004508401234568"}]},
         "tabbar": {"items": [{"page": f"p{i}", "text": f"T{i}", "icon": "tab/home.png",
                               "active_icon": "tab/home-active.png"} for i in range(min(3, pages))]},
     }

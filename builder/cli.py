@@ -71,7 +71,7 @@ def plugin_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _options(extra: tuple[str, ...], disabled: tuple[str, ...]):
-    from .pipeline import PluginOptions
+    from .options import PluginOptions
 
     return PluginOptions(extra=tuple(extra), disabled=tuple(disabled))
 
@@ -84,17 +84,89 @@ def main(traceback: bool) -> None:
 
 
 @main.command()
-@click.argument("target", required=False, metavar="[SPEC|DIR]")
-@click.option("-o", "--output", type=click.Path(file_okay=False), help="Output folder (default: dist/ beside the spec).")
+@click.argument("targets", nargs=-1, metavar="[SPEC|DIR]...")
+@click.option("-o", "--output", type=click.Path(file_okay=False),
+              help="Output folder (default: dist/ beside the spec); with several specs, each "
+                   "builds into OUTPUT/<name>/.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With several specs: how many to build at once, in separate processes.")
+@click.option("--force", is_flag=True, help="Build even when nothing changed since the last build.")
 @plugin_options
 @handle_errors
-def build(target: str | None, output: str | None, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
-    """Build the mini-program: write only changed files, all or nothing."""
+def build(targets: tuple[str, ...], output: str | None, jobs: int, force: bool, extra: tuple[str, ...],
+          disabled: tuple[str, ...]) -> None:
+    """Build the mini-program: write only changed files, all or nothing.
+
+    Several specs (e.g. specs/*.yaml) build as a batch: one failing spec does not stop
+    the others, and the exit code is 1 if any failed.
+    """
+    options = _options(extra, disabled)
+    if len(targets) > 1:
+        _build_batch(list(targets), output, jobs, force, options)
+        return
+    target = targets[0] if targets else None
+    if not force:
+        from .build_cache import skip_if_unchanged
+
+        skipped = skip_if_unchanged(target, output, options)
+        if skipped:
+            result, warnings = skipped
+            _report_lines(warnings)
+            _console().print(f"up to date: nothing changed since the last build of {result.out_dir} "
+                             "(--force rebuilds)")
+            return
     from .pipeline import build as run_build
 
-    prepared, result = run_build(target, output, _options(extra, disabled))
+    prepared, result = run_build(target, output, options)
     _report_problems(prepared.warnings, "")
     _print_summary(result)
+
+
+def _report_lines(warnings: list[str]) -> None:
+    from rich.markup import escape
+
+    console = _console(stderr=True)
+    for warning in warnings:
+        console.print(f"[yellow]warning[/]: {escape(warning)}")
+
+
+def _build_batch(targets: list[str], output: str | None, jobs: int, force: bool, options) -> None:
+    from pathlib import Path
+
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .batch import run_batch
+
+    if output is None:
+        raise UserError("building several specs needs -o/--output: each builds into OUTPUT/<name>/")
+    console = _console(stderr=True)
+    # No refresh thread: the worker processes are forked after the bar exists.
+    with Progress(TextColumn("building"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, auto_refresh=False) as progress:
+        task = progress.add_task("build", total=len(targets))
+
+        def done(outcome) -> None:
+            progress.advance(task)
+            progress.refresh()
+
+        outcomes = run_batch(targets, Path(output), jobs, options, force, done)
+    failed = [o for o in outcomes if not o.ok]
+    for outcome in outcomes:
+        if outcome.problems or outcome.internal_error:
+            console.print(f"[bold]{escape(outcome.target)}[/]")
+        for problem in outcome.problems:
+            style = "yellow" if problem.startswith("warning") else "red"
+            console.print(f"  [{style}]{escape(problem)}[/]")
+        if outcome.internal_error:
+            console.print(f"  [bold red]internal error: {escape(outcome.internal_error)}[/]")
+    built = len(outcomes) - len(failed)
+    written = sum(o.written for o in outcomes)
+    summary = f"{built} of {len(outcomes)} specs built into {output} ({written} files written)"
+    if failed:
+        console.print(f"[bold red]{summary}; failed: {escape(', '.join(o.target for o in failed))}[/]")
+        sys.exit(EXIT_INTERNAL_ERROR if any(o.internal_error for o in failed) else EXIT_USER_ERROR)
+    console.print(f"[green]{summary}[/]")
 
 
 def _print_summary(result) -> None:
@@ -114,30 +186,57 @@ def _print_summary(result) -> None:
 @main.command()
 @click.argument("target", required=False, metavar="[SPEC|DIR]")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--external", is_flag=True,
+              help="Also check the output with third-party tools run by Node.js: Alipay's AXML parser, "
+                   "WeChat's wcc, TypeScript with Alipay's API typings, node --check.")
+@click.option("--tools", type=click.Path(file_okay=False), metavar="DIR",
+              help="With --external: the tool folder, installed with `npm ci --prefix DIR` (default: "
+                   "$MPFORGE_EXTERNAL_TOOLS, else tests/external of the source checkout).")
 @plugin_options
 @handle_errors
-def check(target: str | None, fmt: str, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
+def check(target: str | None, fmt: str, external: bool, tools: str | None, extra: tuple[str, ...],
+          disabled: tuple[str, ...]) -> None:
     """Validate the spec and check the output it would produce; write nothing."""
     import json
 
     from .pipeline import prepare
 
+    if tools and not external:
+        raise UserError("--tools goes with --external")
     options = _options(extra, disabled)
     if fmt == "text":
         prepared = prepare(target, options)
         _report_problems(prepared.warnings, "")
-        _console().print(f"ok: {len(prepared.tree)} files would be generated, "
-                         f"{len(prepared.plan.pages)} pages")
+        summary = f"{len(prepared.tree)} files would be generated, {len(prepared.plan.pages)} pages"
+        if external:
+            result = _external_check(prepared, tools)
+            if not result.ok:
+                count = len(result.problems)
+                _report_problems(result.problems, f"{count} problem{'s' if count != 1 else ''} found by "
+                                                  "the external checks in the output")
+                sys.exit(EXIT_USER_ERROR)
+            summary += "; the external checks passed"
+        _console().print(f"ok: {summary}")
         return
     try:
         prepared = prepare(target, options)
         report = {"ok": True, "files": len(prepared.tree),
                   "problems": [p.to_dict() for p in prepared.warnings]}
+        if external:
+            result = _external_check(prepared, tools)
+            report["ok"] = result.ok
+            report["problems"] += [p.to_dict() for p in result.problems]
     except UserError as exc:
         report = {"ok": False, "files": 0, "problems": [p.to_dict() for p in exc.problems]}
     click.echo(json.dumps(report, ensure_ascii=False, indent=2))
     if not report["ok"]:
         sys.exit(EXIT_USER_ERROR)
+
+
+def _external_check(prepared, tools: str | None):
+    from .external_check import check_tree, find_tools
+
+    return check_tree(prepared.tree, find_tools(tools))
 
 
 @main.command()

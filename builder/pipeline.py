@@ -12,16 +12,17 @@ from pathlib import Path
 
 import jinja2
 
+from .build_cache import DEFAULT_OUTPUT, record
 from .errors import OutputError, PluginError, Problem, ProblemList, UserError
 from .filetree import FileTree
 from .load import find_spec, load_spec
+from .options import PluginOptions
 from .plan import AppPlan, plan_app
 from .plugin_manager import Plugins
 from .render import make_environment, render_app
 from .validate import ValidSpec, validate_spec
 from .write import WriteResult, write_tree
 
-DEFAULT_OUTPUT = "dist"
 
 
 @dataclass
@@ -30,14 +31,6 @@ class Prepared:
     plan: AppPlan
     tree: FileTree
     warnings: list[Problem]
-
-
-@dataclass(frozen=True)
-class PluginOptions:
-    """Plugin choices from the command line (the spec's own come from its file)."""
-
-    extra: tuple[str, ...] = ()  # --plugin MODULE
-    disabled: tuple[str, ...] = ()  # --disable-plugin NAME
 
 
 def prepare(target: str | Path | None, options: PluginOptions = PluginOptions()) -> Prepared:
@@ -76,5 +69,9 @@ def build(target: str | Path | None, out_dir: str | Path | None = None,
     prepared = prepare(target, options)
     out = Path(out_dir) if out_dir else default_output(prepared.spec)
     result = write_tree(prepared.tree, out)
+    try:
+        record(prepared, out, options)
+    except OSError:
+        pass  # without a cache record the next build is simply a full one
     prepared.spec.plugins.call("mpforge_after_build", result=result, spec=prepared.spec)
     return prepared, result

@@ -9,11 +9,10 @@ something that exists.
 
 from __future__ import annotations
 
-import os
 import types
 import typing
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Union
@@ -22,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 from .blocks import Block, BlockType
+from .build_cache import build_date
 from .errors import Problem, ProblemList, SpecError, did_you_mean
 from .load import LoadedSpec, PathKey
 from .plugin_manager import Plugins
@@ -55,8 +55,7 @@ class ValidSpec:
     @cached_property
     def today(self) -> date:
         """The build's date: SOURCE_DATE_EPOCH when set (reproducible builds), else today."""
-        epoch = os.environ.get("SOURCE_DATE_EPOCH")
-        return datetime.fromtimestamp(int(epoch), timezone.utc).date() if epoch else date.today()
+        return build_date()
 
     @property
     def assets_dir(self) -> Path | None:
@@ -242,6 +241,19 @@ def _translate(err: dict, loaded: LoadedSpec, model_cls: type[BaseModel], plugin
         return loaded.problem(path, "block has no 'type'",
                               hint=f"known types: {', '.join(sorted(plugins.block_types))}")
 
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        if ctx.get("class_name") == "Link":
+            return loaded.problem(path, f"a link is a page id or a mapping with one of 'page', 'phone', 'url' or "
+                                        f"'store', got {_describe(value)}")
+        return loaded.problem(path, f"expected a mapping of keys to values, got {_describe(value)}",
+                              hint="write 'key: value' lines indented under it")
+    if kind == "list_type":
+        return loaded.problem(path, f"expected a list, got {_describe(value)}",
+                              hint="write each item on its own line starting with '- '")
+    if kind == "string_type" and isinstance(value, (dict, list)):
+        return loaded.problem(path, f"expected text, got {_describe(value)}",
+                              hint="put the text in quotes: YAML reads [...] as a list and 'a: b' as a mapping")
+
     message = err["msg"].removeprefix("Value error, ")
     message = message[0].lower() + message[1:]
     hint = None
@@ -256,3 +268,13 @@ def _translate(err: dict, loaded: LoadedSpec, model_cls: type[BaseModel], plugin
     elif value is not None and not isinstance(value, (dict, list)) and kind != "value_error":
         message += f", got {value!r}"
     return loaded.problem(path, message, hint=hint)
+
+
+def _describe(value: Any) -> str:
+    """How a wrongly typed value reads in a message: 'a list', 'a mapping', or its repr."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

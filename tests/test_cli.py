@@ -35,7 +35,7 @@ def test_build_writes_and_reports(cli, tmp_path):
     result = cli("build", SAMPLES / "linli-fresh", "-o", out)
     assert result.exit_code == 0, result.output
     assert "written" in result.stdout and (out / "app.json").is_file()
-    again = cli("build", SAMPLES / "linli-fresh" / "mpforge.yaml", "-o", out)
+    again = cli("build", SAMPLES / "linli-fresh" / "mpforge.yaml", "-o", out, "--force")
     assert again.exit_code == 0
     unchanged_row = next(line for line in again.stdout.splitlines() if "unchanged" in line)
     written_row = next(line for line in again.stdout.splitlines() if "written" in line)

@@ -166,7 +166,7 @@ def test_local_plugin_contributes_through_every_hook(project, cli, tmp_path):
     assert "  mfStampLaunch(options) {\n    this.globalData.stamped = true;\n  }," in app_js
     assert '<view class="stamp"><text>{{b0.title}}</text></view>' in (out / "pages/home/home.axml").read_text()
     assert '"title": "Free latte"' in (out / "pages/stamps/stamps.js").read_text()  # section -> plugin page
-    assert (tmp_path / "after_build.txt").read_text() == str(len(tree_hashes(out)) - 2)  # minus manifest, lock
+    assert (tmp_path / "after_build.txt").read_text() == str(len(tree_hashes(out)) - 3)  # minus manifest, lock, cache
 
 
 def test_plugin_section_is_validated_with_locations(project, cli):

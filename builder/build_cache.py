@@ -1,0 +1,125 @@
+"""Skip a build whose inputs and outputs are exactly as the last build left them.
+
+After a successful build, `.mpforge-cache.json` in the output folder records every input
+the build read (the spec's bytes; the files of the assets folder, the template folders
+and the plugins' code, by size and modification time), a key for everything else that
+shapes the output (mpforge's version, the installed plugins, the command-line plugin
+options, the build date) and the size and modification time of every output file.
+When all of that still matches, `mpforge build` is a no-op without loading, validating
+or rendering anything; any difference, or any doubt (a missing or unreadable record),
+means a full build, so a stale cache can only cost time, never correctness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from datetime import date, datetime, timezone
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .load import find_spec
+from .write import WriteResult
+
+CACHE = ".mpforge-cache.json"
+DEFAULT_OUTPUT = "dist"
+
+
+def build_date() -> date:
+    """The build's date: SOURCE_DATE_EPOCH when set (reproducible builds), else today."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    return datetime.fromtimestamp(int(epoch), timezone.utc).date() if epoch else date.today()
+
+
+def _key(options: Any, today: str) -> str:
+    installed = sorted(f"{ep.name}={ep.value}@{ep.dist.version if ep.dist else ''}"
+                       for ep in entry_points(group="mpforge"))
+    parts = [__version__, sys.version, repr(options), today, os.environ.get("SOURCE_DATE_EPOCH", ""), *installed]
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+
+
+def _stat(path: Path) -> list[int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns]
+
+
+def _tree_stats(folder: Path) -> dict[str, list[int] | None]:
+    """Every file under `folder` (so an added or removed file shows too)."""
+    if not folder.is_dir():
+        return {}
+    return {str(p): _stat(p) for p in sorted(folder.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+
+
+def _spec_digest(spec_path: Path) -> str | None:
+    try:
+        return hashlib.sha256(spec_path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def record(prepared: Any, out_dir: Path, options: Any) -> None:
+    """Write the cache record for a build that just succeeded."""
+    spec = prepared.spec
+    folders = {Path(__file__).parent, spec.root / "templates", *(folder for _, folder in spec.plugins.template_dirs)}
+    if spec.assets_dir is not None:
+        folders.add(spec.assets_dir)
+    for module in spec.plugins.pm.get_plugins():
+        file = Path(getattr(module, "__file__", "") or "")
+        if file.name:
+            folders.add(file.parent if file.name == "__init__.py" else file)
+    inputs: dict[str, Any] = {}
+    for folder in sorted(folders):
+        inputs.update(_tree_stats(folder) if folder.is_dir() else {str(folder): _stat(folder)})
+    data = {
+        "key": _key(options, spec.today.isoformat()),
+        "spec": str(spec.loaded.path.resolve()),
+        "spec_sha256": _spec_digest(spec.loaded.path),
+        "folders": sorted(str(f) for f in folders),
+        "inputs": inputs,
+        "outputs": {path: _stat(out_dir / path) for path in prepared.tree},
+        "warnings": [str(w) for w in prepared.warnings],
+    }
+    temp = out_dir / f"{CACHE}.{os.getpid()}"
+    temp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(temp, out_dir / CACHE)
+
+
+def skip_if_unchanged(target: str | Path | None, out_dir: str | Path | None,
+                      options: Any) -> tuple[WriteResult, list[str]] | None:
+    """(result, the last build's warnings) when the build can be skipped, else None."""
+    spec_path = find_spec(target)
+    out = Path(out_dir) if out_dir else spec_path.parent / DEFAULT_OUTPUT
+    data = _unchanged(spec_path, out, options, build_date().isoformat())
+    if data is None:
+        return None
+    return WriteResult(out, unchanged=sorted(data["outputs"])), data["warnings"]
+
+
+def _unchanged(spec_path: Path, out_dir: Path, options: Any, today: str) -> dict[str, Any] | None:
+    """The cache record when nothing changed since it was written, else None."""
+    try:
+        data = json.loads((out_dir / CACHE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    try:
+        if (data["spec"] != str(spec_path.resolve()) or data["key"] != _key(options, today)
+                or data["spec_sha256"] != _spec_digest(spec_path)):
+            return None
+        inputs: dict[str, Any] = {}
+        for name in data["folders"]:
+            folder = Path(name)
+            inputs.update(_tree_stats(folder) if folder.is_dir() else {name: _stat(folder)})
+        if inputs != data["inputs"]:
+            return None
+        if any(_stat(out_dir / path) != stat for path, stat in data["outputs"].items()):
+            return None
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return data
