@@ -8,6 +8,7 @@ caught, and alias expansion ("billion laughs") is bounded. JSON is read the same
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,14 @@ from .errors import Problem, SpecError
 
 SPEC_FILENAMES = ("mpforge.yaml", "mpforge.yml", "mpforge.json")
 MAX_SPEC_BYTES = 5 * 1024 * 1024
-MAX_NODES = 1_000_000  # after alias expansion; far above any real spec
+# Values after alias expansion. A 200-page spec has about 20,000; 250,000 is more than
+# fits Alipay's 2 MB package, and keeps loading any spec under about a second and 100 MB.
+MAX_NODES = 250_000
 MAX_DEPTH = 64
 
 PathKey = tuple  # ('pages', 2, 'blocks', 0, 'type')
+MAP_TAG = "tag:yaml.org,2002:map"
+SEQ_TAG = "tag:yaml.org,2002:seq"
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -106,12 +111,16 @@ def load_spec(path: str | Path) -> LoadedSpec:
     path = Path(path)
     name = path.name
     try:
-        size = path.stat().st_size
-        if size > MAX_SPEC_BYTES:
+        with open(path, "rb") as handle:
+            # Read one byte past the limit rather than trusting stat() alone: the file may
+            # be growing, or be a pipe whose size stat() does not know.
+            size = os.fstat(handle.fileno()).st_size
+            raw = b"" if size > MAX_SPEC_BYTES else handle.read(MAX_SPEC_BYTES + 1)
+        if size > MAX_SPEC_BYTES or len(raw) > MAX_SPEC_BYTES:
+            amount = f"{size} bytes" if size > MAX_SPEC_BYTES else f"more than {MAX_SPEC_BYTES} bytes"
             raise SpecError([Problem(
-                f"spec is {size} bytes, over the {MAX_SPEC_BYTES} byte limit", file=name,
-                hint="split large content into assets or fewer pages")])
-        raw = path.read_bytes()
+                f"spec is {amount}, over the {MAX_SPEC_BYTES} byte limit; it was not parsed",
+                file=name, line=1, column=1, hint="split large content into assets or fewer pages")])
     except OSError as exc:
         raise SpecError([Problem(f"cannot read spec: {exc.strerror}", file=name)]) from None
     return parse_spec(raw, path)
@@ -126,7 +135,9 @@ def parse_spec(raw: bytes, path: Path) -> LoadedSpec:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        # Columns count characters, as editors do (the line may hold CJK before the bad byte).
+        column = len(raw[line_start:exc.start].decode("utf-8", "replace")) + 1
         raise SpecError([Problem(f"invalid UTF-8 byte 0x{raw[exc.start]:02x}", file=name,
                                  line=line, column=column, hint="save the file as UTF-8")]) from None
     if "\x00" in text:
@@ -136,14 +147,11 @@ def parse_spec(raw: bytes, path: Path) -> LoadedSpec:
         raise SpecError([Problem("NUL character in spec", file=name, line=line, column=column)])
 
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = _compose(text, name)
     except yaml.MarkedYAMLError as exc:
         raise SpecError([_yaml_problem(exc, name, text)]) from None
     except yaml.YAMLError as exc:
         raise SpecError([Problem(f"YAML error: {exc}", file=name)]) from None
-    except RecursionError:
-        raise SpecError([Problem("spec is nested too deeply", file=name,
-                                 hint=f"keep nesting under {MAX_DEPTH} levels")]) from None
 
     spec = LoadedSpec(path=path, data=None)
     if node is None:
@@ -156,17 +164,153 @@ def parse_spec(raw: bytes, path: Path) -> LoadedSpec:
     return spec
 
 
+def _tag(tag: str) -> str:
+    """A tag as written in the spec: 'tag:yaml.org,2002:python/object' -> '!!python/object'."""
+    return "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
+
+
+def _short(value: str, limit: int = 40) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
 def _yaml_problem(exc: yaml.MarkedYAMLError, name: str, text: str) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     message = exc.problem or str(exc)
     hint = None
     if mark is not None and text[mark.index:mark.index + 1] == "\t":
         hint = "YAML indentation must use spaces, not tabs"
+    elif "mapping values are not allowed" in message:
+        hint = "put text containing ': ' in quotes"
+    elif (exc.context and exc.context.startswith("while ") and exc.context_mark is not None and mark is not None
+          and (exc.context_mark.line, exc.context_mark.column) != (mark.line, mark.column)):
+        hint = f"it starts at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
     if exc.context:
         message = f"{exc.context}: {message}"
     return Problem(f"YAML syntax error: {message}", file=name,
                    line=mark.line + 1 if mark else None,
                    column=mark.column + 1 if mark else None, hint=hint)
+
+
+def _compose(text: str, name: str) -> yaml.Node | None:
+    """yaml.compose, rebuilt on the parser's event stream with limits checked as it goes.
+
+    libyaml's own composer recurses in C: a few thousand nested brackets crash the
+    interpreter (a segmentation fault, not an exception). Here nesting deeper than
+    MAX_DEPTH and alias expansion past MAX_NODES are refused at the event that crosses
+    the limit, before anything is expanded, so a "billion laughs" file costs no more
+    time or memory than its own size.
+    """
+    loader = _Loader(text)
+    try:
+        return _Composer(loader, name).compose()
+    finally:
+        loader.dispose()
+
+
+class _Composer:
+    def __init__(self, loader: Any, name: str):
+        self.loader = loader
+        self.name = name
+        self.anchors: dict[str, yaml.Node] = {}
+        self.sizes: dict[str, int] = {}  # anchor -> node count once expanded (set when complete)
+
+    def _refuse(self, mark: Any, message: str, hint: str | None = None) -> SpecError:
+        return SpecError([Problem(message, file=self.name, line=mark.line + 1, column=mark.column + 1, hint=hint)])
+
+    def compose(self) -> yaml.Node | None:
+        loader = self.loader
+        loader.get_event()  # stream start
+        if loader.check_event(yaml.StreamEndEvent):
+            return None
+        loader.get_event()  # document start
+        root = self._node()
+        loader.get_event()  # document end
+        if not loader.check_event(yaml.StreamEndEvent):
+            event = loader.get_event()
+            raise yaml.composer.ComposerError("expected a single document in the stream", root.start_mark,
+                                              "but found another document", event.start_mark)
+        return root
+
+    def _node(self) -> yaml.Node:
+        get_event, resolve = self.loader.get_event, self.loader.resolve
+        Scalar, Alias, SeqStart, MapStart = yaml.ScalarEvent, yaml.AliasEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent
+        ScalarNode, SequenceNode, MappingNode = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
+        # Each open collection: [node, anchor, children, expanded size].
+        stack: list[list[Any]] = []
+        total = 0  # nodes in the document once every alias is expanded
+        aliased = False
+        while True:
+            event = get_event()
+            cls = event.__class__
+            if cls is Scalar:
+                tag = event.tag
+                if tag is None or tag == "!":
+                    tag = resolve(ScalarNode, event.value, event.implicit)
+                node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+                size = 1
+                if event.anchor is not None:
+                    self._add_anchor(event, node, stack)
+                    self.sizes[event.anchor] = 1
+            elif cls is SeqStart or cls is MapStart:
+                if len(stack) >= MAX_DEPTH:
+                    raise self._refuse(event.start_mark, f"spec is nested more than {MAX_DEPTH} levels deep",
+                                       hint="a spec needs a handful of levels; check the brackets and indentation")
+                kind = SequenceNode if cls is SeqStart else MappingNode
+                tag = event.tag
+                if tag is None or tag == "!":
+                    tag = resolve(kind, None, event.implicit)
+                node = kind(tag, [], event.start_mark, None, event.flow_style)
+                if event.anchor is not None:
+                    self._add_anchor(event, node, stack)
+                stack.append([node, event.anchor, node.value, 1])
+                total += 1
+                continue
+            elif cls is Alias:
+                node, size = self._alias(event, stack)
+                aliased = True
+            else:  # sequence or mapping end
+                node, anchor, children, size = stack.pop()
+                node.end_mark = event.end_mark
+                if node.__class__ is MappingNode:
+                    node.value = list(zip(children[0::2], children[1::2]))
+                if anchor is not None:
+                    self.sizes[anchor] = size
+                if not stack:
+                    return node
+                parent = stack[-1]
+                parent[2].append(node)
+                parent[3] += size
+                continue
+            total += size
+            if total > MAX_NODES:
+                if aliased:
+                    raise self._refuse(event.start_mark, f"spec expands to more than {MAX_NODES} values",
+                                       hint="YAML aliases (*name) are expanding too far; write the data out")
+                raise self._refuse(event.start_mark, f"spec has more than {MAX_NODES} values",
+                                   hint="split large content into assets or fewer pages")
+            if not stack:
+                return node
+            parent = stack[-1]
+            parent[2].append(node)
+            parent[3] += size
+
+    def _add_anchor(self, event: Any, node: yaml.Node, stack: list[list[Any]]) -> None:
+        anchor = event.anchor
+        if anchor in self.anchors:
+            first = self.anchors[anchor].start_mark
+            raise self._refuse(event.start_mark, f"duplicate anchor '&{anchor}'",
+                               hint=f"first defined at line {first.line + 1}, column {first.column + 1}")
+        self.anchors[anchor] = node
+
+    def _alias(self, event: Any, stack: list[list[Any]]) -> tuple[yaml.Node, int]:
+        anchor = event.anchor
+        if anchor not in self.sizes and anchor in self.anchors:  # defined, not yet complete
+            raise self._refuse(event.start_mark, f"alias '*{anchor}' refers to a collection that contains it",
+                               hint="recursive YAML aliases are not supported")
+        if anchor not in self.anchors:
+            raise self._refuse(event.start_mark, f"undefined alias '*{anchor}'",
+                               hint=f"define it first with '&{anchor}'")
+        return self.anchors[anchor], self.sizes[anchor]
 
 
 class _DataBuilder:
@@ -182,7 +326,7 @@ class _DataBuilder:
         self.count += 1
         if self.count > MAX_NODES:
             raise SpecError([Problem(
-                f"spec expands to more than {MAX_NODES} nodes", file=self.spec.display_name,
+                f"spec expands to more than {MAX_NODES} values", file=self.spec.display_name,
                 line=node.start_mark.line + 1, column=node.start_mark.column + 1,
                 hint="YAML aliases (*name) are expanding too far; write the data out")])
         if depth > MAX_DEPTH:
@@ -191,18 +335,37 @@ class _DataBuilder:
                 line=node.start_mark.line + 1, column=node.start_mark.column + 1)])
         self.spec.values[path] = Mark(node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
+            if node.tag != MAP_TAG:
+                return self._unsupported_tag(node, path)
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
+            if node.tag != SEQ_TAG:
+                return self._unsupported_tag(node, path)
             return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
         return self._scalar(node, path)
+
+    def _unsupported_tag(self, node: yaml.Node, path: PathKey) -> None:
+        # A tagged list or mapping (!!python/object/apply [...], !!set, !!omap) would
+        # otherwise pass as plain data with its tag silently dropped.
+        self.problems.append(self._at(node, path, f"unsupported YAML tag {_tag(node.tag)!r}", hint="remove the '!' tag"))
+        return None
 
     def _scalar(self, node: yaml.Node, path: PathKey) -> Any:
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError:
             # Tags the safe loader does not know (e.g. !python/object) are not spec values.
-            self.problems.append(self._at(node, path, f"unsupported YAML tag {node.tag!r}",
+            self.problems.append(self._at(node, path, f"unsupported YAML tag {_tag(node.tag)!r}",
                                           hint="remove the '!' tag"))
+            return None
+        except (ValueError, OverflowError) as exc:
+            # A plain scalar that looks like a date or number but is not one (2026-13-45,
+            # an integer of thousands of digits): the constructor raises the bare error.
+            kind = node.tag.rsplit(":", 1)[-1]
+            reason = "too many digits" if kind == "int" else str(exc)
+            what = {"int": "number", "float": "number", "timestamp": "date"}.get(kind, kind)
+            self.problems.append(self._at(node, path, f"invalid {what} {_short(node.value)}: {reason}",
+                                          hint="put it in quotes if it is meant as text"))
             return None
 
     def _mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> dict:

@@ -90,9 +90,18 @@ def _relative_path(value: str) -> str:
     return value
 
 
+_REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+_HTTPS = re.compile(r"^https://[^\s\"'<>]+$")
+
+
 def _asset_path(value: str) -> str:
-    if value.startswith("https://"):
-        return value  # remote images are allowed as-is
+    if _REMOTE.match(value):
+        # Remote images are allowed as-is, over https only (Alipay refuses plain http).
+        if not value.startswith("https://"):
+            raise ValueError("a remote file must be an https:// address")
+        if not _HTTPS.match(value):
+            raise ValueError("not a valid https:// address (no spaces, quotes or '<>')")
+        return value
     return AssetPath(_relative_path(value))
 
 

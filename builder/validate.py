@@ -12,7 +12,7 @@ from __future__ import annotations
 import types
 import typing
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Union
@@ -266,7 +266,7 @@ def _translate(err: dict, loaded: LoadedSpec, model_cls: type[BaseModel], plugin
         limit = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
         message = f"needs {bound} {limit} item{'s' if limit != 1 else ''}, got {ctx.get('actual_length')}"
     elif value is not None and not isinstance(value, (dict, list)) and kind != "value_error":
-        message += f", got {value!r}"
+        message += f", got {_describe(value)}"
     return loaded.problem(path, message, hint=hint)
 
 
@@ -276,5 +276,9 @@ def _describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, (list, tuple)):
         return "a list"
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as YAML spells it
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
