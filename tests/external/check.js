@@ -127,6 +127,12 @@ function checkWcc(root, files) {
       try {
         wxmlToJs(mirror, { wxmlList: [wxml] });
       } catch (err) {
+        if (err && err.code) {
+          // The compiler binary itself did not start (e.g. EACCES on a read-only node_modules).
+          process.stderr.write(`check.js: cannot run wcc (${err.code}: ${err.message}); reinstall with ` +
+            `\`npm ci --prefix ${HERE}\` in a writable folder\n`);
+          process.exit(2);
+        }
         const text = String((err && err.message) || err).replace(/^编译 \.wxml 文件错误：/, '');
         const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
         let reported = false;
@@ -219,7 +225,7 @@ async function main() {
     if (!only.includes(name)) return;
     const start = Date.now();
     await fn(root, files);
-    timings.push(`${name} ${((Date.now() - start) / 1000).toFixed(1)}s`);
+    timings.push(`${name} ${((Date.now() - start) / 1000).toFixed(1)}s${name === 'node' ? ' (alongside the others)' : ''}`);
   };
   // The `node --check` processes run while the in-process checks below keep this one busy.
   const nodeDone = run('node', checkNode, js);
