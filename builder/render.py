@@ -8,6 +8,7 @@ the core's. JSON files are `json.dumps` of the plan's dicts.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,22 @@ def template_layers(plugins: Plugins, project_root: Path) -> list[tuple[str, Pat
 
 
 def make_environment(plugins: Plugins, project_root: Path) -> jinja2.Environment:
+    """The Jinja environment for these template folders, reused while they stay the same.
+
+    Reuse keeps compiled templates across builds in one process (`mpforge dev`, batch
+    workers); Jinja reloads a template whose file changed. A file added to the project's
+    override folder changes which layer wins, so the folder's listing is part of the key.
+    """
+    layers = tuple(folder for _, folder in template_layers(plugins, project_root))
+    overrides = project_root / "templates"
+    listing = tuple(sorted(str(p) for p in overrides.rglob("*"))) if overrides.is_dir() else ()
+    return _environment(layers, listing)
+
+
+@lru_cache(maxsize=8)
+def _environment(layers: tuple[Path, ...], listing: tuple[str, ...]) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(folder)
-                                    for _, folder in template_layers(plugins, project_root)]),
+        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(folder) for folder in layers]),
         variable_start_string="[[", variable_end_string="]]",
         block_start_string="[%", block_end_string="%]",
         comment_start_string="[#", comment_end_string="#]",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import subprocess
 
@@ -241,3 +242,19 @@ def test_large_images_warn_at_the_spec_line_that_uses_them(project, cli):
     line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "image: big.png" in text)
     assert f"warning: mpforge.yaml:{line}:" in result.stderr
     assert "pages[0].blocks[0].image: image big.png is 80 KiB, over the 50 KiB limit" in result.stderr
+
+
+def test_one_process_sees_template_edits_and_new_overrides(project):
+    """Compiled templates are reused between builds in a process (mpforge dev), never stale."""
+    spec = project()
+    assert "mf-heading-text" in prepare(spec).tree.text("pages/home/home.axml")
+    override = spec.parent / "templates" / "blocks" / "heading.axml"
+    override.parent.mkdir(parents=True)
+    override.write_text('<view class="first">{{[[ key ]].text}}</view>\n', encoding="utf-8")
+    assert '<view class="first">' in prepare(spec).tree.text("pages/home/home.axml")
+    override.write_text('<view class="second">{{[[ key ]].text}}</view>\n', encoding="utf-8")
+    stat = override.stat()
+    os.utime(override, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))  # a later save
+    assert '<view class="second">' in prepare(spec).tree.text("pages/home/home.axml")
+    override.unlink()
+    assert "mf-heading-text" in prepare(spec).tree.text("pages/home/home.axml")
