@@ -1,0 +1,20 @@
+"""Browser preview of a build, rendered from the generated mini-program files.
+
+The preview reads the same `FileTree` that `mpforge build` writes (never re-rendering
+the spec), so it cannot disagree with the output:
+
+- `expr`: a safe evaluator for AXML `{{ }}` expressions (never Python `eval`)
+- `axml`: a tolerant AXML parser
+- `renderer`: AXML + page data -> escaped HTML, component by component
+- `acss`: ACSS -> CSS (rpx to px for the 375 px phone frame, component selectors)
+- `model`: the app and page models the preview shell shows, cached per page
+- `shell`, `static/`: the preview page (phone frame, tab bar, page list, error overlay)
+- `static_site`: `mpforge preview`, the same preview as static files
+
+`mpforge dev` (builder/devserver.py) serves it with live reload.
+"""
+
+from .model import PreviewApp
+from .static_site import static_preview_files, write_static_preview
+
+__all__ = ["PreviewApp", "static_preview_files", "write_static_preview"]
