@@ -347,3 +347,51 @@ def plugin_new(name: str, directory: str | None) -> None:
 
     folder = scaffold_plugin(name, Path(directory or f"mpforge-{name}"))
     _console().print(f"created {folder}\nnext: pip install -e {folder} && pytest {folder}")
+
+
+# --- preview: `mpforge dev` and `mpforge preview` (builder/devserver.py, builder/preview/) ---
+
+
+@main.command()
+@click.argument("target", required=False, metavar="[SPEC|DIR]")
+@click.option("-o", "--output", type=click.Path(file_okay=False),
+              help="Output folder for the mini-program (default: dist/ beside the spec).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Port to serve on (default: 8750 or the next free one; 0: any free port).")
+@click.option("--host", default=None, help="Address to serve on (default: 127.0.0.1 only).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the preview in the default browser.")
+@plugin_options
+@handle_errors
+def dev(target: str | None, output: str | None, port: int | None, host: str | None, open_browser: bool,
+        extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
+    """Build, serve a live preview of every page, and rebuild on every save.
+
+    The browser shows the generated pages in a phone frame and updates in place after
+    each save; a failed build shows its located errors over the last good build.
+    """
+    from .devserver import run_dev_server
+
+    def log(text: str) -> None:
+        click.echo(text)
+
+    run_dev_server(target, output, _options(extra, disabled), host=host, port=port,
+                   open_browser=open_browser, log=log)
+
+
+@main.command()
+@click.argument("target", required=False, metavar="[SPEC|DIR]")
+@click.option("-o", "--output", type=click.Path(file_okay=False),
+              help="Folder for the preview (default: preview/ beside the spec).")
+@plugin_options
+@handle_errors
+def preview(target: str | None, output: str | None, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
+    """Write a static HTML preview of every page, to open in a browser without mpforge."""
+    from pathlib import Path
+
+    from .pipeline import prepare
+    from .preview import write_static_preview
+
+    prepared = prepare(target, _options(extra, disabled))
+    _report_problems(prepared.warnings, "")
+    index = write_static_preview(prepared.tree, Path(output) if output else prepared.spec.root / "preview")
+    _console().print(f"preview of {len(prepared.plan.pages)} pages written: {index}")

@@ -1,0 +1,501 @@
+"""`mpforge dev`: build, serve a live preview, rebuild on every save.
+
+One process, three kinds of threads:
+
+- the watcher (builder/watch.py) calls `DevServer.rebuild` once per burst of changes;
+  rebuilds run one at a time through `pipeline.build`, which also writes the Alipay
+  output, so the IDE open on the output folder refreshes too;
+- the HTTP server (stdlib ThreadingHTTPServer) serves the preview shell, the JSON models
+  of the last good build, the files of that build (from memory, not from disk) and a
+  Server-Sent Events stream;
+- each browser holds one SSE connection and gets one `build` event per rebuild: on
+  success it re-renders the page it shows (keeping its scroll position), on failure it
+  shows the located problems over the last good build.
+
+Safety: binds 127.0.0.1 unless told otherwise; answers only requests whose Host header
+names the bound host or localhost (DNS rebinding); serves nothing but the routes below
+(paths with `..`, `.`, backslashes or NUL, encoded or not, are 404); a rebuild that
+raises anything at all becomes an error overlay, never a stopped server.
+
+    /                       the preview shell
+    /__mpforge/static/NAME  preview.js, preview.css
+    /__mpforge/app          {version, ok, problems, app}: build status and the app model
+    /__mpforge/page?path=P  the rendered preview of page P
+    /__mpforge/events       Server-Sent Events: one `build` event per rebuild
+    /app/PATH               a file of the last good build (images, ...)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import mimetypes
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+import webbrowser
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from . import pipeline
+from .errors import Problem, UserError
+from .load import find_spec
+from .preview.model import STATIC_DIR, PreviewApp
+from .preview.shell import CSP, shell_html
+from .watch import ProjectWatcher, WatchPlan
+
+DEFAULT_PORT = 8750
+LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
+STATIC_FILES = {"preview.js": "text/javascript; charset=utf-8", "preview.css": "text/css; charset=utf-8"}
+HEARTBEAT = 15.0
+
+
+@dataclass
+class BuildState:
+    """The outcome of the latest build and the last good one."""
+
+    version: int = 0  # of the latest build attempt
+    ok: bool = False
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    app: PreviewApp | None = None  # last good build's preview
+    seconds: float = 0.0
+
+
+class Broadcaster:
+    """Server-Sent Events fan-out: one queue per connected browser."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: set[queue.Queue] = set()
+        self.closed = False
+
+    def subscribe(self) -> queue.Queue:
+        client: queue.Queue = queue.Queue(maxsize=64)
+        with self._lock:
+            self._clients.add(client)
+        return client
+
+    def unsubscribe(self, client: queue.Queue) -> None:
+        with self._lock:
+            self._clients.discard(client)
+
+    def publish(self, event: str, data: dict[str, Any]) -> None:
+        message = f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+        with self._lock:
+            for client in list(self._clients):
+                try:
+                    client.put_nowait(message)
+                except queue.Full:  # a browser that stopped reading: let it reconnect
+                    self._clients.discard(client)
+                    _offer(client, None)
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            for client in self._clients:
+                _offer(client, None)
+            self._clients.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._clients)
+
+
+def _offer(client: queue.Queue, item: Any) -> None:
+    try:
+        client.put_nowait(item)
+    except queue.Full:
+        try:
+            client.get_nowait()
+            client.put_nowait(item)
+        except (queue.Empty, queue.Full):
+            pass
+
+
+class DevServer:
+    def __init__(self, target: str | Path | None, out_dir: str | Path | None = None,
+                 options: pipeline.PluginOptions = pipeline.PluginOptions(), *,
+                 host: str = "127.0.0.1", port: int | None = None,
+                 log: Callable[[str], None] | None = None):
+        self.spec_path = find_spec(target).resolve()
+        self.root = self.spec_path.parent
+        self.out_dir = Path(out_dir).resolve() if out_dir else self.root / pipeline.DEFAULT_OUTPUT
+        self.options = options
+        self.host = host
+        self.log = log or (lambda text: print(text, flush=True))
+        self.state = BuildState()
+        self.lock = threading.Lock()
+        self.events = Broadcaster()
+        self._build_lock = threading.Lock()
+        self._check_output_folder(self.root / "templates")
+        self.httpd = _bind(host, port)
+        self.port = self.httpd.server_address[1]
+        self.httpd.dev = self  # type: ignore[attr-defined]
+        self.watcher = ProjectWatcher(self._on_change)
+        self._plan = self._default_plan()
+
+    @property
+    def url(self) -> str:
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{shown}:{self.port}/"
+
+    def _check_output_folder(self, *watched: Path) -> None:
+        out = self.out_dir
+        if self.root == out or self.root.is_relative_to(out):
+            raise UserError([Problem(f"the output folder {out} contains the project; mpforge dev watches the "
+                                     "project, so writing there would rebuild forever",
+                                     hint="choose another folder with -o")])
+        for folder in watched:
+            if out.is_relative_to(folder):
+                raise UserError([Problem(f"the output folder {out} is inside {folder}, which mpforge dev watches",
+                                         hint="choose another folder with -o")])
+
+    # --- building -----------------------------------------------------------------------
+
+    def _default_plan(self) -> WatchPlan:
+        return WatchPlan(files={self.spec_path}, trees={self.root / "templates", self.root / "assets"},
+                         ignore={self.out_dir})
+
+    def _plan_for(self, prepared: pipeline.Prepared) -> WatchPlan:
+        plan = WatchPlan(files={self.spec_path}, trees={self.root / "templates"}, ignore={self.out_dir})
+        assets = prepared.spec.assets_dir
+        plan.trees.add(assets.resolve() if assets else self.root / "assets")
+        if assets:
+            self._check_output_folder(assets.resolve())
+        data = prepared.spec.loaded.data
+        for entry in (data.get("plugins") or []) if isinstance(data, dict) else []:
+            if not isinstance(entry, str):
+                continue
+            if entry.endswith(".py") or "/" in entry:
+                plan.files.add((self.root / entry).resolve())
+            else:  # a module name: a module or package inside the project
+                top = entry.split(".")[0]
+                plan.files.add(self.root / f"{top}.py")
+                plan.trees.add(self.root / top)
+        return plan
+
+    def _on_change(self, paths: set[Path]) -> None:
+        shown = ", ".join(sorted(_short(p, self.root) for p in paths)[:3]) + (" …" if len(paths) > 3 else "")
+        self.rebuild(f"changed: {shown}")
+
+    def rebuild(self, reason: str = "") -> BuildState:
+        """Build once; whatever happens, record it and tell the browsers."""
+        with self._build_lock:
+            started = time.perf_counter()
+            problems: list[Problem] = []
+            preview = None
+            summary = ""
+            try:
+                prepared, result = pipeline.build(self.spec_path, self.out_dir, self.options)
+                with self.lock:
+                    previous = self.state.app
+                    version = self.state.version + 1
+                preview = PreviewApp(prepared.tree, version=version, previous=previous)
+                summary = f"{len(result.written)} written, {len(result.removed)} removed"
+                problems = list(prepared.warnings)
+                self._plan = self._plan_for(prepared)
+            except UserError as exc:
+                problems = list(exc.problems)
+            except BaseException as exc:  # a bug in mpforge or a plugin: report, keep serving
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                self.log("internal error during rebuild:\n" + "".join(traceback.format_exception(exc)).rstrip())
+                problems = [Problem(f"internal error: {detail}",
+                                    hint="the server keeps the last good build; see the terminal for the traceback")]
+            seconds = time.perf_counter() - started
+            with self.lock:
+                self.state.version += 1
+                version = self.state.version
+                previous = self.state.app
+                self.state.seconds = seconds
+                errors = [p for p in problems if p.severity == "error"]
+                self.state.ok = preview is not None
+                self.state.problems = [p.to_dict() for p in (errors if preview is None else problems)]
+                if preview is not None:
+                    preview.version = version
+                    self.state.app = preview
+            self.watcher.set_plan(self._plan)
+            ms = f"{seconds * 1000:.0f} ms"
+            if preview is not None:
+                app_changed, changed = preview.changes_since(previous)
+                self.events.publish("build", {
+                    "version": version, "ok": True, "since": previous.version if previous else None,
+                    "appChanged": app_changed, "changed": changed, "seconds": round(seconds, 4)})
+                self.log(f"✓ build {version} in {ms} ({summary})" + (f" — {reason}" if reason else ""))
+                for problem in problems:
+                    self.log(f"  warning: {problem}")
+            else:
+                self.events.publish("build", {"version": version, "ok": False,
+                                              "problems": self.state.problems, "seconds": round(seconds, 4)})
+                self.log(f"✗ build {version} failed in {ms}: {len(errors)} problem{'s' if len(errors) != 1 else ''}"
+                         + (f" — {reason}" if reason else ""))
+                for problem in errors:
+                    self.log(f"  error: {problem}")
+            return self.state
+
+    # --- running ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """First build, then watch and serve in background threads."""
+        self.rebuild()
+        self.watcher.start(self._plan)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="mpforge-http", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.watcher.stop()
+        self.events.close()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            app = self.state.app
+            return {"version": self.state.version, "ok": self.state.ok, "problems": self.state.problems,
+                    "goodVersion": app.version if app else None, "app": app}
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _short(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    dev: DevServer
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
+def _bind(host: str, port: int | None) -> _Server:
+    candidates = [port] if port is not None else list(range(DEFAULT_PORT, DEFAULT_PORT + 20))
+    last: OSError | None = None
+    for candidate in candidates:
+        try:
+            server_class = _Server
+            if ":" in host:
+                server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
+            return server_class((host, candidate), _Handler)
+        except OSError as exc:
+            last = exc
+    where = f"port {port}" if port is not None else f"ports {candidates[0]}-{candidates[-1]}"
+    raise UserError([Problem(f"cannot serve on {host} {where}: {last.strerror if last else 'unavailable'}",
+                             hint="pick another with --port N (0 picks any free port)")])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "mpforge-dev"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass  # the terminal shows builds, not requests
+
+    # --- checks -----------------------------------------------------------------------
+
+    def _host_allowed(self) -> bool:
+        value = (self.headers.get("Host") or "").strip().lower()
+        if not value:
+            return False
+        if value.startswith("["):
+            name = value[1:value.find("]")] if "]" in value else ""
+        else:
+            name = value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+        bound = self.server.dev.host.lower()
+        if name in LOCAL_NAMES or name == bound:
+            return True
+        # Bound to every interface: a raw IP address is fine (DNS rebinding needs a name).
+        return bound in ("0.0.0.0", "::") and _is_ip(name)
+
+    def _route(self) -> tuple[list[str], dict[str, list[str]]] | None:
+        """The decoded path segments and query, or None when the path is not acceptable."""
+        if not self.path.startswith("/") or self.path.startswith("//"):
+            return None
+        parts = urlsplit(self.path)
+        try:
+            path = unquote(parts.path, errors="strict")
+        except UnicodeDecodeError:
+            return None
+        if "\\" in path or "\x00" in path or "%" in path:
+            return None  # backslashes, NUL, double encoding: no file of a build has them
+        segments = path.split("/")[1:]
+        if any(s in (".", "..") for s in segments) or any(s == "" for s in segments[:-1]):
+            return None
+        return segments, parse_qs(parts.query)
+
+    # --- responses ----------------------------------------------------------------------
+
+    def _send(self, status: int, body: bytes, content_type: str, *, cache: str = "no-store",
+              extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", cache)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _text(self, status: int, text: str) -> None:
+        self._send(status, (text + "\n").encode("utf-8"), "text/plain; charset=utf-8")
+
+    def _json(self, data: Any, status: int = 200) -> None:
+        self._send(status, json.dumps(data, ensure_ascii=False).encode("utf-8"), "application/json; charset=utf-8")
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.do_GET()
+
+    def do_GET(self) -> None:  # noqa: N802
+        if not self._host_allowed():
+            self._text(403, "forbidden: unexpected Host header (open the address mpforge dev printed)")
+            return
+        route = self._route()
+        if route is None:
+            self._text(404, "not found")
+            return
+        segments, query = route
+        dev = self.server.dev
+        try:
+            if segments == [""]:
+                self._shell(dev)
+            elif segments[:2] == ["__mpforge", "static"] and len(segments) == 3 and segments[2] in STATIC_FILES:
+                self._send(200, (STATIC_DIR / segments[2]).read_bytes(), STATIC_FILES[segments[2]],
+                           cache="no-cache")
+            elif segments == ["__mpforge", "app"]:
+                status = dev.status()
+                app = status.pop("app")
+                status["app"] = app.app_model() if app else None
+                self._json(status)
+            elif segments == ["__mpforge", "page"]:
+                self._page(dev, (query.get("path") or [""])[0])
+            elif segments == ["__mpforge", "events"]:
+                self._events(dev)
+            elif segments[0] == "app" and len(segments) > 1:
+                self._app_file(dev, "/".join(segments[1:]))
+            else:
+                self._text(404, "not found")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _other(self) -> None:
+        if not self._host_allowed():
+            self._text(403, "forbidden: unexpected Host header")
+            return
+        self._text(405, "method not allowed")
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _other  # noqa: N815
+
+    def _shell(self, dev: DevServer) -> None:
+        app = dev.status()["app"]
+        name = app.app_model()["name"] if app else dev.spec_path.parent.name
+        body = shell_html(name=name, asset_base="/__mpforge/static/", mode="live").encode("utf-8")
+        self._send(200, body, "text/html; charset=utf-8", extra={"Content-Security-Policy": CSP})
+
+    def _page(self, dev: DevServer, path: str) -> None:
+        app = dev.status()["app"]
+        model = app.page_model(path) if app else None
+        if model is None:
+            self._json({"error": f"no page {path}"}, 404)
+        else:
+            self._json(model)
+
+    def _app_file(self, dev: DevServer, path: str) -> None:
+        app = dev.status()["app"]
+        if app is None or path not in app.tree:
+            self._text(404, "not found")
+            return
+        kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        if kind.startswith("text/") or kind in ("application/json", "application/javascript", "image/svg+xml"):
+            kind += "; charset=utf-8" if not kind.startswith("image/") else ""
+        extra = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox"}
+        self._send(200, app.tree[path], kind, cache="no-cache", extra=extra)
+
+    def _events(self, dev: DevServer) -> None:
+        client = dev.events.subscribe()
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            status = dev.status()
+            first = {"version": status["version"], "ok": status["ok"], "problems": status["problems"],
+                     "since": None, "appChanged": True, "changed": []}
+            if status["ok"] and status["app"] is not None:
+                first["version"] = status["app"].version
+            self.wfile.write(f"retry: 1000\nevent: build\ndata: {json.dumps(first, ensure_ascii=False)}\n\n"
+                             .encode("utf-8"))
+            self.wfile.flush()
+            while not dev.events.closed:
+                try:
+                    message = client.get(timeout=HEARTBEAT)
+                except queue.Empty:
+                    message = ": ping\n\n"
+                if message is None:
+                    break
+                self.wfile.write(message.encode("utf-8"))
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass
+        finally:
+            dev.events.unsubscribe(client)
+            self.close_connection = True
+
+
+def run_dev_server(target: str | None, out_dir: str | None, options: pipeline.PluginOptions, *,
+                   host: str | None = None, port: int | None = None, open_browser: bool = False,
+                   log: Callable[[str], None] | None = None) -> None:
+    """`mpforge dev`: run until Ctrl-C (or SIGTERM)."""
+    log = log or (lambda text: print(text, flush=True))
+    if host and host not in ("127.0.0.1", "localhost"):
+        log(f"warning: serving on {host}: anyone who can reach this address can see the preview. "
+            "Requests must still name the host in their Host header.")
+    server = DevServer(target, out_dir, options, host=host or "127.0.0.1", port=port, log=log)
+    server.start()
+    log(f"mpforge dev: serving {server.url} — output in {server.out_dir}; watching {_short(server.spec_path, Path.cwd())}"
+        f" and its assets, templates and local plugins. Ctrl-C stops.")
+    if open_browser:
+        webbrowser.open(server.url)
+
+    def on_term(signum, frame) -> None:  # noqa: ANN001
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        log("mpforge dev: stopped")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()

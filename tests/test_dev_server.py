@@ -1,0 +1,272 @@
+"""`mpforge dev` without a browser: routes, safety, the watch -> rebuild loop, SSE."""
+
+from __future__ import annotations
+
+import copy
+import http.client
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from builder import devserver
+from builder.devserver import DevServer
+from builder.errors import UserError
+from conftest import MINIMAL_SPEC, write_project
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def spec_with(text: str) -> dict:
+    spec = copy.deepcopy(MINIMAL_SPEC)
+    spec["pages"][0]["blocks"][0]["text"] = text
+    return spec
+
+
+def save(root: Path, spec: dict | str) -> None:
+    """An editor's atomic save: write a temp file, rename it over the spec."""
+    text = spec if isinstance(spec, str) else yaml.safe_dump(spec, allow_unicode=True, sort_keys=False)
+    temp = root / ".mpforge.yaml.swp"
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, root / "mpforge.yaml")
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    root = tmp_path / "shop"
+    write_project(root, spec_with("Hello"))
+    return root
+
+
+@pytest.fixture
+def server(project):
+    dev = DevServer(project, port=0, log=lambda text: None)
+    dev.start()
+    yield dev
+    dev.stop()
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One server for the tests that only send requests."""
+    root = tmp_path_factory.mktemp("shared") / "shop"
+    write_project(root, spec_with("Hello"))
+    dev = DevServer(root, port=0, log=lambda text: None)
+    dev.start()
+    yield dev
+    dev.stop()
+
+
+def request(server: DevServer, path: str, host: str | None = "default", method: str = "GET"):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+    if host == "default":
+        host = f"127.0.0.1:{server.port}"
+    if host is not None:
+        conn.putheader("Host", host)
+    conn.endheaders()
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response.status, dict(response.getheaders()), body
+
+
+def home_text(server: DevServer) -> str:
+    status, _, body = request(server, "/__mpforge/page?path=pages/home/home")
+    assert status == 200
+    return json.loads(body)["html"]
+
+
+def test_serves_the_shell_models_and_build_files(server, project):
+    status, headers, body = request(server, "/")
+    assert status == 200 and b"mpf-phone" in body
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    status, headers, body = request(server, "/__mpforge/static/preview.js")
+    assert status == 200 and headers["Content-Type"].startswith("text/javascript")
+    status, _, body = request(server, "/__mpforge/app")
+    status_json = json.loads(body)
+    assert status_json["ok"] is True and status_json["version"] == 1
+    assert [p["path"] for p in status_json["app"]["pages"]] == ["pages/home/home", "pages/about/about"]
+    assert "Hello" in home_text(server)
+    status, headers, body = request(server, "/app/assets/banner.png")
+    assert status == 200 and headers["Content-Type"] == "image/png"
+    assert body == (project / "assets" / "banner.png").read_bytes()
+    assert request(server, "/__mpforge/page?path=pages/nope/nope")[0] == 404
+    # The Alipay output is written too.
+    assert "Hello" in (project / "dist" / "pages" / "home" / "home.js").read_text("utf-8")
+
+
+TRAVERSALS = [
+    "/app/../mpforge.yaml", "/app/%2e%2e/mpforge.yaml", "/app/%2E%2E/%2E%2E/etc/passwd",
+    "/app/..%2fmpforge.yaml", "/app/%252e%252e/mpforge.yaml", "/app/assets/..\\..\\mpforge.yaml",
+    "/app/assets%5c..%5c..%5cmpforge.yaml", "/app/./assets/banner.png", "/app//etc/passwd",
+    "/app/%00", "/app/assets/banner.png%00.txt", "/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
+    "/__mpforge/static/../../devserver.py", "/__mpforge/static/%2e%2e%2fdevserver.py",
+    "/__mpforge/static/components.css.bak", "/mpforge.yaml", "/dist/app.json", "/app/.mpforge-manifest.json",
+    "/app/%ff%fe", "http://127.0.0.1/app/app.json", "/app/assets/../../../../../../etc/passwd",
+]
+
+
+@pytest.mark.parametrize("path", TRAVERSALS)
+def test_path_traversal_and_unknown_paths_are_404(shared, path):
+    status, _, body = request(shared, path)
+    assert status == 404, body
+    assert b"spec_version" not in body and b"root:" not in body
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8750", "127.0.0.1.evil.example", "localhost.evil",
+                                  "", None])
+def test_foreign_host_headers_are_refused(shared, host):
+    for path in ("/", "/__mpforge/app", "/__mpforge/events", "/app/assets/banner.png"):
+        status, _, body = request(shared, path, host=host)
+        assert status == 403, (path, host)
+        assert b"Hello" not in body
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST:{port}", "127.0.0.1:{port}", "[::1]:{port}"])
+def test_local_host_headers_are_served(shared, host):
+    assert request(shared, "/", host=host.format(port=shared.port))[0] == 200
+
+
+def test_other_methods_are_refused(shared):
+    assert request(shared, "/", method="POST")[0] == 405
+    assert request(shared, "/__mpforge/app", method="DELETE")[0] == 405
+    assert request(shared, "/", method="HEAD")[0] == 200
+
+
+def test_save_rebuilds_and_writing_the_output_triggers_nothing(server, project):
+    time.sleep(0.4)
+    assert server.state.version == 1  # writing dist/ did not trigger a rebuild
+    save(project, spec_with("Changed by an atomic save"))
+    wait_for(lambda: "Changed by an atomic save" in home_text(server), what="rebuild")
+    assert "Changed by an atomic save" in (project / "dist" / "pages" / "home" / "home.js").read_text("utf-8")
+    # A plain in-place write works too.
+    (project / "mpforge.yaml").write_text(yaml.safe_dump(spec_with("In place"), allow_unicode=True), "utf-8")
+    wait_for(lambda: "In place" in home_text(server), what="rebuild")
+
+
+def test_a_burst_of_saves_is_one_or_two_builds_ending_on_the_last(server, project):
+    before = server.state.version
+    for i in range(30):
+        save(project, spec_with(f"Burst {i}"))
+    wait_for(lambda: "Burst 29" in home_text(server), what="last save")
+    time.sleep(0.3)
+    assert server.state.version - before <= 3
+
+
+def test_failed_build_keeps_the_last_good_one_and_recovers(server, project):
+    save(project, "spec_version: 1\napp:\n  name: [unclosed\npages: []\n")
+    wait_for(lambda: not server.state.ok, what="failure")
+    status = json.loads(request(server, "/__mpforge/app")[2])
+    assert status["ok"] is False and status["goodVersion"] == 1
+    problem = status["problems"][0]
+    assert problem["file"] == "mpforge.yaml" and problem["line"] == 4 and "YAML" in problem["message"]
+    assert "Hello" in home_text(server)  # still the last good build
+    save(project, spec_with("Fixed"))
+    wait_for(lambda: server.state.ok and "Fixed" in home_text(server), what="recovery")
+    assert json.loads(request(server, "/__mpforge/app")[2])["problems"] == []
+
+
+def test_a_crash_inside_a_rebuild_never_stops_the_server(server, project, monkeypatch):
+    real_build = devserver.pipeline.build
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("boom in a plugin")
+
+    monkeypatch.setattr(devserver.pipeline, "build", crash)
+    save(project, spec_with("After crash"))
+    wait_for(lambda: not server.state.ok, what="crash reported")
+    assert "internal error: RuntimeError: boom in a plugin" in server.state.problems[0]["message"]
+    assert request(server, "/")[0] == 200
+    monkeypatch.setattr(devserver.pipeline, "build", real_build)
+    save(project, spec_with("After crash, fixed"))
+    wait_for(lambda: server.state.ok and "After crash, fixed" in home_text(server), what="recovery")
+
+
+def test_deleting_and_restoring_the_spec(server, project):
+    text = (project / "mpforge.yaml").read_text("utf-8")
+    (project / "mpforge.yaml").unlink()
+    wait_for(lambda: not server.state.ok, what="failure")
+    (project / "mpforge.yaml").write_text(text.replace("Hello", "Restored"), "utf-8")
+    wait_for(lambda: server.state.ok and "Restored" in home_text(server), what="restore")
+
+
+def test_template_overrides_assets_and_local_plugins_are_watched(server, project):
+    override = project / "templates" / "blocks" / "heading.axml"
+    override.parent.mkdir(parents=True)
+    override.write_text('<view class="custom-heading"><text>{{[[ key ]].text}}</text></view>\n', "utf-8")
+    wait_for(lambda: "custom-heading" in home_text(server), what="template override")
+
+    old_url = json.loads(request(server, "/__mpforge/app")[2])["app"]["tabBar"]["items"][0]["icon"]
+    (project / "assets" / "tab" / "home.png").write_bytes((project / "assets" / "banner.png").read_bytes())
+    wait_for(lambda: json.loads(request(server, "/__mpforge/app")[2])["app"]["tabBar"]["items"][0]["icon"] != old_url,
+             what="asset change")
+
+    plugin = project / "local_block.py"
+    plugin.write_text("PLUGIN_NAME = 'local-block'\n", "utf-8")
+    spec = spec_with("With plugin")
+    spec["plugins"] = ["./local_block.py"]
+    save(project, spec)
+    wait_for(lambda: server.state.ok and "With plugin" in home_text(server), what="plugin spec")
+    version = server.state.version
+    plugin.write_text("raise RuntimeError('plugin edited into a broken state')\n", "utf-8")
+    wait_for(lambda: server.state.version > version and not server.state.ok, what="plugin edit")
+    assert "plugin edited into a broken state" in json.dumps(server.state.problems)
+
+
+def read_event(stream) -> dict:
+    lines = []
+    while True:
+        line = stream.readline().decode("utf-8")
+        if line == "\n" and lines:
+            break
+        if line.startswith("data: "):
+            lines.append(line[6:].strip())
+        if not line:
+            raise AssertionError("stream closed")
+    return json.loads("".join(lines))
+
+
+def test_server_sent_events_announce_every_build(server, project):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/__mpforge/events")
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("Content-Type").startswith("text/event-stream")
+    first = read_event(response)
+    assert first["ok"] is True and first["version"] == 1
+    save(project, spec_with("Via SSE"))
+    event = read_event(response)
+    assert event == {**event, "ok": True, "version": 2, "since": 1, "changed": ["pages/home/home"],
+                     "appChanged": False}
+    save(project, "pages: [\n")
+    event = read_event(response)
+    assert event["ok"] is False and event["problems"][0]["line"] == 2
+    conn.close()
+
+
+def test_output_inside_the_watched_project_is_refused(project):
+    with pytest.raises(UserError, match="contains the project"):
+        DevServer(project, out_dir=project, port=0)
+    with pytest.raises(UserError, match="inside"):
+        DevServer(project, out_dir=project / "templates" / "out", port=0)
+
+
+def test_a_busy_port_is_a_clear_error(project):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        with pytest.raises(UserError, match="cannot serve"):
+            DevServer(project, port=sock.getsockname()[1])
