@@ -10,7 +10,6 @@ tests/test_external.py until it is added here.
 
 from __future__ import annotations
 
-import copy
 import types
 import typing
 from pathlib import Path
@@ -214,7 +213,7 @@ def write_tree(tree: FileTree, out: Path) -> Path:
 
 def write_kitchen_sink_project(root: Path) -> Path:
     """The project alone (spec and assets), e.g. for `mpforge build`."""
-    return write_project(root, copy.deepcopy(kitchen_sink_spec()), kitchen_sink_files())
+    return write_project(root, kitchen_sink_spec(), kitchen_sink_files())
 
 
 # --- coverage -------------------------------------------------------------------------

@@ -194,3 +194,11 @@ def test_cli_tool_folder_defaults_to_the_checkout(monkeypatch):
     monkeypatch.setenv(external_check.ENV_VAR, "/somewhere/else")
     assert external_check.find_tools() == Path("/somewhere/else")
     assert external_check.find_tools("/explicit") == Path("/explicit")
+
+
+def test_cli_outside_a_checkout_asks_for_the_tool_folder(cli, monkeypatch):
+    monkeypatch.delenv(external_check.ENV_VAR, raising=False)
+    monkeypatch.setattr(external_check, "checkout_tools", lambda: None)
+    result = cli("check", SAMPLES / "linli-fresh", "--external")
+    assert result.exit_code == 1
+    assert "pass --tools DIR or set MPFORGE_EXTERNAL_TOOLS" in result.stderr
