@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -28,11 +28,22 @@ PathKey = tuple  # ('pages', 2, 'blocks', 0, 'type')
 MAP_TAG = "tag:yaml.org,2002:map"
 SEQ_TAG = "tag:yaml.org,2002:seq"
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+STR_TAG = "tag:yaml.org,2002:str"
 
 
-@dataclass(frozen=True)
-class Mark:
+class _Loader(_BaseLoader):  # type: ignore[valid-type, misc]
+    """The safe loader with a shortcut in tag resolution, its slowest step on large specs:
+    a plain scalar can only be a number, bool, null, date or merge key when its first
+    character starts one of those patterns; everything else is a string."""
+
+    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode and (not implicit[0] or (value and value[0] not in self.yaml_implicit_resolvers)):
+            return STR_TAG
+        return super().resolve(kind, value, implicit)
+
+
+class Mark(NamedTuple):
     line: int  # 1-based
     column: int  # 1-based
 
@@ -332,7 +343,8 @@ class _DataBuilder:
         if depth > MAX_DEPTH:
             raise SpecError([Problem(
                 f"spec is nested more than {MAX_DEPTH} levels deep", file=self.spec.display_name,
-                line=node.start_mark.line + 1, column=node.start_mark.column + 1)])
+                line=node.start_mark.line + 1, column=node.start_mark.column + 1,
+                hint="a spec needs a handful of levels; check the brackets and indentation")])
         self.spec.values[path] = Mark(node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             if node.tag != MAP_TAG:
@@ -351,6 +363,8 @@ class _DataBuilder:
         return None
 
     def _scalar(self, node: yaml.Node, path: PathKey) -> Any:
+        if node.tag == STR_TAG:
+            return node.value
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError:
