@@ -270,3 +270,63 @@ def test_a_busy_port_is_a_clear_error(project):
         sock.listen()
         with pytest.raises(UserError, match="cannot serve"):
             DevServer(project, port=sock.getsockname()[1])
+
+
+def test_a_first_build_that_fails_still_serves_and_recovers(tmp_path):
+    root = tmp_path / "shop"
+    write_project(root, spec_with("Hello"))
+    good = (root / "mpforge.yaml").read_text("utf-8")
+    (root / "mpforge.yaml").write_text("spec_version: 1\npages: [\n", "utf-8")
+    dev = DevServer(root, port=0, log=lambda text: None)
+    dev.start()
+    try:
+        status = json.loads(request(dev, "/__mpforge/app")[2])
+        assert status["ok"] is False and status["app"] is None and status["problems"][0]["line"] == 3
+        assert request(dev, "/")[0] == 200
+        assert request(dev, "/__mpforge/page?path=pages/home/home")[0] == 404
+        save(root, good)
+        wait_for(lambda: dev.state.ok, what="recovery")
+        assert "Hello" in home_text(dev)
+    finally:
+        dev.stop()
+
+
+def test_cli_dev_without_a_spec_is_a_user_error(tmp_path):
+    from click.testing import CliRunner
+
+    from builder.cli import main
+
+    result = CliRunner().invoke(main, ["dev", str(tmp_path), "--port", "0"])
+    assert result.exit_code == 1
+    assert "no spec found" in result.output
+
+
+def test_cli_dev_warns_about_another_host_and_stops_cleanly_on_sigterm(project):
+    import re
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "builder", "dev", str(project), "--host", "127.0.0.2",
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        while not any("mpforge dev: serving" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        output = "".join(lines)
+        assert "warning: serving on 127.0.0.2" in output
+        port = int(re.search(r"http://127\.0\.0\.2:(\d+)/", output).group(1))
+        conn = http.client.HTTPConnection("127.0.0.2", port, timeout=5)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200  # Host: 127.0.0.2:port, the bound host
+        conn.close()
+        conn = http.client.HTTPConnection("127.0.0.2", port, timeout=5)
+        conn.request("GET", "/", headers={"Host": "rebind.example"})
+        assert conn.getresponse().status == 403
+        conn.close()
+    finally:
+        proc.terminate()
+        rest = proc.communicate(timeout=15)[0]
+    assert proc.returncode == 0
+    assert "mpforge dev: stopped" in rest

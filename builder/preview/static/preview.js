@@ -275,6 +275,9 @@
     el.dataset.kind = kind;
   }
 
+  var OVERLAY_DELAY = 200;  // ms
+  var overlayTimer = null;
+
   function showProblems(version, problems) {
     var list = $('mpf-problems');
     list.textContent = '';
@@ -304,12 +307,17 @@
       }
       list.appendChild(li);
     });
-    $('mpf-overlay').hidden = state.dismissed === version;
+    // Shown after a short pause, so that saving many times in a row (auto-save while
+    // typing) does not flash it for states that are fixed a moment later.
+    clearTimeout(overlayTimer);
+    overlayTimer = setTimeout(function () { $('mpf-overlay').hidden = state.dismissed === version; },
+      $('mpf-overlay').hidden ? OVERLAY_DELAY : 0);
     document.body.dataset.state = 'error';
     setStatus('build failed: ' + problems.length + ' problem' + (problems.length === 1 ? '' : 's'), 'error');
   }
 
   function hideProblems() {
+    clearTimeout(overlayTimer);
     $('mpf-overlay').hidden = true;
     document.body.dataset.state = 'ok';
   }
