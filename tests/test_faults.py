@@ -323,27 +323,30 @@ def mpforge(*args) -> list[str]:
 
 @pytest.fixture
 def large_site(tmp_path, cli):
-    """As `site`, with 150 pages (about 600 files): a write that takes a while."""
+    """As `site`, with many pages: a write that takes a while (150 pages: ~770 files)."""
 
-    class Site:
-        v1 = write_project(tmp_path / "v1", spec_version(1, pages=150))
-        v2 = write_project(tmp_path / "v2", spec_version(2, pages=150))
-        out = tmp_path / "out"
+    def make(pages: int):
+        class Site:
+            v1 = write_project(tmp_path / "v1", spec_version(1, pages=pages))
+            v2 = write_project(tmp_path / "v2", spec_version(2, pages=pages))
+            out = tmp_path / "out"
 
-    assert cli("build", Site.v1, "-o", Site.out).exit_code == 0
-    Site.before = tree_hashes(Site.out)
-    return Site
+        assert cli("build", Site.v1, "-o", Site.out).exit_code == 0
+        Site.before = tree_hashes(Site.out)
+        return Site
+
+    return make
 
 
-def test_sigint_to_a_large_build_process(large_site):
-    """Ctrl-C lands while the build is writing (the first temp file has appeared)."""
-    site = large_site
+def test_sigint_to_a_large_build_process(large_site, cli):
+    """Ctrl-C lands while the build is writing (the first temp file has appeared; staging
+    ~1,500 files then takes a few hundred milliseconds more)."""
+    site = large_site(300)
     process = subprocess.Popen(mpforge("build", site.v2, "-o", site.out), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while process.poll() is None and time.monotonic() < deadline:
-        if any(write._TMP in p.name for p in site.out.iterdir()) or any(
-                write._TMP in p.name for p in (site.out / "pages" / "p0").iterdir()):
+        if any(write._TMP in p.name for p in site.out.iterdir()):
             break
         time.sleep(0.0005)
     process.send_signal(signal.SIGINT)
@@ -351,13 +354,17 @@ def test_sigint_to_a_large_build_process(large_site):
     if process.returncode == 0:
         pytest.fail("the build finished before the interrupt; make the spec larger")
     assert process.returncode == 1, stderr
-    assert "interrupted; the output folder was left as it was" in stderr and "Traceback" not in stderr
-    assert tree_hashes(site.out) == site.before
+    assert "interrupted" in stderr and "Traceback" not in stderr
     assert leftovers(site.out, site.out.parent) == []
+    if tree_hashes(site.out) != site.before:
+        # Only if this process was descheduled until the commit point had passed: then the
+        # new build must be there whole (the in-process tests cover that case exactly).
+        assert cli("build", site.v2, "-o", site.out.parent / "clean").exit_code == 0
+        assert outputs(site.out) == outputs(site.out.parent / "clean")
 
 
 def test_two_builds_at_once_take_turns(large_site):
-    site = large_site
+    site = large_site(150)
     runs = [subprocess.Popen(mpforge("build", site.v2, "-o", site.out), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.wait(timeout=120), p.stderr.read()) for p in runs]
