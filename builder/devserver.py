@@ -170,15 +170,17 @@ class DevServer:
         if assets:
             self._check_output_folder(assets.resolve())
         data = prepared.spec.loaded.data
-        for entry in (data.get("plugins") or []) if isinstance(data, dict) else []:
-            if not isinstance(entry, str):
-                continue
-            if entry.endswith(".py") or "/" in entry:
-                plan.files.add((self.root / entry).resolve())
-            else:  # a module name: a module or package inside the project
-                top = entry.split(".")[0]
-                plan.files.add(self.root / f"{top}.py")
-                plan.trees.add(self.root / top)
+        listed = (data.get("plugins") or []) if isinstance(data, dict) else []
+        for base, entries in ((self.root, listed), (Path.cwd(), self.options.extra)):
+            for entry in entries:
+                if not isinstance(entry, str):
+                    continue
+                if entry.endswith(".py") or "/" in entry:
+                    plan.files.add((base / entry).resolve())
+                else:  # a module name: a module or package inside the project (or cwd)
+                    top = entry.split(".")[0]
+                    plan.files.add(base.resolve() / f"{top}.py")
+                    plan.trees.add(base.resolve() / top)
         return plan
 
     def _on_change(self, paths: set[Path]) -> None:
@@ -404,6 +406,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._text(404, "not found")
         except (BrokenPipeError, ConnectionResetError):
             pass
+        except Exception as exc:  # a bug in the preview: answer, log, keep serving
+            dev.log("internal error in the preview:\n" + "".join(traceback.format_exception(exc)).rstrip())
+            try:
+                self._text(500, f"internal error in mpforge's preview: {type(exc).__name__}: {exc}")
+            except OSError:
+                pass
 
     def _other(self) -> None:
         if not self._host_allowed():

@@ -330,3 +330,35 @@ def test_cli_dev_warns_about_another_host_and_stops_cleanly_on_sigterm(project):
         rest = proc.communicate(timeout=15)[0]
     assert proc.returncode == 0
     assert "mpforge dev: stopped" in rest
+
+
+def test_saves_during_a_slow_build_make_exactly_one_more_build(server, project, monkeypatch):
+    real_build = devserver.pipeline.build
+    started = []
+
+    def slow_build(*args, **kwargs):
+        started.append(time.monotonic())
+        time.sleep(0.6)
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(devserver.pipeline, "build", slow_build)
+    before = server.state.version
+    save(project, spec_with("First"))
+    wait_for(lambda: started, what="the slow build to start")
+    for i in range(5):  # all while that build runs
+        save(project, spec_with(f"During {i}"))
+        time.sleep(0.02)
+    wait_for(lambda: "During 4" in home_text(server), what="the last save")
+    time.sleep(0.8)
+    assert server.state.version - before == 2 and len(started) == 2
+
+
+def test_a_bug_in_the_preview_is_a_500_not_a_dead_server(server, monkeypatch):
+    def broken(self, path):
+        raise ValueError("renderer bug")
+
+    monkeypatch.setattr(devserver.PreviewApp, "page_model", broken)
+    status, _, body = request(server, "/__mpforge/page?path=pages/home/home")
+    assert status == 500 and b"renderer bug" in body
+    monkeypatch.undo()
+    assert request(server, "/__mpforge/page?path=pages/home/home")[0] == 200

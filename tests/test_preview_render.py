@@ -304,3 +304,19 @@ view.mf-a > text, .mf-b image:first-child { margin: 16rpx -8rpx 0.5rpx 0; width:
 def test_acss_survives_garbage():
     for source in ("}}}{{{", "view {", "@media {", "'unclosed", "a { b: c; } } view { x: 2rpx }"):
         assert isinstance(acss_to_css(source), str)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_any_text_round_trips_literally(text):
+    out, warnings = render('<view class="{{t}}" data-x="{{t}}"><text>{{t}}</text><button>{{t}}</button></view>',
+                           {"t": text})
+    walker = walk(out)
+    assert [t for t, _ in walker.tags] == ["div", "span", "button"]
+    assert "".join(walker.text) == text + text
+    assert walker.tags[0][1]["class"] == " ".join(["mp-view", *text.split()])
+    assert warnings == []
