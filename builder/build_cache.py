@@ -87,8 +87,11 @@ def record(prepared: Any, out_dir: Path, options: Any) -> None:
         "warnings": [str(w) for w in prepared.warnings],
     }
     temp = out_dir / f"{CACHE}.{os.getpid()}"
-    temp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(temp, out_dir / CACHE)
+    try:
+        temp.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(temp, out_dir / CACHE)
+    finally:
+        temp.unlink(missing_ok=True)  # after a failure (disk full, Ctrl-C) leave nothing behind
 
 
 def skip_if_unchanged(target: str | Path | None, out_dir: str | Path | None,

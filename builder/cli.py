@@ -46,7 +46,8 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             _report_problems(exc.problems, f"{count} problem{'s' if count != 1 else ''} found; nothing was written")
             sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
-            _console(stderr=True).print("[red]interrupted; the output folder was left as it was[/]")
+            _console(stderr=True).print("[red]interrupted; the output folder holds the previous build or, if "
+                                        "the interrupt came as it finished, the complete new one; never a mix[/]")
             sys.exit(EXIT_USER_ERROR)
         except Exception as exc:
             if show_traceback:

@@ -70,9 +70,13 @@ def _page_rules(spec: ValidSpec) -> list[Problem]:
                                          hint="Alipay shows nothing else on a page holding a web-view"))
     extra_ids = Counter(p.id for p in spec.pages[len(spec.model.pages):])
     for page_id in extra_ids:
-        if page_id in seen or extra_ids[page_id] > 1:
-            problems.append(Problem(f"a plugin adds page '{page_id}', which another page already uses",
-                                    file=spec.loaded.display_name, hint="rename your page or disable the plugin"))
+        if page_id in seen:  # point at the spec's own page, the one the user can rename
+            problems.append(spec.problem(("pages", seen[page_id], "id"),
+                                         f"a plugin adds page '{page_id}', which this page already uses",
+                                         hint="rename this page, or change the plugin page's id in its section"))
+        elif extra_ids[page_id] > 1:
+            problems.append(Problem(f"two plugins add page '{page_id}'", file=spec.loaded.display_name,
+                                    hint="change one plugin page's id in its section, or disable a plugin"))
     return problems
 
 

@@ -68,6 +68,14 @@ def test_pages_are_configurable_and_linkable(project):
     assert prepared.plan.pages[1].data["b0"]["more"] is None  # no centre to send people to
 
 
+def test_plugin_page_id_taken_by_a_spec_page_points_at_that_page(project):
+    spec = coupon_spec()
+    spec["pages"].append({"id": "coupons", "title": "Mine", "blocks": [{"type": "divider"}]})
+    assert located(project, spec) == [
+        "mpforge.yaml:19:7: pages[1].id: a plugin adds page 'coupons', which this page already uses "
+        "(rename this page, or change the plugin page's id in its section)"]
+
+
 def test_list_filters(project):
     blocks = [{"type": "coupon-list", "kinds": ["cash", "exchange"]},
               {"type": "coupon-list", "audience": ["members"]},

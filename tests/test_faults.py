@@ -273,19 +273,19 @@ def sigint_after_write(handle, data: bytes) -> int:
 @pytest.mark.parametrize("where", ["first", "last"])
 def test_keyboard_interrupt_while_staging(site, cli, monkeypatch, where):
     break_staged_write(monkeypatch, WHERE[where](site.staged), interrupt)
-    assert_intact(site, cli("build", site.v2, "-o", site.out), "interrupted; the output folder was left as it was")
+    assert_intact(site, cli("build", site.v2, "-o", site.out), "interrupted; the output folder holds the previous build")
 
 
 @pytest.mark.parametrize("where", WHERE)
 def test_keyboard_interrupt_while_swapping(site, cli, monkeypatch, where):
     break_rename(monkeypatch, WHERE[where](site.renames), KeyboardInterrupt())
-    assert_intact(site, cli("build", site.v2, "-o", site.out), "interrupted; the output folder was left as it was")
+    assert_intact(site, cli("build", site.v2, "-o", site.out), "interrupted; the output folder holds the previous build")
 
 
 def test_sigint_while_staging(site, cli, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     break_staged_write(monkeypatch, WHERE["middle"](site.staged), sigint_after_write)
-    assert_intact(site, cli("build", site.v2, "-o", site.out), "interrupted; the output folder was left as it was")
+    assert_intact(site, cli("build", site.v2, "-o", site.out), "interrupted; the output folder holds the previous build")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
@@ -293,7 +293,7 @@ def test_sigint_while_staging(site, cli, monkeypatch):
 def test_sigint_while_swapping_is_held_then_undone(site, cli, monkeypatch, where):
     """A SIGINT between two renames never splits the swap: it completes, then is undone."""
     break_rename(monkeypatch, WHERE[where](site.renames), signal_instead=True)
-    assert_intact(site, cli("build", site.v2, "-o", site.out), "interrupted; the output folder was left as it was")
+    assert_intact(site, cli("build", site.v2, "-o", site.out), "interrupted; the output folder holds the previous build")
 
 
 def test_sigint_after_the_commit_point_leaves_the_complete_new_build(site, cli, monkeypatch):

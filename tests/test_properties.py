@@ -20,7 +20,8 @@ from conftest import write_project
 # (\r, U+0085, U+2028, U+2029) - those cannot survive any YAML file.
 TEXT_CHARS = st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="\x85\ufeff")
 FRAGMENTS = st.one_of(TEXT_CHARS, st.sampled_from(["\n", "\t", "{{", "}}", "</view>", "<script>", "&amp;", "'", '"', "店", "🎉"]))
-TEXT = st.lists(FRAGMENTS, min_size=1, max_size=20).map("".join).filter(lambda s: s.strip() != "")
+# At most 10 fragments of at most 8 characters: within the 80-character limit of short texts.
+TEXT = st.lists(FRAGMENTS, min_size=1, max_size=10).map("".join).filter(lambda s: s.strip() != "")
 TAG = TEXT.filter(lambda s: len(s.strip()) <= 10)  # product tags hold at most 10 characters
 IDS = st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True)
 
