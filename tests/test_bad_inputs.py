@@ -201,7 +201,11 @@ def test_nesting_deep_enough_to_crash_a_recursive_parser(tmp_path, opening, clos
     spec.write_text("spec_version: 1\nnotes: " + opening * depth + "x" + closing * depth + "\n", encoding="utf-8")
     result = subprocess.run(mpforge("check", str(spec)), capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, (result.returncode, result.stderr[-500:])
-    assert "error: deep.yaml:2:" in result.stderr and "nested more than 64 levels deep" in result.stderr
+    assert "error: deep.yaml:2:" in result.stderr
+    # Our composer refuses at level 65; some libyaml builds (PyYAML's wheels bundle their
+    # own) stop flow collections at 1,000 levels first. Either is a located user error.
+    assert ("nested more than 64 levels deep" in result.stderr
+            or "exceeded maximum nesting depth" in result.stderr), result.stderr
     assert "Traceback" not in result.stderr
 
 
