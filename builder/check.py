@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 
 from .errors import Problem
 from .filetree import FileTree
@@ -74,7 +75,9 @@ def _position(text: str, offset: int) -> tuple[int, int]:
     return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
-def _tag_problems(path: str, text: str) -> list[Problem]:
+# The per-file rules depend on nothing but the file: a rebuild re-checks changed files only.
+@lru_cache(maxsize=4096)
+def _tag_problems(path: str, text: str) -> tuple[Problem, ...]:
     """AXML is XML-like: every tag must close or self-close, in order."""
     problems = []
     stack: list[tuple[str, int]] = []
@@ -102,7 +105,7 @@ def _tag_problems(path: str, text: str) -> list[Problem]:
     for name, at in stack:
         line, col = _position(text, at)
         problems.append(Problem(f"<{name}> is never closed", file=path, line=line, column=col))
-    return problems
+    return tuple(problems)
 
 
 def axml_well_formed(tree: FileTree) -> list[Problem]:
@@ -119,18 +122,17 @@ BINDING_OR_BRACES = re.compile(BINDING.pattern + r"|(\{\{|\}\})")
 
 def bindings_clean(tree: FileTree) -> list[Problem]:
     """Every `{{` in AXML opens a plain expression: no merchant text turned into code."""
-    problems = []
-    for path in tree:
-        if not path.endswith(".axml"):
-            continue
-        text = tree.text(path)
-        for match in BINDING_OR_BRACES.finditer(text):
-            if match.group(2):
-                line, col = _position(text, match.start())
-                problems.append(Problem(f"stray '{match.group(2)}' in AXML: bind merchant text through page data",
-                                        file=path, line=line, column=col))
-                break
-    return problems
+    return [problem for path in tree if path.endswith(".axml") for problem in _binding_problems(path, tree.text(path))]
+
+
+@lru_cache(maxsize=4096)
+def _binding_problems(path: str, text: str) -> tuple[Problem, ...]:
+    for match in BINDING_OR_BRACES.finditer(text):
+        if match.group(2):
+            line, col = _position(text, match.start())
+            return (Problem(f"stray '{match.group(2)}' in AXML: bind merchant text through page data",
+                            file=path, line=line, column=col),)
+    return ()
 
 
 def paths_safe(tree: FileTree) -> list[Problem]:
@@ -144,10 +146,15 @@ def assets_exist(tree: FileTree) -> list[Problem]:
     problems = []
     for path in tree:
         if path.endswith((".axml", ".js", ".json", ".acss")):
-            for match in ASSET_REF.finditer(tree.text(path)):
-                if match.group(1) not in tree:
-                    problems.append(Problem(f"references missing asset {match.group(1)}", file=path))
+            for asset in _asset_refs(tree.text(path)):
+                if asset not in tree:
+                    problems.append(Problem(f"references missing asset {asset}", file=path))
     return problems
+
+
+@lru_cache(maxsize=8192)
+def _asset_refs(text: str) -> tuple[str, ...]:
+    return tuple(match.group(1) for match in ASSET_REF.finditer(text))
 
 
 # Alipay's limit for the main package; mpforge emits no subpackages, so that is everything.

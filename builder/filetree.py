@@ -8,6 +8,11 @@ import json
 from typing import Any, Iterator
 
 
+def json_text(data: Any) -> str:
+    """How every JSON output file is written."""
+    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+
+
 class FileTree:
     def __init__(self) -> None:
         self._files: dict[str, bytes] = {}
@@ -19,7 +24,7 @@ class FileTree:
 
     def add_json(self, path: str, data: Any) -> None:
         """JSON outputs always come from data, never from text templates."""
-        self.add(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        self.add(path, json_text(data))
 
     def __contains__(self, path: object) -> bool:
         return path in self._files

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from .errors import Problem, SpecError
+from .page_chunks import Split, split_pages
 
 SPEC_FILENAMES = ("mpforge.yaml", "mpforge.yml", "mpforge.json")
 MAX_SPEC_BYTES = 5 * 1024 * 1024
@@ -157,6 +158,16 @@ def parse_spec(raw: bytes, path: Path) -> LoadedSpec:
         column = offset - (text.rfind("\n", 0, offset) + 1) + 1
         raise SpecError([Problem("NUL character in spec", file=name, line=line, column=column)])
 
+    split = split_pages(text)
+    if split is not None:
+        spec = _parse_by_page(split, path)
+        if spec is not None:
+            return spec
+    return _parse_whole(text, path)
+
+
+def _parse_whole(text: str, path: Path) -> LoadedSpec:
+    name = path.name
     try:
         node = _compose(text, name)
     except yaml.MarkedYAMLError as exc:
@@ -173,6 +184,76 @@ def parse_spec(raw: bytes, path: Path) -> LoadedSpec:
     if builder.problems:
         raise SpecError(builder.problems)
     return spec
+
+
+@dataclass
+class _ParsedItem:
+    """One page item parsed on its own: data, and marks relative to the item."""
+
+    data: Any
+    values: list[tuple[PathKey, Mark]]
+    keys: list[tuple[PathKey, Mark]]
+    nodes: int
+    placed: tuple[int, int] | None = None  # (index, first line) the absolute marks are for
+    abs_values: dict[PathKey, Mark] = field(default_factory=dict)
+    abs_keys: dict[PathKey, Mark] = field(default_factory=dict)
+
+
+# Page items of the last spec parsed by page, by their text (see page_chunks).
+_items_by_text: dict[str, _ParsedItem] = {}
+
+
+def _parse_by_page(split: Split, path: Path) -> LoadedSpec | None:
+    """Parse the skeleton and each page item (reusing unchanged ones); None on any
+    problem, so that the whole-file parse reports it exactly as it always does."""
+    global _items_by_text
+    try:
+        spec = _parse_whole(split.skeleton, path)
+    except SpecError:
+        return None
+    if not isinstance(spec.data, dict) or spec.data.get("pages") != []:
+        return None
+    parsed: dict[str, _ParsedItem] = {}
+    pages = []
+    nodes = len(spec.values)
+    for index, (first_line, text) in enumerate(split.items):
+        item = parsed.get(text) or _items_by_text.get(text) or _parse_item(text, path)
+        if item is None:
+            return None
+        parsed[text] = item
+        nodes += item.nodes
+        if item.placed != (index, first_line):
+            prefix = ("pages", index)
+            item.abs_values = {(*prefix, *rel): Mark(m.line + first_line, m.column) for rel, m in item.values}
+            item.abs_keys = {(*prefix, *rel): Mark(m.line + first_line, m.column) for rel, m in item.keys}
+            item.placed = (index, first_line)
+        spec.values.update(item.abs_values)
+        spec.keys.update(item.abs_keys)
+        pages.append(item.data)
+    if nodes > MAX_NODES:
+        return None
+    spec.values[("pages",)] = Mark(split.items[0][0] + 1, split.indent + 1)
+    spec.data["pages"] = pages
+    _items_by_text = parsed
+    return spec
+
+
+def _parse_item(text: str, path: Path) -> _ParsedItem | None:
+    try:
+        node = _compose(text, path.name, outer_depth=1)  # inside the top-level mapping
+    except (yaml.YAMLError, SpecError):
+        return None
+    if not isinstance(node, yaml.SequenceNode) or len(node.value) != 1:
+        return None
+    item = LoadedSpec(path=path, data=None)
+    builder = _DataBuilder(item)
+    try:
+        data = builder.build(node.value[0], (), 2)  # at the depth of pages[i] in the whole file
+    except SpecError:
+        return None
+    if builder.problems:
+        return None
+    return _ParsedItem(data, list(item.values.items()), list(item.keys.items()), builder.count)
 
 
 def _tag(tag: str) -> str:
@@ -202,7 +283,7 @@ def _yaml_problem(exc: yaml.MarkedYAMLError, name: str, text: str) -> Problem:
                    column=mark.column + 1 if mark else None, hint=hint)
 
 
-def _compose(text: str, name: str) -> yaml.Node | None:
+def _compose(text: str, name: str, outer_depth: int = 0) -> yaml.Node | None:
     """yaml.compose, rebuilt on the parser's event stream with limits checked as it goes.
 
     libyaml's own composer recurses in C: a few thousand nested brackets crash the
@@ -213,15 +294,16 @@ def _compose(text: str, name: str) -> yaml.Node | None:
     """
     loader = _Loader(text)
     try:
-        return _Composer(loader, name).compose()
+        return _Composer(loader, name, outer_depth).compose()
     finally:
         loader.dispose()
 
 
 class _Composer:
-    def __init__(self, loader: Any, name: str):
+    def __init__(self, loader: Any, name: str, outer_depth: int = 0):
         self.loader = loader
         self.name = name
+        self.outer_depth = outer_depth  # levels above the text composed (a page item: 1)
         self.anchors: dict[str, yaml.Node] = {}
         self.sizes: dict[str, int] = {}  # anchor -> node count once expanded (set when complete)
 
@@ -263,7 +345,7 @@ class _Composer:
                     self._add_anchor(event, node, stack)
                     self.sizes[event.anchor] = 1
             elif cls is SeqStart or cls is MapStart:
-                if len(stack) >= MAX_DEPTH:
+                if len(stack) + self.outer_depth >= MAX_DEPTH:
                     raise self._refuse(event.start_mark, f"spec is nested more than {MAX_DEPTH} levels deep",
                                        hint="a spec needs a handful of levels; check the brackets and indentation")
                 kind = SequenceNode if cls is SeqStart else MappingNode

@@ -6,6 +6,7 @@ render only has to format them. Links and asset paths are resolved here, once.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -130,7 +131,7 @@ class PlanContext:
 def plan_app(spec: ValidSpec) -> AppPlan:
     model = spec.model
     ctx = PlanContext(spec)
-    pages = [_plan_page(i, page, spec, ctx) for i, page in enumerate(spec.pages)]
+    pages = _plan_pages(spec, ctx)
 
     app_json: dict[str, Any] = {
         "pages": [p.path for p in pages],
@@ -159,6 +160,28 @@ def plan_app(spec: ValidSpec) -> AppPlan:
         block_types_used=[bt for name, bt in registry.items() if name in used],
         assets=_assets(spec),
     )
+
+
+# The last build's page plans. A page's plan depends on its validated model (the same
+# object while the page's text is unchanged, see validate), on the rest of the spec
+# (tab pages, stores, plugin sections, the other pages' ids), on the build date and on
+# the plugins; a plan is reused only when all of that is the same.
+_last_plans: dict[str, Any] = {"context": None, "plugins": [], "pages": {}}
+
+
+def _plan_pages(spec: ValidSpec, ctx: PlanContext) -> list[PagePlan]:
+    plugins = spec.plugins.pm.get_plugins()
+    rest = {key: value for key, value in spec.loaded.data.items() if key != "pages"}
+    context = (json.dumps(rest, sort_keys=True, default=str), spec.today, tuple(p.id for p in spec.pages),
+               tuple(id(plugin) for plugin in plugins))
+    known = _last_plans["pages"] if _last_plans["context"] == context else {}
+    plans = {}
+    for i, page in enumerate(spec.pages):
+        entry = known.get(id(page))
+        plans[id(page)] = entry if entry and entry[0] is page else (page, _plan_page(i, page, spec, ctx))
+    # The plugin modules and page models stay referenced, so their ids stay theirs.
+    _last_plans.update(context=context, plugins=plugins, pages=plans)
+    return [plans[id(page)][1] for page in spec.pages]
 
 
 def _plan_page(index: int, page: Page, spec: ValidSpec, ctx: PlanContext) -> PagePlan:

@@ -8,6 +8,7 @@ the core's. JSON files are `json.dumps` of the plan's dicts.
 from __future__ import annotations
 
 import json
+import weakref
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from .filetree import FileTree
+from .filetree import FileTree, json_text
 from .plan import AppPlan, PagePlan
 from .plugin_manager import Plugins
 
@@ -115,8 +116,25 @@ def render_app(plan: AppPlan, env: jinja2.Environment) -> FileTree:
     styles = [env.get_template(name).render(theme=theme) for name in style_names]
     tree.add("app.acss", env.get_template("app/app.acss").render(theme=theme, styles=styles))
     tree.add("utils/mpforge.js", env.get_template("app/mpforge.js").render())
+    # Pages whose templates get exactly what they got last time are not rendered again:
+    # the same plan object (plan reuses it while nothing it depends on changed), or else
+    # the same content.
+    by_page, by_key = (_rendered_pages.get(env) if _templates_unchanged(env) else None) or ({}, {})
+    now_by_page: dict[int, tuple[PagePlan, str, str, dict[str, str]]] = {}
+    now_by_key: dict[str, dict[str, str]] = {}
+    theme_json = theme.model_dump_json()
     for page in plan.pages:
-        render_page(page, env, tree, theme)
+        known = by_page.get(id(page))
+        if known and known[0] is page and known[1] == theme_json:
+            key, files = known[2], known[3]
+        else:
+            key = _page_key(page, theme_json)
+            files = by_key.get(key) or render_page(page, env, theme)
+        now_by_page[id(page)] = (page, theme_json, key, files)
+        now_by_key[key] = files
+        for path, text in files.items():
+            tree.add(path, text)
+    _rendered_pages[env] = (now_by_page, now_by_key)
     for _, files in spec.plugins.call("mpforge_services", plan=plan, spec=spec, render=render):
         for path, text in files.items():
             tree.add(path, text)
@@ -125,7 +143,8 @@ def render_app(plan: AppPlan, env: jinja2.Environment) -> FileTree:
     return tree
 
 
-def render_page(page: PagePlan, env: jinja2.Environment, tree: FileTree, theme: Any) -> None:
+def render_page(page: PagePlan, env: jinja2.Environment, theme: Any) -> dict[str, str]:
+    """A page's four files, by output path."""
     # One rendering per script template: block types of a plugin can share one script
     # (e.g. every coupon block uses the same claim handler); `keys` lists their blocks.
     keys_by_script: dict[str, list[str]] = {}
@@ -138,9 +157,30 @@ def render_page(page: PagePlan, env: jinja2.Environment, tree: FileTree, theme: 
     on_show = list(dict.fromkeys(t.on_show for t in types if t.on_show))
     on_hide = list(dict.fromkeys(t.on_hide for t in types if t.on_hide))
     base = page.path
-    tree.add(f"{base}.axml", env.get_template("page/page.axml").render(page=page, theme=theme))
-    tree.add(f"{base}.acss", env.get_template("page/page.acss").render(page=page))
-    tree.add(f"{base}.js", env.get_template("page/page.js").render(page=page, scripts=scripts,
-                                                                    on_load=on_load, on_show=on_show,
-                                                                    on_hide=on_hide))
-    tree.add_json(f"{base}.json", page.json)
+    return {
+        f"{base}.axml": env.get_template("page/page.axml").render(page=page, theme=theme),
+        f"{base}.acss": env.get_template("page/page.acss").render(page=page),
+        f"{base}.js": env.get_template("page/page.js").render(page=page, scripts=scripts, on_load=on_load,
+                                                              on_show=on_show, on_hide=on_hide),
+        f"{base}.json": json_text(page.json),
+    }
+
+
+# The last build's rendered pages, per environment (so per set of template folders), by
+# plan object and by _page_key. Only the latest build's pages are kept.
+_rendered_pages: "weakref.WeakKeyDictionary[jinja2.Environment, tuple[dict, dict]]" = weakref.WeakKeyDictionary()
+
+
+def _page_key(page: PagePlan, theme_json: str) -> str:
+    """Everything render_page hands the templates: the page plan, its blocks (the
+    models and how their types render) and the theme."""
+    blocks = [(p.key, p.block_type.name, p.block_type.template, p.block_type.style, p.block_type.script,
+               p.block_type.on_load, p.block_type.on_show, p.block_type.on_hide, p.block.model_dump_json())
+              for p in page.blocks]
+    return json.dumps([page.id, page.title, page.json, page.data, page.share, blocks, theme_json],
+                      ensure_ascii=False, default=str)
+
+
+def _templates_unchanged(env: jinja2.Environment) -> bool:
+    """No template this environment has loaded was edited since (Jinja checks mtimes)."""
+    return all(template.is_up_to_date for template in env.cache.values()) if env.cache is not None else False

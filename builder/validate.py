@@ -114,9 +114,10 @@ def validate_spec(loaded: LoadedSpec, plugins: Plugins) -> ValidSpec:
         raise SpecError([loaded.problem((), "the spec must be a mapping of sections",
                                         hint="start from 'mpforge new'")])
     try:
-        model = model_cls.model_validate(loaded.data)
+        model = model_cls.model_validate(_with_validated_pages(loaded.data, model_cls))
     except ValidationError as exc:
         raise SpecError([_translate(err, loaded, model_cls, plugins) for err in exc.errors()]) from None
+    _remember_validated_pages(loaded.data, model)
 
     spec = ValidSpec(loaded=loaded, model=model, plugins=plugins, pages=list(model.pages))
     for plugin, pages in plugins.call("mpforge_pages", spec=spec):
@@ -131,6 +132,30 @@ def validate_spec(loaded: LoadedSpec, plugins: Plugins) -> ValidSpec:
     problems.raise_if_errors()
     spec.warnings = problems.warnings
     return spec
+
+
+# Validated pages of the last spec, by the identity of their loaded data: the loader
+# returns the very same dict for a page whose text did not change (see page_chunks),
+# and pydantic takes an instance of a field's own model class without validating it
+# again. Validation is a pure function of the data, so the result is the same.
+_validated_pages: dict[int, tuple[Any, BaseModel]] = {}
+
+
+def _with_validated_pages(data: dict, model_cls: type[BaseModel]) -> dict:
+    pages = data.get("pages")
+    if not isinstance(pages, list) or not _validated_pages:
+        return data
+    page_cls = typing.get_args(model_cls.model_fields["pages"].annotation)[0]
+    reused = []
+    for raw in pages:
+        known = _validated_pages.get(id(raw))
+        reused.append(known[1] if known and known[0] is raw and type(known[1]) is page_cls else raw)
+    return {**data, "pages": reused}
+
+
+def _remember_validated_pages(data: dict, model: BaseModel) -> None:
+    global _validated_pages
+    _validated_pages = {id(raw): (raw, page) for raw, page in zip(data["pages"], model.pages)}  # type: ignore[attr-defined]
 
 
 # --- turning pydantic errors into located problems ------------------------------------
