@@ -28,6 +28,24 @@ from synthetic import REPO, write_spec
 BENCH = Path(__file__).resolve().parent
 PY = sys.executable
 MPFORGE = [PY, "-m", "builder"]
+# What `mpforge dev` does on a save: rebuild in the same process. Prints the median
+# seconds of `runs` one-page edits of the spec in argv[1], building into argv[2].
+IN_PROCESS_EDIT = """
+import statistics, sys, time
+from pathlib import Path
+from builder.pipeline import build
+spec, out, runs = Path(sys.argv[1]) / "mpforge.yaml", sys.argv[2], int(sys.argv[3])
+original = spec.read_text("utf-8")
+build(spec, out)
+times = []
+for i in range(runs):
+    spec.write_text(original.replace("text: Page 500\\n", f"text: Page 500 edit {i}\\n", 1), "utf-8")
+    start = time.perf_counter()
+    build(spec, out)
+    times.append(time.perf_counter() - start)
+spec.write_text(original, "utf-8")
+print(statistics.median(times))
+"""
 # Runs a command and prints its peak RSS in KiB (the child's ru_maxrss).
 PEAK_RSS = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
             "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
@@ -90,14 +108,19 @@ def main() -> None:
             seconds = timed([*MPFORGE, flag], runs)
             row(f"mpforge {flag}", seconds, f"{seconds / start:.1f}× python start")
 
+        for sample in ("harbour-coffee", "linli-fresh"):
+            out = tmp / f"out-{sample}"
+            seconds = timed([*MPFORGE, "build", str(REPO / "sample_projects" / sample), "-o", str(out)], runs, fresh(out))
+            row(f"sample {sample}: full build", seconds)
+
         full: dict[int, float] = {}
-        for pages in (10, 100, 1000):
+        for pages in (10, 100, 200, 1000):
             spec_dir = tmp / f"spec{pages}"
             write_spec(pages, spec_dir)
             out, floor_out, copier_out = tmp / f"out{pages}", tmp / f"floor{pages}", tmp / f"copier{pages}"
             floor = timed([PY, str(BENCH / "floor_jinja.py"), str(spec_dir), str(floor_out)], runs, fresh(floor_out))
             full[pages] = timed([*MPFORGE, "build", str(spec_dir), "-o", str(out)], runs, fresh(out))
-            copier_runs = args.copier_runs if pages == 1000 else runs
+            copier_runs = args.copier_runs if pages >= 200 else runs
             peer = timed([PY, str(BENCH / "copier_peer.py"), str(spec_dir), str(copier_out)], copier_runs,
                          fresh(copier_out))
             row(f"{pages} pages: jinja2 floor ({size_of(floor_out) // 1024} KiB)", floor)
@@ -116,8 +139,12 @@ def main() -> None:
             spec.write_text(original.replace("text: Page 500\n", f"text: Page 500 edit {next(edits)}\n", 1), "utf-8")
 
         edit = timed([*MPFORGE, "build", str(spec_dir), "-o", str(out)], runs, edit_one_page)
-        row("1000 pages: rebuild after editing one page", edit, f"{edit / full[1000]:.0%} of full build")
+        row("1000 pages: `mpforge build` after editing one page", edit, f"{edit / full[1000]:.0%} of full build")
         spec.write_text(original, "utf-8")
+        in_process = float(subprocess.run([PY, "-c", IN_PROCESS_EDIT, str(spec_dir), str(out), str(runs)],
+                                          check=True, capture_output=True, text=True).stdout)
+        row("1000 pages: rebuild in process after editing one page (mpforge dev)", in_process,
+            f"{in_process / full[1000]:.0%} of full build")
         check = timed([*MPFORGE, "check", str(spec_dir)], runs)
         row("1000 pages: mpforge check", check, f"{check / full[1000]:.0%} of full build")
         shutil.rmtree(out)
@@ -131,7 +158,7 @@ def main() -> None:
         row(f"batch of {args.batch} merchants, --jobs 1", one)
         row(f"batch of {args.batch} merchants, --jobs 2", two, f"{one / two:.2f}× faster than --jobs 1")
 
-    print(f"\n| case (median of {runs}; copier at 1000 pages: {args.copier_runs}) | value | ratio |")
+    print(f"\n| case (median of {runs}; copier from 200 pages: {args.copier_runs}) | value | ratio |")
     print("|---|---:|---|")
     for name, value, ratio in rows:
         print(f"| {name} | {value:.3f} | {ratio} |")

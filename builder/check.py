@@ -75,10 +75,12 @@ def _position(text: str, offset: int) -> tuple[int, int]:
     return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
-# The per-file rules depend on nothing but the file: a rebuild re-checks changed files only.
+# The per-file rules depend on nothing but the file: a rebuild re-checks changed files
+# only. Keyed by the tree's own bytes objects, so the caches hold no copies.
 @lru_cache(maxsize=4096)
-def _tag_problems(path: str, text: str) -> tuple[Problem, ...]:
+def _tag_problems(path: str, content: bytes) -> tuple[Problem, ...]:
     """AXML is XML-like: every tag must close or self-close, in order."""
+    text = content.decode("utf-8")
     problems = []
     stack: list[tuple[str, int]] = []
     for match in TAG.finditer(text):
@@ -112,7 +114,7 @@ def axml_well_formed(tree: FileTree) -> list[Problem]:
     problems = []
     for path in tree:
         if path.endswith(".axml"):
-            problems.extend(_tag_problems(path, tree.text(path)))
+            problems.extend(_tag_problems(path, tree[path]))
     return problems
 
 
@@ -122,11 +124,12 @@ BINDING_OR_BRACES = re.compile(BINDING.pattern + r"|(\{\{|\}\})")
 
 def bindings_clean(tree: FileTree) -> list[Problem]:
     """Every `{{` in AXML opens a plain expression: no merchant text turned into code."""
-    return [problem for path in tree if path.endswith(".axml") for problem in _binding_problems(path, tree.text(path))]
+    return [problem for path in tree if path.endswith(".axml") for problem in _binding_problems(path, tree[path])]
 
 
 @lru_cache(maxsize=4096)
-def _binding_problems(path: str, text: str) -> tuple[Problem, ...]:
+def _binding_problems(path: str, content: bytes) -> tuple[Problem, ...]:
+    text = content.decode("utf-8")
     for match in BINDING_OR_BRACES.finditer(text):
         if match.group(2):
             line, col = _position(text, match.start())
@@ -146,15 +149,15 @@ def assets_exist(tree: FileTree) -> list[Problem]:
     problems = []
     for path in tree:
         if path.endswith((".axml", ".js", ".json", ".acss")):
-            for asset in _asset_refs(tree.text(path)):
+            for asset in _asset_refs(tree[path]):
                 if asset not in tree:
                     problems.append(Problem(f"references missing asset {asset}", file=path))
     return problems
 
 
 @lru_cache(maxsize=8192)
-def _asset_refs(text: str) -> tuple[str, ...]:
-    return tuple(match.group(1) for match in ASSET_REF.finditer(text))
+def _asset_refs(content: bytes) -> tuple[str, ...]:
+    return tuple(match.group(1) for match in ASSET_REF.finditer(content.decode("utf-8")))
 
 
 # Alipay's limit for the main package; mpforge emits no subpackages, so that is everything.

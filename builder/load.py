@@ -188,15 +188,25 @@ def _parse_whole(text: str, path: Path) -> LoadedSpec:
 
 @dataclass
 class _ParsedItem:
-    """One page item parsed on its own: data, and marks relative to the item."""
+    """One page item parsed on its own: its data and marks, placed as pages[index] with
+    its first line at `first_line` (0-based)."""
 
     data: Any
-    values: list[tuple[PathKey, Mark]]
-    keys: list[tuple[PathKey, Mark]]
+    values: dict[PathKey, Mark]
+    keys: dict[PathKey, Mark]
     nodes: int
-    placed: tuple[int, int] | None = None  # (index, first line) the absolute marks are for
-    abs_values: dict[PathKey, Mark] = field(default_factory=dict)
-    abs_keys: dict[PathKey, Mark] = field(default_factory=dict)
+    index: int = 0
+    first_line: int = 0
+
+    def place(self, index: int, first_line: int) -> None:
+        """Re-key the marks for a new position (an edit above moved this page)."""
+        if (index, first_line) == (self.index, self.first_line):
+            return
+        shift = first_line - self.first_line
+        prefix = ("pages", index)
+        self.values = {(*prefix, *path[2:]): Mark(m.line + shift, m.column) for path, m in self.values.items()}
+        self.keys = {(*prefix, *path[2:]): Mark(m.line + shift, m.column) for path, m in self.keys.items()}
+        self.index, self.first_line = index, first_line
 
 
 # Page items of the last spec parsed by page, by their text (see page_chunks).
@@ -222,13 +232,9 @@ def _parse_by_page(split: Split, path: Path) -> LoadedSpec | None:
             return None
         parsed[text] = item
         nodes += item.nodes
-        if item.placed != (index, first_line):
-            prefix = ("pages", index)
-            item.abs_values = {(*prefix, *rel): Mark(m.line + first_line, m.column) for rel, m in item.values}
-            item.abs_keys = {(*prefix, *rel): Mark(m.line + first_line, m.column) for rel, m in item.keys}
-            item.placed = (index, first_line)
-        spec.values.update(item.abs_values)
-        spec.keys.update(item.abs_keys)
+        item.place(index, first_line)
+        spec.values.update(item.values)
+        spec.keys.update(item.keys)
         pages.append(item.data)
     if nodes > MAX_NODES:
         return None
@@ -253,7 +259,9 @@ def _parse_item(text: str, path: Path) -> _ParsedItem | None:
         return None
     if builder.problems:
         return None
-    return _ParsedItem(data, list(item.values.items()), list(item.keys.items()), builder.count)
+    # Marks as if the item were pages[0] starting on the file's first line; place() moves them.
+    return _ParsedItem(data, {("pages", 0, *p): m for p, m in item.values.items()},
+                       {("pages", 0, *p): m for p, m in item.keys.items()}, builder.count)
 
 
 def _tag(tag: str) -> str:

@@ -118,23 +118,21 @@ def render_app(plan: AppPlan, env: jinja2.Environment) -> FileTree:
     tree.add("utils/mpforge.js", env.get_template("app/mpforge.js").render())
     # Pages whose templates get exactly what they got last time are not rendered again:
     # the same plan object (plan reuses it while nothing it depends on changed), or else
-    # the same content.
-    by_page, by_key = (_rendered_pages.get(env) if _templates_unchanged(env) else None) or ({}, {})
-    now_by_page: dict[int, tuple[PagePlan, str, str, dict[str, str]]] = {}
-    now_by_key: dict[str, dict[str, str]] = {}
+    # the same content (_page_key, compared only with the last build's page of that id).
+    previous = (_rendered_pages.get(env) if _templates_unchanged(env) else None) or {}
+    rendered: dict[str, tuple[PagePlan, str, dict[str, bytes]]] = {}
     theme_json = theme.model_dump_json()
     for page in plan.pages:
-        known = by_page.get(id(page))
-        if known and known[0] is page and known[1] == theme_json:
-            key, files = known[2], known[3]
-        else:
-            key = _page_key(page, theme_json)
-            files = by_key.get(key) or render_page(page, env, theme)
-        now_by_page[id(page)] = (page, theme_json, key, files)
-        now_by_key[key] = files
+        known = previous.get(page.id)
+        if known and ((known[0] is page and known[1] == theme_json)
+                      or _page_key(known[0], known[1]) == _page_key(page, theme_json)):
+            files = known[2]
+        else:  # bytes: the tree then holds the very objects the cache keeps
+            files = {path: text.encode("utf-8") for path, text in render_page(page, env, theme).items()}
+        rendered[page.id] = (page, theme_json, files)
         for path, text in files.items():
             tree.add(path, text)
-    _rendered_pages[env] = (now_by_page, now_by_key)
+    _rendered_pages[env] = rendered
     for _, files in spec.plugins.call("mpforge_services", plan=plan, spec=spec, render=render):
         for path, text in files.items():
             tree.add(path, text)
@@ -167,8 +165,9 @@ def render_page(page: PagePlan, env: jinja2.Environment, theme: Any) -> dict[str
 
 
 # The last build's rendered pages, per environment (so per set of template folders), by
-# plan object and by _page_key. Only the latest build's pages are kept.
-_rendered_pages: "weakref.WeakKeyDictionary[jinja2.Environment, tuple[dict, dict]]" = weakref.WeakKeyDictionary()
+# page id, with the plan and theme they were rendered from.
+_rendered_pages: "weakref.WeakKeyDictionary[jinja2.Environment, dict[str, tuple[PagePlan, str, dict[str, bytes]]]]" = \
+    weakref.WeakKeyDictionary()
 
 
 def _page_key(page: PagePlan, theme_json: str) -> str:

@@ -64,12 +64,29 @@ class ValidSpec:
     @cached_property
     def references(self) -> list[tuple[PathKey, Any]]:
         """Every Link and reference marker in the spec's sections, with its path."""
+        global _page_references
         found: list[tuple[PathKey, Any]] = []
-        _collect_references(self.model, (), found)
+        by_page: dict[int, tuple[BaseModel, list[tuple[PathKey, Any]]]] = {}
+        for name in type(self.model).model_fields:
+            value = getattr(self.model, name)
+            if name != "pages":
+                _collect_references(value, (name,), found)
+                continue
+            for i, page in enumerate(value):
+                known = _page_references.get(id(page))
+                if known is None or known[0] is not page:  # a page validated afresh
+                    known = (page, [])
+                    _collect_references(page, (), known[1])
+                by_page[id(page)] = known
+                found.extend((("pages", i, *path), ref) for path, ref in known[1])
+        _page_references = by_page
         return found
 
 
 REFERENCE_TYPES = (Link, Ref, AssetPath, WebUrl)
+# References found in each page model of the last spec, by model (reused with it, see
+# _with_validated_pages), with paths relative to the page.
+_page_references: dict[int, tuple[BaseModel, list[tuple[PathKey, Any]]]] = {}
 _LEAVES = frozenset({str, int, float, bool, type(None)})  # exact types: reference markers subclass str
 
 
