@@ -7,6 +7,7 @@ Heavy modules (pydantic, jinja2, rich) are imported inside commands so that
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from typing import Any, Callable
 
@@ -82,6 +83,28 @@ def _options(extra: tuple[str, ...], disabled: tuple[str, ...]):
 @click.option("--traceback", is_flag=True, help="Show the full traceback of internal errors.")
 def main(traceback: bool) -> None:
     """Build Alipay mini-programs from a merchant spec (mpforge.yaml)."""
+
+
+def entry() -> None:
+    """The `mpforge` console script: run a command, then leave without tearing the
+    interpreter down. Freeing a large build's objects one by one at exit took a third
+    of a 1000-page build's time; the operating system reclaims them at once. (mypy
+    exits the same way.) Output is flushed first; mpforge registers no exit handlers.
+    """
+    try:
+        main()
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # e.g. `mpforge plugins | head`
+            pass
+    os._exit(code if isinstance(code, int) else 0)
 
 
 @main.command()

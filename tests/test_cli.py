@@ -133,3 +133,15 @@ def test_console_script_runs_as_subprocess(tmp_path):
                              "-o", str(tmp_path / "out")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "pages" / "stores" / "stores.axml").is_file()
+
+
+def test_console_script_flushes_output_and_keeps_exit_codes(tmp_path):
+    """entry() leaves with os._exit (no interpreter teardown): output must still be whole."""
+    listing = tmp_path / "plugins.json"
+    with open(listing, "w") as handle:  # a file: block-buffered, unlike a terminal
+        done = subprocess.run([sys.executable, "-m", "builder", "plugins", "--format", "json"], stdout=handle)
+    assert done.returncode == 0
+    assert {p["name"] for p in json.loads(listing.read_text())} >= {"core", "coupon", "life_account", "promotion"}
+    failed = subprocess.run([sys.executable, "-m", "builder", "check", str(tmp_path / "missing.yaml")],
+                            capture_output=True, text=True)
+    assert failed.returncode == 1 and "spec file not found" in failed.stderr
