@@ -17,16 +17,7 @@ from builder import devserver
 from builder.devserver import DevServer
 from builder.errors import UserError
 from conftest import MINIMAL_SPEC, write_project
-
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+from e2e_support import wait_until as wait_for
 
 
 def spec_with(text: str) -> dict:
