@@ -163,17 +163,17 @@ def plan_app(spec: ValidSpec) -> AppPlan:
 
 
 # The last build's page plans. A page's plan depends on its validated model (the same
-# object while the page's text is unchanged, see validate), on the rest of the spec
-# (tab pages, stores, plugin sections, the other pages' ids), on the build date and on
-# the plugins; a plan is reused only when all of that is the same.
+# object while the page's text is unchanged, see validate), on the project, the rest of
+# the spec (tab pages, stores, plugin sections, the other pages' ids), the build date
+# and the plugins; a plan is reused only when all of that is the same.
 _last_plans: dict[str, Any] = {"context": None, "plugins": [], "pages": {}}
 
 
 def _plan_pages(spec: ValidSpec, ctx: PlanContext) -> list[PagePlan]:
     plugins = spec.plugins.pm.get_plugins()
     rest = {key: value for key, value in spec.loaded.data.items() if key != "pages"}
-    context = (json.dumps(rest, sort_keys=True, default=str), spec.today, tuple(p.id for p in spec.pages),
-               tuple(id(plugin) for plugin in plugins))
+    context = (str(spec.root), json.dumps(rest, sort_keys=True, default=str), spec.today,
+               tuple(p.id for p in spec.pages), tuple(id(plugin) for plugin in plugins))
     known = _last_plans["pages"] if _last_plans["context"] == context else {}
     plans = {}
     for i, page in enumerate(spec.pages):

@@ -150,3 +150,22 @@ def test_synthetic_bench_spec_parses_the_same(tmp_path):
         sys.path.pop(0)
     text = yaml.safe_dump(make_spec(40), allow_unicode=True, sort_keys=False)
     assert_same(text, tmp_path)
+
+
+CORPUS = sorted((REPO / "tests" / "bad_inputs").glob("*.yaml")) + sorted(SAMPLES.glob("*/mpforge.yaml"))
+
+
+def _outcome(path: Path):
+    try:
+        spec = load.parse_spec(path.read_bytes(), path)
+    except SpecError as exc:
+        return [str(p) for p in exc.problems]
+    return spec.data, spec.values, spec.keys
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_every_corpus_file_loads_the_same_by_page_and_whole(path, monkeypatch):
+    """The bad-input corpus as a fuzz of the splitter: same data, marks or messages."""
+    by_page = _outcome(path)
+    monkeypatch.setattr(load, "split_pages", lambda text: None)
+    assert by_page == _outcome(path)
