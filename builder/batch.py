@@ -26,14 +26,14 @@ class Outcome:
 
     target: str
     out_dir: str
-    problems: list[str] = field(default_factory=list)  # located messages, errors first
+    problems: list[Problem] = field(default_factory=list)
     internal_error: str | None = None  # a bug in mpforge or a plugin (exit 2)
     written: int = 0
     unchanged: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.internal_error is None and not any(p.startswith("error") for p in self.problems)
+        return self.internal_error is None and not any(p.severity == "error" for p in self.problems)
 
 
 def output_dirs(targets: list[str], out_root: Path) -> dict[str, Path]:
@@ -62,17 +62,17 @@ def build_one(target: str, out_dir: str, options: PluginOptions, force: bool = F
         skipped = None if force else skip_if_unchanged(target, out_dir, options)
         if skipped:
             result, warnings = skipped
-            outcome.problems = [f"warning: {w}" for w in warnings]
+            outcome.problems = warnings
             outcome.unchanged = len(result.unchanged)
             return outcome
         prepared, result = build(target, out_dir, options)
     except UserError as exc:
-        outcome.problems = [f"{p.severity}: {p}" for p in exc.problems]
+        outcome.problems = list(exc.problems)
         return outcome
     except Exception as exc:  # noqa: BLE001 - reported per spec; the batch goes on
         outcome.internal_error = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
         return outcome
-    outcome.problems = [f"warning: {p}" for p in prepared.warnings]
+    outcome.problems = list(prepared.warnings)
     outcome.written, outcome.unchanged = len(result.written), len(result.unchanged)
     return outcome
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .errors import Problem
 from .load import find_spec
 from .write import WriteResult
 
@@ -84,7 +85,7 @@ def record(prepared: Any, out_dir: Path, options: Any) -> None:
         "folders": sorted(str(f) for f in folders),
         "inputs": inputs,
         "outputs": {path: _stat(out_dir / path) for path in prepared.tree},
-        "warnings": [str(w) for w in prepared.warnings],
+        "warnings": [w.to_dict() for w in prepared.warnings],
     }
     temp = out_dir / f"{CACHE}.{os.getpid()}"
     try:
@@ -95,14 +96,14 @@ def record(prepared: Any, out_dir: Path, options: Any) -> None:
 
 
 def skip_if_unchanged(target: str | Path | None, out_dir: str | Path | None,
-                      options: Any) -> tuple[WriteResult, list[str]] | None:
+                      options: Any) -> tuple[WriteResult, list[Problem]] | None:
     """(result, the last build's warnings) when the build can be skipped, else None."""
     spec_path = find_spec(target)
     out = Path(out_dir) if out_dir else spec_path.parent / DEFAULT_OUTPUT
     data = _unchanged(spec_path, out, options, build_date().isoformat())
     if data is None:
         return None
-    return WriteResult(out, unchanged=sorted(data["outputs"])), data["warnings"]
+    return WriteResult(out, unchanged=sorted(data["outputs"])), [Problem(**w) for w in data["warnings"]]
 
 
 def _unchanged(spec_path: Path, out_dir: Path, options: Any, today: str) -> dict[str, Any] | None:

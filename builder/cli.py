@@ -23,13 +23,13 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def _report_problems(problems, title: str) -> None:
+def _report_problems(problems, title: str, indent: str = "") -> None:
     from rich.markup import escape
 
     console = _console(stderr=True)
     for problem in problems:
         style = "yellow" if problem.severity == "warning" else "red"
-        console.print(f"[{style}]{problem.severity}[/]: {escape(str(problem))}")
+        console.print(f"{indent}[{style}]{problem.severity}[/]: {escape(str(problem))}")
     if title:
         console.print(f"[bold red]{title}[/]")
 
@@ -135,7 +135,7 @@ def build(targets: tuple[str, ...], output: str | None, jobs: int, force: bool, 
         skipped = skip_if_unchanged(target, output, options)
         if skipped:
             result, warnings = skipped
-            _report_lines(warnings)
+            _report_problems(warnings, "")
             _console().print(f"up to date: nothing changed since the last build of {result.out_dir} "
                              "(--force rebuilds)")
             return
@@ -144,14 +144,6 @@ def build(targets: tuple[str, ...], output: str | None, jobs: int, force: bool, 
     prepared, result = run_build(target, output, options)
     _report_problems(prepared.warnings, "")
     _print_summary(result)
-
-
-def _report_lines(warnings: list[str]) -> None:
-    from rich.markup import escape
-
-    console = _console(stderr=True)
-    for warning in warnings:
-        console.print(f"[yellow]warning[/]: {escape(warning)}")
 
 
 def _build_batch(targets: list[str], output: str | None, jobs: int, force: bool, options) -> None:
@@ -179,9 +171,7 @@ def _build_batch(targets: list[str], output: str | None, jobs: int, force: bool,
     for outcome in outcomes:
         if outcome.problems or outcome.internal_error:
             console.print(f"[bold]{escape(outcome.target)}[/]")
-        for problem in outcome.problems:
-            style = "yellow" if problem.startswith("warning") else "red"
-            console.print(f"  [{style}]{escape(problem)}[/]")
+        _report_problems(outcome.problems, "", indent="  ")
         if outcome.internal_error:
             console.print(f"  [bold red]internal error: {escape(outcome.internal_error)}[/]")
     built = len(outcomes) - len(failed)
