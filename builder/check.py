@@ -10,7 +10,7 @@ import json
 import re
 from functools import lru_cache
 
-from .errors import Problem
+from .errors import Problem, line_and_column
 from .filetree import FileTree
 
 PAGE_FILES = (".axml", ".acss", ".js", ".json")
@@ -65,14 +65,9 @@ def json_parses(tree: FileTree) -> list[Problem]:
     return problems
 
 
-# A tag, a comment, or a lone '<' (regex scanning runs in C; HTMLParser was the
-# slowest part of checking a large build). Attribute values may hold '>' inside quotes.
+# A tag or a comment (regex scanning runs in C; HTMLParser was the slowest part of
+# checking a large build). Attribute values may hold '>' inside quotes.
 TAG = re.compile(r"""<!--.*?-->|<(/?)([A-Za-z][\w:.-]*)((?:[^>"']|"[^"]*"|'[^']*')*?)(/?)>""", re.S)
-
-
-def _position(text: str, offset: int) -> tuple[int, int]:
-    """1-based line and column of `offset`, computed only for reported problems."""
-    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 # The per-file rules depend on nothing but the file: a rebuild re-checks changed files
@@ -93,19 +88,19 @@ def _tag_problems(path: str, content: bytes) -> tuple[Problem, ...]:
         if stack and stack[-1][0] == name:
             stack.pop()
             continue
-        line, col = _position(text, match.start())
+        line, col = line_and_column(text, match.start())
         if all(tag != name for tag, _ in stack):
             problems.append(Problem(f"stray closing tag </{name}>", file=path, line=line, column=col))
             continue
         opened, at = stack[-1]
-        oline, ocol = _position(text, at)
+        oline, ocol = line_and_column(text, at)
         problems.append(Problem(f"</{name}> closes <{opened}> opened at {oline}:{ocol}",
                                 file=path, line=line, column=col))
         # Resynchronise on the matching tag so one mistake is reported once.
         while stack.pop()[0] != name:
             pass
     for name, at in stack:
-        line, col = _position(text, at)
+        line, col = line_and_column(text, at)
         problems.append(Problem(f"<{name}> is never closed", file=path, line=line, column=col))
     return tuple(problems)
 
@@ -118,7 +113,7 @@ def axml_well_formed(tree: FileTree) -> list[Problem]:
     return problems
 
 
-# A clean binding, or a bare '{{' / '}}' outside one (group 1).
+# A clean binding, or a bare '{{' / '}}' outside one (group 2; group 1 is BINDING's).
 BINDING_OR_BRACES = re.compile(BINDING.pattern + r"|(\{\{|\}\})")
 
 
@@ -132,7 +127,7 @@ def _binding_problems(path: str, content: bytes) -> tuple[Problem, ...]:
     text = content.decode("utf-8")
     for match in BINDING_OR_BRACES.finditer(text):
         if match.group(2):
-            line, col = _position(text, match.start())
+            line, col = line_and_column(text, match.start())
             return (Problem(f"stray '{match.group(2)}' in AXML: bind merchant text through page data",
                             file=path, line=line, column=col),)
     return ()

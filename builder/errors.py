@@ -51,6 +51,11 @@ class Problem:
         }
 
 
+def line_and_column(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of a character offset in `text`."""
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
 class UserError(Exception):
     """A mistake the user can fix; printed without a traceback, exit code 1."""
 

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from .errors import Problem, SpecError
+from .errors import Problem, SpecError, line_and_column
 from .page_chunks import Split, split_pages
 
 SPEC_FILENAMES = ("mpforge.yaml", "mpforge.yml", "mpforge.json")
@@ -153,9 +153,7 @@ def parse_spec(raw: bytes, path: Path) -> LoadedSpec:
         raise SpecError([Problem(f"invalid UTF-8 byte 0x{raw[exc.start]:02x}", file=name,
                                  line=line, column=column, hint="save the file as UTF-8")]) from None
     if "\x00" in text:
-        offset = text.index("\x00")
-        line = text.count("\n", 0, offset) + 1
-        column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        line, column = line_and_column(text, text.index("\x00"))
         raise SpecError([Problem("NUL character in spec", file=name, line=line, column=column)])
 
     split = split_pages(text)
@@ -251,17 +249,16 @@ def _parse_item(text: str, path: Path) -> _ParsedItem | None:
         return None
     if not isinstance(node, yaml.SequenceNode) or len(node.value) != 1:
         return None
+    # Marks as if the item were pages[0] starting on the file's first line; place() moves them.
     item = LoadedSpec(path=path, data=None)
     builder = _DataBuilder(item)
     try:
-        data = builder.build(node.value[0], (), 2)  # at the depth of pages[i] in the whole file
+        data = builder.build(node.value[0], ("pages", 0), 2)  # at the depth of pages[i] in the whole file
     except SpecError:
         return None
     if builder.problems:
         return None
-    # Marks as if the item were pages[0] starting on the file's first line; place() moves them.
-    return _ParsedItem(data, {("pages", 0, *p): m for p, m in item.values.items()},
-                       {("pages", 0, *p): m for p, m in item.keys.items()}, builder.count)
+    return _ParsedItem(data, item.values, item.keys, builder.count)
 
 
 def _tag(tag: str) -> str:

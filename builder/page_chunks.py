@@ -43,7 +43,6 @@ def _has_document_marker(text: str) -> bool:
 @dataclass(frozen=True)
 class Split:
     skeleton: str  # the file with `pages: []` and the page lines blank
-    pages_line: int  # 0-based line of `pages:`
     indent: int  # columns before each item's '-'
     items: list[tuple[int, str]]  # (0-based first line, text) of each page item
 
@@ -71,15 +70,13 @@ def split_pages(text: str) -> Split | None:
     item_offsets = [m.start() for m in re.finditer(rf"^{indent}-(?: |$)", block, re.M)]
     if len(item_offsets) < MIN_PAGES:
         return None
-    pages_line = text.count("\n", 0, keys[0].start())
-    first_line = pages_line + 1
     items = []
     bounds = [*item_offsets, len(block)]
-    line = first_line + block.count("\n", 0, item_offsets[0])
+    line = text.count("\n", 0, block_start + item_offsets[0])  # 0-based line of the first item
     for k in range(len(item_offsets)):
         chunk = block[bounds[k]:bounds[k + 1]]
         items.append((line, chunk[:-1] if chunk.endswith("\n") else chunk))
         line += chunk.count("\n")
     blanked = "\n" * block.count("\n")
     skeleton = text[:keys[0].start()] + "pages: []\n" + blanked + text[block_end:]
-    return Split(skeleton, pages_line, len(indent), items)
+    return Split(skeleton, len(indent), items)

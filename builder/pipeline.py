@@ -27,7 +27,6 @@ from .validate import ValidSpec, validate_spec
 from .write import WriteResult, write_tree
 
 
-
 @dataclass
 class Prepared:
     spec: ValidSpec

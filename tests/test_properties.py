@@ -4,7 +4,6 @@ and merchant text of any kind reaches the output literally and never the AXML.""
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from builder.pipeline import prepare
+from builder.preview.model import read_page_data
 from conftest import write_project
 
 # Text a merchant might type, edge cases included: braces, tags, quotes, entities, emoji,
@@ -67,7 +67,6 @@ def texts_in(spec: dict) -> list[str]:
     return found
 
 
-PAGE_DATA = re.compile(r"^  data: (\{\}|\{.*?\n  \}),$", re.S | re.M)
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -81,7 +80,8 @@ def test_valid_specs_build_deterministically_and_text_round_trips(spec):
         emitted = []
         for page in spec["pages"]:
             js = first.tree.text(f"pages/{page['id']}/{page['id']}.js")
-            data = json.loads(PAGE_DATA.search(js).group(1))
+            data = read_page_data(js)
+            assert data is not None
             emitted.append(json.dumps(data, ensure_ascii=False))
             axml = first.tree.text(f"pages/{page['id']}/{page['id']}.axml")
             assert "&amp;amp;" not in axml and "<script" not in axml
@@ -100,6 +100,6 @@ def test_any_heading_text_is_bound_never_printed(text):
         prepared = prepare(write_project(Path(tmp), spec, with_assets=False))
     axml = prepared.tree.text("pages/home/home.axml")
     assert "{{b0.text}}" in axml
-    data = json.loads(PAGE_DATA.search(prepared.tree.text("pages/home/home.js")).group(1))
+    data = read_page_data(prepared.tree.text("pages/home/home.js"))
     assert data["b0"]["text"] == text.strip()
     assert yaml.safe_load(yaml.safe_dump(text)) == text  # the strategy only draws YAML-safe text
