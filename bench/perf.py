@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from synthetic import REPO, write_spec
 
 BENCH = Path(__file__).resolve().parent

@@ -8,10 +8,10 @@ does not stop the rest) into `<out>/<name>/`, where the name comes from the spec
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .build_cache import skip_if_unchanged
 from .errors import PluginError, Problem, UserError

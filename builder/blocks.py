@@ -22,7 +22,7 @@ class Block(StrictModel):
 
     type: str
 
-    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+    def page_data(self, ctx: PlanContext) -> dict[str, Any]:
         """The data the AXML template binds to. Links and assets are resolved for runtime.
 
         Override to add computed values (formatted prices, store details); call

@@ -94,7 +94,7 @@ class Product(StrictModel):
     link: Link | None = None
 
     @model_validator(mode="after")
-    def _original_above_price(self) -> "Product":
+    def _original_above_price(self) -> Product:
         if self.original_price is not None and self.original_price <= self.price:
             raise ValueError("'original_price' must be higher than 'price' (it is shown struck through)")
         return self
@@ -106,7 +106,7 @@ class ProductListBlock(Block):
     layout: Literal["list", "grid"] = "list"
     items: list[Product] = Field(min_length=1, max_length=100)
 
-    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+    def page_data(self, ctx: PlanContext) -> dict[str, Any]:
         data = ctx.to_data(self)
         for item, product in zip(data["items"], self.items):
             item["price"] = _yuan(product.price)
@@ -122,7 +122,7 @@ class StoreInfoBlock(Block):
     title: ShortText | None = None
     stores: list[StoreId] | None = Field(None, description="store ids from merchant.stores; all stores when omitted")
 
-    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+    def page_data(self, ctx: PlanContext) -> dict[str, Any]:
         merchant = ctx.spec.model.merchant
         ids = self.stores if self.stores is not None else [s.id for s in merchant.stores]
         cards = []

@@ -129,7 +129,7 @@ def _reference_rules(spec: ValidSpec) -> list[Problem]:
 def _check_ref(spec: ValidSpec, path: tuple, ref: Ref) -> list[Problem]:
     if ref.kind not in spec.targets:
         return [spec.problem(path, f"{ref.kind} id '{ref}' needs the '{ref.provided_by}' plugin, which is not enabled",
-                             hint=f"install it or list it under 'plugins'; 'mpforge plugins' shows what is loaded")]
+                             hint="install it or list it under 'plugins'; 'mpforge plugins' shows what is loaded")]
     ids = list(dict.fromkeys(spec.targets[ref.kind]))
     if ref in ids:
         return []

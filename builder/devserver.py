@@ -38,10 +38,11 @@ import threading
 import time
 import traceback
 import webbrowser
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import pipeline
@@ -462,7 +463,7 @@ class _Handler(BaseHTTPRequestHandler):
             if status["ok"] and status["app"] is not None:
                 first["version"] = status["app"].version
             self.wfile.write(f"retry: 1000\nevent: build\ndata: {json.dumps(first, ensure_ascii=False)}\n\n"
-                             .encode("utf-8"))
+                             .encode())
             self.wfile.flush()
             while not dev.events.closed:
                 try:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import inspect
 import json
-from decimal import Decimal
 import sys
 import types
 import typing
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 

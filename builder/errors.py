@@ -8,8 +8,9 @@ escaping the pipeline is a bug in mpforge or a plugin (exit 2).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Literal
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 1

@@ -14,8 +14,9 @@ Pipeline (and the order of this module): load -> validate (`mpforge_spec_section
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -36,7 +37,7 @@ hookimpl = pluggy.HookimplMarker("mpforge")
 
 
 @hookspec
-def mpforge_spec_sections() -> "dict[str, type[BaseModel]]":
+def mpforge_spec_sections() -> dict[str, type[BaseModel]]:
     """Add top-level spec sections.
 
     Called once per build while the spec model is assembled. Return a dict mapping a
@@ -47,7 +48,7 @@ def mpforge_spec_sections() -> "dict[str, type[BaseModel]]":
 
 
 @hookspec
-def mpforge_block_types() -> "list[BlockType]":
+def mpforge_block_types() -> list[BlockType]:
     """Add block types that pages can use.
 
     Called once per build. Return a list of `builder.blocks.BlockType`. Each block's
@@ -57,7 +58,7 @@ def mpforge_block_types() -> "list[BlockType]":
 
 
 @hookspec
-def mpforge_pages(spec: "ValidSpec") -> "list[Page]":
+def mpforge_pages(spec: ValidSpec) -> list[Page]:
     """Add pages the spec did not declare (e.g. a coupon centre).
 
     Called after the spec model validated, before cross-references are checked, so
@@ -68,7 +69,7 @@ def mpforge_pages(spec: "ValidSpec") -> "list[Page]":
 
 
 @hookspec
-def mpforge_reference_targets(spec: "ValidSpec") -> "dict[str, list[str]]":
+def mpforge_reference_targets(spec: ValidSpec) -> dict[str, list[str]]:
     """Declare the ids that references of a kind may point at.
 
     Called once after every page is known, before `mpforge_validate`. Return a dict
@@ -81,7 +82,7 @@ def mpforge_reference_targets(spec: "ValidSpec") -> "dict[str, list[str]]":
 
 
 @hookspec
-def mpforge_validate(spec: "ValidSpec") -> "list[Problem]":
+def mpforge_validate(spec: ValidSpec) -> list[Problem]:
     """Check rules that span sections (cross-references, business rules).
 
     Called once after the spec model validated and every page is known. Return a list
@@ -91,12 +92,12 @@ def mpforge_validate(spec: "ValidSpec") -> "list[Problem]":
 
 
 @hookspec
-def mpforge_app_json(app_json: "dict[str, Any]", spec: "ValidSpec") -> None:
+def mpforge_app_json(app_json: dict[str, Any], spec: ValidSpec) -> None:
     """Adjust ``app.json`` in place before it is rendered. Return value is ignored."""
 
 
 @hookspec
-def mpforge_page_json(page_json: "dict[str, Any]", page: "PagePlan", spec: "ValidSpec") -> None:
+def mpforge_page_json(page_json: dict[str, Any], page: PagePlan, spec: ValidSpec) -> None:
     """Adjust one page's ``.json`` in place (window keys, usingComponents).
 
     `page.share` (title, desc, path, and optional imageUrl and channel) may be adjusted
@@ -105,7 +106,7 @@ def mpforge_page_json(page_json: "dict[str, Any]", page: "PagePlan", spec: "Vali
 
 
 @hookspec
-def mpforge_template_dirs() -> "list[Path]":
+def mpforge_template_dirs() -> list[Path]:
     """Add folders to the Jinja2 template search path.
 
     Called once per build. Return a list of directories. The project's own
@@ -114,7 +115,7 @@ def mpforge_template_dirs() -> "list[Path]":
 
 
 @hookspec
-def mpforge_app_script(spec: "ValidSpec", render: "Callable[..., str]") -> "AppScript":
+def mpforge_app_script(spec: ValidSpec, render: Callable[..., str]) -> AppScript:
     """Add members to the `App({...})` object in app.js (e.g. launch tracking).
 
     Called during render. Return a `builder.plan.AppScript`: `members` is JS text of
@@ -125,7 +126,7 @@ def mpforge_app_script(spec: "ValidSpec", render: "Callable[..., str]") -> "AppS
 
 
 @hookspec
-def mpforge_services(plan: "AppPlan", spec: "ValidSpec", render: "Callable[..., str]") -> "dict[str, str]":
+def mpforge_services(plan: AppPlan, spec: ValidSpec, render: Callable[..., str]) -> dict[str, str]:
     """Contribute app-level files, e.g. ``{"services/coupon.js": "<source>"}``.
 
     Called during render. `render(template_name, **context)` renders a template with
@@ -136,7 +137,7 @@ def mpforge_services(plan: "AppPlan", spec: "ValidSpec", render: "Callable[..., 
 
 
 @hookspec
-def mpforge_checks() -> "list[Callable[[FileTree], list[Problem]]]":
+def mpforge_checks() -> list[Callable[[FileTree], list[Problem]]]:
     """Add output rules run over the rendered file tree before anything is written.
 
     Return a list of callables taking the `builder.filetree.FileTree` and returning a
@@ -145,5 +146,5 @@ def mpforge_checks() -> "list[Callable[[FileTree], list[Problem]]]":
 
 
 @hookspec
-def mpforge_after_build(result: "WriteResult", spec: "ValidSpec") -> None:
+def mpforge_after_build(result: WriteResult, spec: ValidSpec) -> None:
     """Run after the output was written (not after ``mpforge check``). Return value is ignored."""

@@ -8,10 +8,10 @@ everything up to the checked FileTree (used by `check`, `build` and the preview)
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import jinja2
 

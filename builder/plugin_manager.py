@@ -11,11 +11,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -41,7 +42,7 @@ class Plugins:
     """The loaded plugins and what they contribute, gathered once per build."""
 
     def __init__(self, *, extra: Sequence[str] = (), disabled: Sequence[str] = (),
-                 spec: "LoadedSpec | None" = None):
+                 spec: LoadedSpec | None = None):
         from . import core_plugin
 
         if "core" in disabled:
@@ -80,7 +81,7 @@ class Plugins:
         self.pm.register(module, name=name)
         self.info[name] = PluginInfo(name, version, source, module.__name__)
 
-    def _load_from_spec(self, spec: "LoadedSpec", disabled: Sequence[str]) -> None:
+    def _load_from_spec(self, spec: LoadedSpec, disabled: Sequence[str]) -> None:
         entries = spec.data.get("plugins") if isinstance(spec.data, dict) else None
         if entries is None:
             return
@@ -124,7 +125,7 @@ class Plugins:
                 raise UserError([Problem(f"--disable-plugin: no plugin named '{name}'",
                                          hint=did_you_mean(name, known) or f"plugins: {', '.join(sorted(known))}")])
 
-    def _check_requires(self, spec: "LoadedSpec") -> None:
+    def _check_requires(self, spec: LoadedSpec) -> None:
         from packaging.specifiers import InvalidSpecifier, SpecifierSet
         from packaging.version import InvalidVersion, Version
 

@@ -166,7 +166,7 @@ def render_page(page: PagePlan, env: jinja2.Environment, theme: Any) -> dict[str
 
 # The last build's rendered pages, per environment (so per set of template folders), by
 # page id, with the plan and theme they were rendered from.
-_rendered_pages: "weakref.WeakKeyDictionary[jinja2.Environment, dict[str, tuple[PagePlan, str, dict[str, bytes]]]]" = \
+_rendered_pages: weakref.WeakKeyDictionary[jinja2.Environment, dict[str, tuple[PagePlan, str, dict[str, bytes]]]] = \
     weakref.WeakKeyDictionary()
 
 

@@ -125,7 +125,7 @@ class Link(StrictModel):
         return {"page": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _one_target(self) -> "Link":
+    def _one_target(self) -> Link:
         targets = [n for n in ("page", "phone", "url", "store") if getattr(self, n) is not None]
         if len(targets) != 1:
             raise ValueError("a link needs exactly one of 'page', 'phone', 'url' or 'store'"

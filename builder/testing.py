@@ -11,8 +11,9 @@ Installed as a pytest plugin, so any project with mpforge installed gets the
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pytest
 import yaml

@@ -111,7 +111,8 @@ def _collect_references(value: Any, path: PathKey, found: list[tuple[PathKey, An
 def spec_model(block_types: tuple[BlockType, ...], sections: tuple[tuple[str, type], ...]) -> type[BaseModel]:
     """The whole spec's pydantic model for this set of plugins (cached: building it is slow)."""
     models = tuple(bt.model for bt in block_types)
-    block_union = Annotated[Union[models], Field(discriminator="type")]  # type: ignore[valid-type]
+    # Union[tuple] builds the union of a runtime list of types (the | operator cannot).
+    block_union = Annotated[Union[models], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
     page_model = create_model("Page", __base__=Page, __module__=__name__,
                               blocks=(list[block_union], Field(default_factory=list)))  # type: ignore[valid-type]
     fields: dict[str, Any] = {

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -71,7 +71,7 @@ def _is_temp(name: str) -> bool:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, watcher: "ProjectWatcher"):
+    def __init__(self, watcher: ProjectWatcher):
         self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:

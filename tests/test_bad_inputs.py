@@ -23,10 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import MINIMAL_SPEC, tree_hashes, write_project
 
 from builder import load
 from builder.errors import SpecError
-from conftest import MINIMAL_SPEC, tree_hashes, write_project
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 FILES = sorted(p for p in CORPUS.iterdir() if p.is_file() and p.suffix in (".yaml", ".json"))

@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import MINIMAL_SPEC, SAMPLES, tree_hashes, write_project
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import SAMPLES
 
 from builder import check
 from builder.filetree import FileTree
 from builder.pipeline import prepare
-from conftest import SAMPLES
 
 
 def good_tree() -> FileTree:

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import yaml
+from conftest import SAMPLES, tree_hashes
 
 from builder import __version__
-from conftest import SAMPLES, tree_hashes
 
 
 def test_version_and_help(cli):

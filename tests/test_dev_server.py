@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import MINIMAL_SPEC, write_project
+from e2e_support import wait_until as wait_for
 
 from builder import devserver
 from builder.devserver import DevServer
 from builder.errors import UserError
-from conftest import MINIMAL_SPEC, write_project
-from e2e_support import wait_until as wait_for
 
 
 def spec_with(text: str) -> dict:

@@ -6,9 +6,9 @@ import json
 
 import jsonschema
 import yaml
+from conftest import SAMPLES
 
 from builder.docs_gen import generated_files
-from conftest import SAMPLES
 
 
 def test_generated_docs_are_current():

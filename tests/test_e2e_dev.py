@@ -12,9 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from e2e_support import (DevProcess, browser, copy_sample, page, poll, save_spec, shown_text,  # noqa: F401
-                         strict_page, wait_for_build)
+from e2e_support import DevProcess, browser, copy_sample, page, poll, save_spec, shown_text, strict_page, wait_for_build  # noqa: F401
 
 HOME_HEADING = "        text: 本季推荐\n"
 
@@ -184,9 +182,9 @@ def test_an_edit_keeps_the_current_page(coffee, page):
 
 def test_static_preview_opens_from_a_file(tmp_path, page, screenshots):
     from click.testing import CliRunner
+    from e2e_support import REPO
 
     from builder.cli import main
-    from e2e_support import REPO
 
     out = tmp_path / "static"
     result = CliRunner().invoke(main, ["preview", str(REPO / "sample_projects" / "harbour-coffee"), "-o", str(out)])

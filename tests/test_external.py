@@ -12,12 +12,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import kitchen_sink
+import pytest
+from conftest import REPO, SAMPLES
+
 from builder import external_check
 from builder.pipeline import prepare
-from conftest import REPO, SAMPLES
 
 TOOLS = REPO / "tests" / "external"
 SAMPLE_NAMES = sorted(p.name for p in SAMPLES.iterdir() if (p / "mpforge.yaml").is_file())

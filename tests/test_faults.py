@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import MINIMAL_SPEC, tree_hashes, write_project
 
 from builder import write
-from conftest import MINIMAL_SPEC, tree_hashes, write_project
 
 STATE_FILES = {".mpforge.lock", ".mpforge-cache.json"}  # bookkeeping, not build output
 
@@ -150,7 +150,7 @@ def test_output_folder_not_writable(site, cli, read_only, what):
     read_only(*folders, *([site.out / write.LOCK] if what == "folders-and-lock" else []))
     result = cli("build", site.v2, "-o", site.out)
     reason = "Permission denied" if os.geteuid() != 0 else "Operation not permitted"
-    assert_intact(site, result, f"cannot write output: ")
+    assert_intact(site, result, "cannot write output: ")
     assert reason in result.stderr and "nothing was changed" in result.stderr
 
 

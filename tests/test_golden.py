@@ -11,9 +11,9 @@ import os
 import shutil
 
 import pytest
+from conftest import REPO, SAMPLES
 
 from builder.pipeline import prepare
-from conftest import REPO, SAMPLES
 
 GOLDEN = REPO / "tests" / "golden"
 SAMPLE_NAMES = sorted(p.name for p in SAMPLES.iterdir() if (p / "mpforge.yaml").is_file())

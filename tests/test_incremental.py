@@ -10,10 +10,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import write_project
 
 from builder import render
 from builder.pipeline import prepare
-from conftest import write_project
 
 PAGES = 24  # above page_chunks.MIN_PAGES, so the spec is parsed page by page
 

@@ -19,19 +19,19 @@ import re
 import shutil
 import subprocess
 import typing
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Annotated, Any, Callable, Union
+from typing import Annotated, Any, Union
 
 import pytest
+from conftest import MINIMAL_SPEC, write_project
 from pydantic import AfterValidator, BaseModel, BeforeValidator, PlainValidator, WrapValidator
 from pydantic.fields import FieldInfo
 
-from builder.blocks import Block
 from builder.pipeline import prepare
 from builder.plugin_manager import Plugins
 from builder.validate import spec_model
-from conftest import MINIMAL_SPEC, write_project
 
 NASTY = "{{ x }} </view> <script>alert(1)</script> \"q\" 'q' & &amp; 😀 港湾 }}"
 PAYLOADS = {
@@ -123,7 +123,7 @@ def _unwrap(annotation: Any, metadata: list) -> tuple[Any, list]:
             annotation, *extra = typing.get_args(annotation)
             for item in extra:
                 metadata = [*metadata, *(item.metadata if isinstance(item, FieldInfo) else [item])]
-        elif origin in (Union, getattr(__import__("types"), "UnionType")):
+        elif origin in (Union, __import__("types").UnionType):
             options = [a for a in typing.get_args(annotation) if a is not type(None)]
             if len(options) != 1:
                 return annotation, metadata  # a real union: the block union
@@ -139,7 +139,7 @@ def _free_text(annotation: Any, metadata: list) -> int | None:
         return None
     if any(getattr(m, "pattern", None) or isinstance(m, _VALIDATORS) for m in metadata):
         return None
-    return min([getattr(m, "max_length") for m in metadata if getattr(m, "max_length", None)] or [2000])
+    return min([m.max_length for m in metadata if getattr(m, "max_length", None)] or [2000])
 
 
 def fill(model: type[BaseModel], data: dict, value: Callable[[tuple, int], str], blocks: dict,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import SAMPLES
 
 from builder import load, page_chunks
 from builder.errors import SpecError
-from conftest import SAMPLES
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,10 +9,10 @@ import shutil
 import subprocess
 
 import pytest
+from conftest import MINIMAL_SPEC, SAMPLES, tree_hashes
 
 from builder.errors import UserError
 from builder.pipeline import build, prepare
-from conftest import MINIMAL_SPEC, SAMPLES, tree_hashes
 
 NASTY = "{{ x }} </view> <script>alert(1)</script> \"q\" 'q' & &amp; 😀 港湾 }}"
 

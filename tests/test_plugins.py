@@ -9,10 +9,10 @@ import sys
 import textwrap
 
 import pytest
+from conftest import REPO, tree_hashes
 
 from builder import hookspecs
 from builder.testing import page_spec
-from conftest import REPO, tree_hashes
 
 ALL_HOOKS = sorted(name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction)
                    if name.startswith("mpforge_"))

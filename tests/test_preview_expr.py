@@ -6,8 +6,18 @@ import math
 
 import pytest
 
-from builder.preview.expr import (UNDEFINED, ExprError, Scope, display, evaluate, interpolate, js_string,
-                                  js_truthy, parse, tokenize)
+from builder.preview.expr import (
+    UNDEFINED,
+    ExprError,
+    Scope,
+    display,
+    evaluate,
+    interpolate,
+    js_string,
+    js_truthy,
+    parse,
+    tokenize,
+)
 
 DATA = {
     "b0": {"title": "Hello", "items": [{"name": "A", "price": 3}, {"name": "B", "price": 4.5}],

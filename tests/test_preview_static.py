@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import SAMPLES, write_project
 
 from builder.cli import main
 from builder.pipeline import prepare
 from builder.preview import PreviewApp, static_preview_files, write_static_preview
 from builder.preview.model import read_page_data, text_color_for
 from builder.testing import page_spec
-from conftest import SAMPLES, write_project
 
 
 @pytest.fixture(scope="module", params=["harbour-coffee", "linli-fresh"])

@@ -12,11 +12,11 @@ import subprocess
 from datetime import datetime
 
 import pytest
+from conftest import SAMPLES
 
 from builder.errors import UserError
 from builder.pipeline import build, prepare
 from builder.testing import page_spec
-from conftest import SAMPLES
 
 PROMO = {
     "share": {"desc": "Share desc", "pages": {"about": {"title": "About us"}}},

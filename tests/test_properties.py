@@ -8,12 +8,12 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from conftest import write_project
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from builder.pipeline import prepare
 from builder.preview.model import read_page_data
-from conftest import write_project
 
 # Text a merchant might type, edge cases included: braces, tags, quotes, entities, emoji,
 # CJK, newlines. Excluded: control characters and the line breaks YAML itself rewrites

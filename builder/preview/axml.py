@@ -29,7 +29,7 @@ class Text:
 class Element:
     tag: str
     attrs: dict[str, str | None]  # None: an attribute written without a value
-    children: list["Element | Text"] = field(default_factory=list)
+    children: list[Element | Text] = field(default_factory=list)
     line: int = 1
 
     def get(self, name: str, default: str | None = None) -> str | None:

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 MAX_SOURCE = 2000  # characters in one expression
 MAX_DEPTH = 60  # parser nesting (parentheses, ternaries, unary chains)
@@ -34,9 +35,9 @@ class ExprError(ValueError):
 class _Undefined:
     """JavaScript's `undefined`: a missing name or member."""
 
-    _instance: "_Undefined | None" = None
+    _instance: _Undefined | None = None
 
-    def __new__(cls) -> "_Undefined":
+    def __new__(cls) -> _Undefined:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -440,7 +441,7 @@ def member(obj: Any, key: Any) -> Any:
 class Scope:
     """Names visible to an expression: loop variables over the page data."""
 
-    def __init__(self, names: dict[str, Any], parent: "Scope | None" = None):
+    def __init__(self, names: dict[str, Any], parent: Scope | None = None):
         self.names = names
         self.parent = parent
 
@@ -452,7 +453,7 @@ class Scope:
             scope = scope.parent
         return UNDEFINED
 
-    def child(self, names: dict[str, Any]) -> "Scope":
+    def child(self, names: dict[str, Any]) -> Scope:
         return Scope(names, self)
 
 

@@ -78,7 +78,7 @@ class _Cache:
 
 class PreviewApp:
     def __init__(self, tree: FileTree, *, asset_prefix: str = "app/", version: int = 0,
-                 previous: "PreviewApp | None" = None):
+                 previous: PreviewApp | None = None):
         self.tree = tree
         self.asset_prefix = asset_prefix
         self.version = version
@@ -136,7 +136,7 @@ class PreviewApp:
         self.referenced.add(path)
         return f"{self.asset_prefix}{quote(path)}?v={self.digests[path][:10]}"
 
-    def changes_since(self, previous: "PreviewApp | None") -> tuple[bool, list[str]]:
+    def changes_since(self, previous: PreviewApp | None) -> tuple[bool, list[str]]:
         """(whether app-wide files changed, the pages whose own files changed)."""
         if previous is None:
             return True, [p.path for p in self.pages]

@@ -18,13 +18,24 @@ import html
 import json
 import posixpath
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from .acss import convert_units
 from .axml import Element, Node, Text, unescape_text
-from .expr import (UNDEFINED, ExprError, Scope, display, evaluate, has_binding, interpolate, js_string,
-                   js_truthy, segments)
+from .expr import (
+    UNDEFINED,
+    ExprError,
+    Scope,
+    display,
+    evaluate,
+    has_binding,
+    interpolate,
+    js_string,
+    js_truthy,
+    segments,
+)
 
 MAX_NODES = 50_000  # elements rendered per page, loops included
 MAX_LOOP = 5_000  # items one a:for renders
@@ -153,9 +164,7 @@ class PageRenderer:
         index_name = attrs.get("a:for-index") or "index"
         if isinstance(items, dict):
             pairs = list(items.items())
-        elif isinstance(items, list):
-            pairs = list(enumerate(items))
-        elif isinstance(items, str):
+        elif isinstance(items, list) or isinstance(items, str):
             pairs = list(enumerate(items))
         elif isinstance(items, int) and not isinstance(items, bool) and items > 0:
             pairs = [(i, i) for i in range(items)]

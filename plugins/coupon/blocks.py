@@ -39,11 +39,11 @@ def coupon_display(coupon: Coupon, today: date) -> dict[str, Any]:
             "state": state, "state_text": STATE_TEXT[state]}
 
 
-def _section(ctx: "PlanContext"):
+def _section(ctx: PlanContext):
     return ctx.spec.section("coupon")
 
 
-def _displays(ctx: "PlanContext", ids: list[str]) -> list[dict[str, Any]]:
+def _displays(ctx: PlanContext, ids: list[str]) -> list[dict[str, Any]]:
     by_id = {c.id: c for c in _section(ctx).coupons}
     return [coupon_display(by_id[i], ctx.today) for i in ids]
 
@@ -59,7 +59,7 @@ class CouponListBlock(Block):
         None, description="only coupons for these audiences")
     store: StoreId | None = Field(None, description="only coupons usable at this store")
 
-    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+    def page_data(self, ctx: PlanContext) -> dict[str, Any]:
         chosen = self.coupons or [c.id for c in _section(ctx).coupons]
         by_id = {c.id: c for c in _section(ctx).coupons}
         kept = [i for i in chosen if self._passes(by_id[i])]
@@ -77,7 +77,7 @@ class CouponCardBlock(Block):
     type: Literal["coupon-card"]
     coupon: CouponId
 
-    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+    def page_data(self, ctx: PlanContext) -> dict[str, Any]:
         return {"coupons": _displays(ctx, [self.coupon])}
 
 
@@ -89,7 +89,7 @@ class CouponBannerBlock(Block):
     image: Asset | None = None
     subtitle: ShortText | None = None
 
-    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+    def page_data(self, ctx: PlanContext) -> dict[str, Any]:
         return {"image": ctx.asset(self.image) if self.image else None, "subtitle": self.subtitle,
                 "coupons": _displays(ctx, [self.coupon])}
 
@@ -101,7 +101,7 @@ class MyCouponsBlock(Block):
     empty_text: ShortText = "还没有领取优惠券"
     more: Link | None = Field(None, description="where 'get more coupons' leads, e.g. the coupon centre")
 
-    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+    def page_data(self, ctx: PlanContext) -> dict[str, Any]:
         return {"empty_text": self.empty_text, "more": ctx.link(self.more) if self.more else None,
                 "mine": True, "coupons": []}
 

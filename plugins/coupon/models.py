@@ -35,7 +35,7 @@ class Validity(StrictModel):
     days_after_claim: int | None = Field(None, ge=1, le=365)
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "Validity":
+    def _one_kind(self) -> Validity:
         dates = self.start is not None or self.end is not None
         if dates == (self.days_after_claim is not None):
             raise ValueError("give either 'start' and 'end', or 'days_after_claim'")
@@ -72,7 +72,7 @@ class Coupon(StrictModel):
     terms: Text | None = None
 
     @model_validator(mode="after")
-    def _kind_fields(self) -> "Coupon":
+    def _kind_fields(self) -> Coupon:
         needed = {"cash": "value", "discount": "rate", "exchange": "item"}[self.kind]
         extra = [f for f in ("value", "rate", "item") if f != needed and getattr(self, f) is not None]
         if getattr(self, needed) is None:

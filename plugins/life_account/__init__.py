@@ -65,11 +65,11 @@ class LifeAccountSection(StrictModel):
     page: PageOptions | None = Field(None, description="add a profile + feed page with this id")
 
 
-def _section(ctx: "PlanContext") -> LifeAccountSection:
+def _section(ctx: PlanContext) -> LifeAccountSection:
     return ctx.spec.section("life_account")
 
 
-def _follow_data(ctx: "PlanContext") -> dict[str, Any]:
+def _follow_data(ctx: PlanContext) -> dict[str, Any]:
     section = _section(ctx)
     return {"public_id": section.public_id, "memo": section.memo, "name": section.name,
             "reward": section.follow_reward}
@@ -80,7 +80,7 @@ class FollowBlock(Block):
 
     type: Literal["life-account-follow"]
 
-    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+    def page_data(self, ctx: PlanContext) -> dict[str, Any]:
         return _follow_data(ctx)
 
 
@@ -89,7 +89,7 @@ class CardBlock(Block):
 
     type: Literal["life-account-card"]
 
-    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+    def page_data(self, ctx: PlanContext) -> dict[str, Any]:
         section = _section(ctx)
         return {**_follow_data(ctx), "avatar": ctx.asset(section.avatar), "description": section.description}
 
@@ -101,7 +101,7 @@ class FeedBlock(Block):
     title: ShortText | None = None
     limit: int | None = Field(None, ge=1, le=50, description="show only the newest N articles")
 
-    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+    def page_data(self, ctx: PlanContext) -> dict[str, Any]:
         articles = sorted(_section(ctx).articles, key=lambda a: a.date, reverse=True)[: self.limit]
         return {"title": self.title, "articles": [
             {"title": a.title, "cover": ctx.asset(a.cover), "summary": a.summary, "date": a.date.isoformat(),

@@ -46,7 +46,7 @@ def _section(spec: ValidSpec) -> PromotionSection | None:
     return spec.section("promotion")
 
 
-def _campaign_data(ctx: "PlanContext", campaign_id: str) -> dict[str, Any]:
+def _campaign_data(ctx: PlanContext, campaign_id: str) -> dict[str, Any]:
     campaign = next(c for c in _section(ctx.spec).campaigns if c.id == campaign_id)
     return {"name": campaign.name, "start": int(campaign.start.timestamp() * 1000),
             "end": int(campaign.end.timestamp() * 1000), "visible": False}
@@ -58,7 +58,7 @@ class CampaignBannerBlock(Block):
     type: Literal["campaign-banner"]
     campaign: CampaignId
 
-    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+    def page_data(self, ctx: PlanContext) -> dict[str, Any]:
         campaign = next(c for c in _section(ctx.spec).campaigns if c.id == self.campaign)
         return {**_campaign_data(ctx, self.campaign), "kind": "banner", "image": ctx.asset(campaign.banner),
                 "link": ctx.link(Link(page=campaign.landing))}
@@ -72,7 +72,7 @@ class CountdownBlock(Block):
     to: Literal["start", "end"] = "end"
     label: ShortText | None = Field(None, description="default: '距开始' or '距结束'")
 
-    def page_data(self, ctx: "PlanContext") -> dict[str, Any]:
+    def page_data(self, ctx: PlanContext) -> dict[str, Any]:
         data = _campaign_data(ctx, self.campaign)
         return {**data, "kind": "countdown", "to": self.to, "target": data[self.to],
                 "label": self.label or ("距开始" if self.to == "start" else "距结束"), "remaining": ""}

@@ -54,7 +54,7 @@ class Campaign(StrictModel):
     coupons: list[CouponId] = Field(default_factory=list, description="coupons featured by the campaign")
 
     @model_validator(mode="after")
-    def _end_after_start(self) -> "Campaign":
+    def _end_after_start(self) -> Campaign:
         if self.end <= self.start:
             raise ValueError(f"'end' ({self.end.isoformat()}) must be after 'start' ({self.start.isoformat()})")
         return self
@@ -73,7 +73,7 @@ class EntryPoint(StrictModel):
     store: StoreId | None = None
 
     @model_validator(mode="after")
-    def _query_is_safe(self) -> "EntryPoint":
+    def _query_is_safe(self) -> EntryPoint:
         pairs = self.query.split("&") if self.query else []
         for pair in pairs:
             if not QUERY_PAIR.match(pair):
