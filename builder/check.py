@@ -7,29 +7,33 @@ mpforge's own fast rules; tests also run third-party Alipay tooling over the out
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from functools import lru_cache
+from typing import Any
 
+from . import axml, expr
 from .errors import Problem, line_and_column
 from .filetree import FileTree
 
 PAGE_FILES = (".axml", ".acss", ".js", ".json")
 SAFE_PATH = re.compile(r"^[A-Za-z0-9_\-.@]+(/[A-Za-z0-9_\-.@]+)*$")
-# What a data binding may contain: identifiers, numbers, quoted literals, operators.
-# Merchant text never belongs in a binding, so anything else means text leaked into AXML.
-BINDING = re.compile(r"\{\{((?:[\w\s.\[\]()!=&|?:+\-*/%,]|'[^'{}<>]*')*)\}\}")
 ASSET_REF = re.compile(r"""["'(]/?(assets/[^"')\s]+)""")
+# require() of a relative or absolute path literal; a bare name ('path') is a module, not a
+# file. The lookbehind follows the literal `require` so the scan can search for that word.
+REQUIRE = re.compile(r"""require(?<![\w$.]require)\s*\(\s*(?:'([./][^'\n]*)'|"([./][^"\n]*)")\s*\)""")
 
 
-def _app_json(tree: FileTree) -> dict:
-    return json.loads(tree.text("app.json")) if "app.json" in tree else {}
+def _app_json(tree: FileTree) -> dict[str, Any]:
+    app = json.loads(tree.text("app.json")) if "app.json" in tree else {}
+    return app if isinstance(app, dict) else {}
 
 
 def pages_complete(tree: FileTree) -> list[Problem]:
     """Every page in app.json has its .axml, .acss, .js and .json."""
     if "app.json" not in tree:
         return [Problem("app.json is missing", file="app.json")]
-    problems = []
+    problems: list[Problem] = []
     for page in _app_json(tree).get("pages", []):
         for ext in PAGE_FILES:
             if f"{page}{ext}" not in tree:
@@ -44,7 +48,7 @@ def tabbar_valid(tree: FileTree) -> list[Problem]:
     if not tabbar:
         return []
     items = tabbar.get("items", [])
-    problems = []
+    problems: list[Problem] = []
     if not 2 <= len(items) <= 5:
         problems.append(Problem(f"tabBar has {len(items)} items; Alipay needs 2 to 5", file="app.json"))
     for item in items:
@@ -55,7 +59,7 @@ def tabbar_valid(tree: FileTree) -> list[Problem]:
 
 
 def json_parses(tree: FileTree) -> list[Problem]:
-    problems = []
+    problems: list[Problem] = []
     for path in tree:
         if path.endswith(".json"):
             try:
@@ -65,30 +69,28 @@ def json_parses(tree: FileTree) -> list[Problem]:
     return problems
 
 
-# A tag or a comment (regex scanning runs in C; HTMLParser was the slowest part of
-# checking a large build). Attribute values may hold '>' inside quotes.
-TAG = re.compile(r"""<!--.*?-->|<(/?)([A-Za-z][\w:.-]*)((?:[^>"']|"[^"]*"|'[^']*')*?)(/?)>""", re.S)
-
-
 # The per-file rules depend on nothing but the file: a rebuild re-checks changed files
 # only. Keyed by the tree's own bytes objects, so the caches hold no copies.
 @lru_cache(maxsize=4096)
 def _tag_problems(path: str, content: bytes) -> tuple[Problem, ...]:
-    """AXML is XML-like: every tag must close or self-close, in order."""
+    """AXML is XML-like: every tag ends with '>' and closes or self-closes, in order, and
+    every comment ends."""
     text = content.decode("utf-8")
-    problems = []
+    problems: list[Problem] = []
     stack: list[tuple[str, int]] = []
-    for match in TAG.finditer(text):
-        closing, name, _, self_closing = match.groups()
-        if name is None or self_closing:
+    for kind, name, _, start, _ in axml.tokens(text):
+        if kind == axml.OPEN:
+            stack.append((name, start))
             continue
-        if not closing:
-            stack.append((name, match.start()))
+        if kind != axml.CLOSE:
+            if kind == axml.CUT:
+                line, col = line_and_column(text, start)
+                problems.append(Problem(axml.cut_message(name), file=path, line=line, column=col))
             continue
         if stack and stack[-1][0] == name:
             stack.pop()
             continue
-        line, col = line_and_column(text, match.start())
+        line, col = line_and_column(text, start)
         if all(tag != name for tag, _ in stack):
             problems.append(Problem(f"stray closing tag </{name}>", file=path, line=line, column=col))
             continue
@@ -106,31 +108,50 @@ def _tag_problems(path: str, content: bytes) -> tuple[Problem, ...]:
 
 
 def axml_well_formed(tree: FileTree) -> list[Problem]:
-    problems = []
+    problems: list[Problem] = []
     for path in tree:
         if path.endswith(".axml"):
             problems.extend(_tag_problems(path, tree[path]))
     return problems
 
 
-# A clean binding, or a bare '{{' / '}}' outside one (group 2; group 1 is BINDING's).
-BINDING_OR_BRACES = re.compile(BINDING.pattern + r"|(\{\{|\}\})")
-
-
 def bindings_clean(tree: FileTree) -> list[Problem]:
-    """Every `{{` in AXML opens a plain expression: no merchant text turned into code."""
+    """Every `{{…}}` in AXML is an expression of the binding grammar (builder/expr.py):
+    no merchant text turned into code, nothing the preview could not show."""
     return [problem for path in tree if path.endswith(".axml") for problem in _binding_problems(path, tree[path])]
+
+
+MERCHANT_TEXT_HINT = "bind merchant text through page data"
 
 
 @lru_cache(maxsize=4096)
 def _binding_problems(path: str, content: bytes) -> tuple[Problem, ...]:
     text = content.decode("utf-8")
-    for match in BINDING_OR_BRACES.finditer(text):
-        if match.group(2):
-            line, col = line_and_column(text, match.start())
-            return (Problem(f"stray '{match.group(2)}' in AXML: bind merchant text through page data",
-                            file=path, line=line, column=col),)
-    return ()
+    problems: list[Problem] = []
+    for start, body in axml.bindings(text):
+        if body is None:
+            line, col = line_and_column(text, start)
+            problems.append(Problem(f"stray '{text[start:start + 2]}' in AXML: {MERCHANT_TEXT_HINT}",
+                                    file=path, line=line, column=col))
+            continue
+        try:
+            expr.parse(body)
+        except expr.ExprError as exc:
+            line, col = line_and_column(text, start)
+            reason = exc.reason
+            if exc.pos is not None:
+                reason += " at {}:{}".format(*line_and_column(text, start + 2 + exc.pos))
+            problems.append(Problem(f"{_shorten(body)} is not a valid binding expression: {reason}",
+                                    file=path, line=line, column=col, hint=MERCHANT_TEXT_HINT))
+    return tuple(problems)
+
+
+def _shorten(body: str, limit: int = 40) -> str:
+    """A binding as quoted in a message: on one line, long ones cut in the middle."""
+    flat = re.sub(r"\s+", " ", body)
+    if len(flat) > limit:
+        flat = f"{flat[:limit // 2]}…{flat[-limit // 2:]}"
+    return "{{" + flat + "}}"
 
 
 def paths_safe(tree: FileTree) -> list[Problem]:
@@ -141,7 +162,7 @@ def paths_safe(tree: FileTree) -> list[Problem]:
 
 
 def assets_exist(tree: FileTree) -> list[Problem]:
-    problems = []
+    problems: list[Problem] = []
     for path in tree:
         if path.endswith((".axml", ".js", ".json", ".acss")):
             for asset in _asset_refs(tree[path]):
@@ -153,6 +174,38 @@ def assets_exist(tree: FileTree) -> list[Problem]:
 @lru_cache(maxsize=8192)
 def _asset_refs(content: bytes) -> tuple[str, ...]:
     return tuple(match.group(1) for match in ASSET_REF.finditer(content.decode("utf-8")))
+
+
+def requires_resolve(tree: FileTree) -> list[Problem]:
+    """Every `require('./x')` in generated JS names a file of the output (relative to the
+    requiring file, or to the package root for '/x'; '.js' may be left out): a build
+    must not leave a page calling a module that was never generated."""
+    problems: list[Problem] = []
+    for path in tree:
+        if path.endswith(".js"):
+            for target, line, col in _requires(tree[path]):
+                missing = _missing_module(tree, path, target)
+                if missing:
+                    problems.append(Problem(f"require('{target}'): {missing}", file=path, line=line, column=col))
+    return problems
+
+
+@lru_cache(maxsize=8192)
+def _requires(content: bytes) -> tuple[tuple[str, int, int], ...]:
+    text = content.decode("utf-8")
+    return tuple((match.group(1) or match.group(2), *line_and_column(text, match.start()))
+                 for match in REQUIRE.finditer(text))
+
+
+def _missing_module(tree: FileTree, path: str, target: str) -> str | None:
+    """Why `require(target)` in `path` finds no file, or None when it finds one."""
+    joined = target if target.startswith("/") else posixpath.join(posixpath.dirname(path), target)
+    resolved = posixpath.normpath(joined).lstrip("/")
+    if resolved == ".." or resolved.startswith("../"):
+        return "the path leads out of the mini-program's folder"
+    if resolved in tree or f"{resolved}.js" in tree:
+        return None
+    return f"{resolved if resolved.endswith('.js') else resolved + '.js'} is not in the output"
 
 
 # Alipay's limit for the main package; mpforge emits no subpackages, so that is everything.
@@ -171,4 +224,4 @@ def package_size(tree: FileTree) -> list[Problem]:
 
 
 CORE_CHECKS = [pages_complete, tabbar_valid, json_parses, axml_well_formed, bindings_clean,
-               paths_safe, assets_exist, package_size]
+               paths_safe, assets_exist, requires_resolve, package_size]

@@ -73,7 +73,7 @@ def tools_problem(tools: Path) -> str | None:
     return None
 
 
-def run_check_script(out_dir: Path, tools: Path, timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
+def run_check_script(out_dir: Path, tools: Path, timeout: int = TIMEOUT) -> subprocess.CompletedProcess[str]:
     """`node check.js OUT_DIR` in the tool folder; exit 0 ok, 1 problems, 2 broken setup."""
     return subprocess.run([shutil.which("node") or "node", str(tools / SCRIPT), str(out_dir)],
                           capture_output=True, text=True, timeout=timeout)

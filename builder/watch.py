@@ -19,6 +19,7 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import ObservedWatch
 
 DEBOUNCE = 0.025  # seconds of quiet that end a burst
 MAX_WAIT = 0.25  # a burst never delays a build longer than this
@@ -90,7 +91,7 @@ class ProjectWatcher:
         self.plan = WatchPlan()
         self._observer = Observer()
         self._handler = _Handler(self)
-        self._watches: dict[tuple[Path, bool], object] = {}
+        self._watches: dict[tuple[Path, bool], ObservedWatch] = {}
         self._cond = threading.Condition()
         self._pending: set[Path] = set()
         self._first = 0.0

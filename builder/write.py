@@ -17,7 +17,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,7 +183,7 @@ def _commit(out_dir: Path, changes: dict[str, bytes], stale: list[str]) -> None:
             raise
         # Committed: from here on only the backups go (a backup that cannot be removed
         # stays as a hidden file; the new output is complete either way).
-        for target, backup in swapped:
+        for _, backup in swapped:
             if backup is not None:
                 try:
                     backup.unlink(missing_ok=True)
@@ -196,7 +196,7 @@ def _commit(out_dir: Path, changes: dict[str, bytes], stale: list[str]) -> None:
 
 
 @contextmanager
-def _deferred_interrupt() -> Iterator:
+def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
     """Hold SIGINT off; yields a function telling whether one arrived meanwhile.
 
     Only the main thread can handle signals; elsewhere (a dev server's worker thread)
@@ -217,7 +217,8 @@ def _deferred_interrupt() -> Iterator:
         signal.signal(signal.SIGINT, previous)
 
 
-def _rollback(staged, swapped, created_dirs) -> None:
+def _rollback(staged: list[tuple[Path, Path]], swapped: list[tuple[Path, Path | None]],
+              created_dirs: list[Path]) -> None:
     """Put every swapped file back, delete the staged ones; best effort to the end.
 
     A step that fails does not stop the others; the first failure is raised once

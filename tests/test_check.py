@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SAMPLES
+from conftest import REPO, SAMPLES
 
 from builder import check
+from builder.errors import UserError
 from builder.filetree import FileTree
 from builder.pipeline import prepare
 
@@ -66,7 +67,8 @@ def test_tabbar_item_count(count):
 def test_tab_to_missing_page():
     tree = replace(good_tree(), "app.json", json.dumps(
         {"pages": ["pages/home/home", "pages/about/about"],
-         "tabBar": {"items": [{"pagePath": "pages/home/home", "name": "a"}, {"pagePath": "pages/gone/gone", "name": "b"}]}}))
+         "tabBar": {"items": [{"pagePath": "pages/home/home", "name": "a"},
+                              {"pagePath": "pages/gone/gone", "name": "b"}]}}))
     assert [str(p) for p in check.tabbar_valid(tree)] == [
         "app.json: tabBar item 'b' points at missing page 'pages/gone/gone'"]
 
@@ -85,6 +87,24 @@ def test_axml_well_formed(axml, message):
     assert problems(replace(good_tree(), "pages/home/home.axml", axml)) == [message]
 
 
+@pytest.mark.parametrize("axml, message", [
+    ("<view>\n  <text class='a>b</text>\n</view>\n",
+     "pages/home/home.axml:2:3: tag <text has no closing '>' (or one of its quotes is never closed)"),
+    ("<view></view>\n<!-- <view>\n", "pages/home/home.axml:2:1: comment <!-- is never closed with -->"),
+])
+def test_tags_and_comments_that_never_end(axml, message):
+    assert message in problems(replace(good_tree(), "pages/home/home.axml", axml))
+
+
+@pytest.mark.parametrize("axml", [
+    '<view a:if="{{b0.title.length > 3}}"><text>{{b0.n < 2 ? \'<2\' : \'>=2\'}}</text></view>\n',
+    "<view a:if='{{a<b && c>d}}'><text>{{a<b}}</text></view>\n",
+    "<view><!-- {{ a comment, not a binding }} --><text>{{b0.text}}</text></view>\n",
+])
+def test_relational_bindings_and_comments_pass(axml):
+    assert problems(replace(good_tree(), "pages/home/home.axml", axml)) == []
+
+
 @pytest.mark.parametrize("axml, column", [
     ("<view><text>{{ say <b>hi</b> }}</text></view>\n", 13),  # text leaked into a binding
     ("<view><text>{{b0.text}} }}</text></view>\n", 25),  # unmatched close
@@ -94,6 +114,32 @@ def test_stray_braces(axml, column):
     found = check.bindings_clean(replace(good_tree(), "pages/home/home.axml", axml))
     assert len(found) == 1
     assert (found[0].file, found[0].line, found[0].column) == ("pages/home/home.axml", 1, column)
+
+
+def test_every_require_resolves_to_a_file_of_the_output():
+    js = ("const mpforge = require('../../utils/mpforge.js');\n"
+          "Page({ data: {}, onTap() {\n"
+          "    require('../../services/coupon.js').claim(this);\n"
+          '    require("/utils/format").day(); require("path"); x.require("./not-a-module");\n'
+          "  } });\n")
+    tree = replace(replace(good_tree(), "pages/home/home.js", js), "utils/mpforge.js", "module.exports = {};\n")
+    assert problems(tree) == [
+        "pages/home/home.js:3:5: require('../../services/coupon.js'): services/coupon.js is not in the output",
+        "pages/home/home.js:4:5: require('/utils/format'): utils/format.js is not in the output"]
+    tree = replace(replace(tree, "services/coupon.js", "x"), "utils/format.js", "x")
+    assert problems(tree) == []
+    escaping = replace(tree, "app.js", "require('../outside.js');\n")
+    assert problems(escaping) == [
+        "app.js:1:1: require('../outside.js'): the path leads out of the mini-program's folder"]
+
+
+def test_a_page_script_requiring_a_module_never_generated_fails_the_build(project):
+    page_js = (REPO / "templates" / "page" / "page.js").read_text("utf-8")
+    override = {"templates/page/page.js": page_js.replace("'../../utils/mpforge.js'", "'../../services/coupon.js'")}
+    with pytest.raises(UserError) as info:
+        prepare(project(files=override))
+    assert "pages/home/home.js:2:17: require('../../services/coupon.js'): services/coupon.js is not in the output" \
+        in [str(p) for p in info.value.problems]
 
 
 def test_unsafe_output_paths():

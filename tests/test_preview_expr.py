@@ -1,4 +1,5 @@
-"""The preview's `{{ }}` evaluator: JavaScript's value rules, without any Python eval."""
+"""The preview's `{{ }}` evaluator: JavaScript's value rules, without any Python eval,
+over exactly the binding grammar of builder/expr.py."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 
 import pytest
 
+from builder.expr import parse, tokenize
 from builder.preview.expr import (
     UNDEFINED,
     ExprError,
@@ -13,10 +15,9 @@ from builder.preview.expr import (
     display,
     evaluate,
     interpolate,
+    js_number,
     js_string,
     js_truthy,
-    parse,
-    tokenize,
 )
 
 DATA = {
@@ -31,7 +32,6 @@ DATA = {
 @pytest.mark.parametrize("source, expected", [
     ("b0.title", "Hello"),
     ("b0['title']", "Hello"),
-    ('b0["title"]', "Hello"),
     ("b0[key]", "Hello"),
     ("b0.items[1].name", "B"),
     ("b0.items[0]['price'] + 1", 4),
@@ -71,7 +71,11 @@ DATA = {
     ("b0.empty.length === 0 ? 'none' : 'some'", "none"),
     ("n > 5 ? n > 6 ? 'big' : 'mid' : 'small'", "big"),
     ("[1, 2, n]", [1, 2, 7]),
-    ("{a: 1, 'b': n}", {"a": 1, "b": 7}),
+    ("[1, 2,]", [1, 2]),
+    ("[]", []),
+    ("b0.title.length > 3", True),
+    ("n + 1 <= 8 && s >= '5'", True),
+    ("'a\\\\b'", "a\\b"),
     ("true", True),
     ("1.5e1", 15),
     ("'it\\'s'", "it's"),
@@ -110,6 +114,16 @@ def test_member_access_reads_only_data_never_python_attributes():
     "`template`",
     "",
     "a; b",
+    'b0["title"]',  # double quotes would end the attribute value the binding sits in
+    "{a: 1}",  # object literals
+    "你好",  # merchant text: names are ASCII
+    "typeof n",
+    "this.data",
+    "a ?? b",
+    "a?.b",
+    "'\\x41'",  # escapes outside the grammar
+    "'line\nbreak'",
+    "...a",
 ])
 def test_rejects_what_is_not_an_axml_expression(source):
     with pytest.raises(ExprError):
@@ -136,6 +150,12 @@ def test_numbers_print_as_javascript_does():
     assert js_string([1, None, "a"]) == "1,,a"
     assert js_string({"a": 1}) == "[object Object]"
     assert js_string(True) == "true"
+
+
+def test_numbers_from_strings_follow_javascript():
+    assert js_number(" 12 ") == 12 and js_number("1.5e1") == 15.0 and js_number("-Infinity") == -math.inf
+    for text in ("inf", "nan", "1_000", "12px", "Infinity1"):
+        assert math.isnan(js_number(text)), text
 
 
 def test_truthiness():

@@ -57,14 +57,14 @@ def texts(out: str) -> list[str]:
 
 
 def test_parser_builds_a_tree_with_lines_and_raw_attributes():
-    doc = parse_axml('<view class="a">\n  <text a:if="{{x < 3 && y > 1}}">{{"<b>" + t}}</text>\n'
+    doc = parse_axml('<view class="a">\n  <text a:if="{{x < 3 && y > 1}}">{{\'<b>\' + t}}</text>\n'
                      '  <image src="{{img}}" />\n</view>')
     assert doc.warnings == []
     (view,) = [n for n in doc.children if isinstance(n, Element)]
     assert view.tag == "view" and view.attrs == {"class": "a"} and view.line == 1
     text, image = [n for n in view.children if isinstance(n, Element)]
     assert text.attrs["a:if"] == "{{x < 3 && y > 1}}" and text.line == 2
-    assert [c.text for c in text.children if isinstance(c, Text)] == ['{{"<b>" + t}}']
+    assert [c.text for c in text.children if isinstance(c, Text)] == ["{{'<b>' + t}}"]
     assert image.tag == "image" and image.children == [] and image.line == 3
 
 

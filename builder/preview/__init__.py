@@ -3,8 +3,9 @@
 The preview reads the same `FileTree` that `mpforge build` writes (never re-rendering
 the spec), so it cannot disagree with the output:
 
-- `expr`: a safe evaluator for AXML `{{ }}` expressions (never Python `eval`)
-- `axml`: a tolerant AXML parser
+- `expr`: a safe evaluator for AXML `{{ }}` expressions (never Python `eval`), of the
+  grammar in builder/expr.py that the output check enforces
+- `axml`: a tolerant AXML parser on builder/axml.py, the tokenizer the check uses
 - `renderer`: AXML + page data -> escaped HTML, component by component
 - `acss`: ACSS -> CSS (rpx to px for the 375 px phone frame, component selectors)
 - `model`: the app and page models the preview shell shows, cached per page

@@ -12,6 +12,7 @@ Strings and comments are respected; the converter never raises.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 FRAME_WIDTH = 375  # CSS px
 RPX_PER_FRAME = 750
@@ -51,7 +52,7 @@ def rewrite_selector(selector: str) -> str:
         lambda m: COMPONENT_CLASSES[m.group(1)], chunk))
 
 
-def _outside_strings(text: str, func) -> str:
+def _outside_strings(text: str, func: Callable[[str], str]) -> str:
     out, pos = [], 0
     for match in re.finditer(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'", text):
         out.append(func(text[pos:match.start()]))

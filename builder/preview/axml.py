@@ -1,22 +1,24 @@
 """A tolerant AXML parser: markup text -> a tree of `Element` and `Text` nodes.
 
-AXML is XML-like: tags, quoted attributes, self-closing tags, comments, and `{{ }}`
-bindings that may contain `<`, `>` or quotes. The parser never raises: a stray closing
-tag is skipped, a tag closed by the wrong name closes the elements opened inside it,
-an unclosed tag ends at the end of the file; each repair is noted in `warnings`, so a
-hand-edited template still previews.
+The markup is read by `builder.axml`, the tokenizer the output check uses, so the
+preview sees the tags a build checked. The parser never raises: a stray closing tag is
+skipped, a tag closed by the wrong name closes the elements opened inside it, an
+unclosed tag ends at the end of the file, a tag no '>' ends shows as text; each repair
+is noted in `warnings`, so a hand-edited template still previews.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-MAX_DEPTH = 80  # deeper elements are flattened into their ancestor at this depth
+from .. import axml
 
-_NAME = re.compile(r"[A-Za-z_][\w:.\-]*")
-_ATTR_NAME = re.compile(r"[^\s=/>\"'<]+")
-_SPACE = re.compile(r"\s*")
+MAX_DEPTH = 80  # deeper elements are flattened into their ancestor at this depth
+MAX_WARNINGS = 50
+
+_Warn = Callable[[int, str], None]  # (line, message)
 
 
 @dataclass
@@ -46,152 +48,78 @@ class Document:
 
 
 def parse_axml(source: str) -> Document:
-    return _Parser(source).parse()
+    root = Element("#root", {})
+    stack = [root]
+    warnings: list[str] = []
+    line, counted = 1, 0  # the line at offset `counted`: tokens come in order, so count on
 
+    def line_at(offset: int) -> int:
+        nonlocal line, counted
+        if offset >= counted:
+            line += source.count("\n", counted, offset)
+        else:  # the text before a cut-off tag starts behind it
+            line -= source.count("\n", offset, counted)
+        counted = offset
+        return line
 
-class _Parser:
-    def __init__(self, source: str):
-        self.s = source
-        self.i = 0
-        self.root = Element("#root", {})
-        self.stack: list[Element] = [self.root]
-        self.warnings: list[str] = []
-        self._line_starts = [0] + [m.end() for m in re.finditer("\n", source)]
+    def warn(at_line: int, message: str) -> None:
+        if len(warnings) < MAX_WARNINGS:
+            warnings.append(f"line {at_line}: {message}")
 
-    def line(self, pos: int) -> int:
-        lo, hi = 0, len(self._line_starts) - 1
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self._line_starts[mid] <= pos:
-                lo = mid
+    text_from = 0  # where the text before the next token starts
+    for kind, name, attrs, start, end in axml.tokens(source):
+        if kind == axml.CUT:
+            warn(line_at(start), axml.cut_message(name))
+            continue  # its characters stay in the surrounding text
+        if start > text_from:
+            stack[-1].children.append(Text(source[text_from:start], line_at(text_from)))
+        text_from = end
+        if kind == axml.COMMENT:
+            continue
+        at = line_at(start)
+        if kind == axml.CLOSE:
+            _close(stack, name, at, warn)
+            continue
+        element = Element(name, _attributes(name, attrs, at, warn), line=at)
+        stack[-1].children.append(element)
+        if kind == axml.OPEN:
+            if len(stack) > MAX_DEPTH:
+                warn(at, f"elements nested deeper than {MAX_DEPTH}; <{name}> is shown flat")
             else:
-                hi = mid - 1
-        return lo + 1
+                stack.append(element)
+    if text_from < len(source):
+        stack[-1].children.append(Text(source[text_from:], line_at(text_from)))
+    end_line = line_at(len(source))
+    for element in stack[1:]:
+        warn(end_line, f"<{element.tag}> opened at line {element.line} is never closed")
+    return Document(root.children, warnings)
 
-    def warn(self, pos: int, message: str) -> None:
-        if len(self.warnings) < 50:
-            self.warnings.append(f"line {self.line(pos)}: {message}")
 
-    def parse(self) -> Document:
-        s = self.s
-        while self.i < len(s):
-            if s.startswith("<!--", self.i):
-                end = s.find("-->", self.i + 4)
-                self.i = len(s) if end < 0 else end + 3
-            elif s.startswith("</", self.i) and _NAME.match(s, self.i + 2):
-                self.close_tag()
-            elif s.startswith("<", self.i) and _NAME.match(s, self.i + 1):
-                self.open_tag()
-            else:
-                self.text()
-        for element in self.stack[1:]:
-            self.warn(len(s), f"<{element.tag}> opened at line {element.line} is never closed")
-        return Document(self.root.children, self.warnings)
+def _attributes(tag: str, raw: str, line: int, warn: _Warn) -> dict[str, str | None]:
+    attrs: dict[str, str | None] = {}
+    for name, value in axml.attributes(raw):
+        if name in attrs:
+            warn(line, f"<{tag}> repeats the attribute {name}")
+        attrs[name] = _unescape(value) if value is not None else None
+    return attrs
 
-    def text(self) -> None:
-        s, start = self.s, self.i
-        i = start
-        while i < len(s):
-            if s.startswith("{{", i):
-                end = s.find("}}", i + 2)
-                i = len(s) if end < 0 else end + 2
-                continue
-            if s[i] == "<" and (s.startswith("<!--", i) or _NAME.match(s, i + 1)
-                                or (s.startswith("</", i) and _NAME.match(s, i + 2))):
-                break
-            i += 1
-        if i == start:  # a lone "<" that starts nothing
-            i += 1
-        self.i = i
-        self.stack[-1].children.append(Text(s[start:i], self.line(start)))
 
-    def open_tag(self) -> None:
-        s, start = self.s, self.i
-        name_match = _NAME.match(s, start + 1)
-        assert name_match
-        tag = name_match.group()
-        i = name_match.end()
-        attrs: dict[str, str | None] = {}
-        self_closing = False
-        while True:
-            i = _SPACE.match(s, i).end()
-            if i >= len(s):
-                self.warn(start, f"<{tag}> is cut off at the end of the file")
-                break
-            if s.startswith("/>", i):
-                self_closing, i = True, i + 2
-                break
-            if s[i] == ">":
-                i += 1
-                break
-            attr = _ATTR_NAME.match(s, i)
-            if not attr:  # junk such as a stray quote: skip it
-                i += 1
-                continue
-            name, i = attr.group(), attr.end()
-            j = _SPACE.match(s, i).end()
-            value: str | None = None
-            if j < len(s) and s[j] == "=":
-                j = _SPACE.match(s, j + 1).end()
-                if j < len(s) and s[j] in "\"'":
-                    value, i = self._quoted(j)
-                else:
-                    unquoted = re.compile(r"[^\s>]*").match(s, j)
-                    value, i = unquoted.group(), unquoted.end()
-                    if value.endswith("/") and s.startswith(">", i):
-                        value, i = value[:-1], i - 1
-            if name in attrs:
-                self.warn(start, f"<{tag}> repeats the attribute {name}")
-            attrs[name] = _unescape(value) if value is not None else None
-        self.i = i
-        element = Element(tag, attrs, line=self.line(start))
-        parent = self.stack[-1]
-        parent.children.append(element)
-        if not self_closing:
-            if len(self.stack) > MAX_DEPTH:
-                self.warn(start, f"elements nested deeper than {MAX_DEPTH}; <{tag}> is shown flat")
-                return
-            self.stack.append(element)
-
-    def _quoted(self, j: int) -> tuple[str, int]:
-        """A quoted value from position j (the quote); `{{ }}` inside may hold either quote."""
-        s, quote = self.s, self.s[j]
-        i = j + 1
-        while i < len(s):
-            if s.startswith("{{", i):
-                end = s.find("}}", i + 2)
-                # Skip the binding when its own quotes pair up: they are string literals.
-                if end >= 0 and s[i + 2:end].count(quote) % 2 == 0:
-                    i = end + 2
-                    continue
-            if s[i] == quote:
-                return s[j + 1:i], i + 1
-            i += 1
-        self.warn(j, "an attribute value is never closed")
-        return s[j + 1:], len(s)
-
-    def close_tag(self) -> None:
-        s, start = self.s, self.i
-        name_match = _NAME.match(s, start + 2)
-        assert name_match
-        tag = name_match.group()
-        end = s.find(">", name_match.end())
-        self.i = len(s) if end < 0 else end + 1
-        for depth in range(len(self.stack) - 1, 0, -1):
-            if self.stack[depth].tag == tag:
-                for unclosed in self.stack[depth + 1:]:
-                    self.warn(start, f"<{unclosed.tag}> (line {unclosed.line}) is closed by </{tag}>")
-                del self.stack[depth:]
-                return
-        self.warn(start, f"stray closing tag </{tag}>")
-
+def _close(stack: list[Element], tag: str, line: int, warn: _Warn) -> None:
+    """`</tag>`: close the innermost open `tag` and what was opened inside it."""
+    for depth in range(len(stack) - 1, 0, -1):
+        if stack[depth].tag == tag:
+            for unclosed in stack[depth + 1:]:
+                warn(line, f"<{unclosed.tag}> (line {unclosed.line}) is closed by </{tag}>")
+            del stack[depth:]
+            return
+    warn(line, f"stray closing tag </{tag}>")
 
 _ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|amp|lt|gt|quot|apos|nbsp);")
 _NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'", "nbsp": "\u00a0"}
 
 
 def _unescape(text: str) -> str:
-    def repl(match: re.Match) -> str:
+    def repl(match: re.Match[str]) -> str:
         body = match.group(1)
         if body.startswith("#x"):
             code = int(body[2:], 16)

@@ -88,8 +88,7 @@ class PreviewApp:
         self.digests = {path: hashlib.sha256(data).hexdigest() for path, data in tree.items()}
         self.app_json = self._json("app.json") or {}
         page_paths = [p for p in self.app_json.get("pages", []) if isinstance(p, str)]
-        tab = self.app_json.get("tabBar") if isinstance(self.app_json.get("tabBar"), dict) else {}
-        self.tab_paths = [i.get("pagePath") for i in tab.get("items", []) if isinstance(i, dict)]
+        self.tab_paths = [i.get("pagePath") for i in self.tab_bar.get("items", []) if isinstance(i, dict)]
         page_files = {f"{p}{suffix}" for p in page_paths for suffix in PAGE_SUFFIXES}
         # Anything outside the pages (app.json, app.acss, assets) can change every page.
         shared = hashlib.sha256()
@@ -99,10 +98,10 @@ class PreviewApp:
         self.app_key = shared.hexdigest()
         self.pages: list[PageInfo] = []
         for path in page_paths:
-            key = hashlib.sha256("".join(self.digests.get(path + s, "-") for s in PAGE_SUFFIXES).encode())
+            own = hashlib.sha256("".join(self.digests.get(path + s, "-") for s in PAGE_SUFFIXES).encode())
             page_json = self._json(path + ".json") or {}
             title = page_json.get("defaultTitle") or self.window.get("defaultTitle") or path.rsplit("/", 1)[-1]
-            self.pages.append(PageInfo(path, str(title), path in self.tab_paths, key.hexdigest()))
+            self.pages.append(PageInfo(path, str(title), path in self.tab_paths, own.hexdigest()))
         self.by_path = {p.path: p for p in self.pages}
         self._cache = _Cache()
         if previous is not None and previous.app_key == self.app_key and previous.asset_prefix == asset_prefix:
@@ -129,6 +128,11 @@ class PreviewApp:
     def window(self) -> dict[str, Any]:
         window = self.app_json.get("window")
         return window if isinstance(window, dict) else {}
+
+    @property
+    def tab_bar(self) -> dict[str, Any]:
+        tab = self.app_json.get("tabBar")
+        return tab if isinstance(tab, dict) else {}
 
     def asset_url(self, path: str) -> str | None:
         if path not in self.tree:
@@ -159,7 +163,7 @@ class PreviewApp:
         return css
 
     def app_model(self) -> dict[str, Any]:
-        tab = self.app_json.get("tabBar") if isinstance(self.app_json.get("tabBar"), dict) else {}
+        tab = self.tab_bar
         items = []
         for item in tab.get("items", []):
             if isinstance(item, dict) and item.get("pagePath") in self.by_path:
@@ -191,16 +195,18 @@ class PreviewApp:
         return self.asset_url(path.lstrip("/")) if isinstance(path, str) and path else None
 
     def page_model(self, path: str) -> dict[str, Any] | None:
+        """The preview of the page at `path`, or None when the app has no such page."""
         info = self.by_path.get(path)
-        if info is None:
-            return None
+        return None if info is None else self._page_model(info)
+
+    def _page_model(self, info: PageInfo) -> dict[str, Any]:
         with self.lock:
-            cached = self._cache.pages.get(path)
+            cached = self._cache.pages.get(info.path)
             if cached and cached[0] == info.key:
                 return {**cached[1], "version": self.version}
         model = self._render_page(info)
         with self.lock:
-            self._cache.pages[path] = (info.key, model)
+            self._cache.pages[info.path] = (info.key, model)
         return {**model, "version": self.version}
 
     def _render_page(self, info: PageInfo) -> dict[str, Any]:
@@ -238,4 +244,4 @@ class PreviewApp:
         }
 
     def all_page_models(self) -> dict[str, dict[str, Any]]:
-        return {p.path: self.page_model(p.path) for p in self.pages}  # type: ignore[misc]
+        return {p.path: self._page_model(p) for p in self.pages}

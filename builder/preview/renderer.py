@@ -164,7 +164,7 @@ class PageRenderer:
         index_name = attrs.get("a:for-index") or "index"
         if isinstance(items, dict):
             pairs = list(items.items())
-        elif isinstance(items, list) or isinstance(items, str):
+        elif isinstance(items, (list, str)):
             pairs = list(enumerate(items))
         elif isinstance(items, int) and not isinstance(items, bool) and items > 0:
             pairs = [(i, i) for i in range(items)]
