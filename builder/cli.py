@@ -129,22 +129,15 @@ def build(targets: tuple[str, ...], output: str | None, jobs: int, force: bool, 
     if len(targets) > 1:
         _build_batch(list(targets), output, jobs, force, options)
         return
-    target = targets[0] if targets else None
-    if not force:
-        from .build_cache import skip_if_unchanged
+    from .api import build as run_build
 
-        skipped = skip_if_unchanged(target, output, options)
-        if skipped:
-            result, warnings = skipped
-            _report_problems(warnings, "")
-            _console().print(f"up to date: nothing changed since the last build of {result.out_dir} "
-                             "(--force rebuilds)")
-            return
-    from .pipeline import build as run_build
-
-    prepared, result = run_build(target, output, options)
-    _report_problems(prepared.warnings, "")
-    _print_summary(result)
+    outcome = run_build(targets[0] if targets else None, output, options, force=force)
+    _report_problems(outcome.warnings, "")
+    if outcome.skipped:
+        _console().print(f"up to date: nothing changed since the last build of {outcome.out_dir} "
+                         "(--force rebuilds)")
+    else:
+        _print_summary(outcome.result)
 
 
 def _build_batch(targets: list[str], output: str | None, jobs: int, force: bool, options) -> None:
@@ -214,44 +207,28 @@ def check(target: str | None, fmt: str, external: bool, tools: str | None, extra
     """Validate the spec and check the output it would produce; write nothing."""
     import json
 
-    from .pipeline import prepare
+    from .api import check_project
 
     if tools and not external:
         raise UserError("--tools goes with --external")
-    options = _options(extra, disabled)
-    if fmt == "text":
-        prepared = prepare(target, options)
-        _report_problems(prepared.warnings, "")
-        summary = f"{len(prepared.tree)} files would be generated, {len(prepared.plan.pages)} pages"
-        if external:
-            result = _external_check(prepared, tools)
-            if not result.ok:
-                count = len(result.problems)
-                _report_problems(result.problems, f"{count} problem{'s' if count != 1 else ''} found by "
-                                                  "the external checks in the output")
-                sys.exit(EXIT_USER_ERROR)
-            summary += "; the external checks passed"
-        _console().print(f"ok: {summary}")
+    report = check_project(target, _options(extra, disabled), external=external, tools=tools)
+    if fmt == "json":
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        if not report.ok:
+            sys.exit(EXIT_USER_ERROR)
         return
-    try:
-        prepared = prepare(target, options)
-        report = {"ok": True, "files": len(prepared.tree),
-                  "problems": [p.to_dict() for p in prepared.warnings]}
-        if external:
-            result = _external_check(prepared, tools)
-            report["ok"] = result.ok
-            report["problems"] += [p.to_dict() for p in result.problems]
-    except UserError as exc:
-        report = {"ok": False, "files": 0, "problems": [p.to_dict() for p in exc.problems]}
-    click.echo(json.dumps(report, ensure_ascii=False, indent=2))
-    if not report["ok"]:
+    if not report.ok and report.external:
+        count = len([p for p in report.problems if p.severity == "error"])
+        _report_problems(report.problems, f"{count} problem{'s' if count != 1 else ''} found by "
+                                          "the external checks in the output")
         sys.exit(EXIT_USER_ERROR)
-
-
-def _external_check(prepared, tools: str | None):
-    from .external_check import check_tree, find_tools
-
-    return check_tree(prepared.tree, find_tools(tools))
+    if not report.ok:
+        raise UserError(report.problems)
+    _report_problems(report.problems, "")
+    summary = f"{report.files} files would be generated, {report.pages} pages"
+    if external:
+        summary += "; the external checks passed"
+    _console().print(f"ok: {summary}")
 
 
 @main.command()
@@ -263,11 +240,11 @@ def schema(output, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
     """Print the JSON Schema of the spec, installed plugins included (for editors)."""
     import json
 
-    from .plugin_manager import Plugins
+    from .pipeline import load_plugins
     from .spec_schema import spec_json_schema
 
-    plugins = Plugins(extra=extra, disabled=disabled)
-    output.write(json.dumps(spec_json_schema(plugins), ensure_ascii=False, indent=2) + "\n")
+    hooks = load_plugins(_options(extra, disabled))
+    output.write(json.dumps(spec_json_schema(hooks), ensure_ascii=False, indent=2) + "\n")
 
 
 @main.command()
@@ -403,10 +380,12 @@ def preview(target: str | None, output: str | None, extra: tuple[str, ...], disa
     """Write a static HTML preview of every page, to open in a browser without mpforge."""
     from pathlib import Path
 
+    from .api import default_preview_output
     from .pipeline import prepare
     from .preview import write_static_preview
 
     prepared = prepare(target, _options(extra, disabled))
     _report_problems(prepared.warnings, "")
-    index = write_static_preview(prepared.tree, Path(output) if output else prepared.spec.root / "preview")
+    out = Path(output) if output else default_preview_output(prepared.spec.loaded.path)
+    index = write_static_preview(prepared.tree, out)
     _console().print(f"preview of {len(prepared.plan.pages)} pages written: {index}")

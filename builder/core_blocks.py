@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, WithJsonSchema, model_validator
 
-from .blocks import Block, BlockType
+from .model import Block, BlockType, PlanContext
 from .spec_models import Asset, HttpsUrl, Link, ShortText, StoreId, StrictModel, Text
-
-if TYPE_CHECKING:
-    from .plan import PlanContext
 
 Align = Literal["left", "center", "right"]
 

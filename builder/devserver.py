@@ -45,11 +45,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import pipeline
+from . import api, pipeline
 from .errors import Problem, UserError
-from .load import find_spec
+from .options import PluginOptions
 from .preview.model import STATIC_DIR, PreviewApp
 from .preview.shell import CSP, shell_html
+from .session import BuildSession
+from .spec_file import find_spec
 from .watch import ProjectWatcher, WatchPlan
 
 DEFAULT_PORT = 8750
@@ -122,13 +124,14 @@ def _offer(client: queue.Queue, item: Any) -> None:
 
 class DevServer:
     def __init__(self, target: str | Path | None, out_dir: str | Path | None = None,
-                 options: pipeline.PluginOptions = pipeline.PluginOptions(), *,
+                 options: PluginOptions | None = None, *,
                  host: str = "127.0.0.1", port: int | None = None,
                  log: Callable[[str], None] | None = None):
         self.spec_path = find_spec(target).resolve()
         self.root = self.spec_path.parent
-        self.out_dir = Path(out_dir).resolve() if out_dir else self.root / pipeline.DEFAULT_OUTPUT
-        self.options = options
+        self.out_dir = Path(out_dir).resolve() if out_dir else api.default_output(self.spec_path)
+        self.options = options or PluginOptions()
+        self.session = BuildSession()  # what each rebuild reuses from the one before
         self.host = host
         self.log = log or (lambda text: print(text, flush=True))
         self.state = BuildState()
@@ -165,23 +168,15 @@ class DevServer:
                          ignore={self.out_dir})
 
     def _plan_for(self, prepared: pipeline.Prepared) -> WatchPlan:
+        """Watch exactly the project's part of what the build read (its inputs)."""
         plan = WatchPlan(files={self.spec_path}, trees={self.root / "templates"}, ignore={self.out_dir})
+        for item in prepared.inputs:
+            if item.local:
+                (plan.trees if item.tree else plan.files).add(item.path)
         assets = prepared.spec.assets_dir
         plan.trees.add(assets.resolve() if assets else self.root / "assets")
         if assets:
             self._check_output_folder(assets.resolve())
-        data = prepared.spec.loaded.data
-        listed = (data.get("plugins") or []) if isinstance(data, dict) else []
-        for base, entries in ((self.root, listed), (Path.cwd(), self.options.extra)):
-            for entry in entries:
-                if not isinstance(entry, str):
-                    continue
-                if entry.endswith(".py") or "/" in entry:
-                    plan.files.add((base / entry).resolve())
-                else:  # a module name: a module or package inside the project (or cwd)
-                    top = entry.split(".")[0]
-                    plan.files.add(base.resolve() / f"{top}.py")
-                    plan.trees.add(base.resolve() / top)
         return plan
 
     def _on_change(self, paths: set[Path]) -> None:
@@ -196,7 +191,10 @@ class DevServer:
             preview = None
             summary = ""
             try:
-                prepared, result = pipeline.build(self.spec_path, self.out_dir, self.options)
+                outcome = api.build(self.spec_path, self.out_dir, self.options, force=True,
+                                         session=self.session)
+                prepared, result = outcome.prepared, outcome.result
+                assert prepared is not None  # force: never skipped
                 with self.lock:
                     previous = self.state.app
                     version = self.state.version + 1
@@ -481,7 +479,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def run_dev_server(target: str | None, out_dir: str | None, options: pipeline.PluginOptions, *,
+def run_dev_server(target: str | None, out_dir: str | None, options: PluginOptions, *,
                    host: str | None = None, port: int | None = None, open_browser: bool = False,
                    log: Callable[[str], None] | None = None) -> None:
     """`mpforge dev`: run until Ctrl-C (or SIGTERM)."""

@@ -8,6 +8,7 @@ the same cross-reference validation for free.
 from __future__ import annotations
 
 import re
+import typing
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -18,9 +19,26 @@ from pydantic import (
     GetJsonSchemaHandler,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 ID_PATTERN = r"^[a-z][a-z0-9_-]{0,47}$"
 _UNSAFE_PATH = re.compile(r"(^/)|(^[A-Za-z]:)|\\|\x00|(^|/)\.\.?(/|$)")
+
+
+def field_description(info: FieldInfo | None) -> str | None:
+    """A field's description, looking inside Optional[Annotated[..., Field(description=...)]]."""
+    if info is None:
+        return None
+    if info.description:
+        return info.description
+    pending = [info.annotation]
+    while pending:
+        annotation = pending.pop()
+        for arg in typing.get_args(annotation):
+            if isinstance(arg, FieldInfo) and arg.description:
+                return arg.description
+            pending.append(arg)
+    return None
 
 
 class StrictModel(BaseModel):
@@ -75,8 +93,10 @@ def ref_field(ref: type[Ref], description: str) -> Any:
     return Annotated[Id, AfterValidator(ref), Field(title=f"{ref.kind} id", description=description)]
 
 
-PageId = ref_field(PageRef, "id of a page")
-StoreId = ref_field(StoreRef, "id of a store in merchant.stores")
+# Written out rather than made with ref_field, so that type checkers see real types.
+PageId = Annotated[Id, AfterValidator(PageRef), Field(title="page id", description="id of a page")]
+StoreId = Annotated[Id, AfterValidator(StoreRef),
+                    Field(title="store id", description="id of a store in merchant.stores")]
 
 
 WebPage = Annotated[HttpsUrl, AfterValidator(WebUrl),
@@ -205,6 +225,13 @@ class Page(StrictModel):
     window: WindowOptions = WindowOptions()
     # validate.py replaces Any with the union of the registered block types.
     blocks: list[Any] = Field(default_factory=list)
+
+
+class PageOptions(StrictModel):
+    """A page a plugin adds: its id and title (the plugin fills it)."""
+
+    id: Id
+    title: ShortText
 
 
 class TabItem(StrictModel):

@@ -62,14 +62,9 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
     section: CouponSection | None = spec.section("coupon")
     if section is None:
         return []
-    problems = []
-    first: dict[str, int] = {}
+    problems = spec.duplicate_ids(section.coupons, ("coupon", "coupons"), "coupon id")
     for i, coupon in enumerate(section.coupons):
         path = ("coupon", "coupons", i)
-        if coupon.id in first:
-            problems.append(spec.problem((*path, "id"), f"duplicate coupon id '{coupon.id}'",
-                                         hint=f"first used by coupon.coupons[{first[coupon.id]}]"))
-        first.setdefault(coupon.id, i)
         validity = coupon.validity
         if validity.fixed and validity.end < spec.today:
             problems.append(spec.problem((*path, "validity", "end"),

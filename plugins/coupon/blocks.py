@@ -108,7 +108,8 @@ class MyCouponsBlock(Block):
 
 def _block(name: str, model: type[Block], description: str) -> BlockType:
     return BlockType(name=name, model=model, template=f"blocks/{name}.axml", style="coupon/coupon.acss",
-                     script=SCRIPT, on_show="mfRefreshCoupons", description=description)
+                     script=SCRIPT, on_show="mfRefreshCoupons", requires_section="coupon",
+                     description=description)
 
 
 BLOCK_TYPES = [

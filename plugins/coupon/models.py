@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, WithJsonSchema, model_validator
 
-from builder.plugin_api import HttpsUrl, Id, Ref, ShortText, StoreId, StrictModel, Text, ref_field
+from builder.plugin_api import HttpsUrl, Id, PageOptions, Ref, ShortText, StoreId, StrictModel, Text, ref_field
 
 
 class CouponRef(Ref):
@@ -92,11 +92,6 @@ class Backend(StrictModel):
 
     base_url: HttpsUrl
     claim_path: str = Field("/mpforge/coupons/claim", pattern=r"^/[A-Za-z0-9_\-./]*$")
-
-
-class PageOptions(StrictModel):
-    id: Id
-    title: ShortText
 
 
 class CouponPages(StrictModel):

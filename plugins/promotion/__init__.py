@@ -29,7 +29,9 @@ from builder.plugin_api import (
     Problem,
     ShortText,
     ValidSpec,
+    asset_url,
     hookimpl,
+    page_path,
 )
 
 from .models import CampaignId, EntryPoint, PromotionSection
@@ -81,10 +83,12 @@ class CountdownBlock(Block):
 BLOCK_TYPES = [
     BlockType(name="campaign-banner", model=CampaignBannerBlock, template="blocks/campaign-banner.axml",
               style="promotion/promotion.acss", script=SCRIPT, on_show="mfStartCampaigns",
-              on_hide="mfStopCampaigns", description="a campaign's banner, shown only while it runs"),
+              on_hide="mfStopCampaigns", requires_section="promotion",
+              description="a campaign's banner, shown only while it runs"),
     BlockType(name="countdown", model=CountdownBlock, template="blocks/countdown.axml",
               style="promotion/promotion.acss", script=SCRIPT, on_show="mfStartCampaigns",
-              on_hide="mfStopCampaigns", description="time left until a campaign starts or ends"),
+              on_hide="mfStopCampaigns", requires_section="promotion",
+              description="time left until a campaign starts or ends"),
 ]
 
 
@@ -120,14 +124,8 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
         if page_id not in page_ids:
             problems.append(spec.problem(("promotion", "share", "pages", page_id), f"no page with id '{page_id}'",
                                          hint=f"pages: {', '.join(page_ids)}"))
-    for kind, items in (("campaign", section.campaigns), ("entry point", section.entry_points)):
-        key = "campaigns" if kind == "campaign" else "entry_points"
-        first: dict[str, int] = {}
-        for i, item in enumerate(items):
-            if item.id in first:
-                problems.append(spec.problem(("promotion", key, i, "id"), f"duplicate {kind} id '{item.id}'",
-                                             hint=f"first used by promotion.{key}[{first[item.id]}]"))
-            first.setdefault(item.id, i)
+    problems += spec.duplicate_ids(section.campaigns, ("promotion", "campaigns"), "campaign id")
+    problems += spec.duplicate_ids(section.entry_points, ("promotion", "entry_points"), "entry point id")
     now = datetime.combine(spec.today, datetime.min.time(), timezone.utc)
     for i, campaign in enumerate(section.campaigns):
         if campaign.end < now:
@@ -155,7 +153,7 @@ def mpforge_page_json(page_json: dict[str, Any], page: PagePlan, spec: ValidSpec
     if desc:
         page.share["desc"] = desc
     if image:
-        page.share["imageUrl"] = image if image.startswith("https://") else f"/assets/{image}"
+        page.share["imageUrl"] = asset_url(image)
     page.share["channel"] = share.channel
 
 
@@ -182,7 +180,7 @@ def mpforge_services(plan: AppPlan, spec: ValidSpec, render) -> dict[str, str]:
 def launch_url(appid: str, entry: EntryPoint) -> str:
     """The Alipay URL that opens `entry.page` with its query; what its QR code encodes."""
     return (f"alipays://platformapi/startapp?appId={appid}"
-            f"&page={quote(f'pages/{entry.page}/{entry.page}', safe='')}&query={quote(entry.full_query, safe='')}")
+            f"&page={quote(page_path(entry.page), safe='')}&query={quote(entry.full_query, safe='')}")
 
 
 def qr_svg(url: str) -> str:
@@ -200,7 +198,7 @@ def _entry_points_csv(entries: list[EntryPoint], spec: ValidSpec) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["id", "name", "kind", "store", "url_param", "query_param", "describe", "launch_url", "qr_svg"])
     for entry in entries:
-        writer.writerow([entry.id, entry.name, entry.kind, entry.store or "", f"pages/{entry.page}/{entry.page}",
+        writer.writerow([entry.id, entry.name, entry.kind, entry.store or "", page_path(entry.page),
                          entry.full_query, entry.description, launch_url(spec.model.app.appid, entry),
                          f"promotion/qr/{entry.id}.svg"])
     return out.getvalue()
