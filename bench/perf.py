@@ -111,7 +111,8 @@ def main() -> None:
 
         for sample in ("harbour-coffee", "linli-fresh"):
             out = tmp / f"out-{sample}"
-            seconds = timed([*MPFORGE, "build", str(REPO / "sample_projects" / sample), "-o", str(out)], runs, fresh(out))
+            command = [*MPFORGE, "build", str(REPO / "sample_projects" / sample), "-o", str(out)]
+            seconds = timed(command, runs, fresh(out))
             row(f"sample {sample}: full build", seconds)
 
         full: dict[int, float] = {}

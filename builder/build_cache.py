@@ -135,4 +135,4 @@ def _unchanged(spec_path: Path, out_dir: Path, options: PluginOptions, today: st
             return None
     except (KeyError, TypeError, AttributeError):
         return None
-    return data
+    return data if isinstance(data, dict) else None

@@ -9,22 +9,29 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 from . import __version__
-from .errors import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, PluginError, UserError
+from .errors import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, PluginError, Problem, UserError
+from .options import PluginOptions
+
+if TYPE_CHECKING:  # imported inside the commands that use them, to keep start-up fast
+    from rich.console import Console
+
+    from .batch import Outcome
+    from .write import WriteResult
 
 
-def _console(stderr: bool = False):
+def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def _report_problems(problems, title: str, indent: str = "") -> None:
+def _report_problems(problems: Iterable[Problem], title: str, indent: str = "") -> None:
     from rich.markup import escape
 
     console = _console(stderr=True)
@@ -73,9 +80,7 @@ def plugin_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _options(extra: tuple[str, ...], disabled: tuple[str, ...]):
-    from .options import PluginOptions
-
+def _options(extra: tuple[str, ...], disabled: tuple[str, ...]) -> PluginOptions:
     return PluginOptions(extra=tuple(extra), disabled=tuple(disabled))
 
 
@@ -140,7 +145,8 @@ def build(targets: tuple[str, ...], output: str | None, jobs: int, force: bool, 
         _print_summary(outcome.result)
 
 
-def _build_batch(targets: list[str], output: str | None, jobs: int, force: bool, options) -> None:
+def _build_batch(targets: list[str], output: str | None, jobs: int, force: bool,
+                 options: PluginOptions) -> None:
     from pathlib import Path
 
     from rich.markup import escape
@@ -156,7 +162,7 @@ def _build_batch(targets: list[str], output: str | None, jobs: int, force: bool,
                   console=console, auto_refresh=False) as progress:
         task = progress.add_task("build", total=len(targets))
 
-        def done(outcome) -> None:
+        def done(outcome: Outcome) -> None:
             progress.advance(task)
             progress.refresh()
 
@@ -177,7 +183,7 @@ def _build_batch(targets: list[str], output: str | None, jobs: int, force: bool,
     console.print(f"[green]{summary}[/]")
 
 
-def _print_summary(result) -> None:
+def _print_summary(result: WriteResult) -> None:
     from rich.table import Table
 
     console = _console()
@@ -236,7 +242,7 @@ def check(target: str | None, fmt: str, external: bool, tools: str | None, extra
               help="Write the schema to this file (default: stdout).")
 @plugin_options
 @handle_errors
-def schema(output, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
+def schema(output: TextIO, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
     """Print the JSON Schema of the spec, installed plugins included (for editors)."""
     import json
 
@@ -281,7 +287,8 @@ def plugins(target: str | None, fmt: str, extra: tuple[str, ...], disabled: tupl
 
     console = _console()
     for item in described:
-        console.print(f"[bold]{escape(item['name'])}[/] {escape(item['version'])} ({item['source']}: {escape(item['module'])})")
+        console.print(f"[bold]{escape(item['name'])}[/] {escape(item['version'])} "
+                      f"({item['source']}: {escape(item['module'])})")
         for label in ("sections", "blocks", "pages", "hooks"):
             if item[label]:
                 console.print(f"  {label}: {escape(', '.join(item[label]))}")

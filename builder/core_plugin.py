@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from . import check
 from .core_blocks import CORE_BLOCK_TYPES, WebViewBlock
 from .errors import Problem, did_you_mean
+from .filetree import FileTree
 from .hookspecs import hookimpl
 from .model import BlockType, PathKey, ValidSpec
 from .spec_models import AssetPath, Link, Page, Ref, WebUrl
@@ -48,8 +50,9 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
 
 
 @hookimpl
-def mpforge_checks() -> list[check.Rule]:
-    return check.CORE_CHECKS
+def mpforge_checks() -> list[Callable[[FileTree], list[Problem]]]:
+    rules: list[Callable[[FileTree], list[Problem]]] = [*check.CORE_CHECKS]
+    return rules
 
 
 def _section_rules(spec: ValidSpec) -> list[Problem]:
@@ -116,10 +119,11 @@ def _reference_rules(spec: ValidSpec) -> list[Problem]:
             if ref not in asset_sizes:
                 file = assets_dir / ref
                 asset_sizes[ref] = file.stat().st_size if file.is_file() else None
-            if asset_sizes[ref] is None:
+            size = asset_sizes[ref]
+            if size is None:
                 problems.append(spec.problem(path, f"asset file not found: {spec.model.assets}/{ref}"))
             elif ref.lower().endswith(IMAGE_SUFFIXES):
-                size_kb = asset_sizes[ref] / 1024
+                size_kb = size / 1024
                 if size_kb > spec.model.limits.image_kb:
                     problems.append(spec.problem(path, f"image {ref} is {size_kb:.0f} KiB, over the "
                                                        f"{spec.model.limits.image_kb} KiB limit",

@@ -76,16 +76,16 @@ class Broadcaster:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._clients: set[queue.Queue] = set()
+        self._clients: set[queue.Queue[str | None]] = set()
         self.closed = False
 
-    def subscribe(self) -> queue.Queue:
-        client: queue.Queue = queue.Queue(maxsize=64)
+    def subscribe(self) -> queue.Queue[str | None]:
+        client: queue.Queue[str | None] = queue.Queue(maxsize=64)
         with self._lock:
             self._clients.add(client)
         return client
 
-    def unsubscribe(self, client: queue.Queue) -> None:
+    def unsubscribe(self, client: queue.Queue[str | None]) -> None:
         with self._lock:
             self._clients.discard(client)
 
@@ -111,7 +111,7 @@ class Broadcaster:
             return len(self._clients)
 
 
-def _offer(client: queue.Queue, item: Any) -> None:
+def _offer(client: queue.Queue[str | None], item: str | None) -> None:
     try:
         client.put_nowait(item)
     except queue.Full:
@@ -141,7 +141,7 @@ class DevServer:
         self._check_output_folder(self.root / "templates")
         self.httpd = _bind(host, port)
         self.port = self.httpd.server_address[1]
-        self.httpd.dev = self  # type: ignore[attr-defined]
+        self.httpd.dev = self
         self.watcher = ProjectWatcher(self._on_change)
         self._plan = self._default_plan()
 
@@ -285,7 +285,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     dev: DevServer
 
-    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+    def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
         if isinstance(exc, (BrokenPipeError, ConnectionResetError, TimeoutError)):
             return
@@ -297,7 +297,7 @@ def _bind(host: str, port: int | None) -> _Server:
     last: OSError | None = None
     for candidate in candidates:
         try:
-            server_class = _Server
+            server_class: type[_Server] = _Server
             if ":" in host:
                 server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
             return server_class((host, candidate), _Handler)
@@ -489,12 +489,13 @@ def run_dev_server(target: str | None, out_dir: str | None, options: PluginOptio
             "Requests must still name the host in their Host header.")
     server = DevServer(target, out_dir, options, host=host or "127.0.0.1", port=port, log=log)
     server.start()
-    log(f"mpforge dev: serving {server.url} — output in {server.out_dir}; watching {_short(server.spec_path, Path.cwd())}"
+    log(f"mpforge dev: serving {server.url} — output in {server.out_dir}; "
+        f"watching {_short(server.spec_path, Path.cwd())}"
         f" and its assets, templates and local plugins. Ctrl-C stops.")
     if open_browser:
         webbrowser.open(server.url)
 
-    def on_term(signum, frame) -> None:  # noqa: ANN001
+    def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)

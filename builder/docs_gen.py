@@ -134,7 +134,7 @@ def render_reference(plugins: Hooks) -> str:
         if doc and not doc.startswith("Usage docs"):
             out.append(doc.splitlines()[0] + "\n")
         out.append(model_table(model, skip) + "\n")
-        for name, info in model.model_fields.items():
+        for info in model.model_fields.values():
             for nested in _nested_models(info.annotation):
                 if nested not in documented and nested is not Link:
                     section(nested.__name__, nested, level=3)

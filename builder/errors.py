@@ -40,7 +40,7 @@ class Problem:
         prefix = [p for p in (self.location(), self.path) if p]
         return ": ".join([*prefix, text])
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {
             "severity": self.severity,
             "file": self.file,

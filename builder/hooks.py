@@ -265,7 +265,7 @@ class Hooks:
     def _lists(self, hook: str, item: type | tuple[type, ...], expected: str,
                **kwargs: Any) -> list[tuple[str, Any]]:
         """(plugin, item) for every item of every plugin's list result, type-checked."""
-        found = []
+        found: list[tuple[str, Any]] = []
         for plugin, result in self._call(hook, **kwargs):
             if not isinstance(result, (list, tuple)) or not all(isinstance(x, item) for x in result):
                 raise self._wrong_result(plugin, hook, result, expected)
@@ -296,7 +296,8 @@ class Hooks:
         found: dict[str, tuple[str, type[BaseModel]]] = {}
         for plugin, sections in self._call("mpforge_spec_sections"):
             if not isinstance(sections, dict) or not all(
-                    isinstance(k, str) and isinstance(m, type) and issubclass(m, BaseModel) for k, m in sections.items()):
+                    isinstance(k, str) and isinstance(m, type) and issubclass(m, BaseModel)
+                    for k, m in sections.items()):
                 raise self._wrong_result(plugin, "mpforge_spec_sections", sections,
                                          "a dict of section key to pydantic model class")
             for key, model in sections.items():

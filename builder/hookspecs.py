@@ -1,3 +1,5 @@
+# mypy: disable-error-code="empty-body"
+# (hook specifications have no bodies; pluggy calls the implementations)
 """The mpforge plugin API: every hook a plugin may implement.
 
 Hooks are called in the pipeline order below, every plugin's result collected (no hook

@@ -41,7 +41,8 @@ class _Loader(_BaseLoader):  # type: ignore[valid-type, misc]
     def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
         if kind is yaml.ScalarNode and (not implicit[0] or (value and value[0] not in self.yaml_implicit_resolvers)):
             return STR_TAG
-        return super().resolve(kind, value, implicit)
+        tag: str = super().resolve(kind, value, implicit)
+        return tag
 
 
 def load_spec(path: str | Path, memo: LoadMemo | None = None) -> LoadedSpec:
@@ -275,12 +276,14 @@ class _Composer:
 
     def _node(self) -> yaml.Node:
         get_event, resolve = self.loader.get_event, self.loader.resolve
-        Scalar, Alias, SeqStart, MapStart = yaml.ScalarEvent, yaml.AliasEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent
+        Scalar, Alias = yaml.ScalarEvent, yaml.AliasEvent
+        SeqStart, MapStart = yaml.SequenceStartEvent, yaml.MappingStartEvent
         ScalarNode, SequenceNode, MappingNode = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
         # Each open collection: [node, anchor, children, expanded size].
         stack: list[list[Any]] = []
         total = 0  # nodes in the document once every alias is expanded
         aliased = False
+        node: yaml.Node
         while True:
             event = get_event()
             cls = event.__class__
@@ -314,7 +317,7 @@ class _Composer:
                 node, anchor, children, size = stack.pop()
                 node.end_mark = event.end_mark
                 if node.__class__ is MappingNode:
-                    node.value = list(zip(children[0::2], children[1::2]))
+                    node.value = list(zip(children[0::2], children[1::2], strict=True))
                 if anchor is not None:
                     self.sizes[anchor] = size
                 if not stack:
@@ -390,7 +393,8 @@ class _DataBuilder:
     def _unsupported_tag(self, node: yaml.Node, path: PathKey) -> None:
         # A tagged list or mapping (!!python/object/apply [...], !!set, !!omap) would
         # otherwise pass as plain data with its tag silently dropped.
-        self.problems.append(self._at(node, path, f"unsupported YAML tag {_tag(node.tag)!r}", hint="remove the '!' tag"))
+        self.problems.append(self._at(node, path, f"unsupported YAML tag {_tag(node.tag)!r}",
+                                      hint="remove the '!' tag"))
         return None
 
     def _scalar(self, node: yaml.Node, path: PathKey) -> Any:
@@ -413,8 +417,8 @@ class _DataBuilder:
                                           hint="put it in quotes if it is meant as text"))
             return None
 
-    def _mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> dict:
-        result: dict = {}
+    def _mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> dict[str, Any]:
+        result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problems.append(self._at(key_node, path, "mapping keys must be plain text"))

@@ -52,7 +52,8 @@ Id = Annotated[str, Field(pattern=ID_PATTERN, title="id",
 Color = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$", title="colour", description="hex colour, e.g. '#1677ff'")]
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
 ShortText = Annotated[str, Field(min_length=1, max_length=80)]
-Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 \-]{2,19}$", title="phone number", description="digits, spaces, '-', optional leading '+'")]
+Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 \-]{2,19}$", title="phone number",
+                             description="digits, spaces, '-', optional leading '+'")]
 HttpsUrl = Annotated[str, Field(pattern=r"^https://[^\s\"'<>]+$", max_length=2000, title="https URL",
                                 description="an https:// address")]
 
@@ -126,7 +127,8 @@ def _asset_path(value: str) -> str:
 
 
 Asset = Annotated[str, AfterValidator(_asset_path),
-                  Field(title="asset", description="file in the assets folder (e.g. 'banner/spring.jpg') or https:// URL")]
+                  Field(title="asset",
+                        description="file in the assets folder (e.g. 'banner/spring.jpg') or https:// URL")]
 
 
 class Link(StrictModel):
@@ -155,7 +157,7 @@ class Link(StrictModel):
         return self
 
     @classmethod
-    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: GetJsonSchemaHandler) -> dict:
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: GetJsonSchemaHandler) -> dict[str, Any]:
         schema = handler.resolve_ref_schema(handler(core_schema))
         return {"anyOf": [{"type": "string", "pattern": ID_PATTERN, "description": "page id"},
                           schema]}

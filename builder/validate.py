@@ -67,9 +67,9 @@ def spec_model(block_types: tuple[BlockType, ...], sections: tuple[tuple[str, ty
     # Union[tuple] builds the union of a runtime list of types (the | operator cannot).
     block_union = Annotated[Union[models], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
     page_model = create_model("Page", __base__=Page, __module__=__name__,
-                              blocks=(list[block_union], Field(default_factory=list)))  # type: ignore[valid-type]
+                              blocks=(list[block_union], Field(default_factory=list)))
     fields: dict[str, Any] = {
-        "pages": (list[page_model], Field(min_length=1)),  # type: ignore[valid-type]
+        "pages": (list[page_model], Field(min_length=1)),
         "requires": (dict[str, str] | None, None),
         "plugins": (list[str] | None, None),
     }
@@ -132,9 +132,9 @@ def _with_validated_pages(data: dict[str, Any], model_cls: type[BaseModel], memo
 
 # --- turning pydantic errors into located problems ------------------------------------
 
-def _clean_path(data: Any, loc: tuple) -> PathKey:
+def _clean_path(data: Any, loc: tuple[str | int, ...]) -> PathKey:
     """Drop pydantic's union tags from `loc` so it matches the spec's own structure."""
-    path: list = []
+    path: list[str | int] = []
     cur = data
     tag_skipped = False
     for part in loc:
@@ -168,7 +168,7 @@ def _model_fields_at(model_cls: type[BaseModel], data: Any, path: PathKey) -> di
             annotation = info.annotation if info else Any
         else:
             return {}
-        cur = cur[part] if isinstance(cur, (dict, list)) and _has(cur, part) else None
+        cur = cur[part] if isinstance(cur, (dict, list)) and _has(cur, part) else None  # type: ignore[index]
     annotation = _concrete(annotation, cur)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return dict(annotation.model_fields)
@@ -208,16 +208,16 @@ def _translate(err: Any, loaded: LoadedSpec, model_cls: type[BaseModel], block_t
         return loaded.problem(path, f"missing required key '{path[-1]}'")
     if kind == "extra_forbidden":
         allowed = _model_fields_at(model_cls, loaded.data, path[:-1])
-        hint = did_you_mean(path[-1], allowed) or (
+        hint = did_you_mean(str(path[-1]), allowed) or (
             f"allowed keys: {', '.join(allowed)}" if allowed else None)
         if not path[:-1] and path[-1] not in allowed:
-            hint = did_you_mean(path[-1], allowed) or (
+            hint = did_you_mean(str(path[-1]), allowed) or (
                 "a plugin section? install or enable the plugin that provides it")
         return loaded.problem(path, f"unknown key '{path[-1]}'", hint=hint, key=True)
     if kind == "union_tag_invalid":
         known = sorted(block_types)
         return loaded.problem((*path, "type"), f"unknown block type '{ctx.get('tag')}'",
-                              hint=did_you_mean(ctx.get("tag"), known) or f"known types: {', '.join(known)}")
+                              hint=did_you_mean(str(ctx.get("tag")), known) or f"known types: {', '.join(known)}")
     if kind == "union_tag_not_found":
         return loaded.problem(path, "block has no 'type'",
                               hint=f"known types: {', '.join(sorted(block_types))}")
@@ -239,7 +239,7 @@ def _translate(err: Any, loaded: LoadedSpec, model_cls: type[BaseModel], block_t
     message = message[0].lower() + message[1:]
     hint = None
     if kind == "string_pattern_mismatch":
-        description = field_description(_model_fields_at(model_cls, loaded.data, path[:-1]).get(path[-1]))
+        description = field_description(_model_fields_at(model_cls, loaded.data, path[:-1]).get(str(path[-1])))
         message = f"{value!r} is not in the expected format"
         hint = f"expected {description}" if description else None
     elif kind in ("too_short", "too_long"):

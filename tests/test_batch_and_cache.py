@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import MINIMAL_SPEC, SAMPLES, tree_hashes, write_project
+from helpers import MINIMAL_SPEC, SAMPLES, tree_hashes, write_project
 
 
 def _project(root, name, spec=MINIMAL_SPEC):

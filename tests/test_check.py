@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SAMPLES
+from helpers import SAMPLES
 
 from builder import check
 from builder.filetree import FileTree

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import yaml
-from conftest import SAMPLES, tree_hashes
+from helpers import SAMPLES, tree_hashes
 
 from builder import __version__
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import MINIMAL_SPEC, write_project
-from e2e_support import wait_until as wait_for
+from helpers import MINIMAL_SPEC, write_project
+from helpers import wait_until as wait_for
 
 from builder import devserver
 from builder.devserver import DevServer

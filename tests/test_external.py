@@ -14,7 +14,7 @@ from pathlib import Path
 
 import kitchen_sink
 import pytest
-from conftest import REPO, SAMPLES
+from helpers import REPO, SAMPLES
 
 from builder import external_check
 from builder.pipeline import prepare

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import write_project
+from helpers import write_project
 
 from builder import render
 from builder.pipeline import prepare

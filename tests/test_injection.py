@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, Union
 
 import pytest
-from conftest import MINIMAL_SPEC, write_project
+from helpers import MINIMAL_SPEC, write_project
 from pydantic import AfterValidator, BaseModel, BeforeValidator, PlainValidator, WrapValidator
 from pydantic.fields import FieldInfo
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SAMPLES
+from helpers import SAMPLES
 
 from builder import load, page_chunks
 from builder.errors import SpecError

@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import REPO, tree_hashes
+from helpers import REPO, tree_hashes
 
 from builder import hookspecs
 from builder.testing import page_spec

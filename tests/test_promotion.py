@@ -12,7 +12,7 @@ import subprocess
 from datetime import datetime
 
 import pytest
-from conftest import SAMPLES
+from helpers import SAMPLES
 
 from builder.api import build
 from builder.errors import UserError

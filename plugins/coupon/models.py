@@ -67,7 +67,8 @@ class Coupon(StrictModel):
     audience: Literal["everyone", "new_customers", "members", "followers"] = Field(
         "everyone", description="followers: people following the merchant's life account")
     activity_id: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$",
-                             description="the Alipay merchant-coupon activity (or template) id the backend issues against")
+                             description="the Alipay merchant-coupon activity (or template) id the backend "
+                                         "issues against")
     stores: list[StoreId] | None = Field(None, description="stores where it can be used; all when omitted")
     terms: Text | None = None
 

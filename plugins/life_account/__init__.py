@@ -61,7 +61,9 @@ class LifeAccountSection(StrictModel):
 
 
 def _section(ctx: PlanContext) -> LifeAccountSection:
-    return ctx.spec.section("life_account")
+    section = ctx.spec.section(LifeAccountSection)
+    assert section is not None  # the blocks require the section (BlockType.requires_section)
+    return section
 
 
 def _follow_data(ctx: PlanContext) -> dict[str, Any]:

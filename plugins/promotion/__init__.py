@@ -27,6 +27,7 @@ from builder.plugin_api import (
     Link,
     PagePlan,
     Problem,
+    Render,
     ShortText,
     ValidSpec,
     asset_url,
@@ -45,11 +46,17 @@ SCRIPT = "promotion/page.js"
 
 
 def _section(spec: ValidSpec) -> PromotionSection | None:
-    return spec.section("promotion")
+    return spec.section(PromotionSection)
+
+
+def _required(ctx: PlanContext) -> PromotionSection:
+    section = _section(ctx.spec)
+    assert section is not None  # the blocks require the section (BlockType.requires_section)
+    return section
 
 
 def _campaign_data(ctx: PlanContext, campaign_id: str) -> dict[str, Any]:
-    campaign = next(c for c in _section(ctx.spec).campaigns if c.id == campaign_id)
+    campaign = next(c for c in _required(ctx).campaigns if c.id == campaign_id)
     return {"name": campaign.name, "start": int(campaign.start.timestamp() * 1000),
             "end": int(campaign.end.timestamp() * 1000), "visible": False}
 
@@ -61,7 +68,7 @@ class CampaignBannerBlock(Block):
     campaign: CampaignId
 
     def page_data(self, ctx: PlanContext) -> dict[str, Any]:
-        campaign = next(c for c in _section(ctx.spec).campaigns if c.id == self.campaign)
+        campaign = next(c for c in _required(ctx).campaigns if c.id == self.campaign)
         return {**_campaign_data(ctx, self.campaign), "kind": "banner", "image": ctx.asset(campaign.banner),
                 "link": ctx.link(Link(page=campaign.landing))}
 
@@ -158,22 +165,23 @@ def mpforge_page_json(page_json: dict[str, Any], page: PagePlan, spec: ValidSpec
 
 
 @hookimpl
-def mpforge_app_script(spec: ValidSpec, render) -> AppScript | None:
+def mpforge_app_script(spec: ValidSpec, render: Render) -> AppScript | None:
     if _section(spec) is None:
         return None
     return AppScript(members=render("promotion/app.js"), on_launch="mfAttribute", on_show="mfAttribute")
 
 
 @hookimpl
-def mpforge_services(plan: AppPlan, spec: ValidSpec, render) -> dict[str, str]:
+def mpforge_services(plan: AppPlan, spec: ValidSpec, render: Render) -> dict[str, str]:
     section = _section(spec)
     if section is None:
         return {}
     files = {"promotion/report.json": json.dumps(_report(section, spec), ensure_ascii=False, indent=2) + "\n"}
-    if section.entry_points:
-        files["promotion/entry-points.csv"] = _entry_points_csv(section.entry_points, spec)
+    appid = spec.model.app.appid
+    if section.entry_points and appid:  # mpforge_validate requires an appid with entry points
+        files["promotion/entry-points.csv"] = _entry_points_csv(section.entry_points, appid)
         for entry in section.entry_points:
-            files[f"promotion/qr/{entry.id}.svg"] = qr_svg(launch_url(spec.model.app.appid, entry))
+            files[f"promotion/qr/{entry.id}.svg"] = qr_svg(launch_url(appid, entry))
     return files
 
 
@@ -192,14 +200,14 @@ def qr_svg(url: str) -> str:
     return buffer.getvalue().decode("utf-8") + "\n"
 
 
-def _entry_points_csv(entries: list[EntryPoint], spec: ValidSpec) -> str:
+def _entry_points_csv(entries: list[EntryPoint], appid: str) -> str:
     """What the Alipay QR-code API (alipay.open.app.qrcode.create) needs per entry point."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["id", "name", "kind", "store", "url_param", "query_param", "describe", "launch_url", "qr_svg"])
     for entry in entries:
         writer.writerow([entry.id, entry.name, entry.kind, entry.store or "", page_path(entry.page),
-                         entry.full_query, entry.description, launch_url(spec.model.app.appid, entry),
+                         entry.full_query, entry.description, launch_url(appid, entry),
                          f"promotion/qr/{entry.id}.svg"])
     return out.getvalue()
 
