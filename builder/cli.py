@@ -63,9 +63,13 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             from rich.markup import escape
 
-            what = str(exc) if isinstance(exc, PluginError) else f"internal error: {type(exc).__name__}: {exc}"
-            _console(stderr=True).print(f"[bold red]{escape(what)}[/]\nnothing was written; rerun with "
-                                        "--traceback for details and report it")
+            # Not "nothing was written": an after-build hook fails once the output is written.
+            if isinstance(exc, PluginError):
+                what, report = str(exc), f"report it to the author of the '{exc.plugin}' plugin"
+            else:
+                what, report = f"internal error: {type(exc).__name__}: {exc}", "report it"
+            _console(stderr=True).print(f"[bold red]{escape(what)}[/]\nrerun with --traceback for details and "
+                                        f"{report}")
             sys.exit(EXIT_INTERNAL_ERROR)
 
     return wrapper
