@@ -32,15 +32,17 @@ MPFORGE = [PY, "-m", "builder"]
 IN_PROCESS_EDIT = """
 import statistics, sys, time
 from pathlib import Path
-from builder.pipeline import build
+from builder.api import build
+from builder.session import BuildSession
 spec, out, runs = Path(sys.argv[1]) / "mpforge.yaml", sys.argv[2], int(sys.argv[3])
 original = spec.read_text("utf-8")
-build(spec, out)
+session = BuildSession()
+build(spec, out, force=True, session=session)
 times = []
 for i in range(runs):
     spec.write_text(original.replace("text: Page 500\\n", f"text: Page 500 edit {i}\\n", 1), "utf-8")
     start = time.perf_counter()
-    build(spec, out)
+    build(spec, out, force=True, session=session)
     times.append(time.perf_counter() - start)
 spec.write_text(original, "utf-8")
 print(statistics.median(times))
@@ -109,7 +111,8 @@ def main() -> None:
 
         for sample in ("harbour-coffee", "linli-fresh"):
             out = tmp / f"out-{sample}"
-            seconds = timed([*MPFORGE, "build", str(REPO / "sample_projects" / sample), "-o", str(out)], runs, fresh(out))
+            command = [*MPFORGE, "build", str(REPO / "sample_projects" / sample), "-o", str(out)]
+            seconds = timed(command, runs, fresh(out))
             row(f"sample {sample}: full build", seconds)
 
         full: dict[int, float] = {}

@@ -24,7 +24,8 @@ def page_blocks(i: int) -> list[dict]:
         {"type": "icon-grid", "items": [{"icon": "grid/order.png", "text": f"入口{j}", "link": f"p{(i + j) % 3}"}
                                         for j in range(4)]},
         {"type": "product-list", "layout": "grid" if i % 2 else "list", "items": [
-            {"name": f"商品 {i}-{j}", "price": 10 + j, "original_price": 20 + j, "image": "menu/latte.png", "tag": "新品"}
+            {"name": f"商品 {i}-{j}", "price": 10 + j, "original_price": 20 + j, "image": "menu/latte.png",
+             "tag": "新品"}
             for j in range(6)]},
         {"type": "text", "text": "段落文字 " * 20},
         {"type": "image", "image": "about/roastery.png", "link": {"store": "s0"}},

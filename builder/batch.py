@@ -13,11 +13,10 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .build_cache import skip_if_unchanged
+from .api import build
 from .errors import PluginError, Problem, UserError
-from .load import SPEC_FILENAMES, find_spec
 from .options import PluginOptions
-from .pipeline import build
+from .spec_file import SPEC_FILENAMES, find_spec
 
 
 @dataclass
@@ -59,21 +58,15 @@ def build_one(target: str, out_dir: str, options: PluginOptions, force: bool = F
     """Build one spec, turning every failure into data instead of an exception."""
     outcome = Outcome(target, out_dir)
     try:
-        skipped = None if force else skip_if_unchanged(target, out_dir, options)
-        if skipped:
-            result, warnings = skipped
-            outcome.problems = warnings
-            outcome.unchanged = len(result.unchanged)
-            return outcome
-        prepared, result = build(target, out_dir, options)
+        built = build(target, out_dir, options, force=force)
     except UserError as exc:
         outcome.problems = list(exc.problems)
         return outcome
-    except Exception as exc:  # noqa: BLE001 - reported per spec; the batch goes on
+    except Exception as exc:  # reported per spec; the batch goes on
         outcome.internal_error = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
         return outcome
-    outcome.problems = list(prepared.warnings)
-    outcome.written, outcome.unchanged = len(result.written), len(result.unchanged)
+    outcome.problems = list(built.warnings)
+    outcome.written, outcome.unchanged = len(built.result.written), len(built.result.unchanged)
     return outcome
 
 

@@ -1,8 +1,9 @@
 """Skip a build whose inputs and outputs are exactly as the last build left them.
 
 After a successful build, `.mpforge-cache.json` in the output folder records every input
-the build read (the spec's bytes; the files of the assets folder, the template folders
-and the plugins' code, by size and modification time), a key for everything else that
+the build read (the digest of the spec bytes that were built; the files of the assets
+folder, the template folders and the plugins' code, by size and modification time: the
+pipeline's `Input`s, the same list `mpforge dev` watches), a key for everything else that
 shapes the output (mpforge's version, the installed plugins, the command-line plugin
 options, the build date) and the size and modification time of every output file.
 When all of that still matches, `mpforge build` is a no-op without loading, validating
@@ -16,27 +17,36 @@ import hashlib
 import json
 import os
 import sys
-from datetime import date, datetime, timezone
+from collections.abc import Iterable
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .clock import build_date
 from .errors import Problem
-from .load import find_spec
+from .options import PluginOptions
+from .spec_file import find_spec
 from .write import WriteResult
 
 CACHE = ".mpforge-cache.json"
 DEFAULT_OUTPUT = "dist"
 
 
-def build_date() -> date:
-    """The build's date: SOURCE_DATE_EPOCH when set (reproducible builds), else today."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    return datetime.fromtimestamp(int(epoch), timezone.utc).date() if epoch else date.today()
+@dataclass(frozen=True)
+class Input:
+    """A file or folder a build reads. `tree`: a folder whose whole content counts.
+    `local`: part of the project (spec, assets, template overrides, project plugins),
+    which `mpforge dev` watches; the rest (mpforge and installed plugins) only the
+    cache checks."""
+
+    path: Path
+    tree: bool
+    local: bool
 
 
-def _key(options: Any, today: str) -> str:
+def _key(options: PluginOptions, today: str) -> str:
     installed = sorted(f"{ep.name}={ep.value}@{ep.dist.version if ep.dist else ''}"
                        for ep in entry_points(group="mpforge"))
     parts = [__version__, sys.version, repr(options), today, os.environ.get("SOURCE_DATE_EPOCH", ""), *installed]
@@ -65,27 +75,22 @@ def _spec_digest(spec_path: Path) -> str | None:
         return None
 
 
-def record(prepared: Any, out_dir: Path, options: Any) -> None:
-    """Write the cache record for a build that just succeeded."""
-    spec = prepared.spec
-    folders = {Path(__file__).parent, spec.root / "templates", *(folder for _, folder in spec.plugins.template_dirs)}
-    if spec.assets_dir is not None:
-        folders.add(spec.assets_dir)
-    for module in spec.plugins.pm.get_plugins():
-        file = Path(getattr(module, "__file__", "") or "")
-        if file.name:
-            folders.add(file.parent if file.name == "__init__.py" else file)
-    inputs: dict[str, Any] = {}
-    for folder in sorted(folders):
-        inputs.update(_tree_stats(folder) if folder.is_dir() else {str(folder): _stat(folder)})
+def record(out_dir: Path, spec_path: Path, spec_sha256: str, inputs: Iterable[Input], outputs: Iterable[str],
+           warnings: Iterable[Problem], options: PluginOptions, today: str) -> None:
+    """Write the cache record for a build that just succeeded. `spec_sha256` is the
+    digest of the bytes that were built: a spec saved while the build ran differs from
+    it, so the next build is a full one."""
+    spec = spec_path.resolve()
+    # The spec counts by content (its digest above), not by modification time.
+    folders = sorted({str(i.path) for i in inputs if i.path != spec})
     data = {
-        "key": _key(options, spec.today.isoformat()),
-        "spec": str(spec.loaded.path.resolve()),
-        "spec_sha256": _spec_digest(spec.loaded.path),
-        "folders": sorted(str(f) for f in folders),
-        "inputs": inputs,
-        "outputs": {path: _stat(out_dir / path) for path in prepared.tree},
-        "warnings": [w.to_dict() for w in prepared.warnings],
+        "key": _key(options, today),
+        "spec": str(spec),
+        "spec_sha256": spec_sha256,
+        "folders": folders,
+        "inputs": _input_stats(folders),
+        "outputs": {path: _stat(out_dir / path) for path in outputs},
+        "warnings": [w.to_dict() for w in warnings],
     }
     temp = out_dir / f"{CACHE}.{os.getpid()}"
     try:
@@ -95,8 +100,16 @@ def record(prepared: Any, out_dir: Path, options: Any) -> None:
         temp.unlink(missing_ok=True)  # after a failure (disk full, Ctrl-C) leave nothing behind
 
 
+def _input_stats(names: Iterable[str]) -> dict[str, list[int] | None]:
+    stats: dict[str, list[int] | None] = {}
+    for name in names:
+        folder = Path(name)
+        stats.update(_tree_stats(folder) if folder.is_dir() else {name: _stat(folder)})
+    return stats
+
+
 def skip_if_unchanged(target: str | Path | None, out_dir: str | Path | None,
-                      options: Any) -> tuple[WriteResult, list[Problem]] | None:
+                      options: PluginOptions) -> tuple[WriteResult, list[Problem]] | None:
     """(result, the last build's warnings) when the build can be skipped, else None."""
     spec_path = find_spec(target)
     out = Path(out_dir) if out_dir else spec_path.parent / DEFAULT_OUTPUT
@@ -106,7 +119,7 @@ def skip_if_unchanged(target: str | Path | None, out_dir: str | Path | None,
     return WriteResult(out, unchanged=sorted(data["outputs"])), [Problem(**w) for w in data["warnings"]]
 
 
-def _unchanged(spec_path: Path, out_dir: Path, options: Any, today: str) -> dict[str, Any] | None:
+def _unchanged(spec_path: Path, out_dir: Path, options: PluginOptions, today: str) -> dict[str, Any] | None:
     """The cache record when nothing changed since it was written, else None."""
     try:
         data = json.loads((out_dir / CACHE).read_text("utf-8"))
@@ -116,14 +129,10 @@ def _unchanged(spec_path: Path, out_dir: Path, options: Any, today: str) -> dict
         if (data["spec"] != str(spec_path.resolve()) or data["key"] != _key(options, today)
                 or data["spec_sha256"] != _spec_digest(spec_path)):
             return None
-        inputs: dict[str, Any] = {}
-        for name in data["folders"]:
-            folder = Path(name)
-            inputs.update(_tree_stats(folder) if folder.is_dir() else {name: _stat(folder)})
-        if inputs != data["inputs"]:
+        if _input_stats(data["folders"]) != data["inputs"]:
             return None
         if any(_stat(out_dir / path) != stat for path, stat in data["outputs"].items()):
             return None
     except (KeyError, TypeError, AttributeError):
         return None
-    return data
+    return data if isinstance(data, dict) else None

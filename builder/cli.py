@@ -9,22 +9,29 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 from . import __version__
-from .errors import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, PluginError, UserError
+from .errors import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, PluginError, Problem, UserError
+from .options import PluginOptions
+
+if TYPE_CHECKING:  # imported inside the commands that use them, to keep start-up fast
+    from rich.console import Console
+
+    from .batch import Outcome
+    from .write import WriteResult
 
 
-def _console(stderr: bool = False):
+def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def _report_problems(problems, title: str, indent: str = "") -> None:
+def _report_problems(problems: Iterable[Problem], title: str, indent: str = "") -> None:
     from rich.markup import escape
 
     console = _console(stderr=True)
@@ -56,9 +63,13 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             from rich.markup import escape
 
-            what = str(exc) if isinstance(exc, PluginError) else f"internal error: {type(exc).__name__}: {exc}"
-            _console(stderr=True).print(f"[bold red]{escape(what)}[/]\nnothing was written; rerun with "
-                                        "--traceback for details and report it")
+            # Not "nothing was written": an after-build hook fails once the output is written.
+            if isinstance(exc, PluginError):
+                what, report = str(exc), f"report it to the author of the '{exc.plugin}' plugin"
+            else:
+                what, report = f"internal error: {type(exc).__name__}: {exc}", "report it"
+            _console(stderr=True).print(f"[bold red]{escape(what)}[/]\nrerun with --traceback for details and "
+                                        f"{report}")
             sys.exit(EXIT_INTERNAL_ERROR)
 
     return wrapper
@@ -73,9 +84,7 @@ def plugin_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _options(extra: tuple[str, ...], disabled: tuple[str, ...]):
-    from .options import PluginOptions
-
+def _options(extra: tuple[str, ...], disabled: tuple[str, ...]) -> PluginOptions:
     return PluginOptions(extra=tuple(extra), disabled=tuple(disabled))
 
 
@@ -129,25 +138,19 @@ def build(targets: tuple[str, ...], output: str | None, jobs: int, force: bool, 
     if len(targets) > 1:
         _build_batch(list(targets), output, jobs, force, options)
         return
-    target = targets[0] if targets else None
-    if not force:
-        from .build_cache import skip_if_unchanged
+    from .api import build as run_build
 
-        skipped = skip_if_unchanged(target, output, options)
-        if skipped:
-            result, warnings = skipped
-            _report_problems(warnings, "")
-            _console().print(f"up to date: nothing changed since the last build of {result.out_dir} "
-                             "(--force rebuilds)")
-            return
-    from .pipeline import build as run_build
-
-    prepared, result = run_build(target, output, options)
-    _report_problems(prepared.warnings, "")
-    _print_summary(result)
+    outcome = run_build(targets[0] if targets else None, output, options, force=force)
+    _report_problems(outcome.warnings, "")
+    if outcome.skipped:
+        _console().print(f"up to date: nothing changed since the last build of {outcome.out_dir} "
+                         "(--force rebuilds)")
+    else:
+        _print_summary(outcome.result)
 
 
-def _build_batch(targets: list[str], output: str | None, jobs: int, force: bool, options) -> None:
+def _build_batch(targets: list[str], output: str | None, jobs: int, force: bool,
+                 options: PluginOptions) -> None:
     from pathlib import Path
 
     from rich.markup import escape
@@ -163,7 +166,7 @@ def _build_batch(targets: list[str], output: str | None, jobs: int, force: bool,
                   console=console, auto_refresh=False) as progress:
         task = progress.add_task("build", total=len(targets))
 
-        def done(outcome) -> None:
+        def done(outcome: Outcome) -> None:
             progress.advance(task)
             progress.refresh()
 
@@ -184,7 +187,7 @@ def _build_batch(targets: list[str], output: str | None, jobs: int, force: bool,
     console.print(f"[green]{summary}[/]")
 
 
-def _print_summary(result) -> None:
+def _print_summary(result: WriteResult) -> None:
     from rich.table import Table
 
     console = _console()
@@ -214,44 +217,28 @@ def check(target: str | None, fmt: str, external: bool, tools: str | None, extra
     """Validate the spec and check the output it would produce; write nothing."""
     import json
 
-    from .pipeline import prepare
+    from .api import check_project
 
     if tools and not external:
         raise UserError("--tools goes with --external")
-    options = _options(extra, disabled)
-    if fmt == "text":
-        prepared = prepare(target, options)
-        _report_problems(prepared.warnings, "")
-        summary = f"{len(prepared.tree)} files would be generated, {len(prepared.plan.pages)} pages"
-        if external:
-            result = _external_check(prepared, tools)
-            if not result.ok:
-                count = len(result.problems)
-                _report_problems(result.problems, f"{count} problem{'s' if count != 1 else ''} found by "
-                                                  "the external checks in the output")
-                sys.exit(EXIT_USER_ERROR)
-            summary += "; the external checks passed"
-        _console().print(f"ok: {summary}")
+    report = check_project(target, _options(extra, disabled), external=external, tools=tools)
+    if fmt == "json":
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        if not report.ok:
+            sys.exit(EXIT_USER_ERROR)
         return
-    try:
-        prepared = prepare(target, options)
-        report = {"ok": True, "files": len(prepared.tree),
-                  "problems": [p.to_dict() for p in prepared.warnings]}
-        if external:
-            result = _external_check(prepared, tools)
-            report["ok"] = result.ok
-            report["problems"] += [p.to_dict() for p in result.problems]
-    except UserError as exc:
-        report = {"ok": False, "files": 0, "problems": [p.to_dict() for p in exc.problems]}
-    click.echo(json.dumps(report, ensure_ascii=False, indent=2))
-    if not report["ok"]:
+    if not report.ok and report.external:
+        count = len([p for p in report.problems if p.severity == "error"])
+        _report_problems(report.problems, f"{count} problem{'s' if count != 1 else ''} found by "
+                                          "the external checks in the output")
         sys.exit(EXIT_USER_ERROR)
-
-
-def _external_check(prepared, tools: str | None):
-    from .external_check import check_tree, find_tools
-
-    return check_tree(prepared.tree, find_tools(tools))
+    if not report.ok:
+        raise UserError(report.problems)
+    _report_problems(report.problems, "")
+    summary = f"{report.files} files would be generated, {report.pages} pages"
+    if external:
+        summary += "; the external checks passed"
+    _console().print(f"ok: {summary}")
 
 
 @main.command()
@@ -259,15 +246,15 @@ def _external_check(prepared, tools: str | None):
               help="Write the schema to this file (default: stdout).")
 @plugin_options
 @handle_errors
-def schema(output, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
+def schema(output: TextIO, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
     """Print the JSON Schema of the spec, installed plugins included (for editors)."""
     import json
 
-    from .plugin_manager import Plugins
+    from .pipeline import load_plugins
     from .spec_schema import spec_json_schema
 
-    plugins = Plugins(extra=extra, disabled=disabled)
-    output.write(json.dumps(spec_json_schema(plugins), ensure_ascii=False, indent=2) + "\n")
+    hooks = load_plugins(_options(extra, disabled))
+    output.write(json.dumps(spec_json_schema(hooks), ensure_ascii=False, indent=2) + "\n")
 
 
 @main.command()
@@ -304,7 +291,8 @@ def plugins(target: str | None, fmt: str, extra: tuple[str, ...], disabled: tupl
 
     console = _console()
     for item in described:
-        console.print(f"[bold]{escape(item['name'])}[/] {escape(item['version'])} ({item['source']}: {escape(item['module'])})")
+        console.print(f"[bold]{escape(item['name'])}[/] {escape(item['version'])} "
+                      f"({item['source']}: {escape(item['module'])})")
         for label in ("sections", "blocks", "pages", "hooks"):
             if item[label]:
                 console.print(f"  {label}: {escape(', '.join(item[label]))}")
@@ -403,10 +391,12 @@ def preview(target: str | None, output: str | None, extra: tuple[str, ...], disa
     """Write a static HTML preview of every page, to open in a browser without mpforge."""
     from pathlib import Path
 
+    from .api import default_preview_output
     from .pipeline import prepare
     from .preview import write_static_preview
 
     prepared = prepare(target, _options(extra, disabled))
     _report_problems(prepared.warnings, "")
-    index = write_static_preview(prepared.tree, Path(output) if output else prepared.spec.root / "preview")
+    out = Path(output) if output else default_preview_output(prepared.spec.loaded.path)
+    index = write_static_preview(prepared.tree, out)
     _console().print(f"preview of {len(prepared.plan.pages)} pages written: {index}")

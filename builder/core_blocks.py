@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, WithJsonSchema, model_validator
 
-from .blocks import Block, BlockType
+from .model import Block, BlockType, PlanContext
 from .spec_models import Asset, HttpsUrl, Link, ShortText, StoreId, StrictModel, Text
-
-if TYPE_CHECKING:
-    from .plan import PlanContext
 
 Align = Literal["left", "center", "right"]
 
@@ -107,8 +104,8 @@ class ProductListBlock(Block):
     items: list[Product] = Field(min_length=1, max_length=100)
 
     def page_data(self, ctx: PlanContext) -> dict[str, Any]:
-        data = ctx.to_data(self)
-        for item, product in zip(data["items"], self.items):
+        data: dict[str, Any] = ctx.to_data(self)
+        for item, product in zip(data["items"], self.items, strict=True):
             item["price"] = _yuan(product.price)
             if product.original_price is not None:
                 item["original_price"] = _yuan(product.original_price)

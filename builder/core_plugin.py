@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from . import check
-from .blocks import BlockType
 from .core_blocks import CORE_BLOCK_TYPES, WebViewBlock
 from .errors import Problem, did_you_mean
+from .filetree import FileTree
 from .hookspecs import hookimpl
+from .model import BlockType, PathKey, ValidSpec
 from .spec_models import AssetPath, Link, Page, Ref, WebUrl
 from .templates_path import core_templates_dir
-from .validate import ValidSpec
 
 WEBVIEW_PAGE_ID = "webview"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
@@ -43,12 +44,29 @@ def mpforge_reference_targets(spec: ValidSpec) -> dict[str, list[str]]:
 
 @hookimpl
 def mpforge_validate(spec: ValidSpec) -> list[Problem]:
-    return [*_page_rules(spec), *_store_rules(spec), *_reference_rules(spec), *_tabbar_rules(spec)]
+    return [*_page_rules(spec), *_section_rules(spec), *spec.duplicate_ids(spec.model.merchant.stores,
+                                                                            ("merchant", "stores"), "store id"),
+            *_reference_rules(spec), *_tabbar_rules(spec)]
 
 
 @hookimpl
-def mpforge_checks():
-    return check.CORE_CHECKS
+def mpforge_checks() -> list[Callable[[FileTree], list[Problem]]]:
+    rules: list[Callable[[FileTree], list[Problem]]] = [*check.CORE_CHECKS]
+    return rules
+
+
+def _section_rules(spec: ValidSpec) -> list[Problem]:
+    """A block whose type reads a spec section needs that section (BlockType.requires_section)."""
+    problems = []
+    for i, page in enumerate(spec.model.pages):
+        for j, block in enumerate(page.blocks):
+            section = spec.block_types[block.type].requires_section
+            if section is not None and spec.section(section) is None:
+                problems.append(spec.problem(("pages", i, "blocks", j, "type"),
+                                             f"block '{block.type}' needs a '{section}' section in the spec",
+                                             hint=f"add a '{section}:' section (docs/spec.md lists its keys), "
+                                                  "or remove the block"))
+    return problems
 
 
 def _page_rules(spec: ValidSpec) -> list[Problem]:
@@ -80,17 +98,6 @@ def _page_rules(spec: ValidSpec) -> list[Problem]:
     return problems
 
 
-def _store_rules(spec: ValidSpec) -> list[Problem]:
-    problems = []
-    seen: dict[str, int] = {}
-    for i, store in enumerate(spec.model.merchant.stores):
-        if store.id in seen:
-            problems.append(spec.problem(("merchant", "stores", i, "id"), f"duplicate store id '{store.id}'",
-                                         hint=f"first used by merchant.stores[{seen[store.id]}]"))
-        seen.setdefault(store.id, i)
-    return problems
-
-
 def _reference_rules(spec: ValidSpec) -> list[Problem]:
     tab_pages = {item.page for item in spec.model.tabbar.items} if spec.model.tabbar else set()
     assets_dir = spec.assets_dir
@@ -112,10 +119,11 @@ def _reference_rules(spec: ValidSpec) -> list[Problem]:
             if ref not in asset_sizes:
                 file = assets_dir / ref
                 asset_sizes[ref] = file.stat().st_size if file.is_file() else None
-            if asset_sizes[ref] is None:
+            size = asset_sizes[ref]
+            if size is None:
                 problems.append(spec.problem(path, f"asset file not found: {spec.model.assets}/{ref}"))
             elif ref.lower().endswith(IMAGE_SUFFIXES):
-                size_kb = asset_sizes[ref] / 1024
+                size_kb = size / 1024
                 if size_kb > spec.model.limits.image_kb:
                     problems.append(spec.problem(path, f"image {ref} is {size_kb:.0f} KiB, over the "
                                                        f"{spec.model.limits.image_kb} KiB limit",
@@ -126,7 +134,7 @@ def _reference_rules(spec: ValidSpec) -> list[Problem]:
     return problems
 
 
-def _check_ref(spec: ValidSpec, path: tuple, ref: Ref) -> list[Problem]:
+def _check_ref(spec: ValidSpec, path: PathKey, ref: Ref) -> list[Problem]:
     if ref.kind not in spec.targets:
         return [spec.problem(path, f"{ref.kind} id '{ref}' needs the '{ref.provided_by}' plugin, which is not enabled",
                              hint="install it or list it under 'plugins'; 'mpforge plugins' shows what is loaded")]
@@ -142,11 +150,4 @@ def _tabbar_rules(spec: ValidSpec) -> list[Problem]:
     tabbar = spec.model.tabbar
     if tabbar is None:
         return []
-    problems = []
-    seen: dict[str, int] = {}
-    for i, item in enumerate(tabbar.items):
-        if item.page in seen:
-            problems.append(spec.problem(("tabbar", "items", i, "page"), f"page '{item.page}' already has a tab",
-                                         hint=f"tabbar.items[{seen[item.page]}]"))
-        seen.setdefault(item.page, i)
-    return problems
+    return spec.duplicate_ids(tabbar.items, ("tabbar", "items"), "tab page", key="page")

@@ -45,11 +45,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import pipeline
+from . import api, pipeline
 from .errors import Problem, UserError
-from .load import find_spec
+from .options import PluginOptions
 from .preview.model import STATIC_DIR, PreviewApp
 from .preview.shell import CSP, shell_html
+from .session import BuildSession
+from .spec_file import find_spec
 from .watch import ProjectWatcher, WatchPlan
 
 DEFAULT_PORT = 8750
@@ -74,16 +76,16 @@ class Broadcaster:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._clients: set[queue.Queue] = set()
+        self._clients: set[queue.Queue[str | None]] = set()
         self.closed = False
 
-    def subscribe(self) -> queue.Queue:
-        client: queue.Queue = queue.Queue(maxsize=64)
+    def subscribe(self) -> queue.Queue[str | None]:
+        client: queue.Queue[str | None] = queue.Queue(maxsize=64)
         with self._lock:
             self._clients.add(client)
         return client
 
-    def unsubscribe(self, client: queue.Queue) -> None:
+    def unsubscribe(self, client: queue.Queue[str | None]) -> None:
         with self._lock:
             self._clients.discard(client)
 
@@ -109,7 +111,7 @@ class Broadcaster:
             return len(self._clients)
 
 
-def _offer(client: queue.Queue, item: Any) -> None:
+def _offer(client: queue.Queue[str | None], item: str | None) -> None:
     try:
         client.put_nowait(item)
     except queue.Full:
@@ -122,13 +124,14 @@ def _offer(client: queue.Queue, item: Any) -> None:
 
 class DevServer:
     def __init__(self, target: str | Path | None, out_dir: str | Path | None = None,
-                 options: pipeline.PluginOptions = pipeline.PluginOptions(), *,
+                 options: PluginOptions | None = None, *,
                  host: str = "127.0.0.1", port: int | None = None,
                  log: Callable[[str], None] | None = None):
         self.spec_path = find_spec(target).resolve()
         self.root = self.spec_path.parent
-        self.out_dir = Path(out_dir).resolve() if out_dir else self.root / pipeline.DEFAULT_OUTPUT
-        self.options = options
+        self.out_dir = Path(out_dir).resolve() if out_dir else api.default_output(self.spec_path)
+        self.options = options or PluginOptions()
+        self.session = BuildSession()  # what each rebuild reuses from the one before
         self.host = host
         self.log = log or (lambda text: print(text, flush=True))
         self.state = BuildState()
@@ -138,7 +141,7 @@ class DevServer:
         self._check_output_folder(self.root / "templates")
         self.httpd = _bind(host, port)
         self.port = self.httpd.server_address[1]
-        self.httpd.dev = self  # type: ignore[attr-defined]
+        self.httpd.dev = self
         self.watcher = ProjectWatcher(self._on_change)
         self._plan = self._default_plan()
 
@@ -165,23 +168,15 @@ class DevServer:
                          ignore={self.out_dir})
 
     def _plan_for(self, prepared: pipeline.Prepared) -> WatchPlan:
+        """Watch exactly the project's part of what the build read (its inputs)."""
         plan = WatchPlan(files={self.spec_path}, trees={self.root / "templates"}, ignore={self.out_dir})
+        for item in prepared.inputs:
+            if item.local:
+                (plan.trees if item.tree else plan.files).add(item.path)
         assets = prepared.spec.assets_dir
         plan.trees.add(assets.resolve() if assets else self.root / "assets")
         if assets:
             self._check_output_folder(assets.resolve())
-        data = prepared.spec.loaded.data
-        listed = (data.get("plugins") or []) if isinstance(data, dict) else []
-        for base, entries in ((self.root, listed), (Path.cwd(), self.options.extra)):
-            for entry in entries:
-                if not isinstance(entry, str):
-                    continue
-                if entry.endswith(".py") or "/" in entry:
-                    plan.files.add((base / entry).resolve())
-                else:  # a module name: a module or package inside the project (or cwd)
-                    top = entry.split(".")[0]
-                    plan.files.add(base.resolve() / f"{top}.py")
-                    plan.trees.add(base.resolve() / top)
         return plan
 
     def _on_change(self, paths: set[Path]) -> None:
@@ -196,7 +191,10 @@ class DevServer:
             preview = None
             summary = ""
             try:
-                prepared, result = pipeline.build(self.spec_path, self.out_dir, self.options)
+                outcome = api.build(self.spec_path, self.out_dir, self.options, force=True,
+                                         session=self.session)
+                prepared, result = outcome.prepared, outcome.result
+                assert prepared is not None  # force: never skipped
                 with self.lock:
                     previous = self.state.app
                     version = self.state.version + 1
@@ -287,7 +285,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     dev: DevServer
 
-    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+    def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
         if isinstance(exc, (BrokenPipeError, ConnectionResetError, TimeoutError)):
             return
@@ -299,7 +297,7 @@ def _bind(host: str, port: int | None) -> _Server:
     last: OSError | None = None
     for candidate in candidates:
         try:
-            server_class = _Server
+            server_class: type[_Server] = _Server
             if ":" in host:
                 server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
             return server_class((host, candidate), _Handler)
@@ -481,7 +479,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def run_dev_server(target: str | None, out_dir: str | None, options: pipeline.PluginOptions, *,
+def run_dev_server(target: str | None, out_dir: str | None, options: PluginOptions, *,
                    host: str | None = None, port: int | None = None, open_browser: bool = False,
                    log: Callable[[str], None] | None = None) -> None:
     """`mpforge dev`: run until Ctrl-C (or SIGTERM)."""
@@ -491,12 +489,13 @@ def run_dev_server(target: str | None, out_dir: str | None, options: pipeline.Pl
             "Requests must still name the host in their Host header.")
     server = DevServer(target, out_dir, options, host=host or "127.0.0.1", port=port, log=log)
     server.start()
-    log(f"mpforge dev: serving {server.url} — output in {server.out_dir}; watching {_short(server.spec_path, Path.cwd())}"
+    log(f"mpforge dev: serving {server.url} — output in {server.out_dir}; "
+        f"watching {_short(server.spec_path, Path.cwd())}"
         f" and its assets, templates and local plugins. Ctrl-C stops.")
     if open_browser:
         webbrowser.open(server.url)
 
-    def on_term(signum, frame) -> None:  # noqa: ANN001
+    def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)

@@ -20,8 +20,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from .plugin_manager import Plugins
-from .spec_models import AppSection, Link, Merchant, Page, Tabbar
+from .hooks import Hooks
+from .spec_models import AppSection, Link, Merchant, Page, Tabbar, field_description
 from .spec_schema import spec_json_schema
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -120,12 +120,10 @@ def model_table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> str:
 
 
 def _inner_description(info: Any) -> str:
-    from .validate import _description  # one definition of "look inside Optional[Annotated]"
-
-    return _description(info) or ""
+    return field_description(info) or ""
 
 
-def render_reference(plugins: Plugins) -> str:
+def render_reference(plugins: Hooks) -> str:
     out = [INTRO]
     documented: set[type] = set()
 
@@ -136,7 +134,7 @@ def render_reference(plugins: Plugins) -> str:
         if doc and not doc.startswith("Usage docs"):
             out.append(doc.splitlines()[0] + "\n")
         out.append(model_table(model, skip) + "\n")
-        for name, info in model.model_fields.items():
+        for info in model.model_fields.values():
             for nested in _nested_models(info.annotation):
                 if nested not in documented and nested is not Link:
                     section(nested.__name__, nested, level=3)
@@ -171,11 +169,13 @@ def render_hook_reference() -> str:
     hooks = [f for name, f in vars(hookspecs).items() if name.startswith("mpforge_") and callable(f)]
     out = [HOOKS_START, ""]
     for hook in hooks:
-        opts = getattr(hook, "mpforge_spec", {}) or {}
-        signature = str(inspect.signature(hook)).replace('"', "").replace("'", "")
-        out.append(f"### `{hook.__name__}{signature}`\n")
-        out.append("Results: " + ("the first non-None result wins (firstresult)." if opts.get("firstresult")
-                                  else "every plugin's non-None result is collected, in pluggy's call order.") + "\n")
+        signature = inspect.signature(hook)
+        shown = str(signature).replace('"', "").replace("'", "")
+        out.append(f"### `{hook.__name__}{shown}`\n")
+        out.append("Results: " + ("none: the hook changes its arguments in place or acts on them."
+                                  if signature.return_annotation in (None, "None")
+                                  else "every plugin's non-None result is collected, in pluggy's call order, "
+                                       "and checked against the type above.") + "\n")
         out.append(inspect.cleandoc(hook.__doc__ or "") + "\n")
     out.append(HOOKS_END)
     return "\n".join(out)
@@ -187,8 +187,10 @@ def render_plugins_doc(current: str) -> str:
     return current[:start] + render_hook_reference() + current[end:]
 
 
-def generated_files(plugins: Plugins | None = None) -> dict[Path, str]:
-    plugins = plugins or Plugins()
+def generated_files(plugins: Hooks | None = None) -> dict[Path, str]:
+    from .pipeline import load_plugins
+
+    plugins = plugins or load_plugins()
     return {
         DOCS / "spec.md": render_reference(plugins),
         DOCS / "mpforge.schema.json": json.dumps(spec_json_schema(plugins), ensure_ascii=False, indent=2) + "\n",

@@ -40,7 +40,7 @@ class Problem:
         prefix = [p for p in (self.location(), self.path) if p]
         return ": ".join([*prefix, text])
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {
             "severity": self.severity,
             "file": self.file,
@@ -76,12 +76,21 @@ class OutputError(UserError):
 
 
 class PluginError(Exception):
-    """A plugin raised something other than a UserError: a bug in that plugin (exit 2)."""
+    """A plugin raised something other than a UserError, or returned something its hook
+    does not allow: a bug in that plugin (exit 2). The message names the plugin, its
+    file and the hook."""
 
-    def __init__(self, plugin: str, hook: str, exc: BaseException, where: str = ""):
-        self.plugin, self.hook, self.original = plugin, hook, exc
+    def __init__(self, plugin: str, hook: str, exc: BaseException, where: str = "", file: str | None = None):
+        self.plugin, self.hook, self.original, self.file = plugin, hook, exc, file
         prefix = f"{where}: " if where else ""
-        super().__init__(f"{prefix}plugin '{plugin}' failed in {hook}: {type(exc).__name__}: {exc}")
+        source = f" ({file})" if file else ""
+        super().__init__(f"{prefix}plugin '{plugin}'{source} failed in {hook}: {type(exc).__name__}: {exc}")
+
+
+class PluginLoadError(UserError):
+    """A plugin cannot be loaded: it fails to import, or its hooks do not match the hook
+    specifications. Located at the plugin's file; exit 1, since the way out (fix,
+    upgrade or disable the plugin) is the user's."""
 
 
 @dataclass

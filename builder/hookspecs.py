@@ -1,9 +1,13 @@
+# mypy: disable-error-code="empty-body"
+# (hook specifications have no bodies; pluggy calls the implementations)
 """The mpforge plugin API: every hook a plugin may implement.
 
-Hooks are called in the pipeline order below. Unless a hook says `firstresult`, every
-plugin's result is collected into a list. Arguments are passed by name, so an
-implementation may accept only the ones it needs. The core blocks and checks are
-registered through these same hooks by `builder.core_plugin`.
+Hooks are called in the pipeline order below, every plugin's result collected (no hook
+stops at a first result). Arguments are passed by name, so an implementation may
+accept only the ones it needs. The core blocks and checks are registered through these
+same hooks by `builder.core_plugin`. `builder.hooks` checks each plugin against these
+specifications when it is registered (hook names, argument names; wrappers are
+refused) and each result against the type documented here, naming the plugin.
 
 Pipeline (and the order of this module): load -> validate (`mpforge_spec_sections`,
 `mpforge_block_types`, `mpforge_pages`, `mpforge_reference_targets`, `mpforge_validate`) -> plan (`mpforge_app_json`,
@@ -16,20 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
+from pydantic import BaseModel
 
-if TYPE_CHECKING:
-    from pydantic import BaseModel
-
-    from .blocks import BlockType
-    from .errors import Problem
-    from .filetree import FileTree
-    from .plan import AppPlan, AppScript, PagePlan
-    from .spec_models import Page
-    from .validate import ValidSpec
-    from .write import WriteResult
+from .errors import Problem
+from .filetree import FileTree
+from .model import AppPlan, AppScript, BlockType, PagePlan, ValidSpec
+from .spec_models import Page
+from .write import WriteResult
 
 HOOK_API_VERSION = 1
 hookspec = pluggy.HookspecMarker("mpforge")
@@ -51,8 +51,8 @@ def mpforge_spec_sections() -> dict[str, type[BaseModel]]:
 def mpforge_block_types() -> list[BlockType]:
     """Add block types that pages can use.
 
-    Called once per build. Return a list of `builder.blocks.BlockType`. Each block's
-    model must subclass `builder.blocks.Block` with ``type: Literal["<name>"]``. Block
+    Called once per build. Return a list of `builder.plugin_api.BlockType`. Each block's
+    model must subclass `builder.plugin_api.Block` with ``type: Literal["<name>"]``. Block
     names must be unique across all plugins.
     """
 
@@ -118,7 +118,7 @@ def mpforge_template_dirs() -> list[Path]:
 def mpforge_app_script(spec: ValidSpec, render: Callable[..., str]) -> AppScript:
     """Add members to the `App({...})` object in app.js (e.g. launch tracking).
 
-    Called during render. Return a `builder.plan.AppScript`: `members` is JS text of
+    Called during render. Return a `builder.plugin_api.AppScript`: `members` is JS text of
     object members (render it with `render(template_name, **context)`), and
     `on_launch` / `on_show` name members the core's `onLaunch(options)` /
     `onShow(options)` call, so several plugins can react to the same event.

@@ -8,24 +8,24 @@ caught, and alias expansion ("billion laughs") is bounded. JSON is read the same
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import yaml
 
 from .errors import Problem, SpecError, line_and_column
+from .model import LoadedSpec, Mark, PathKey, format_path
 from .page_chunks import Split, split_pages
 
-SPEC_FILENAMES = ("mpforge.yaml", "mpforge.yml", "mpforge.json")
 MAX_SPEC_BYTES = 5 * 1024 * 1024
 # Values after alias expansion. A 200-page spec has about 20,000; 250,000 is more than
 # fits Alipay's 2 MB package, and keeps loading any spec under about a second and 100 MB.
 MAX_NODES = 250_000
 MAX_DEPTH = 64
 
-PathKey = tuple  # ('pages', 2, 'blocks', 0, 'type')
 MAP_TAG = "tag:yaml.org,2002:map"
 SEQ_TAG = "tag:yaml.org,2002:seq"
 
@@ -41,85 +41,16 @@ class _Loader(_BaseLoader):  # type: ignore[valid-type, misc]
     def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
         if kind is yaml.ScalarNode and (not implicit[0] or (value and value[0] not in self.yaml_implicit_resolvers)):
             return STR_TAG
-        return super().resolve(kind, value, implicit)
+        tag: str = super().resolve(kind, value, implicit)
+        return tag
 
 
-class Mark(NamedTuple):
-    line: int  # 1-based
-    column: int  # 1-based
+def load_spec(path: str | Path, memo: LoadMemo | None = None) -> LoadedSpec:
+    """Read and parse a spec file; raise SpecError with a location on any failure.
 
-
-@dataclass
-class LoadedSpec:
-    """The raw spec: data as parsed, and where each node came from."""
-
-    path: Path
-    data: Any
-    values: dict[PathKey, Mark] = field(default_factory=dict)
-    keys: dict[PathKey, Mark] = field(default_factory=dict)
-
-    @property
-    def display_name(self) -> str:
-        return self.path.name
-
-    @property
-    def root(self) -> Path:
-        return self.path.parent
-
-    def mark(self, path: PathKey, *, key: bool = False) -> Mark | None:
-        """The closest known position for `path`, walking up to its parents."""
-        path = tuple(path)
-        if key and path in self.keys:
-            return self.keys[path]
-        while path:
-            if path in self.values:
-                return self.values[path]
-            path = path[:-1]
-        return self.values.get(())
-
-    def problem(self, path: PathKey, message: str, *, hint: str | None = None,
-                key: bool = False, severity: str = "error") -> Problem:
-        mark = self.mark(path, key=key)
-        return Problem(
-            message=message,
-            path=format_path(path),
-            file=self.display_name,
-            line=mark.line if mark else None,
-            column=mark.column if mark else None,
-            hint=hint,
-            severity=severity,  # type: ignore[arg-type]
-        )
-
-
-def format_path(path: PathKey) -> str:
-    """('pages', 2, 'blocks', 0, 'type') -> 'pages[2].blocks[0].type'."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def find_spec(target: str | Path | None) -> Path:
-    """Resolve a SPEC|DIR command-line argument to a spec file."""
-    path = Path(target) if target else Path.cwd()
-    if path.is_dir():
-        for name in SPEC_FILENAMES:
-            if (path / name).is_file():
-                return path / name
-        raise SpecError([Problem(
-            f"no spec found in {path}",
-            hint=f"expected one of {', '.join(SPEC_FILENAMES)}; create one with 'mpforge new'",
-        )])
-    if not path.is_file():
-        raise SpecError([Problem(f"spec file not found: {path}")])
-    return path
-
-
-def load_spec(path: str | Path) -> LoadedSpec:
-    """Read and parse a spec file; raise SpecError with a location on any failure."""
+    `memo` carries the page items of the previous spec parsed with it, so that a
+    rebuild parses only the pages whose text changed (see page_chunks).
+    """
     path = Path(path)
     name = path.name
     try:
@@ -135,10 +66,16 @@ def load_spec(path: str | Path) -> LoadedSpec:
                 file=name, line=1, column=1, hint="split large content into assets or fewer pages")])
     except OSError as exc:
         raise SpecError([Problem(f"cannot read spec: {exc.strerror}", file=name)]) from None
-    return parse_spec(raw, path)
+    return parse_spec(raw, path, memo)
 
 
-def parse_spec(raw: bytes, path: Path) -> LoadedSpec:
+def parse_spec(raw: bytes, path: Path, memo: LoadMemo | None = None) -> LoadedSpec:
+    spec = _parse(raw, path, memo or LoadMemo())
+    spec.sha256 = hashlib.sha256(raw).hexdigest()
+    return spec
+
+
+def _parse(raw: bytes, path: Path, memo: LoadMemo) -> LoadedSpec:
     name = path.name
     if raw.startswith(b"\xef\xbb\xbf"):
         raise SpecError([Problem("file starts with a byte-order mark (BOM)", file=name,
@@ -158,7 +95,7 @@ def parse_spec(raw: bytes, path: Path) -> LoadedSpec:
 
     split = split_pages(text)
     if split is not None:
-        spec = _parse_by_page(split, path)
+        spec = _parse_by_page(split, path, memo)
         if spec is not None:
             return spec
     return _parse_whole(text, path)
@@ -184,8 +121,8 @@ def _parse_whole(text: str, path: Path) -> LoadedSpec:
     return spec
 
 
-@dataclass
-class _ParsedItem:
+@dataclass(frozen=True)
+class ParsedItem:
     """One page item parsed on its own: its data and marks, placed as pages[index] with
     its first line at `first_line` (0-based)."""
 
@@ -196,41 +133,49 @@ class _ParsedItem:
     index: int = 0
     first_line: int = 0
 
-    def place(self, index: int, first_line: int) -> None:
-        """Re-key the marks for a new position (an edit above moved this page)."""
+    def place(self, index: int, first_line: int) -> ParsedItem:
+        """The item at a new position (an edit above moved it): new marks, same data.
+
+        A new item rather than a changed one: the memo's item may be placed elsewhere
+        by the next build, and the data must stay the very same object (validation is
+        reused for it by identity).
+        """
         if (index, first_line) == (self.index, self.first_line):
-            return
+            return self
         shift = first_line - self.first_line
         prefix = ("pages", index)
-        self.values = {(*prefix, *path[2:]): Mark(m.line + shift, m.column) for path, m in self.values.items()}
-        self.keys = {(*prefix, *path[2:]): Mark(m.line + shift, m.column) for path, m in self.keys.items()}
-        self.index, self.first_line = index, first_line
+        return replace(self, index=index, first_line=first_line,
+                       values={(*prefix, *path[2:]): Mark(m.line + shift, m.column) for path, m in self.values.items()},
+                       keys={(*prefix, *path[2:]): Mark(m.line + shift, m.column) for path, m in self.keys.items()})
 
 
-# Page items of the last spec parsed by page, by their text (see page_chunks).
-_items_by_text: dict[str, _ParsedItem] = {}
+@dataclass
+class LoadMemo:
+    """The load stage's part of a BuildSession: page items of the last spec parsed by
+    page, by their text."""
+
+    items_by_text: dict[str, ParsedItem] = field(default_factory=dict)
 
 
-def _parse_by_page(split: Split, path: Path) -> LoadedSpec | None:
+def _parse_by_page(split: Split, path: Path, memo: LoadMemo) -> LoadedSpec | None:
     """Parse the skeleton and each page item (reusing unchanged ones); None on any
     problem, so that the whole-file parse reports it exactly as it always does."""
-    global _items_by_text
     try:
         spec = _parse_whole(split.skeleton, path)
     except SpecError:
         return None
     if not isinstance(spec.data, dict) or spec.data.get("pages") != []:
         return None
-    parsed: dict[str, _ParsedItem] = {}
+    parsed: dict[str, ParsedItem] = {}
     pages = []
     nodes = len(spec.values)
     for index, (first_line, text) in enumerate(split.items):
-        item = parsed.get(text) or _items_by_text.get(text) or _parse_item(text, path)
-        if item is None:
+        known = parsed.get(text) or memo.items_by_text.get(text) or _parse_item(text, path)
+        if known is None:
             return None
-        parsed[text] = item
+        parsed[text] = known
+        item = known.place(index, first_line)
         nodes += item.nodes
-        item.place(index, first_line)
         spec.values.update(item.values)
         spec.keys.update(item.keys)
         pages.append(item.data)
@@ -238,11 +183,11 @@ def _parse_by_page(split: Split, path: Path) -> LoadedSpec | None:
         return None
     spec.values[("pages",)] = Mark(split.items[0][0] + 1, split.indent + 1)
     spec.data["pages"] = pages
-    _items_by_text = parsed
+    memo.items_by_text = parsed
     return spec
 
 
-def _parse_item(text: str, path: Path) -> _ParsedItem | None:
+def _parse_item(text: str, path: Path) -> ParsedItem | None:
     try:
         node = _compose(text, path.name, outer_depth=1)  # inside the top-level mapping
     except (yaml.YAMLError, SpecError):
@@ -258,7 +203,7 @@ def _parse_item(text: str, path: Path) -> _ParsedItem | None:
         return None
     if builder.problems:
         return None
-    return _ParsedItem(data, item.values, item.keys, builder.count)
+    return ParsedItem(data, item.values, item.keys, builder.count)
 
 
 def _tag(tag: str) -> str:
@@ -331,12 +276,14 @@ class _Composer:
 
     def _node(self) -> yaml.Node:
         get_event, resolve = self.loader.get_event, self.loader.resolve
-        Scalar, Alias, SeqStart, MapStart = yaml.ScalarEvent, yaml.AliasEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent
+        Scalar, Alias = yaml.ScalarEvent, yaml.AliasEvent
+        SeqStart, MapStart = yaml.SequenceStartEvent, yaml.MappingStartEvent
         ScalarNode, SequenceNode, MappingNode = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
         # Each open collection: [node, anchor, children, expanded size].
         stack: list[list[Any]] = []
         total = 0  # nodes in the document once every alias is expanded
         aliased = False
+        node: yaml.Node
         while True:
             event = get_event()
             cls = event.__class__
@@ -370,7 +317,7 @@ class _Composer:
                 node, anchor, children, size = stack.pop()
                 node.end_mark = event.end_mark
                 if node.__class__ is MappingNode:
-                    node.value = list(zip(children[0::2], children[1::2]))
+                    node.value = list(zip(children[0::2], children[1::2], strict=True))
                 if anchor is not None:
                     self.sizes[anchor] = size
                 if not stack:
@@ -446,7 +393,8 @@ class _DataBuilder:
     def _unsupported_tag(self, node: yaml.Node, path: PathKey) -> None:
         # A tagged list or mapping (!!python/object/apply [...], !!set, !!omap) would
         # otherwise pass as plain data with its tag silently dropped.
-        self.problems.append(self._at(node, path, f"unsupported YAML tag {_tag(node.tag)!r}", hint="remove the '!' tag"))
+        self.problems.append(self._at(node, path, f"unsupported YAML tag {_tag(node.tag)!r}",
+                                      hint="remove the '!' tag"))
         return None
 
     def _scalar(self, node: yaml.Node, path: PathKey) -> Any:
@@ -469,8 +417,8 @@ class _DataBuilder:
                                           hint="put it in quotes if it is meant as text"))
             return None
 
-    def _mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> dict:
-        result: dict = {}
+    def _mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> dict[str, Any]:
+        result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problems.append(self._at(key_node, path, "mapping keys must be plain text"))

@@ -1,8 +1,12 @@
 """The build pipeline: load -> validate -> plan -> render -> check -> write.
 
-Each stage lives in its own module and hands plain data to the next. `prepare` runs
-everything up to the checked FileTree (used by `check`, `build` and the preview);
-`build` adds the write.
+This module is the composition root and the only orchestrator: it registers the core
+plugin, runs each stage in order with its part of the BuildSession, and makes every
+call to the plugins' hooks between the stages through the typed facade
+(`builder.hooks.Hooks`), so one reading of `prepare` shows when each hook runs.
+`prepare` runs everything up to the checked FileTree; `builder.api` builds on it
+(`build`: the no-op check, the write, the after-build hooks and the cache record;
+`check_project`: the report of `mpforge check`).
 """
 
 from __future__ import annotations
@@ -15,24 +19,39 @@ from pathlib import Path
 
 import jinja2
 
-from .build_cache import DEFAULT_OUTPUT, record
-from .errors import OutputError, PluginError, Problem, ProblemList, UserError
+from . import core_plugin
+from .build_cache import Input
+from .errors import OutputError, Problem, ProblemList, UserError
 from .filetree import FileTree
-from .load import find_spec, load_spec
+from .hooks import Hooks, plugin_files
+from .load import load_spec
+from .model import AppPlan, LoadedSpec, ValidSpec
 from .options import PluginOptions
-from .plan import AppPlan, plan_app
-from .plugin_manager import Plugins
-from .render import make_environment, render_app
-from .validate import ValidSpec, validate_spec
-from .write import WriteResult, write_tree
+from .plan import plan_app
+from .render import make_environment, render_app, template_layers
+from .session import BuildSession
+from .spec_file import find_spec
+from .validate import validate_spec
+
+_SOURCES_OF_THE_PROJECT = ("project", "spec", "command line")
 
 
 @dataclass
 class Prepared:
+    """A checked build in memory: what `build` writes and the preview shows."""
+
     spec: ValidSpec
     plan: AppPlan
     tree: FileTree
     warnings: list[Problem]
+    inputs: list[Input]  # everything the build read: the cache checks them, `mpforge dev` watches the local ones
+    hooks: Hooks
+
+
+def load_plugins(options: PluginOptions | None = None, loaded: LoadedSpec | None = None) -> Hooks:
+    """The core plugin, installed plugins, the spec's own and the command line's."""
+    options = options or PluginOptions()
+    return Hooks(core_plugin, extra=options.extra, disabled=options.disabled, spec=loaded)
 
 
 @contextmanager
@@ -53,50 +72,54 @@ def _without_gc_pauses() -> Iterator[None]:
             gc.enable()
 
 
-def prepare(target: str | Path | None, options: PluginOptions = PluginOptions()) -> Prepared:
-    """Load, validate, plan, render and check; raise UserError on any problem."""
-    with _without_gc_pauses():
-        return _prepare(target, options)
+def prepare(target: str | Path | None, options: PluginOptions | None = None,
+            session: BuildSession | None = None) -> Prepared:
+    """Load, validate, plan, render and check; raise UserError on any problem.
+
+    `session` carries what the previous build in it left for reuse (see
+    builder.session); without one, nothing is reused or kept.
+    """
+    session = session or BuildSession()
+    with session.lock, _without_gc_pauses():
+        return _prepare(target, options or PluginOptions(), session)
 
 
-def _prepare(target: str | Path | None, options: PluginOptions) -> Prepared:
-    loaded = load_spec(find_spec(target))
-    plugins = Plugins(extra=options.extra, disabled=options.disabled, spec=loaded)
-    spec = validate_spec(loaded, plugins)
-    plan = plan_app(spec)
+def _prepare(target: str | Path | None, options: PluginOptions, session: BuildSession) -> Prepared:
+    loaded = load_spec(find_spec(target), session.load)
+    hooks = load_plugins(options, loaded)
+    spec = validate_spec(loaded, hooks.block_types, hooks.sections, session.validate)
+    spec.pages.extend(page for _, page in hooks.pages(spec))
+    spec.targets = hooks.reference_targets(spec)
+    problems = ProblemList(hooks.validate(spec))
+    problems.raise_if_errors()
+    spec.warnings = problems.warnings
+
+    plan = plan_app(spec, hooks, session.plan)
     try:
-        tree = render_app(plan, make_environment(plugins, spec.root))
+        tree = render_app(plan, make_environment(hooks, spec.root), hooks, session.render)
     except jinja2.TemplateSyntaxError as exc:
         raise UserError([Problem(f"template syntax error: {exc.message}", file=exc.filename or exc.name,
                                  line=exc.lineno)]) from None
     except jinja2.TemplateError as exc:
         raise UserError([Problem(f"template error: {exc}",
                                  hint="check the templates in your project's templates/ folder")]) from None
-    problems = ProblemList(list(spec.warnings))
-    for plugin, rule in plugins.checks:
-        try:
-            found = rule(tree)
-        except Exception as exc:
-            raise PluginError(plugin, "mpforge_checks", exc) from exc
-        for problem in found:
-            problems.add(problem)
-    problems.raise_if_errors(OutputError)
-    return Prepared(spec, plan, tree, problems.warnings)
+    checked = ProblemList([*spec.warnings, *hooks.run_checks(tree)])
+    checked.raise_if_errors(OutputError)
+    return Prepared(spec, plan, tree, checked.warnings, build_inputs(spec, hooks), hooks)
 
 
-def default_output(spec: ValidSpec) -> Path:
-    return spec.root / DEFAULT_OUTPUT
-
-
-def build(target: str | Path | None, out_dir: str | Path | None = None,
-          options: PluginOptions = PluginOptions()) -> tuple[Prepared, WriteResult]:
-    """Prepare, then write the tree to `out_dir` (default: `dist/` beside the spec)."""
-    prepared = prepare(target, options)
-    out = Path(out_dir) if out_dir else default_output(prepared.spec)
-    result = write_tree(prepared.tree, out)
-    try:
-        record(prepared, out, options)
-    except OSError:
-        pass  # without a cache record the next build is simply a full one
-    prepared.spec.plugins.call("mpforge_after_build", result=result, spec=prepared.spec)
-    return prepared, result
+def build_inputs(spec: ValidSpec, hooks: Hooks) -> list[Input]:
+    """Every file and folder the build read, marked local when it belongs to the project."""
+    source = {name: info.source for name, info in hooks.info.items()}
+    source["project"] = "project"
+    inputs = [Input(spec.loaded.path.resolve(), tree=False, local=True),
+              Input(Path(__file__).resolve().parent, tree=True, local=False)]  # mpforge itself
+    if spec.assets_dir is not None:
+        inputs.append(Input(spec.assets_dir.resolve(), tree=True, local=True))
+    for plugin, folder in template_layers(hooks, spec.root, existing=False):
+        inputs.append(Input(folder.resolve(), tree=True, local=source[plugin] in _SOURCES_OF_THE_PROJECT))
+    for name, info in hooks.info.items():
+        module = hooks.pm.get_plugin(name)
+        for path in plugin_files([module]):
+            inputs.append(Input(path.resolve(), tree=path.is_dir(), local=info.source in _SOURCES_OF_THE_PROJECT))
+    return list(dict.fromkeys(inputs))

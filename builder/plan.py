@@ -16,62 +16,17 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from .blocks import Block, BlockType
-from .errors import PluginError, UserError
-from .load import format_path
+from .errors import UserError
+from .hooks import Hooks
+from .model import ASSETS_OUT, AppPlan, Block, PagePlan, PlacedBlock, ValidSpec, asset_url, format_path, page_path
 from .spec_models import AssetPath, Link, Page, Store
-from .validate import ValidSpec
-
-ASSETS_OUT = "assets"
-
-
-@dataclass
-class PlacedBlock:
-    key: str  # the page-data key the block's template binds to, e.g. "b0"
-    block_type: BlockType
-    block: Block
-
-
-@dataclass
-class PagePlan:
-    id: str
-    title: str
-    json: dict[str, Any]  # the page's .json
-    data: dict[str, Any]  # the page's initial `data`, one entry per block key
-    blocks: list[PlacedBlock]
-    share: dict[str, str]  # what onShareAppMessage returns
-
-    @property
-    def path(self) -> str:
-        return f"pages/{self.id}/{self.id}"
-
-
-@dataclass(frozen=True)
-class AppScript:
-    """A plugin's part of app.js: members of App({...}) and which of them the core's
-    onLaunch(options) / onShow(options) call."""
-
-    members: str
-    on_launch: str | None = None
-    on_show: str | None = None
-
-
-@dataclass
-class AppPlan:
-    spec: ValidSpec
-    app_json: dict[str, Any]
-    mini_project: dict[str, Any]
-    global_data: dict[str, Any]
-    pages: list[PagePlan]
-    block_types_used: list[BlockType]
-    assets: dict[str, Path] = field(default_factory=dict)  # output path -> source file
-
 
 _PLAIN = frozenset({str, int, float, bool})  # exact types: AssetPath and enums subclass str
 
 
 class PlanContext:
-    """What a block's `page_data` needs: link and asset resolution, store lookup."""
+    """What a block's `page_data` needs: link and asset resolution, store lookup
+    (the implementation of `model.PlanContext`)."""
 
     def __init__(self, spec: ValidSpec):
         self.spec = spec
@@ -85,12 +40,12 @@ class PlanContext:
 
     def asset(self, value: str) -> str:
         """Runtime path of an asset (absolute in the package), or the https URL as given."""
-        return f"/{ASSETS_OUT}/{value}" if isinstance(value, AssetPath) else value
+        return asset_url(value) if isinstance(value, AssetPath) else value
 
     def link(self, link: Link) -> dict[str, Any]:
         """A link as the runtime `openLink` in utils/mpforge.js expects it."""
         if link.page:
-            url = f"/pages/{link.page}/{link.page}"
+            url = "/" + page_path(link.page)
             if link.page in self.tab_pages:
                 return {"kind": "tab", "url": url}
             return {"kind": "page", "url": f"{url}?{link.query}" if link.query else url}
@@ -128,10 +83,28 @@ class PlanContext:
         return value
 
 
-def plan_app(spec: ValidSpec) -> AppPlan:
+@dataclass
+class PlanMemo:
+    """The plan stage's part of a BuildSession: the last build's page plans.
+
+    A page's plan depends on its validated model (the same object while the page's text
+    is unchanged, see validate), on the project, the rest of the spec (tab pages,
+    stores, plugin sections, the other pages' ids), the build date and the plugins; a
+    plan is reused only when all of that is the same. `plugins` keeps the plugin
+    modules alive so that their ids in `context` stay theirs.
+    """
+
+    context: tuple[Any, ...] | None = None
+    plugins: list[object] = field(default_factory=list)
+    pages: dict[int, tuple[Page, PagePlan]] = field(default_factory=dict)
+
+
+def plan_app(spec: ValidSpec, hooks: Hooks, memo: PlanMemo | None = None) -> AppPlan:
+    """What to generate; plugins adjust app.json and each page's JSON through `hooks`."""
+    memo = memo or PlanMemo()
     model = spec.model
     ctx = PlanContext(spec)
-    pages = _plan_pages(spec, ctx)
+    pages = _plan_pages(spec, ctx, hooks, memo)
 
     app_json: dict[str, Any] = {
         "pages": [p.path for p in pages],
@@ -143,13 +116,12 @@ def plan_app(spec: ValidSpec) -> AppPlan:
             "textColor": tabbar.text_color,
             "selectedColor": tabbar.selected_color or model.app.theme.primary,
             "backgroundColor": tabbar.background_color,
-            "items": [{"pagePath": f"pages/{i.page}/{i.page}", "name": i.text,
+            "items": [{"pagePath": page_path(i.page), "name": i.text,
                        "icon": ctx.asset(i.icon).lstrip("/"), "activeIcon": ctx.asset(i.active_icon).lstrip("/")}
                       for i in tabbar.items],
         }
-    spec.plugins.call("mpforge_app_json", app_json=app_json, spec=spec)
+    hooks.app_json(app_json, spec)
 
-    registry = spec.plugins.block_types
     used = {placed.block_type.name for page in pages for placed in page.blocks}
     return AppPlan(
         spec=spec,
@@ -157,54 +129,47 @@ def plan_app(spec: ValidSpec) -> AppPlan:
         mini_project={"format": 2, "compileOptions": {"component2": True}},
         global_data={"appName": model.app.name, "version": model.app.version},
         pages=pages,
-        block_types_used=[bt for name, bt in registry.items() if name in used],
+        block_types_used=[bt for name, bt in spec.block_types.items() if name in used],
         assets=_assets(spec),
     )
 
 
-# The last build's page plans. A page's plan depends on its validated model (the same
-# object while the page's text is unchanged, see validate), on the project, the rest of
-# the spec (tab pages, stores, plugin sections, the other pages' ids), the build date
-# and the plugins; a plan is reused only when all of that is the same.
-_last_plans: dict[str, Any] = {"context": None, "plugins": [], "pages": {}}
-
-
-def _plan_pages(spec: ValidSpec, ctx: PlanContext) -> list[PagePlan]:
-    plugins = spec.plugins.pm.get_plugins()
+def _plan_pages(spec: ValidSpec, ctx: PlanContext, hooks: Hooks, memo: PlanMemo) -> list[PagePlan]:
+    plugins = hooks.modules()
     rest = {key: value for key, value in spec.loaded.data.items() if key != "pages"}
     context = (str(spec.root), json.dumps(rest, sort_keys=True, default=str), spec.today,
                tuple(p.id for p in spec.pages), tuple(id(plugin) for plugin in plugins))
-    known = _last_plans["pages"] if _last_plans["context"] == context else {}
+    known = memo.pages if memo.context == context else {}
     plans = {}
     for i, page in enumerate(spec.pages):
         entry = known.get(id(page))
-        plans[id(page)] = entry if entry and entry[0] is page else (page, _plan_page(i, page, spec, ctx))
-    # The plugin modules and page models stay referenced, so their ids stay theirs.
-    _last_plans.update(context=context, plugins=plugins, pages=plans)
+        plans[id(page)] = entry if entry and entry[0] is page else (page, _plan_page(i, page, spec, ctx, hooks))
+    memo.context, memo.plugins, memo.pages = context, plugins, plans
     return [plans[id(page)][1] for page in spec.pages]
 
 
-def _plan_page(index: int, page: Page, spec: ValidSpec, ctx: PlanContext) -> PagePlan:
-    registry = spec.plugins.block_types
-    placed = [PlacedBlock(f"b{i}", registry[block.type], block) for i, block in enumerate(page.blocks)]
+def _plan_page(index: int, page: Page, spec: ValidSpec, ctx: PlanContext, hooks: Hooks) -> PagePlan:
+    placed = [PlacedBlock(f"b{i}", spec.block_types[block.type], block) for i, block in enumerate(page.blocks)]
     plan = PagePlan(
         id=page.id,
         title=page.title,
         json={"defaultTitle": page.title, **page.window.to_alipay(), "usingComponents": {}},
-        data={p.key: _block_data(index, i, p, spec, ctx) for i, p in enumerate(placed)},
+        data={p.key: _block_data(index, i, p, spec, ctx, hooks) for i, p in enumerate(placed)},
         blocks=placed,
         share={"title": page.title, "desc": spec.model.app.description or spec.model.merchant.name,
-               "path": f"/pages/{page.id}/{page.id}"},
+               "path": "/" + page_path(page.id)},
     )
-    spec.plugins.call("mpforge_page_json", page_json=plan.json, page=plan, spec=spec)
+    hooks.page_json(plan.json, plan, spec)
     return plan
 
 
 def _block_data(page_index: int, block_index: int, placed: PlacedBlock, spec: ValidSpec,
-                ctx: PlanContext) -> dict[str, Any]:
+                ctx: PlanContext, hooks: Hooks) -> dict[str, Any]:
     """A block's page data; a failure names the block's plugin and, for spec pages, where it is."""
     try:
-        return placed.block.page_data(ctx)
+        data = placed.block.page_data(ctx)
+        if not isinstance(data, dict):
+            raise TypeError(f"page_data returned {type(data).__name__}, expected a dict")
     except UserError:
         raise
     except Exception as exc:
@@ -213,8 +178,8 @@ def _block_data(page_index: int, block_index: int, placed: PlacedBlock, spec: Va
             path = ("pages", page_index, "blocks", block_index)
             mark = spec.loaded.mark(path)
             where = f"{spec.loaded.display_name}:{mark.line}:{mark.column}: {format_path(path)}" if mark else ""
-        plugin = spec.plugins.block_owners[placed.block_type.name]
-        raise PluginError(plugin, f"page_data of block '{placed.block_type.name}'", exc, where) from exc
+        raise hooks.block_failure(placed.block_type.name, exc, where) from exc
+    return data
 
 
 def _assets(spec: ValidSpec) -> dict[str, Path]:

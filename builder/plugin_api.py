@@ -3,14 +3,25 @@
     from builder.plugin_api import hookimpl, Block, BlockType, Link, ShortText
 
 Everything named here is stable within HOOK_API_VERSION; the hooks themselves are
-documented in `builder.hookspecs` and docs/plugins.md.
+documented in `builder.hookspecs` and docs/plugins.md. This module is cheap to import:
+it loads the shared model types, not the pipeline.
 """
 
-from .blocks import Block, BlockType
 from .errors import Problem, UserError
 from .filetree import FileTree
 from .hookspecs import HOOK_API_VERSION, hookimpl
-from .plan import AppPlan, AppScript, PagePlan, PlanContext
+from .model import (
+    AppPlan,
+    AppScript,
+    Block,
+    BlockType,
+    PagePlan,
+    PlanContext,
+    Render,
+    ValidSpec,
+    asset_url,
+    page_path,
+)
 from .spec_models import (
     Asset,
     Color,
@@ -19,6 +30,7 @@ from .spec_models import (
     Link,
     Page,
     PageId,
+    PageOptions,
     Phone,
     Ref,
     ShortText,
@@ -28,12 +40,11 @@ from .spec_models import (
     WebPage,
     ref_field,
 )
-from .validate import ValidSpec
 from .write import WriteResult
 
 __all__ = [
     "HOOK_API_VERSION", "hookimpl", "Block", "BlockType", "Problem", "UserError", "FileTree",
-    "AppPlan", "AppScript", "PagePlan", "PlanContext", "ValidSpec", "WriteResult", "Page", "StrictModel",
-    "Asset", "Color", "HttpsUrl", "Id", "Link", "PageId", "Phone", "Ref", "ShortText", "StoreId", "Text", "WebPage",
-    "ref_field",
+    "AppPlan", "AppScript", "PagePlan", "PlanContext", "Render", "ValidSpec", "WriteResult", "Page", "PageOptions",
+    "StrictModel", "Asset", "Color", "HttpsUrl", "Id", "Link", "PageId", "Phone", "Ref", "ShortText", "StoreId",
+    "Text", "WebPage", "asset_url", "page_path", "ref_field",
 ]

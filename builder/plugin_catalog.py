@@ -7,16 +7,20 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Problem, SpecError, UserError, did_you_mean
-from .load import LoadedSpec, find_spec, load_spec
-from .pipeline import PluginOptions
-from .plugin_manager import Plugins
+from .hooks import Hooks
+from .load import load_spec
+from .model import LoadedSpec
+from .options import PluginOptions
+from .pipeline import load_plugins
 from .render import template_layers
+from .spec_file import find_spec
+from .validate import validate_spec
 
 # Folders of the core templates/ that are not build templates.
 NOT_BUILD_TEMPLATES = ("starters", "scaffolds")
 
 
-def _load(target: str | None, options: PluginOptions) -> tuple[Plugins, LoadedSpec | None]:
+def _load(target: str | None, options: PluginOptions) -> tuple[Hooks, LoadedSpec | None]:
     """Plugins for the spec at `target`, or for the current folder if it holds one."""
     try:
         path = find_spec(target)
@@ -25,21 +29,18 @@ def _load(target: str | None, options: PluginOptions) -> tuple[Plugins, LoadedSp
             raise
         path = None
     loaded = load_spec(path) if path else None
-    return Plugins(extra=options.extra, disabled=options.disabled, spec=loaded), loaded
+    return load_plugins(options, loaded), loaded
 
 
 def describe_plugins(target: str | None, options: PluginOptions) -> list[dict[str, Any]]:
-    from .validate import validate_spec
-
     plugins, loaded = _load(target, options)
     pages: dict[str, list[str]] = {}
     if loaded is not None:
-        spec = validate_spec(loaded, plugins)
-        for plugin, added in plugins.call("mpforge_pages", spec=spec):
-            pages.setdefault(plugin, []).extend(page.id for page in added)
+        spec = validate_spec(loaded, plugins.block_types, plugins.sections)
+        for plugin, page in plugins.pages(spec):
+            pages.setdefault(plugin, []).append(page.id)
     described = []
     for name, info in plugins.info.items():
-        module = plugins.pm.get_plugin(name)
         described.append({
             "name": name,
             "version": info.version,
@@ -48,7 +49,7 @@ def describe_plugins(target: str | None, options: PluginOptions) -> list[dict[st
             "sections": sorted(k for k, owner in plugins.section_owners.items() if owner == name),
             "blocks": [b for b, owner in plugins.block_owners.items() if owner == name],
             "pages": pages.get(name, []),
-            "hooks": sorted(caller.name for caller in plugins.pm.get_hookcallers(module) or []),
+            "hooks": plugins.hooks_of(name),
         })
     return described
 
@@ -57,7 +58,7 @@ def _root(loaded: LoadedSpec | None) -> Path:
     return loaded.root if loaded else Path.cwd()
 
 
-def _template_index(plugins: Plugins, root: Path) -> dict[str, list[tuple[str, Path]]]:
+def _template_index(plugins: Hooks, root: Path) -> dict[str, list[tuple[str, Path]]]:
     """Template name -> the (layer, folder) pairs holding it, in lookup order."""
     found: dict[str, list[tuple[str, Path]]] = {}
     for layer, folder in template_layers(plugins, root):

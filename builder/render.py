@@ -8,7 +8,7 @@ the core's. JSON files are `json.dumps` of the plan's dicts.
 from __future__ import annotations
 
 import json
-import weakref
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,9 @@ import jinja2
 from markupsafe import Markup
 
 from .filetree import FileTree, json_text
-from .plan import AppPlan, PagePlan
-from .plugin_manager import Plugins
+from .hooks import Hooks
+from .model import AppPlan, PagePlan
+from .spec_models import Theme
 
 
 def to_js(value: Any, indent: int = 0) -> Markup:
@@ -64,26 +65,29 @@ def check_printed(context: jinja2.runtime.Context, value: Any) -> Any:
     return value
 
 
-def template_layers(plugins: Plugins, project_root: Path) -> list[tuple[str, Path]]:
-    """Template folders in lookup order, each named by who provides it."""
-    layers = [("project", project_root / "templates")]
-    layers.extend(plugins.template_dirs)
-    return [(name, folder) for name, folder in layers if folder.is_dir()]
+def template_layers(hooks: Hooks, project_root: Path, *, existing: bool = True) -> list[tuple[str, Path]]:
+    """Template folders in lookup order, each named by who provides it (with
+    `existing=False`, also the ones not there yet: a build's inputs include them)."""
+    layers = [("project", project_root / "templates"), *hooks.template_dirs]
+    return [(name, folder) for name, folder in layers if folder.is_dir() or not existing]
 
 
-def make_environment(plugins: Plugins, project_root: Path) -> jinja2.Environment:
+def make_environment(hooks: Hooks, project_root: Path) -> jinja2.Environment:
     """The Jinja environment for these template folders, reused while they stay the same.
 
     Reuse keeps compiled templates across builds in one process (`mpforge dev`, batch
     workers); Jinja reloads a template whose file changed. A file added to the project's
     override folder changes which layer wins, so the folder's listing is part of the key.
     """
-    layers = tuple(folder for _, folder in template_layers(plugins, project_root))
+    layers = tuple(folder for _, folder in template_layers(hooks, project_root))
     overrides = project_root / "templates"
     listing = tuple(sorted(str(p) for p in overrides.rglob("*"))) if overrides.is_dir() else ()
     return _environment(layers, listing)
 
 
+# A pure memo: an environment depends only on its folders and the override listing, and
+# Jinja environments are safe to share between threads (each checks its templates'
+# mtimes before reuse), so builds of any session share compiled templates.
 @lru_cache(maxsize=8)
 def _environment(layers: tuple[Path, ...], listing: tuple[str, ...]) -> jinja2.Environment:
     env = jinja2.Environment(
@@ -100,16 +104,29 @@ def _environment(layers: tuple[Path, ...], listing: tuple[str, ...]) -> jinja2.E
     return env
 
 
-def render_app(plan: AppPlan, env: jinja2.Environment) -> FileTree:
+@dataclass
+class RenderMemo:
+    """The render stage's part of a BuildSession: the last build's rendered pages (for
+    one environment, so one set of template folders), by page id, with the plan and
+    theme they were rendered from."""
+
+    env: jinja2.Environment | None = None
+    pages: dict[str, tuple[PagePlan, str, dict[str, bytes]]] = field(default_factory=dict)
+
+
+def render_app(plan: AppPlan, env: jinja2.Environment, hooks: Hooks, memo: RenderMemo | None = None) -> FileTree:
+    """The whole output in memory; plugins add app.js members and app files through `hooks`."""
+    memo = memo or RenderMemo()
     tree = FileTree()
     spec = plan.spec
     theme = spec.model.app.theme
     tree.add_json("app.json", plan.app_json)
     tree.add_json("mini.project.json", plan.mini_project)
+
     def render(name: str, **context: Any) -> str:
         return env.get_template(name).render(**context)
 
-    app_scripts = [script for _, script in spec.plugins.call("mpforge_app_script", spec=spec, render=render)]
+    app_scripts = hooks.app_scripts(spec, render)
     tree.add("app.js", env.get_template("app/app.js").render(plan=plan, scripts=app_scripts))
     # dict.fromkeys: block types of one plugin may share a stylesheet; include it once.
     style_names = dict.fromkeys(bt.style for bt in plan.block_types_used if bt.style)
@@ -119,7 +136,7 @@ def render_app(plan: AppPlan, env: jinja2.Environment) -> FileTree:
     # Pages whose templates get exactly what they got last time are not rendered again:
     # the same plan object (plan reuses it while nothing it depends on changed), or else
     # the same content (_page_key, compared only with the last build's page of that id).
-    previous = (_rendered_pages.get(env) if _templates_unchanged(env) else None) or {}
+    previous = memo.pages if memo.env is env and _templates_unchanged(env) else {}
     rendered: dict[str, tuple[PagePlan, str, dict[str, bytes]]] = {}
     theme_json = theme.model_dump_json()
     for page in plan.pages:
@@ -127,21 +144,20 @@ def render_app(plan: AppPlan, env: jinja2.Environment) -> FileTree:
         if known and ((known[0] is page and known[1] == theme_json)
                       or _page_key(known[0], known[1]) == _page_key(page, theme_json)):
             files = known[2]
-        else:  # bytes: the tree then holds the very objects the cache keeps
+        else:  # bytes: the tree then holds the very objects the memo keeps
             files = {path: text.encode("utf-8") for path, text in render_page(page, env, theme).items()}
         rendered[page.id] = (page, theme_json, files)
-        for path, text in files.items():
-            tree.add(path, text)
-    _rendered_pages[env] = rendered
-    for _, files in spec.plugins.call("mpforge_services", plan=plan, spec=spec, render=render):
-        for path, text in files.items():
-            tree.add(path, text)
+        for path, content in files.items():
+            tree.add(path, content)
+    memo.env, memo.pages = env, rendered
+    for path, text in hooks.services(plan, spec, render):
+        tree.add(path, text)
     for out_path, source in plan.assets.items():
         tree.add(out_path, source.read_bytes())
     return tree
 
 
-def render_page(page: PagePlan, env: jinja2.Environment, theme: Any) -> dict[str, str]:
+def render_page(page: PagePlan, env: jinja2.Environment, theme: Theme) -> dict[str, str]:
     """A page's four files, by output path."""
     # One rendering per script template: block types of a plugin can share one script
     # (e.g. every coupon block uses the same claim handler); `keys` lists their blocks.
@@ -162,12 +178,6 @@ def render_page(page: PagePlan, env: jinja2.Environment, theme: Any) -> dict[str
                                                               on_show=on_show, on_hide=on_hide),
         f"{base}.json": json_text(page.json),
     }
-
-
-# The last build's rendered pages, per environment (so per set of template folders), by
-# page id, with the plan and theme they were rendered from.
-_rendered_pages: weakref.WeakKeyDictionary[jinja2.Environment, dict[str, tuple[PagePlan, str, dict[str, bytes]]]] = \
-    weakref.WeakKeyDictionary()
 
 
 def _page_key(page: PagePlan, theme_json: str) -> str:

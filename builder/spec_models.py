@@ -8,6 +8,7 @@ the same cross-reference validation for free.
 from __future__ import annotations
 
 import re
+import typing
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -18,9 +19,26 @@ from pydantic import (
     GetJsonSchemaHandler,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 ID_PATTERN = r"^[a-z][a-z0-9_-]{0,47}$"
 _UNSAFE_PATH = re.compile(r"(^/)|(^[A-Za-z]:)|\\|\x00|(^|/)\.\.?(/|$)")
+
+
+def field_description(info: FieldInfo | None) -> str | None:
+    """A field's description, looking inside Optional[Annotated[..., Field(description=...)]]."""
+    if info is None:
+        return None
+    if info.description:
+        return info.description
+    pending = [info.annotation]
+    while pending:
+        annotation = pending.pop()
+        for arg in typing.get_args(annotation):
+            if isinstance(arg, FieldInfo) and arg.description:
+                return arg.description
+            pending.append(arg)
+    return None
 
 
 class StrictModel(BaseModel):
@@ -34,7 +52,8 @@ Id = Annotated[str, Field(pattern=ID_PATTERN, title="id",
 Color = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$", title="colour", description="hex colour, e.g. '#1677ff'")]
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
 ShortText = Annotated[str, Field(min_length=1, max_length=80)]
-Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 \-]{2,19}$", title="phone number", description="digits, spaces, '-', optional leading '+'")]
+Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 \-]{2,19}$", title="phone number",
+                             description="digits, spaces, '-', optional leading '+'")]
 HttpsUrl = Annotated[str, Field(pattern=r"^https://[^\s\"'<>]+$", max_length=2000, title="https URL",
                                 description="an https:// address")]
 
@@ -75,8 +94,10 @@ def ref_field(ref: type[Ref], description: str) -> Any:
     return Annotated[Id, AfterValidator(ref), Field(title=f"{ref.kind} id", description=description)]
 
 
-PageId = ref_field(PageRef, "id of a page")
-StoreId = ref_field(StoreRef, "id of a store in merchant.stores")
+# Written out rather than made with ref_field, so that type checkers see real types.
+PageId = Annotated[Id, AfterValidator(PageRef), Field(title="page id", description="id of a page")]
+StoreId = Annotated[Id, AfterValidator(StoreRef),
+                    Field(title="store id", description="id of a store in merchant.stores")]
 
 
 WebPage = Annotated[HttpsUrl, AfterValidator(WebUrl),
@@ -106,7 +127,8 @@ def _asset_path(value: str) -> str:
 
 
 Asset = Annotated[str, AfterValidator(_asset_path),
-                  Field(title="asset", description="file in the assets folder (e.g. 'banner/spring.jpg') or https:// URL")]
+                  Field(title="asset",
+                        description="file in the assets folder (e.g. 'banner/spring.jpg') or https:// URL")]
 
 
 class Link(StrictModel):
@@ -135,7 +157,7 @@ class Link(StrictModel):
         return self
 
     @classmethod
-    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: GetJsonSchemaHandler) -> dict:
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: GetJsonSchemaHandler) -> dict[str, Any]:
         schema = handler.resolve_ref_schema(handler(core_schema))
         return {"anyOf": [{"type": "string", "pattern": ID_PATTERN, "description": "page id"},
                           schema]}
@@ -205,6 +227,13 @@ class Page(StrictModel):
     window: WindowOptions = WindowOptions()
     # validate.py replaces Any with the union of the registered block types.
     blocks: list[Any] = Field(default_factory=list)
+
+
+class PageOptions(StrictModel):
+    """A page a plugin adds: its id and title (the plugin fills it)."""
+
+    id: Id
+    title: ShortText
 
 
 class TabItem(StrictModel):

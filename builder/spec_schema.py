@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
-from .plugin_manager import Plugins
+from .hooks import Hooks
 from .validate import spec_model
 
 
-def spec_json_schema(plugins: Plugins | None = None) -> dict[str, Any]:
-    plugins = plugins or Plugins()
+def spec_json_schema(plugins: Hooks) -> dict[str, Any]:
     model = spec_model(tuple(plugins.block_types.values()), tuple(sorted(plugins.sections.items())))
     schema = model.model_json_schema()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",

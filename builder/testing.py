@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
+from .errors import Problem, UserError
 from .filetree import FileTree
-from .pipeline import PluginOptions, prepare
+from .options import PluginOptions
+from .pipeline import Prepared, prepare
 
 BASE_SPEC: dict[str, Any] = {
     "spec_version": 1,
@@ -51,15 +53,30 @@ def write_project(root: Path, spec: dict[str, Any] | str, files: dict[str, str |
     return root / "mpforge.yaml"
 
 
-def build_spec(spec: dict[str, Any] | str, root: Path, *, files: dict[str, str | bytes] | None = None,
-               plugins: Sequence[str] = (), disabled: Sequence[str] = ()) -> FileTree:
-    """Write the project into `root`, run the pipeline, return the checked file tree.
+def prepare_spec(spec: dict[str, Any] | str, root: Path, *, files: dict[str, str | bytes] | None = None,
+                 plugins: Sequence[str] = (), disabled: Sequence[str] = ()) -> Prepared:
+    """Write the project into `root` and run the pipeline up to the checked output:
+    `.tree` (the files), `.plan`, `.spec`, `.warnings`.
 
-    Raises `builder.errors.UserError` with located problems when the spec is invalid.
-    Nothing is written outside `root`.
+    Raises `builder.plugin_api.UserError` with located problems when the spec is
+    invalid. Nothing is written outside `root`.
     """
     write_project(root, spec, files)
-    return prepare(root, PluginOptions(extra=tuple(plugins), disabled=tuple(disabled))).tree
+    return prepare(root, PluginOptions(extra=tuple(plugins), disabled=tuple(disabled)))
+
+
+def build_spec(spec: dict[str, Any] | str, root: Path, *, files: dict[str, str | bytes] | None = None,
+               plugins: Sequence[str] = (), disabled: Sequence[str] = ()) -> FileTree:
+    """`prepare_spec(...).tree`: the checked file tree."""
+    return prepare_spec(spec, root, files=files, plugins=plugins, disabled=disabled).tree
+
+
+def spec_problems(spec: dict[str, Any] | str, root: Path, **kwargs: Any) -> list[Problem]:
+    """The located problems (errors and warnings) the spec gives; [] for a clean build."""
+    try:
+        return prepare_spec(spec, root, **kwargs).warnings
+    except UserError as exc:
+        return exc.problems
 
 
 @pytest.fixture
@@ -69,5 +86,17 @@ def mpforge_build(tmp_path: Path) -> Callable[..., FileTree]:
 
     def run(spec: dict[str, Any] | str, **kwargs: Any) -> FileTree:
         return build_spec(spec, tmp_path / f"project{next(counter)}", **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def mpforge_problems(tmp_path: Path) -> Callable[..., list[Problem]]:
+    """`mpforge_problems(spec, files=None, plugins=(), disabled=())` -> the located
+    problems (errors, or a clean build's warnings), for asserting on messages."""
+    counter = iter(range(1_000_000))
+
+    def run(spec: dict[str, Any] | str, **kwargs: Any) -> list[Problem]:
+        return spec_problems(spec, tmp_path / f"problems{next(counter)}", **kwargs)
 
     return run

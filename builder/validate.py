@@ -13,81 +13,34 @@ import types
 import typing
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import cached_property, lru_cache
-from pathlib import Path
+from functools import lru_cache
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, Field, ValidationError, create_model
-from pydantic.fields import FieldInfo
 
-from .blocks import Block, BlockType
-from .build_cache import build_date
-from .errors import Problem, ProblemList, SpecError, did_you_mean
-from .load import LoadedSpec, PathKey
-from .plugin_manager import Plugins
-from .spec_models import AssetPath, CoreSpec, Link, Page, Ref, WebUrl
+from .errors import Problem, SpecError, did_you_mean
+from .model import Block, BlockType, LoadedSpec, PathKey, ValidSpec
+from .spec_models import AssetPath, CoreSpec, Link, Page, Ref, WebUrl, field_description
+
+REFERENCE_TYPES = (Link, Ref, AssetPath, WebUrl)
+_LEAVES = frozenset({str, int, float, bool, type(None)})  # exact types: reference markers subclass str
 
 
 @dataclass
-class ValidSpec:
-    """A validated spec: the model, where each value came from, and every page."""
+class ValidateMemo:
+    """The validate stage's part of a BuildSession, for the pages of the last spec.
 
-    loaded: LoadedSpec
-    model: Any  # an instance of the assembled Spec model
-    plugins: Plugins
-    pages: list[Page] = field(default_factory=list)  # spec pages, then plugin pages
-    targets: dict[str, list[str]] = field(default_factory=dict)  # reference kind -> defined ids
-    warnings: list[Problem] = field(default_factory=list)
+    `pages`: validated page models by the identity of their loaded data. The loader
+    returns the very same dict for a page whose text did not change (see page_chunks),
+    and pydantic takes an instance of a field's own model class without validating it
+    again; validation is a pure function of the data, so the result is the same.
+    `references`: the references found in each page model, by the model's identity,
+    with paths relative to the page. Each entry keeps its key object alive, so an id
+    is never reused by another object while it is in the memo.
+    """
 
-    def problem(self, path: PathKey, message: str, *, hint: str | None = None,
-                severity: str = "error") -> Problem:
-        """A problem located at `path` in the spec (e.g. ('coupon', 0, 'value'))."""
-        return self.loaded.problem(path, message, hint=hint, severity=severity)
-
-    def section(self, key: str) -> Any:
-        """A plugin section's model instance, or None when the spec leaves it out."""
-        return getattr(self.model, key, None)
-
-    @property
-    def root(self) -> Path:
-        return self.loaded.root
-
-    @cached_property
-    def today(self) -> date:
-        """The build's date: SOURCE_DATE_EPOCH when set (reproducible builds), else today."""
-        return build_date()
-
-    @property
-    def assets_dir(self) -> Path | None:
-        return self.root / self.model.assets if self.model.assets else None
-
-    @cached_property
-    def references(self) -> list[tuple[PathKey, Any]]:
-        """Every Link and reference marker in the spec's sections, with its path."""
-        global _page_references
-        found: list[tuple[PathKey, Any]] = []
-        by_page: dict[int, tuple[BaseModel, list[tuple[PathKey, Any]]]] = {}
-        for name in type(self.model).model_fields:
-            value = getattr(self.model, name)
-            if name != "pages":
-                _collect_references(value, (name,), found)
-                continue
-            for i, page in enumerate(value):
-                known = _page_references.get(id(page))
-                if known is None or known[0] is not page:  # a page validated afresh
-                    known = (page, [])
-                    _collect_references(page, (), known[1])
-                by_page[id(page)] = known
-                found.extend((("pages", i, *path), ref) for path, ref in known[1])
-        _page_references = by_page
-        return found
-
-
-REFERENCE_TYPES = (Link, Ref, AssetPath, WebUrl)
-# References found in each page model of the last spec, by model (reused with it, see
-# _with_validated_pages), with paths relative to the page.
-_page_references: dict[int, tuple[BaseModel, list[tuple[PathKey, Any]]]] = {}
-_LEAVES = frozenset({str, int, float, bool, type(None)})  # exact types: reference markers subclass str
+    pages: dict[int, tuple[Any, BaseModel]] = field(default_factory=dict)
+    references: dict[int, tuple[BaseModel, list[tuple[PathKey, Any]]]] = field(default_factory=dict)
 
 
 def _collect_references(value: Any, path: PathKey, found: list[tuple[PathKey, Any]]) -> None:
@@ -114,9 +67,9 @@ def spec_model(block_types: tuple[BlockType, ...], sections: tuple[tuple[str, ty
     # Union[tuple] builds the union of a runtime list of types (the | operator cannot).
     block_union = Annotated[Union[models], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
     page_model = create_model("Page", __base__=Page, __module__=__name__,
-                              blocks=(list[block_union], Field(default_factory=list)))  # type: ignore[valid-type]
+                              blocks=(list[block_union], Field(default_factory=list)))
     fields: dict[str, Any] = {
-        "pages": (list[page_model], Field(min_length=1)),  # type: ignore[valid-type]
+        "pages": (list[page_model], Field(min_length=1)),
         "requires": (dict[str, str] | None, None),
         "plugins": (list[str] | None, None),
     }
@@ -125,62 +78,63 @@ def spec_model(block_types: tuple[BlockType, ...], sections: tuple[tuple[str, ty
     return create_model("Spec", __base__=CoreSpec, __module__=__name__, **fields)
 
 
-def validate_spec(loaded: LoadedSpec, plugins: Plugins) -> ValidSpec:
-    """Validate the loaded data; raise SpecError listing every problem found."""
-    model_cls = spec_model(tuple(plugins.block_types.values()), tuple(sorted(plugins.sections.items())))
+def validate_spec(loaded: LoadedSpec, block_types: dict[str, BlockType], sections: dict[str, type[BaseModel]],
+                  memo: ValidateMemo | None = None) -> ValidSpec:
+    """Validate the loaded data against the core and plugin models; raise SpecError
+    listing every problem found. Cross-references are checked later, once plugins have
+    added their pages and reference targets."""
+    memo = memo or ValidateMemo()
+    model_cls = spec_model(tuple(block_types.values()), tuple(sorted(sections.items())))
     if not isinstance(loaded.data, dict):
         raise SpecError([loaded.problem((), "the spec must be a mapping of sections",
                                         hint="start from 'mpforge new'")])
     try:
-        model = model_cls.model_validate(_with_validated_pages(loaded.data, model_cls))
+        model = model_cls.model_validate(_with_validated_pages(loaded.data, model_cls, memo))
     except ValidationError as exc:
-        raise SpecError([_translate(err, loaded, model_cls, plugins) for err in exc.errors()]) from None
-    _remember_validated_pages(loaded.data, model)
-
-    spec = ValidSpec(loaded=loaded, model=model, plugins=plugins, pages=list(model.pages))
-    for plugin, pages in plugins.call("mpforge_pages", spec=spec):
-        spec.pages.extend(pages)
-    for _, targets in plugins.call("mpforge_reference_targets", spec=spec):
-        for kind, ids in targets.items():
-            spec.targets.setdefault(kind, []).extend(ids)
-    problems = ProblemList()
-    for _, found in plugins.call("mpforge_validate", spec=spec):
-        for problem in found:
-            problems.add(problem)
-    problems.raise_if_errors()
-    spec.warnings = problems.warnings
-    return spec
+        raise SpecError([_translate(err, loaded, model_cls, block_types) for err in exc.errors()]) from None
+    assert isinstance(model, CoreSpec)  # spec_model derives from it
+    memo.pages = {id(raw): (raw, page) for raw, page in zip(loaded.data["pages"], model.pages, strict=True)}
+    return ValidSpec(loaded=loaded, model=model, block_types=dict(block_types), pages=list(model.pages),
+                     references=_references(model, memo))
 
 
-# Validated pages of the last spec, by the identity of their loaded data: the loader
-# returns the very same dict for a page whose text did not change (see page_chunks),
-# and pydantic takes an instance of a field's own model class without validating it
-# again. Validation is a pure function of the data, so the result is the same.
-_validated_pages: dict[int, tuple[Any, BaseModel]] = {}
+def _references(model: CoreSpec, memo: ValidateMemo) -> list[tuple[PathKey, Any]]:
+    """Every Link and reference marker in the spec's sections, with its path."""
+    found: list[tuple[PathKey, Any]] = []
+    by_page: dict[int, tuple[BaseModel, list[tuple[PathKey, Any]]]] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if name != "pages":
+            _collect_references(value, (name,), found)
+            continue
+        for i, page in enumerate(value):
+            known = memo.references.get(id(page))
+            if known is None or known[0] is not page:  # a page validated afresh
+                known = (page, [])
+                _collect_references(page, (), known[1])
+            by_page[id(page)] = known
+            found.extend((("pages", i, *path), ref) for path, ref in known[1])
+    memo.references = by_page
+    return found
 
 
-def _with_validated_pages(data: dict, model_cls: type[BaseModel]) -> dict:
+def _with_validated_pages(data: dict[str, Any], model_cls: type[BaseModel], memo: ValidateMemo) -> dict[str, Any]:
     pages = data.get("pages")
-    if not isinstance(pages, list) or not _validated_pages:
+    if not isinstance(pages, list) or not memo.pages:
         return data
     page_cls = typing.get_args(model_cls.model_fields["pages"].annotation)[0]
     reused = []
     for raw in pages:
-        known = _validated_pages.get(id(raw))
+        known = memo.pages.get(id(raw))
         reused.append(known[1] if known and known[0] is raw and type(known[1]) is page_cls else raw)
     return {**data, "pages": reused}
 
 
-def _remember_validated_pages(data: dict, model: BaseModel) -> None:
-    global _validated_pages
-    _validated_pages = {id(raw): (raw, page) for raw, page in zip(data["pages"], model.pages)}  # type: ignore[attr-defined]
-
-
 # --- turning pydantic errors into located problems ------------------------------------
 
-def _clean_path(data: Any, loc: tuple) -> PathKey:
+def _clean_path(data: Any, loc: tuple[str | int, ...]) -> PathKey:
     """Drop pydantic's union tags from `loc` so it matches the spec's own structure."""
-    path: list = []
+    path: list[str | int] = []
     cur = data
     tag_skipped = False
     for part in loc:
@@ -214,7 +168,7 @@ def _model_fields_at(model_cls: type[BaseModel], data: Any, path: PathKey) -> di
             annotation = info.annotation if info else Any
         else:
             return {}
-        cur = cur[part] if isinstance(cur, (dict, list)) and _has(cur, part) else None
+        cur = cur[part] if isinstance(cur, (dict, list)) and _has(cur, part) else None  # type: ignore[index]
     annotation = _concrete(annotation, cur)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return dict(annotation.model_fields)
@@ -244,23 +198,7 @@ def _concrete(annotation: Any, data: Any) -> Any:
             return annotation
 
 
-def _description(info: Any) -> str | None:
-    """A field's description, looking inside Optional[Annotated[..., Field(description=...)]]."""
-    if info is None:
-        return None
-    if info.description:
-        return info.description
-    pending = [info.annotation]
-    while pending:
-        annotation = pending.pop()
-        for arg in typing.get_args(annotation):
-            if isinstance(arg, FieldInfo) and arg.description:
-                return arg.description
-            pending.append(arg)
-    return None
-
-
-def _translate(err: dict, loaded: LoadedSpec, model_cls: type[BaseModel], plugins: Plugins) -> Problem:
+def _translate(err: Any, loaded: LoadedSpec, model_cls: type[BaseModel], block_types: dict[str, BlockType]) -> Problem:
     kind = err["type"]
     path = _clean_path(loaded.data, err["loc"])
     value = err.get("input")
@@ -270,19 +208,19 @@ def _translate(err: dict, loaded: LoadedSpec, model_cls: type[BaseModel], plugin
         return loaded.problem(path, f"missing required key '{path[-1]}'")
     if kind == "extra_forbidden":
         allowed = _model_fields_at(model_cls, loaded.data, path[:-1])
-        hint = did_you_mean(path[-1], allowed) or (
+        hint = did_you_mean(str(path[-1]), allowed) or (
             f"allowed keys: {', '.join(allowed)}" if allowed else None)
         if not path[:-1] and path[-1] not in allowed:
-            hint = did_you_mean(path[-1], allowed) or (
+            hint = did_you_mean(str(path[-1]), allowed) or (
                 "a plugin section? install or enable the plugin that provides it")
         return loaded.problem(path, f"unknown key '{path[-1]}'", hint=hint, key=True)
     if kind == "union_tag_invalid":
-        known = sorted(plugins.block_types)
+        known = sorted(block_types)
         return loaded.problem((*path, "type"), f"unknown block type '{ctx.get('tag')}'",
-                              hint=did_you_mean(ctx.get("tag"), known) or f"known types: {', '.join(known)}")
+                              hint=did_you_mean(str(ctx.get("tag")), known) or f"known types: {', '.join(known)}")
     if kind == "union_tag_not_found":
         return loaded.problem(path, "block has no 'type'",
-                              hint=f"known types: {', '.join(sorted(plugins.block_types))}")
+                              hint=f"known types: {', '.join(sorted(block_types))}")
 
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         if ctx.get("class_name") == "Link":
@@ -301,7 +239,7 @@ def _translate(err: dict, loaded: LoadedSpec, model_cls: type[BaseModel], plugin
     message = message[0].lower() + message[1:]
     hint = None
     if kind == "string_pattern_mismatch":
-        description = _description(_model_fields_at(model_cls, loaded.data, path[:-1]).get(path[-1]))
+        description = field_description(_model_fields_at(model_cls, loaded.data, path[:-1]).get(str(path[-1])))
         message = f"{value!r} is not in the expected format"
         hint = f"expected {description}" if description else None
     elif kind in ("too_short", "too_long"):

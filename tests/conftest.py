@@ -1,61 +1,15 @@
-"""Shared test helpers: build project trees inline and run the CLI like a user would."""
+"""Fixtures for mpforge's tests; plain helpers are in helpers.py."""
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import MINIMAL_SPEC, chromium_path, unavailable, write_project
 
-from builder import testing
 from builder.cli import main
-
-REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO / "sample_projects"
-STARTER_ASSETS = REPO / "templates" / "starters" / "basic" / "assets"
-
-# A small valid spec; tests copy and modify it.
-MINIMAL_SPEC = {
-    "spec_version": 1,
-    "app": {"name": "Test Shop"},
-    "merchant": {
-        "name": "Test Shop",
-        "phone": "400-000-0000",
-        "stores": [{"id": "main", "name": "Main", "address": "1 Road", "lat": 31.2, "lng": 121.4,
-                    "hours": "09:00-21:00"}],
-    },
-    "assets": "assets",
-    "pages": [
-        {"id": "home", "title": "Home", "blocks": [
-            {"type": "heading", "text": "Hello"},
-            {"type": "banner", "slides": [{"image": "banner.png", "link": "about"}]},
-        ]},
-        {"id": "about", "title": "About", "blocks": [{"type": "store-info"}]},
-    ],
-    "tabbar": {"items": [
-        {"page": "home", "text": "Home", "icon": "tab/home.png", "active_icon": "tab/home-active.png"},
-        {"page": "about", "text": "About", "icon": "tab/about.png", "active_icon": "tab/about-active.png"},
-    ]},
-}
-
-
-def write_project(root: Path, spec: dict | str, files: dict[str, bytes | str] | None = None,
-                  with_assets: bool = True) -> Path:
-    """Write a project: the spec (a dict is dumped as YAML), the starter assets, extra files."""
-    assets = {}
-    if with_assets:
-        assets = {f"assets/{p.relative_to(STARTER_ASSETS).as_posix()}": p.read_bytes()
-                  for p in STARTER_ASSETS.rglob("*") if p.is_file()}
-    return testing.write_project(root, spec, {**assets, **(files or {})})
-
-
-def tree_hashes(folder: Path) -> dict[str, str]:
-    """Every file under `folder` (hidden ones included) with its sha256."""
-    if not folder.exists():
-        return {}
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
@@ -77,3 +31,52 @@ def cli():
         return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    """One Chromium for the whole run."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright for Python is not installed (pip install -e '.[test]')")
+    executable = chromium_path()
+    if executable is None:
+        unavailable("Chromium is not installed (apt-get install chromium)")
+    playwright = sync_playwright().start()
+    launched = playwright.chromium.launch(
+        executable_path=executable, headless=True,
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+    try:
+        yield launched
+    finally:
+        launched.close()
+        playwright.stop()
+
+
+def _new_page(browser, bypass_csp: bool):
+    context = browser.new_context(viewport={"width": 1100, "height": 900}, device_scale_factor=1,
+                                  bypass_csp=bypass_csp)
+    tab = context.new_page()
+    tab.errors = []  # type: ignore[attr-defined]
+    tab.on("pageerror", lambda exc: tab.errors.append(str(exc)))  # type: ignore[attr-defined]
+    return context, tab
+
+
+@pytest.fixture
+def page(browser) -> Iterator:
+    """A browser tab; the preview's Content-Security-Policy is bypassed so that Playwright's
+    wait_for_function (which evaluates strings) works."""
+    context, tab = _new_page(browser, bypass_csp=True)
+    yield tab
+    context.close()
+
+
+@pytest.fixture
+def strict_page(browser) -> Iterator:
+    """A browser tab that enforces the preview's Content-Security-Policy."""
+    context, tab = _new_page(browser, bypass_csp=False)
+    yield tab
+    context.close()
+
+

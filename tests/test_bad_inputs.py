@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_SPEC, tree_hashes, write_project
+from helpers import MINIMAL_SPEC, tree_hashes, write_project
 
 from builder import load
 from builder.errors import SpecError

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import MINIMAL_SPEC, SAMPLES, tree_hashes, write_project
+from helpers import MINIMAL_SPEC, SAMPLES, tree_hashes, write_project
 
 
 def _project(root, name, spec=MINIMAL_SPEC):
@@ -68,7 +68,7 @@ def test_batch_reports_a_plugin_crash_as_internal_and_goes_on(cli, tmp_path):
     bad = _project(tmp_path, "bad", {**MINIMAL_SPEC, "app": {"name": "Crash"}})
     result = cli("build", good, bad, "-o", tmp_path / "out", "--plugin", crash, "-j", "2")
     assert result.exit_code == 2
-    assert "plugin 'crash' failed in mpforge_app_json: RuntimeError: boom" in result.stderr
+    assert f"plugin 'crash' ({crash}) failed in mpforge_app_json: RuntimeError: boom" in result.stderr
     assert (tmp_path / "out" / "good" / "app.json").is_file() and not (tmp_path / "out" / "bad").exists()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import REPO, SAMPLES
+from helpers import REPO, SAMPLES
 
 from builder import check
 from builder.errors import UserError

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import yaml
-from conftest import SAMPLES, tree_hashes
+from helpers import SAMPLES, tree_hashes
 
 from builder import __version__
 
@@ -87,7 +87,7 @@ def test_missing_spec_is_a_user_error(cli, tmp_path):
 def test_internal_error_exit_2(cli, project, monkeypatch):
     import builder.plan
 
-    def boom(spec):
+    def boom(*args):
         raise RuntimeError("planner exploded")
 
     monkeypatch.setattr(builder.plan, "plan_app", boom)

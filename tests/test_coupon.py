@@ -11,8 +11,9 @@ from datetime import date, timedelta
 
 import pytest
 
+from builder.api import build
 from builder.errors import UserError
-from builder.pipeline import build, prepare
+from builder.pipeline import prepare
 from builder.testing import page_spec
 
 TODAY = date.today()

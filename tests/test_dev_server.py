@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import MINIMAL_SPEC, write_project
-from e2e_support import wait_until as wait_for
+from helpers import MINIMAL_SPEC, write_project
+from helpers import wait_until as wait_for
 
 from builder import devserver
 from builder.devserver import DevServer
@@ -172,17 +172,17 @@ def test_failed_build_keeps_the_last_good_one_and_recovers(server, project):
 
 
 def test_a_crash_inside_a_rebuild_never_stops_the_server(server, project, monkeypatch):
-    real_build = devserver.pipeline.build
+    real_build = devserver.api.build
 
     def crash(*args, **kwargs):
         raise RuntimeError("boom in a plugin")
 
-    monkeypatch.setattr(devserver.pipeline, "build", crash)
+    monkeypatch.setattr(devserver.api, "build", crash)
     save(project, spec_with("After crash"))
     wait_for(lambda: not server.state.ok, what="crash reported")
     assert "internal error: RuntimeError: boom in a plugin" in server.state.problems[0]["message"]
     assert request(server, "/")[0] == 200
-    monkeypatch.setattr(devserver.pipeline, "build", real_build)
+    monkeypatch.setattr(devserver.api, "build", real_build)
     save(project, spec_with("After crash, fixed"))
     wait_for(lambda: server.state.ok and "After crash, fixed" in home_text(server), what="recovery")
 
@@ -324,7 +324,7 @@ def test_cli_dev_warns_about_another_host_and_stops_cleanly_on_sigterm(project):
 
 
 def test_saves_during_a_slow_build_make_exactly_one_more_build(server, project, monkeypatch):
-    real_build = devserver.pipeline.build
+    real_build = devserver.api.build
     started = []
 
     def slow_build(*args, **kwargs):
@@ -332,7 +332,7 @@ def test_saves_during_a_slow_build_make_exactly_one_more_build(server, project, 
         time.sleep(0.6)
         return real_build(*args, **kwargs)
 
-    monkeypatch.setattr(devserver.pipeline, "build", slow_build)
+    monkeypatch.setattr(devserver.api, "build", slow_build)
     before = server.state.version
     save(project, spec_with("First"))
     wait_for(lambda: started, what="the slow build to start")

@@ -6,7 +6,7 @@ import json
 
 import jsonschema
 import yaml
-from conftest import SAMPLES
+from helpers import SAMPLES
 
 from builder.docs_gen import generated_files
 

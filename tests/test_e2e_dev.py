@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from e2e_support import DevProcess, browser, copy_sample, page, poll, save_spec, shown_text, strict_page, wait_for_build  # noqa: F401
+from helpers import DevProcess, copy_sample, poll, save_spec, shown_text, wait_for_build
 
 HOME_HEADING = "        text: 本季推荐\n"
 
@@ -182,7 +182,7 @@ def test_an_edit_keeps_the_current_page(coffee, page):
 
 def test_static_preview_opens_from_a_file(tmp_path, page, screenshots):
     from click.testing import CliRunner
-    from e2e_support import REPO
+    from helpers import REPO
 
     from builder.cli import main
 

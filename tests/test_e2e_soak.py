@@ -9,7 +9,7 @@ import json
 import time
 import urllib.request
 
-from e2e_support import DevProcess, browser, copy_sample, page, save_spec, shown_text  # noqa: F401
+from helpers import DevProcess, copy_sample, save_spec, shown_text
 
 EDITS = 300
 INTERVAL = 0.1  # seconds between saves: 300 saves in about 30 s

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import kitchen_sink
 import pytest
-from conftest import REPO, SAMPLES
+from helpers import REPO, SAMPLES
 
 from builder import external_check
 from builder.pipeline import prepare
@@ -54,7 +54,7 @@ def test_kitchen_sink_uses_every_block_and_option(tmp_path):
     assert kitchen_sink.coverage_gaps(prepared.spec.model) == []
     assert prepared.warnings == []
     types = {block.type for page in prepared.spec.pages for block in page.blocks}
-    assert types == set(prepared.spec.plugins.block_types)
+    assert types == set(prepared.spec.block_types)
 
 
 @pytest.mark.parametrize("sample", SAMPLE_NAMES)

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_SPEC, tree_hashes, write_project
+from helpers import MINIMAL_SPEC, tree_hashes, write_project
 
 from builder import write
 

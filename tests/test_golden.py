@@ -11,7 +11,7 @@ import os
 import shutil
 
 import pytest
-from conftest import REPO, SAMPLES
+from helpers import REPO, SAMPLES
 
 from builder.pipeline import prepare
 

@@ -10,10 +10,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import write_project
+from helpers import write_project
 
 from builder import render
 from builder.pipeline import prepare
+from builder.session import BuildSession
 
 PAGES = 24  # above page_chunks.MIN_PAGES, so the spec is parsed page by page
 
@@ -74,36 +75,39 @@ def add_lines(spec):  # later pages move down in the file: their marks must foll
 def test_a_rebuild_in_the_same_process_equals_a_fresh_build(tmp_path, edit):
     spec = base_spec()
     path = write_project(tmp_path / "proj", spec)
-    prepare(path)  # warm every cache
+    session = BuildSession()
+    prepare(path, session=session)  # warm every memo
     changed = copy.deepcopy(spec)
     edit(changed)
     write_project(tmp_path / "proj", changed)
-    tree = prepare(path).tree
+    tree = prepare(path, session=session).tree
     assert {p: tree.digest(p) for p in tree} == fresh_digests(path)
 
 
 def test_an_edit_to_one_page_renders_only_that_page(tmp_path, monkeypatch):
     spec = base_spec()
     path = write_project(tmp_path / "proj", spec)
-    prepare(path)
+    session = BuildSession()
+    prepare(path, session=session)
     rendered = []
     real = render.render_page
     monkeypatch.setattr(render, "render_page", lambda page, *args: rendered.append(page.id) or real(page, *args))
     edit_text(spec)
     write_project(tmp_path / "proj", spec)
-    prepare(path)
+    prepare(path, session=session)
     assert rendered == ["p5"]
 
 
 def test_a_located_error_after_reuse_still_points_at_the_right_line(tmp_path):
     spec = base_spec()
     path = write_project(tmp_path / "proj", spec)
-    prepare(path)
+    session = BuildSession()
+    prepare(path, session=session)
     spec["pages"][2]["blocks"].append({"type": "divider"})  # moves later pages down
     spec["pages"][20]["blocks"][0]["type"] = "headingg"
     write_project(tmp_path / "proj", spec)
     with pytest.raises(Exception) as info:
-        prepare(path)
+        prepare(path, session=session)
     warm = [str(p) for p in info.value.problems]
     code = ("import sys\nfrom builder.pipeline import prepare\nfrom builder.errors import UserError\n"
             "try:\n    prepare(sys.argv[1])\nexcept UserError as e:\n    print('\\n'.join(map(str, e.problems)))")

@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Annotated, Any, Union
 
 import pytest
-from conftest import MINIMAL_SPEC, write_project
+from helpers import MINIMAL_SPEC, write_project
 from pydantic import AfterValidator, BaseModel, BeforeValidator, PlainValidator, WrapValidator
 from pydantic.fields import FieldInfo
 
-from builder.pipeline import prepare
-from builder.plugin_manager import Plugins
+from builder.pipeline import load_plugins, prepare
 from builder.validate import spec_model
 
 NASTY = "{{ x }} </view> <script>alert(1)</script> \"q\" 'q' & &amp; 😀 港湾 }}"
@@ -210,7 +209,7 @@ def markers(paths: list[tuple]) -> dict[tuple, str]:
 
 
 def _models() -> tuple[type[BaseModel], dict[str, type[BaseModel]]]:
-    plugins = Plugins()
+    plugins = load_plugins()
     model = spec_model(tuple(plugins.block_types.values()), tuple(sorted(plugins.sections.items())))
     return model, {name: bt.model for name, bt in plugins.block_types.items()}
 
@@ -295,8 +294,8 @@ def markup(tree) -> dict[str, bytes]:
 
 def test_every_block_type_and_text_field_is_in_the_spec():
     used = {b["type"] for page in base_spec()["pages"] for b in page["blocks"]}
-    assert used == set(Plugins().block_types), "add the new block type to base_spec()"
-    assert set(Plugins().sections) <= set(base_spec()), "add the new section to base_spec()"
+    assert used == set(load_plugins().block_types), "add the new block type to base_spec()"
+    assert set(load_plugins().sections) <= set(base_spec()), "add the new section to base_spec()"
     model, blocks = _models()
     filled = {(m, f) for m, f, _ in fill(model, base_spec(), lambda path, limit: "x", blocks)}
     missing = all_text_fields(model, blocks) - filled

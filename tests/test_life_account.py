@@ -8,8 +8,9 @@ import subprocess
 
 import pytest
 
+from builder.api import build
 from builder.errors import UserError
-from builder.pipeline import build, prepare
+from builder.pipeline import prepare
 from builder.testing import page_spec
 
 LIFE = {
@@ -35,7 +36,7 @@ def life_spec(blocks=None, with_coupons=True, **life_changes):
 
 
 def errors(project, spec, *disable):
-    from builder.pipeline import PluginOptions
+    from builder.options import PluginOptions
 
     with pytest.raises(UserError) as info:
         prepare(project(spec), PluginOptions(disabled=disable))

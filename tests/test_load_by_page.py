@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SAMPLES
+from helpers import SAMPLES
 
 from builder import load, page_chunks
 from builder.errors import SpecError
@@ -127,16 +127,17 @@ def test_an_edit_reparses_only_the_edited_page(tmp_path, monkeypatch):
     parsed = []
     real = load._parse_item
     monkeypatch.setattr(load, "_parse_item", lambda item, path: parsed.append(item) or real(item, path))
-    load.parse_spec(text.encode(), tmp_path / "mpforge.yaml")
+    memo = load.LoadMemo()
+    load.parse_spec(text.encode(), tmp_path / "mpforge.yaml", memo)
     assert len(parsed) == 30
     parsed.clear()
     edited = text.replace("text: t7\n", "text: changed\n")
-    spec_after = load.parse_spec(edited.encode(), tmp_path / "mpforge.yaml")
+    spec_after = load.parse_spec(edited.encode(), tmp_path / "mpforge.yaml", memo)
     assert len(parsed) == 1 and "changed" in parsed[0]
     assert spec_after.data == load._parse_whole(edited, tmp_path / "mpforge.yaml").data
     # An edit that adds lines moves later pages: their data is reused, their marks follow.
     longer = text.replace("text: t7\n", "text: t7\n  - type: divider\n")
-    moved = load.parse_spec(longer.encode(), tmp_path / "mpforge.yaml")
+    moved = load.parse_spec(longer.encode(), tmp_path / "mpforge.yaml", memo)
     assert moved.values == load._parse_whole(longer, tmp_path / "mpforge.yaml").values
 
 

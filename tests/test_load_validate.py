@@ -9,7 +9,7 @@ import pytest
 
 from builder.errors import SpecError
 from builder.load import Mark, format_path, parse_spec
-from builder.plugin_manager import Plugins
+from builder.pipeline import load_plugins
 from builder.validate import validate_spec
 
 
@@ -17,9 +17,14 @@ def parse(text: str, name: str = "mpforge.yaml"):
     return parse_spec(text.encode("utf-8"), Path(name))
 
 
+def _validate(loaded):
+    hooks = load_plugins()
+    return validate_spec(loaded, hooks.block_types, hooks.sections)
+
+
 def problems(text: str) -> list[str]:
     with pytest.raises(SpecError) as info:
-        validate_spec(parse(text), Plugins())
+        _validate(parse(text))
     return [str(p) for p in info.value.problems]
 
 
@@ -97,5 +102,5 @@ def test_unknown_top_level_section_hints_at_plugins():
 
 
 def test_warnings_do_not_stop_validation():
-    spec = validate_spec(parse(VALID_HEAD + "pages: [{id: home, title: H}]\n"), Plugins())
+    spec = _validate(parse(VALID_HEAD + "pages: [{id: home, title: H}]\n"))
     assert [p.id for p in spec.pages] == ["home"] and spec.warnings == []

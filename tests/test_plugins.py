@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import REPO, tree_hashes
+from helpers import REPO, tree_hashes
 
 from builder import hookspecs
 from builder.testing import page_spec
@@ -245,7 +245,7 @@ def test_hook_failure_names_the_plugin_and_keeps_output(project, cli, tmp_path, 
     plugin_file.write_text(plugin_file.read_text().replace("RAISE_IN = None", f"RAISE_IN = {hook!r}"))
     result = cli("build", spec, "-o", out)
     assert result.exit_code == 2
-    assert f"plugin 'stamps' failed in {hook}: RuntimeError: stamp machine jammed" in result.stderr
+    assert f"plugin 'stamps' ({plugin_file}) failed in {hook}: RuntimeError: stamp machine jammed" in result.stderr
     assert "Traceback" not in result.output
     if hook == "mpforge_after_build":
         # It runs after writing: the new build is complete, and the failure is still reported.
@@ -263,8 +263,8 @@ def test_block_data_failure_names_plugin_and_location(project, cli):
     result = cli("build", spec)
     assert result.exit_code == 2
     line = next(i for i, text in enumerate(spec.read_text().splitlines(), 1) if "type: stamp" in text)
-    assert (f"mpforge.yaml:{line}:5: pages[0].blocks[0]: plugin 'stamps' failed in page_data of block 'stamp': "
-            "KeyError: 'stamp'") in result.stderr
+    assert (f"mpforge.yaml:{line}:5: pages[0].blocks[0]: plugin 'stamps' ({plugin_file}) failed in page_data "
+            "of block 'stamp': KeyError: 'stamp'") in result.stderr
     assert "[bold red]" not in result.stderr
 
 

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 import pytest
 from click.testing import CliRunner
-from conftest import SAMPLES, write_project
+from helpers import SAMPLES, write_project
 
 from builder.cli import main
 from builder.pipeline import prepare

@@ -12,10 +12,11 @@ import subprocess
 from datetime import datetime
 
 import pytest
-from conftest import SAMPLES
+from helpers import SAMPLES
 
+from builder.api import build
 from builder.errors import UserError
-from builder.pipeline import build, prepare
+from builder.pipeline import prepare
 from builder.testing import page_spec
 
 PROMO = {
@@ -58,7 +59,8 @@ def test_sample_qr_codes_decode_to_the_launch_urls(tmp_path):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is required (Debian packages librsvg2-bin and zbar-tools; .ci/run installs them)")
     out = tmp_path / "out"
-    prepared, _ = build(SAMPLES / "harbour-coffee", out)
+    prepared = build(SAMPLES / "harbour-coffee", out).prepared
+    assert prepared is not None
     section = prepared.spec.section("promotion")
     assert len(section.campaigns) == 3 and len(section.entry_points) == 5
     rows = list(csv.DictReader(io.StringIO((out / "promotion/entry-points.csv").read_text("utf-8"))))

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from conftest import write_project
+from helpers import write_project
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,7 +31,7 @@ def blocks(page_ids: list[str]) -> st.SearchStrategy:
     return st.one_of(
         st.builds(lambda t, s: {"type": "heading", "text": t, "subtitle": s}, TEXT, TEXT),
         st.builds(lambda t: {"type": "text", "text": t}, TEXT),
-        st.builds(lambda t, l: {"type": "button", "text": t, "link": l}, TEXT, link),
+        st.builds(lambda t, to: {"type": "button", "text": t, "link": to}, TEXT, link),
         st.builds(lambda t: {"type": "notice-bar", "text": t}, TEXT),
         st.builds(lambda n, p, tag: {"type": "product-list", "items": [{"name": n, "price": p, "tag": tag}]},
                   TEXT, st.integers(0, 999_999).map(lambda cents: cents / 100), TAG),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from builder.plugin_api import AppPlan, BlockType, Page, Problem, ValidSpec, hookimpl
+from builder.plugin_api import AppPlan, BlockType, Page, Problem, Render, ValidSpec, hookimpl
 
 from .blocks import BLOCK_TYPES, CouponListBlock, MyCouponsBlock, coupon_display
 from .models import CouponId, CouponSection
@@ -62,16 +62,11 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
     section: CouponSection | None = spec.section("coupon")
     if section is None:
         return []
-    problems = []
-    first: dict[str, int] = {}
+    problems = spec.duplicate_ids(section.coupons, ("coupon", "coupons"), "coupon id")
     for i, coupon in enumerate(section.coupons):
         path = ("coupon", "coupons", i)
-        if coupon.id in first:
-            problems.append(spec.problem((*path, "id"), f"duplicate coupon id '{coupon.id}'",
-                                         hint=f"first used by coupon.coupons[{first[coupon.id]}]"))
-        first.setdefault(coupon.id, i)
         validity = coupon.validity
-        if validity.fixed and validity.end < spec.today:
+        if validity.end is not None and validity.end < spec.today:
             problems.append(spec.problem((*path, "validity", "end"),
                                          f"coupon '{coupon.id}' expired on {validity.end}; it will show as expired",
                                          severity="warning"))
@@ -79,7 +74,7 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
 
 
 @hookimpl
-def mpforge_services(plan: AppPlan, spec: ValidSpec, render) -> dict[str, str]:
+def mpforge_services(plan: AppPlan, spec: ValidSpec, render: Render) -> dict[str, str]:
     section: CouponSection | None = spec.section("coupon")
     if section is None:
         return {}
@@ -100,7 +95,7 @@ def _runtime_config(section: CouponSection, spec: ValidSpec) -> dict[str, Any]:
             **coupon_display(coupon, spec.today),
             "activityId": coupon.activity_id,
             "perUserLimit": coupon.per_user_limit,
-            "end": validity.end.isoformat() if validity.fixed else None,
+            "end": validity.end.isoformat() if validity.end is not None else None,
             "daysAfterClaim": validity.days_after_claim,
         }
     return {"claimUrl": section.backend.base_url.rstrip("/") + section.backend.claim_path, "coupons": coupons}

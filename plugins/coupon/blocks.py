@@ -10,7 +10,7 @@ from pydantic import Field
 
 from builder.plugin_api import Asset, Block, BlockType, Link, ShortText, StoreId
 
-from .models import Coupon, CouponId
+from .models import Coupon, CouponId, CouponSection
 
 if TYPE_CHECKING:
     from builder.plugin_api import PlanContext
@@ -27,7 +27,7 @@ def coupon_display(coupon: Coupon, today: date) -> dict[str, Any]:
     elif coupon.kind == "discount":
         value = f"{coupon.rate * 10:g}折"  # type: ignore[operator]
     else:
-        value = coupon.item
+        value = coupon.item or ""
     threshold = f"满{coupon.min_spend:g}元可用" if coupon.min_spend else "无门槛"
     if coupon.validity.fixed:
         validity, end = f"{coupon.validity.start} 至 {coupon.validity.end}", coupon.validity.end
@@ -39,8 +39,10 @@ def coupon_display(coupon: Coupon, today: date) -> dict[str, Any]:
             "state": state, "state_text": STATE_TEXT[state]}
 
 
-def _section(ctx: PlanContext):
-    return ctx.spec.section("coupon")
+def _section(ctx: PlanContext) -> CouponSection:
+    section = ctx.spec.section(CouponSection)
+    assert section is not None  # the blocks require the section (BlockType.requires_section)
+    return section
 
 
 def _displays(ctx: PlanContext, ids: list[str]) -> list[dict[str, Any]]:
@@ -108,7 +110,8 @@ class MyCouponsBlock(Block):
 
 def _block(name: str, model: type[Block], description: str) -> BlockType:
     return BlockType(name=name, model=model, template=f"blocks/{name}.axml", style="coupon/coupon.acss",
-                     script=SCRIPT, on_show="mfRefreshCoupons", description=description)
+                     script=SCRIPT, on_show="mfRefreshCoupons", requires_section="coupon",
+                     description=description)
 
 
 BLOCK_TYPES = [

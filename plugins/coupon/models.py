@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, WithJsonSchema, model_validator
 
-from builder.plugin_api import HttpsUrl, Id, Ref, ShortText, StoreId, StrictModel, Text, ref_field
+from builder.plugin_api import HttpsUrl, Id, PageOptions, Ref, ShortText, StoreId, StrictModel, Text, ref_field
 
 
 class CouponRef(Ref):
@@ -67,7 +67,8 @@ class Coupon(StrictModel):
     audience: Literal["everyone", "new_customers", "members", "followers"] = Field(
         "everyone", description="followers: people following the merchant's life account")
     activity_id: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$",
-                             description="the Alipay merchant-coupon activity (or template) id the backend issues against")
+                             description="the Alipay merchant-coupon activity (or template) id the backend "
+                                         "issues against")
     stores: list[StoreId] | None = Field(None, description="stores where it can be used; all when omitted")
     terms: Text | None = None
 
@@ -92,11 +93,6 @@ class Backend(StrictModel):
 
     base_url: HttpsUrl
     claim_path: str = Field("/mpforge/coupons/claim", pattern=r"^/[A-Za-z0-9_\-./]*$")
-
-
-class PageOptions(StrictModel):
-    id: Id
-    title: ShortText
 
 
 class CouponPages(StrictModel):

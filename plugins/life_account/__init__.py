@@ -19,8 +19,8 @@ from builder.plugin_api import (
     Asset,
     Block,
     BlockType,
-    Id,
     Page,
+    PageOptions,
     ShortText,
     StrictModel,
     Text,
@@ -46,11 +46,6 @@ class Article(StrictModel):
     url: WebPage
 
 
-class PageOptions(StrictModel):
-    id: Id
-    title: ShortText
-
-
 class LifeAccountSection(StrictModel):
     """The merchant's life account (生活号), linked to this mini-program in the Alipay console."""
 
@@ -66,7 +61,9 @@ class LifeAccountSection(StrictModel):
 
 
 def _section(ctx: PlanContext) -> LifeAccountSection:
-    return ctx.spec.section("life_account")
+    section = ctx.spec.section(LifeAccountSection)
+    assert section is not None  # the blocks require the section (BlockType.requires_section)
+    return section
 
 
 def _follow_data(ctx: PlanContext) -> dict[str, Any]:
@@ -110,13 +107,14 @@ class FeedBlock(Block):
 
 BLOCK_TYPES = [
     BlockType(name="life-account-follow", model=FollowBlock, template="blocks/life-account-follow.axml",
-              style="life_account/life_account.acss", script=SCRIPT,
+              style="life_account/life_account.acss", script=SCRIPT, requires_section="life_account",
               description="Alipay's follow button for the life account"),
     BlockType(name="life-account-card", model=CardBlock, template="blocks/life-account-card.axml",
-              style="life_account/life_account.acss", script=SCRIPT,
+              style="life_account/life_account.acss", script=SCRIPT, requires_section="life_account",
               description="the life account's profile with a follow button"),
     BlockType(name="life-account-feed", model=FeedBlock, template="blocks/life-account-feed.axml",
-              style="life_account/life_account.acss", description="the life account's articles"),
+              style="life_account/life_account.acss", requires_section="life_account",
+              description="the life account's articles"),
 ]
 
 
@@ -142,17 +140,3 @@ def mpforge_pages(spec: ValidSpec) -> list[Page]:
         return []
     return [Page(id=section.page.id, title=section.page.title,
                  blocks=[CardBlock(type="life-account-card"), FeedBlock(type="life-account-feed")])]
-
-
-@hookimpl
-def mpforge_validate(spec: ValidSpec) -> list:
-    """Life-account blocks need the section; the reward needs the coupon service."""
-    problems = []
-    section: LifeAccountSection | None = spec.section("life_account")
-    for i, page in enumerate(spec.model.pages):
-        for j, block in enumerate(page.blocks):
-            if block.type.startswith("life-account-") and section is None:
-                problems.append(spec.problem(("pages", i, "blocks", j, "type"),
-                                             f"block '{block.type}' needs a 'life_account' section",
-                                             hint="add life_account: {public_id, name, avatar}"))
-    return problems

@@ -27,9 +27,12 @@ from builder.plugin_api import (
     Link,
     PagePlan,
     Problem,
+    Render,
     ShortText,
     ValidSpec,
+    asset_url,
     hookimpl,
+    page_path,
 )
 
 from .models import CampaignId, EntryPoint, PromotionSection
@@ -43,11 +46,17 @@ SCRIPT = "promotion/page.js"
 
 
 def _section(spec: ValidSpec) -> PromotionSection | None:
-    return spec.section("promotion")
+    return spec.section(PromotionSection)
+
+
+def _required(ctx: PlanContext) -> PromotionSection:
+    section = _section(ctx.spec)
+    assert section is not None  # the blocks require the section (BlockType.requires_section)
+    return section
 
 
 def _campaign_data(ctx: PlanContext, campaign_id: str) -> dict[str, Any]:
-    campaign = next(c for c in _section(ctx.spec).campaigns if c.id == campaign_id)
+    campaign = next(c for c in _required(ctx).campaigns if c.id == campaign_id)
     return {"name": campaign.name, "start": int(campaign.start.timestamp() * 1000),
             "end": int(campaign.end.timestamp() * 1000), "visible": False}
 
@@ -59,7 +68,7 @@ class CampaignBannerBlock(Block):
     campaign: CampaignId
 
     def page_data(self, ctx: PlanContext) -> dict[str, Any]:
-        campaign = next(c for c in _section(ctx.spec).campaigns if c.id == self.campaign)
+        campaign = next(c for c in _required(ctx).campaigns if c.id == self.campaign)
         return {**_campaign_data(ctx, self.campaign), "kind": "banner", "image": ctx.asset(campaign.banner),
                 "link": ctx.link(Link(page=campaign.landing))}
 
@@ -81,10 +90,12 @@ class CountdownBlock(Block):
 BLOCK_TYPES = [
     BlockType(name="campaign-banner", model=CampaignBannerBlock, template="blocks/campaign-banner.axml",
               style="promotion/promotion.acss", script=SCRIPT, on_show="mfStartCampaigns",
-              on_hide="mfStopCampaigns", description="a campaign's banner, shown only while it runs"),
+              on_hide="mfStopCampaigns", requires_section="promotion",
+              description="a campaign's banner, shown only while it runs"),
     BlockType(name="countdown", model=CountdownBlock, template="blocks/countdown.axml",
               style="promotion/promotion.acss", script=SCRIPT, on_show="mfStartCampaigns",
-              on_hide="mfStopCampaigns", description="time left until a campaign starts or ends"),
+              on_hide="mfStopCampaigns", requires_section="promotion",
+              description="time left until a campaign starts or ends"),
 ]
 
 
@@ -120,14 +131,8 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
         if page_id not in page_ids:
             problems.append(spec.problem(("promotion", "share", "pages", page_id), f"no page with id '{page_id}'",
                                          hint=f"pages: {', '.join(page_ids)}"))
-    for kind, items in (("campaign", section.campaigns), ("entry point", section.entry_points)):
-        key = "campaigns" if kind == "campaign" else "entry_points"
-        first: dict[str, int] = {}
-        for i, item in enumerate(items):
-            if item.id in first:
-                problems.append(spec.problem(("promotion", key, i, "id"), f"duplicate {kind} id '{item.id}'",
-                                             hint=f"first used by promotion.{key}[{first[item.id]}]"))
-            first.setdefault(item.id, i)
+    problems += spec.duplicate_ids(section.campaigns, ("promotion", "campaigns"), "campaign id")
+    problems += spec.duplicate_ids(section.entry_points, ("promotion", "entry_points"), "entry point id")
     now = datetime.combine(spec.today, datetime.min.time(), timezone.utc)
     for i, campaign in enumerate(section.campaigns):
         if campaign.end < now:
@@ -155,34 +160,35 @@ def mpforge_page_json(page_json: dict[str, Any], page: PagePlan, spec: ValidSpec
     if desc:
         page.share["desc"] = desc
     if image:
-        page.share["imageUrl"] = image if image.startswith("https://") else f"/assets/{image}"
+        page.share["imageUrl"] = asset_url(image)
     page.share["channel"] = share.channel
 
 
 @hookimpl
-def mpforge_app_script(spec: ValidSpec, render) -> AppScript | None:
+def mpforge_app_script(spec: ValidSpec, render: Render) -> AppScript | None:
     if _section(spec) is None:
         return None
     return AppScript(members=render("promotion/app.js"), on_launch="mfAttribute", on_show="mfAttribute")
 
 
 @hookimpl
-def mpforge_services(plan: AppPlan, spec: ValidSpec, render) -> dict[str, str]:
+def mpforge_services(plan: AppPlan, spec: ValidSpec, render: Render) -> dict[str, str]:
     section = _section(spec)
     if section is None:
         return {}
     files = {"promotion/report.json": json.dumps(_report(section, spec), ensure_ascii=False, indent=2) + "\n"}
-    if section.entry_points:
-        files["promotion/entry-points.csv"] = _entry_points_csv(section.entry_points, spec)
+    appid = spec.model.app.appid
+    if section.entry_points and appid:  # mpforge_validate requires an appid with entry points
+        files["promotion/entry-points.csv"] = _entry_points_csv(section.entry_points, appid)
         for entry in section.entry_points:
-            files[f"promotion/qr/{entry.id}.svg"] = qr_svg(launch_url(spec.model.app.appid, entry))
+            files[f"promotion/qr/{entry.id}.svg"] = qr_svg(launch_url(appid, entry))
     return files
 
 
 def launch_url(appid: str, entry: EntryPoint) -> str:
     """The Alipay URL that opens `entry.page` with its query; what its QR code encodes."""
     return (f"alipays://platformapi/startapp?appId={appid}"
-            f"&page={quote(f'pages/{entry.page}/{entry.page}', safe='')}&query={quote(entry.full_query, safe='')}")
+            f"&page={quote(page_path(entry.page), safe='')}&query={quote(entry.full_query, safe='')}")
 
 
 def qr_svg(url: str) -> str:
@@ -194,14 +200,14 @@ def qr_svg(url: str) -> str:
     return buffer.getvalue().decode("utf-8") + "\n"
 
 
-def _entry_points_csv(entries: list[EntryPoint], spec: ValidSpec) -> str:
+def _entry_points_csv(entries: list[EntryPoint], appid: str) -> str:
     """What the Alipay QR-code API (alipay.open.app.qrcode.create) needs per entry point."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["id", "name", "kind", "store", "url_param", "query_param", "describe", "launch_url", "qr_svg"])
     for entry in entries:
-        writer.writerow([entry.id, entry.name, entry.kind, entry.store or "", f"pages/{entry.page}/{entry.page}",
-                         entry.full_query, entry.description, launch_url(spec.model.app.appid, entry),
+        writer.writerow([entry.id, entry.name, entry.kind, entry.store or "", page_path(entry.page),
+                         entry.full_query, entry.description, launch_url(appid, entry),
                          f"promotion/qr/{entry.id}.svg"])
     return out.getvalue()
 

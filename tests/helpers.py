@@ -1,13 +1,15 @@
-"""Helpers for the browser tests: `mpforge dev` as a subprocess and headless Chromium.
+"""Helpers shared by the tests: project trees written inline, sample paths, and the
+browser tests' `mpforge dev` subprocess and polling helpers. Fixtures live in conftest.py.
 
-Chromium is Debian's (`/usr/bin/chromium`, or $MPFORGE_CHROMIUM), driven by Playwright
-for Python; Playwright's own browser downloads are never used. Without Playwright or
-Chromium the browser tests skip, except in CI (`CI` set), where they fail: `.ci/run`
-installs both.
+The browser tests use Debian's Chromium (`/usr/bin/chromium`, or $MPFORGE_CHROMIUM),
+driven by Playwright for Python; Playwright's own browser downloads are never used.
+Without Playwright or Chromium they skip, except in CI (`CI` set), where they fail:
+`.ci/run` installs both.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -15,13 +17,58 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from builder import testing
+
 REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "sample_projects"
+STARTER_ASSETS = REPO / "templates" / "starters" / "basic" / "assets"
+
+# A small valid spec; tests copy and modify it.
+MINIMAL_SPEC = {
+    "spec_version": 1,
+    "app": {"name": "Test Shop"},
+    "merchant": {
+        "name": "Test Shop",
+        "phone": "400-000-0000",
+        "stores": [{"id": "main", "name": "Main", "address": "1 Road", "lat": 31.2, "lng": 121.4,
+                    "hours": "09:00-21:00"}],
+    },
+    "assets": "assets",
+    "pages": [
+        {"id": "home", "title": "Home", "blocks": [
+            {"type": "heading", "text": "Hello"},
+            {"type": "banner", "slides": [{"image": "banner.png", "link": "about"}]},
+        ]},
+        {"id": "about", "title": "About", "blocks": [{"type": "store-info"}]},
+    ],
+    "tabbar": {"items": [
+        {"page": "home", "text": "Home", "icon": "tab/home.png", "active_icon": "tab/home-active.png"},
+        {"page": "about", "text": "About", "icon": "tab/about.png", "active_icon": "tab/about-active.png"},
+    ]},
+}
+
+
+def write_project(root: Path, spec: dict | str, files: dict[str, bytes | str] | None = None,
+                  with_assets: bool = True) -> Path:
+    """Write a project: the spec (a dict is dumped as YAML), the starter assets, extra files."""
+    assets = {}
+    if with_assets:
+        assets = {f"assets/{p.relative_to(STARTER_ASSETS).as_posix()}": p.read_bytes()
+                  for p in STARTER_ASSETS.rglob("*") if p.is_file()}
+    return testing.write_project(root, spec, {**assets, **(files or {})})
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (hidden ones included) with its sha256."""
+    if not folder.exists():
+        return {}
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def chromium_path() -> str | None:
@@ -32,67 +79,10 @@ def chromium_path() -> str | None:
     return None
 
 
-def _unavailable(reason: str) -> None:
+def unavailable(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; CI must run the browser tests (.ci/run installs Playwright and chromium)")
     pytest.skip(reason)
-
-
-_shared: dict = {"users": 0}
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator:
-    """One Chromium for the whole run. (Each test module that imports this fixture gets
-    its own fixture instance; they share the one browser, since a second sync Playwright
-    cannot start while the first runs.)"""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("Playwright for Python is not installed (pip install -e '.[test]')")
-    executable = chromium_path()
-    if executable is None:
-        _unavailable("Chromium is not installed (apt-get install chromium)")
-    if not _shared["users"]:
-        playwright = sync_playwright().start()
-        _shared["playwright"] = playwright
-        _shared["browser"] = playwright.chromium.launch(
-            executable_path=executable, headless=True,
-            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
-    _shared["users"] += 1
-    try:
-        yield _shared["browser"]
-    finally:
-        _shared["users"] -= 1
-        if not _shared["users"]:
-            _shared.pop("browser").close()
-            _shared.pop("playwright").stop()
-
-
-def _new_page(browser, bypass_csp: bool):
-    context = browser.new_context(viewport={"width": 1100, "height": 900}, device_scale_factor=1,
-                                  bypass_csp=bypass_csp)
-    tab = context.new_page()
-    tab.errors = []  # type: ignore[attr-defined]
-    tab.on("pageerror", lambda exc: tab.errors.append(str(exc)))  # type: ignore[attr-defined]
-    return context, tab
-
-
-@pytest.fixture
-def page(browser) -> Iterator:
-    """A browser tab; the preview's Content-Security-Policy is bypassed so that Playwright's
-    wait_for_function (which evaluates strings) works."""
-    context, tab = _new_page(browser, bypass_csp=True)
-    yield tab
-    context.close()
-
-
-@pytest.fixture
-def strict_page(browser) -> Iterator:
-    """A browser tab that enforces the preview's Content-Security-Policy."""
-    context, tab = _new_page(browser, bypass_csp=False)
-    yield tab
-    context.close()
 
 
 class DevProcess:

@@ -1,0 +1,113 @@
+"""The library's entry points for building and checking a project, used by the CLI,
+batch builds and `mpforge dev` alike (so none of them decides anything on its own).
+
+Light to import: `build` decides first whether anything changed since the last build
+(a no-op build reads only file stats and the spec's bytes), and loads the pipeline only
+when there is work to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .build_cache import DEFAULT_OUTPUT, record, skip_if_unchanged
+from .errors import Problem, UserError
+from .options import PluginOptions
+from .spec_file import find_spec
+from .write import WriteResult, write_tree
+
+if TYPE_CHECKING:
+    from .pipeline import Prepared
+    from .session import BuildSession
+
+DEFAULT_PREVIEW = "preview"
+
+
+def default_output(spec_path: Path) -> Path:
+    """Where a build goes without -o: dist/ beside the spec."""
+    return spec_path.parent / DEFAULT_OUTPUT
+
+
+def default_preview_output(spec_path: Path) -> Path:
+    """Where `mpforge preview` writes without -o: preview/ beside the spec."""
+    return spec_path.parent / DEFAULT_PREVIEW
+
+
+@dataclass
+class BuildOutcome:
+    """What `build` did: `prepared` is None when nothing had changed (`skipped`)."""
+
+    out_dir: Path
+    result: WriteResult
+    warnings: list[Problem]
+    prepared: Prepared | None = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.prepared is None
+
+
+def build(target: str | Path | None, out_dir: str | Path | None = None, options: PluginOptions | None = None, *,
+          force: bool = False, session: BuildSession | None = None) -> BuildOutcome:
+    """Build into `out_dir` (default: dist/ beside the spec), unless nothing changed
+    since the last build there (`force` builds anyway).
+
+    Order: prepare, write, the plugins' after-build hooks, then the cache record. A
+    failing after-build hook leaves no record, so the next build runs it again.
+    """
+    options = options or PluginOptions()
+    spec_path = find_spec(target)
+    out = Path(out_dir) if out_dir else default_output(spec_path)
+    if not force:
+        skipped = skip_if_unchanged(spec_path, out, options)
+        if skipped:
+            result, warnings = skipped
+            return BuildOutcome(out, result, warnings)
+    from .pipeline import prepare  # here, not above: a skipped build never loads the pipeline
+
+    prepared = prepare(spec_path, options, session)
+    result = write_tree(prepared.tree, out)
+    prepared.hooks.after_build(result, prepared.spec)
+    try:
+        record(out, spec_path, prepared.spec.loaded.sha256, prepared.inputs, prepared.tree, prepared.warnings,
+               options, prepared.spec.today.isoformat())
+    except OSError:
+        pass  # without a cache record the next build is simply a full one
+    return BuildOutcome(out, result, prepared.warnings, prepared)
+
+
+@dataclass
+class CheckReport:
+    """What `mpforge check` found: the report printed as text or JSON."""
+
+    ok: bool
+    files: int = 0
+    pages: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    external: bool = False  # the third-party tools ran (and, when ok, passed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "files": self.files, "problems": [p.to_dict() for p in self.problems]}
+
+
+def check_project(target: str | Path | None, options: PluginOptions | None = None, *, external: bool = False,
+                  tools: str | None = None) -> CheckReport:
+    """Everything but writing; with `external`, also the third-party checkers over the
+    output. A user error becomes a failed report; anything else propagates."""
+    from .pipeline import prepare
+
+    try:
+        prepared = prepare(target, options)
+        report = CheckReport(ok=True, files=len(prepared.tree), pages=len(prepared.plan.pages),
+                             problems=list(prepared.warnings))
+        if external:
+            from .external_check import check_tree, find_tools
+
+            result = check_tree(prepared.tree, find_tools(tools))
+            report.ok, report.external = result.ok, True
+            report.problems += result.problems
+    except UserError as exc:
+        return CheckReport(ok=False, problems=list(exc.problems))
+    return report
