@@ -48,7 +48,17 @@ class ImageBlock(Block):
     image: Asset
     link: Link | None = None
     mode: Literal["widthFix", "aspectFill", "aspectFit"] = "widthFix"
+    height: int | None = Field(None, ge=40, le=2000,
+                               description="height in rpx (750 rpx = screen width); needs mode aspectFill or "
+                                           "aspectFit (widthFix keeps the image's own proportions)")
     rounded: bool = False
+
+    @model_validator(mode="after")
+    def _height_needs_a_cropping_mode(self) -> ImageBlock:
+        if self.height is not None and self.mode == "widthFix":
+            raise ValueError("'height' needs mode 'aspectFill' (crop to fill) or 'aspectFit' (fit inside); "
+                             "widthFix sets the height from the image")
+        return self
 
 
 class ButtonBlock(Block):

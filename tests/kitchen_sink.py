@@ -64,7 +64,7 @@ def _core_blocks() -> list[dict[str, Any]]:
         {"type": "text", "text": LONG_NASTY, "align": "right", "size": "large"},
         {"type": "text", "text": "small centred", "align": "center", "size": "small"},
         {"type": "image", "image": "banner.png", "link": url, "mode": "aspectFit", "rounded": True},
-        {"type": "image", "image": _REMOTE_IMAGE, "mode": "aspectFill"},
+        {"type": "image", "image": _REMOTE_IMAGE, "mode": "aspectFill", "height": 320},
         {"type": "image", "image": "tab/home.png"},
         {"type": "button", "text": NASTY, "link": phone, "style": "default"},
         {"type": "button", "text": "Go", "link": store},

@@ -13,9 +13,11 @@ from typing import Any
 
 # Scripts only from the preview itself; images may come from the app or the web (http(s)
 # image URLs in a spec); inline style attributes are part of the rendered AXML.
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-       "img-src 'self' data: http: https:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
-       "frame-ancestors 'none'")
+META_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data: http: https:; connect-src 'self'; base-uri 'none'; form-action 'none'")
+# frame-ancestors only works as a header (in a <meta> the browser ignores it and logs an
+# error on every load), so the dev server's header adds it and the static page does not.
+CSP = META_CSP + "; frame-ancestors 'none'"
 
 _BODY = """<div class="mpf-layout">
   <aside class="mpf-sidebar">
@@ -62,7 +64,7 @@ def shell_html(*, name: str, asset_base: str, mode: str, data: dict[str, Any] | 
         '<meta name="referrer" content="no-referrer">',
     ]
     if csp_meta:
-        head.append(f'<meta http-equiv="Content-Security-Policy" content="{html.escape(CSP)}">')
+        head.append(f'<meta http-equiv="Content-Security-Policy" content="{html.escape(META_CSP)}">')
     head += [
         f"<title>{html.escape(name)} · mpforge preview</title>",
         '<link rel="icon" href="data:,">',

@@ -55,10 +55,21 @@ def _required(ctx: PlanContext) -> PromotionSection:
     return section
 
 
-def _campaign_data(ctx: PlanContext, campaign_id: str) -> dict[str, Any]:
+def _campaign_data(ctx: PlanContext, campaign_id: str, before: bool = False) -> dict[str, Any]:
+    """A campaign's times, and whether it shows as of the build date (midnight UTC): what
+    the preview shows. On a device, page.js recomputes it on every page show."""
     campaign = next(c for c in _required(ctx).campaigns if c.id == campaign_id)
+    now = datetime.combine(ctx.today, datetime.min.time(), timezone.utc)
+    visible = now < campaign.start if before else campaign.start <= now < campaign.end
     return {"name": campaign.name, "start": int(campaign.start.timestamp() * 1000),
-            "end": int(campaign.end.timestamp() * 1000), "visible": False}
+            "end": int(campaign.end.timestamp() * 1000), "visible": visible}
+
+
+def format_remaining(seconds: int) -> str:
+    """Time left as page.js's mfFormatRemaining shows it: '3天 04:05:06' or '04:05:06'."""
+    seconds = max(0, seconds)
+    days, clock = seconds // 86400, f"{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return f"{days}天 {clock}" if days else clock
 
 
 class CampaignBannerBlock(Block):
@@ -82,9 +93,11 @@ class CountdownBlock(Block):
     label: ShortText | None = Field(None, description="default: '距开始' or '距结束'")
 
     def page_data(self, ctx: PlanContext) -> dict[str, Any]:
-        data = _campaign_data(ctx, self.campaign)
+        data = _campaign_data(ctx, self.campaign, before=self.to == "start")
+        now = datetime.combine(ctx.today, datetime.min.time(), timezone.utc).timestamp() * 1000
+        remaining = format_remaining(int((data[self.to] - now) // 1000)) if data["visible"] else ""
         return {**data, "kind": "countdown", "to": self.to, "target": data[self.to],
-                "label": self.label or ("距开始" if self.to == "start" else "距结束"), "remaining": ""}
+                "label": self.label or ("距开始" if self.to == "start" else "距结束"), "remaining": remaining}
 
 
 BLOCK_TYPES = [

@@ -4,7 +4,7 @@ const mpforge = require('../../utils/mpforge.js');
 Page({
   data: {
     "b0": {"public_id": "2019041263887654", "memo": "关注领 3 元咖啡券", "name": "港湾咖啡", "reward": "follow-gift", "avatar": "/assets/logo.png", "description": "每周新品、烘焙故事与门店活动"},
-    "b1": {"image": "/assets/about/roastery.png", "link": null, "mode": "widthFix", "rounded": false},
+    "b1": {"image": "/assets/about/roastery.png", "link": null, "mode": "widthFix", "height": null, "rounded": false},
     "b2": {"text": "从港口到杯中", "subtitle": null, "align": "center"},
     "b3": {"text": "2016 年始于新天地的一间小店。\n我们坚持自家烘焙，与产地直接合作。", "align": "center", "size": "normal"},
     "b4": {"height": 24},

@@ -6,9 +6,9 @@ Page({
     "b0": {"slides": [{"image": "/assets/banner/spring-1.png", "link": {"kind": "tab", "url": "/pages/menu/menu"}, "alt": "春季新品 樱花拿铁"}, {"image": "/assets/banner/spring-2.png", "link": {"kind": "page", "url": "/pages/product/product?item=cold-brew"}, "alt": "冷萃回归"}, {"image": "/assets/banner/spring-3.png", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Froastery-day"}, "alt": "烘焙工坊开放日"}], "height": 360, "autoplay": true, "interval": 4000},
     "b1": {"text": "新天地店 4 月 12 日装修暂停营业一天，敬请谅解", "link": {"kind": "tab", "url": "/pages/stores/stores"}},
     "b2": {"columns": 4, "items": [{"icon": "/assets/grid/order.png", "text": "点单", "link": {"kind": "tab", "url": "/pages/menu/menu"}}, {"icon": "/assets/grid/beans.png", "text": "咖啡豆", "link": {"kind": "page", "url": "/pages/product/product?item=beans"}}, {"icon": "/assets/grid/stores.png", "text": "门店", "link": {"kind": "tab", "url": "/pages/stores/stores"}}, {"icon": "/assets/grid/member.png", "text": "领券", "link": {"kind": "page", "url": "/pages/coupons/coupons"}}]},
-    "b3": {"name": "冬日暖饮季", "start": 1794672000000, "end": 1798732799000, "visible": false, "kind": "banner", "image": "/assets/banner/spring-1.png", "link": {"kind": "tab", "url": "/pages/menu/menu"}},
-    "b4": {"name": "冬日暖饮季", "start": 1794672000000, "end": 1798732799000, "visible": false, "kind": "countdown", "to": "end", "target": 1798732799000, "label": "距结束", "remaining": ""},
-    "b5": {"name": "新年第一杯", "start": 1798758000000, "end": 1800021600000, "visible": false, "kind": "countdown", "to": "start", "target": 1798758000000, "label": "距新年活动开始", "remaining": ""},
+    "b3": {"name": "冬日暖饮季", "start": 1794672000000, "end": 1798732799000, "visible": true, "kind": "banner", "image": "/assets/banner/spring-1.png", "link": {"kind": "tab", "url": "/pages/menu/menu"}},
+    "b4": {"name": "冬日暖饮季", "start": 1794672000000, "end": 1798732799000, "visible": true, "kind": "countdown", "to": "end", "target": 1798732799000, "label": "距结束", "remaining": "36天 15:59:59"},
+    "b5": {"name": "新年第一杯", "start": 1798758000000, "end": 1800021600000, "visible": true, "kind": "countdown", "to": "start", "target": 1798758000000, "label": "距新年活动开始", "remaining": "36天 23:00:00"},
     "b6": {"image": "/assets/banner/spring-2.png", "subtitle": "新用户专享 · 全场通用", "coupons": [{"id": "welcome-5", "title": "新人立减 5 元", "kind": "cash", "value_text": "¥5", "threshold_text": "满25元可用", "validity_text": "领取后14天内有效", "terms": "每位新用户限领一张，不与其他优惠同享。", "state": "available", "state_text": "立即领取"}]},
     "b7": {"text": "本季推荐", "subtitle": "Barista's picks", "align": "left"},
     "b8": {"title": null, "layout": "grid", "items": [{"name": "樱花拿铁", "price": "¥32.00", "original_price": "¥36.00", "image": "/assets/menu/latte.png", "tag": "新品", "description": null, "link": {"kind": "page", "url": "/pages/product/product?item=latte"}}, {"name": "冷萃咖啡", "price": "¥30.00", "original_price": null, "image": "/assets/menu/cold-brew.png", "tag": null, "description": null, "link": {"kind": "page", "url": "/pages/product/product?item=cold-brew"}}]},
@@ -35,29 +35,41 @@ Page({
   mfStop() {
     this.mfStopCampaigns();
   },
-  // The running countdown timer, declared as a page member so `this.mfCampaignTimer` is typed.
+  // The pending campaign timer, declared as a page member so `this.mfCampaignTimer` is typed.
   mfCampaignTimer: 0,
   mfStartCampaigns() {
     this.mfTickCampaigns();
-    this.mfCampaignTimer = setInterval(() => this.mfTickCampaigns(), 1000);
   },
   mfStopCampaigns() {
-    clearInterval(this.mfCampaignTimer);
+    clearTimeout(this.mfCampaignTimer);
+    this.mfCampaignTimer = 0;
   },
-  // Campaign blocks show only inside their window; countdowns show the time left.
+  // Campaign blocks show only inside their window; countdowns show the time left. The
+  // next tick comes in a second while a countdown is shown, else at the next start or
+  // end (none once every campaign is over), and only changed values are set: a page
+  // whose campaigns are all hidden is not redrawn every second.
   mfTickCampaigns() {
     const now = Date.now();
     const update = {};
+    let counting = false;
+    let next = Infinity;
     ["b3", "b4", "b5"].forEach((key) => {
-      const block = /** @type {{ kind: string, to?: string, start: number, end: number, target?: number }} */ (this.data[key]);
+      const block = /** @type {{ kind: string, to?: string, start: number, end: number, target?: number, visible: boolean, remaining?: string }} */ (this.data[key]);
       const before = block.kind === 'countdown' && block.to === 'start';
       const visible = before ? now < block.start : now >= block.start && now < block.end;
-      update[key + '.visible'] = visible;
+      if (visible !== block.visible) update[key + '.visible'] = visible;
       if (block.kind === 'countdown') {
-        update[key + '.remaining'] = visible ? this.mfFormatRemaining(block.target - now) : '';
+        const remaining = visible ? this.mfFormatRemaining((block.target || 0) - now) : '';
+        if (remaining !== block.remaining) update[key + '.remaining'] = remaining;
+        counting = counting || visible;
       }
+      [block.start, block.end].forEach((t) => { if (t > now && t < next) next = t; });
     });
-    this.setData(update);
+    if (Object.keys(update).length) this.setData(update);
+    clearTimeout(this.mfCampaignTimer);
+    const wait = counting ? 1000 : next - now;
+    // setTimeout holds at most 2^31-1 ms (about 24.8 days); a later change is met by a later tick.
+    this.mfCampaignTimer = wait === Infinity ? 0 : setTimeout(() => this.mfTickCampaigns(), Math.min(wait, 2147483647));
   },
   mfFormatRemaining(ms) {
     const seconds = Math.max(0, Math.floor(ms / 1000));

@@ -3,7 +3,7 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {"image": "/assets/menu/beans.png", "link": null, "mode": "aspectFill", "rounded": true},
+    "b0": {"image": "/assets/menu/beans.png", "link": null, "mode": "aspectFill", "height": null, "rounded": true},
     "b1": {"text": "港湾拼配咖啡豆 250g", "subtitle": "巧克力 · 坚果 · 焦糖", "align": "left"},
     "b2": {"text": "中深烘焙，适合意式与手冲。每周二、周五新鲜烘焙，下单后 48 小时内寄出。", "align": "left", "size": "normal"},
     "b3": {"text": "致电门店预订", "link": {"kind": "phone", "number": "021-6335 1201"}, "style": "default"}
