@@ -6,7 +6,6 @@ The screenshot is kept in the printed folder for a person to look at.
 
 from __future__ import annotations
 
-
 import pytest
 from click.testing import CliRunner
 from helpers import write_project
