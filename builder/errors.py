@@ -28,6 +28,9 @@ class Problem:
     column: int | None = None
     hint: str | None = None
     severity: Literal["error", "warning"] = "error"
+    # The platform rule a problem comes from, e.g. "review/first-tab" for what Alipay's
+    # review would reject; shown after the message and carried in JSON reports.
+    rule: str | None = None
 
     def location(self) -> str:
         parts = [p for p in (self.file, self.line, self.column) if p is not None]
@@ -37,6 +40,8 @@ class Problem:
         text = self.message
         if self.hint:
             text += f" ({self.hint})"
+        if self.rule:
+            text += f" [{self.rule}]"
         prefix = [p for p in (self.location(), self.path) if p]
         return ": ".join([*prefix, text])
 
@@ -49,6 +54,7 @@ class Problem:
             "path": self.path,
             "message": self.message,
             "hint": self.hint,
+            "rule": self.rule,
         }
 
 

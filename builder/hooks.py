@@ -337,8 +337,8 @@ class Hooks:
     def validate(self, spec: ValidSpec) -> list[Problem]:
         return [problem for _, problem in self._lists("mpforge_validate", Problem, "a list of Problem", spec=spec)]
 
-    def app_json(self, app_json: dict[str, Any], spec: ValidSpec) -> None:
-        self._call("mpforge_app_json", app_json=app_json, spec=spec)
+    def app_json(self, app_json: dict[str, Any], mini_project: dict[str, Any], spec: ValidSpec) -> None:
+        self._call("mpforge_app_json", app_json=app_json, mini_project=mini_project, spec=spec)
 
     def page_json(self, page_json: dict[str, Any], page: PagePlan, spec: ValidSpec) -> None:
         self._call("mpforge_page_json", page_json=page_json, page=page, spec=spec)

@@ -92,8 +92,13 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
 
 
 @hookspec
-def mpforge_app_json(app_json: dict[str, Any], spec: ValidSpec) -> None:
-    """Adjust ``app.json`` in place before it is rendered. Return value is ignored."""
+def mpforge_app_json(app_json: dict[str, Any], mini_project: dict[str, Any], spec: ValidSpec) -> None:
+    """Adjust ``app.json`` and ``mini.project.json`` in place before they are rendered.
+
+    E.g. add a plugin to ``app_json["plugins"]``, or a folder of files that are not part
+    of the mini-program (reports, print files) to ``mini_project["uploadExclude"]`` (glob
+    patterns the IDE leaves out of the upload). Return value is ignored.
+    """
 
 
 @hookspec

@@ -76,11 +76,11 @@ class LoadedSpec:
         return self.values.get(())
 
     def problem(self, path: Sequence[str | int], message: str, *, hint: str | None = None,
-                key: bool = False, severity: Severity = "error") -> Problem:
+                key: bool = False, severity: Severity = "error", rule: str | None = None) -> Problem:
         mark = self.mark(path, key=key)
         return Problem(message=message, path=format_path(path), file=self.display_name,
                        line=mark.line if mark else None, column=mark.column if mark else None,
-                       hint=hint, severity=severity)
+                       hint=hint, severity=severity, rule=rule)
 
 
 # --- blocks --------------------------------------------------------------------------
@@ -186,9 +186,10 @@ class ValidSpec:
     warnings: list[Problem] = field(default_factory=list)
 
     def problem(self, path: Sequence[str | int], message: str, *, hint: str | None = None,
-                severity: Severity = "error") -> Problem:
-        """A problem located at `path` in the spec (e.g. ('coupon', 0, 'value'))."""
-        return self.loaded.problem(path, message, hint=hint, severity=severity)
+                severity: Severity = "error", rule: str | None = None) -> Problem:
+        """A problem located at `path` in the spec (e.g. ('coupon', 0, 'value')); `rule`
+        names the platform rule it enforces (e.g. "review/first-tab")."""
+        return self.loaded.problem(path, message, hint=hint, severity=severity, rule=rule)
 
     @overload
     def section(self, key: str) -> Any: ...
@@ -283,11 +284,14 @@ def page_path(page_id: str) -> str:
 @dataclass(frozen=True)
 class AppScript:
     """A plugin's part of app.js: members of App({...}) and which of them the core's
-    onLaunch(options) / onShow(options) call."""
+    onLaunch(options) / onShow(options) call, and which one every page's onLoad(query)
+    calls (`on_page_load`): shares and page links bring their parameters to the page, not
+    to the app."""
 
     members: str
     on_launch: str | None = None
     on_show: str | None = None
+    on_page_load: str | None = None
 
 
 @dataclass

@@ -120,13 +120,16 @@ def plan_app(spec: ValidSpec, hooks: Hooks, memo: PlanMemo | None = None) -> App
                        "icon": ctx.asset(i.icon).lstrip("/"), "activeIcon": ctx.asset(i.active_icon).lstrip("/")}
                       for i in tabbar.items],
         }
-    hooks.app_json(app_json, spec)
+    # The build's bookkeeping files are JSON, which the IDE would upload as source.
+    mini_project: dict[str, Any] = {"format": 2, "compileOptions": {"component2": True},
+                                    "uploadExclude": [".mpforge*"]}
+    hooks.app_json(app_json, mini_project, spec)
 
     used = {placed.block_type.name for page in pages for placed in page.blocks}
     return AppPlan(
         spec=spec,
         app_json=app_json,
-        mini_project={"format": 2, "compileOptions": {"component2": True}},
+        mini_project=mini_project,
         global_data={"appName": model.app.name, "version": model.app.version},
         pages=pages,
         block_types_used=[bt for name, bt in spec.block_types.items() if name in used],
@@ -157,7 +160,8 @@ def _plan_page(index: int, page: Page, spec: ValidSpec, ctx: PlanContext, hooks:
         data={p.key: _block_data(index, i, p, spec, ctx, hooks) for i, p in enumerate(placed)},
         blocks=placed,
         share={"title": page.title, "desc": spec.model.app.description or spec.model.merchant.name,
-               "path": "/" + page_path(page.id)},
+               # No leading '/': Alipay's share path is relative to the package root.
+               "path": page_path(page.id)},
     )
     hooks.page_json(plan.json, plan, spec)
     return plan

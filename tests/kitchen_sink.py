@@ -178,7 +178,7 @@ def kitchen_sink_spec() -> dict[str, Any]:
                  "end": "2098-02-01T10:00:00-05:00", "banner": _REMOTE_IMAGE, "landing": "home"},
             ],
             "entry_points": [
-                {"id": "table-1", "name": NASTY, "kind": "table-sticker", "description": NASTY, "page": "deals",
+                {"id": "table-1", "name": NASTY, "kind": "table-sticker", "description": NASTY[:32], "page": "deals",
                  "query": "store=main&table=1", "channel": "table", "store": "main"},
                 {"id": "poster", "name": "Poster", "kind": "poster", "description": "Poster", "page": "home",
                  "channel": "poster"},

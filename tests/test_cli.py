@@ -65,7 +65,8 @@ def test_check_json_reports_located_problems(cli, project):
     assert report["ok"] is False
     assert report["problems"] == [{"severity": "error", "file": "mpforge.yaml", "line": 4, "column": 3,
                                    "path": "app.colour", "message": "unknown key 'colour'",
-                                   "hint": "allowed keys: name, appid, version, description, theme, window"}]
+                                   "hint": "allowed keys: name, appid, version, description, theme, window",
+                                   "rule": None}]
     ok = json.loads(cli("check", SAMPLES / "harbour-coffee", "--format", "json").stdout)
     assert ok["ok"] is True and ok["files"] > 40
 

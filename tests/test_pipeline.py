@@ -137,9 +137,9 @@ def test_web_view_page_shows_the_url_from_its_query(project, tmp_path):
 def test_share_carries_the_page_query(project, tmp_path):
     build(project(), tmp_path / "out")
     _, share = node_page(tmp_path / "out", "about", {"store": "sh 01", "table": "12"})
-    assert share == {"title": "About", "desc": "Test Shop", "path": "/pages/about/about?store=sh%2001&table=12"}
+    assert share == {"title": "About", "desc": "Test Shop", "path": "pages/about/about?store=sh%2001&table=12"}
     _, share = node_page(tmp_path / "out", "about")
-    assert share["path"] == "/pages/about/about"
+    assert share["path"] == "pages/about/about"  # relative: Alipay refuses a leading /
 
 
 def test_no_webview_page_without_web_links(project):

@@ -90,6 +90,7 @@ SHARE = r"""
 const path = require('path');
 let page;
 global.my = {};
+global.getApp = () => ({});
 global.Page = (o) => { page = o; };
 require(path.resolve(process.argv[1]));
 page.onLoad(JSON.parse(process.argv[2]));
@@ -100,9 +101,59 @@ process.stdout.write(JSON.stringify(page.onShareAppMessage()));
 def test_share_titles_and_channel_tag(project, tmp_path):
     build(project(promo_spec()), tmp_path / "out")
     about = node(SHARE, str(tmp_path / "out/pages/about/about.js"), '{"table": "12"}')
-    assert about == {"title": "About us", "desc": "Share desc", "path": "/pages/about/about?table=12&ch=share"}
+    # No leading '/': Alipay's share path is relative (自定义分享如何携带&获取参数.md).
+    assert about == {"title": "About us", "desc": "Share desc", "path": "pages/about/about?table=12&ch=share"}
     home = node(SHARE, str(tmp_path / "out/pages/home/home.js"), "{}")
-    assert home == {"title": "Home", "desc": "Share desc", "path": "/pages/home/home?ch=share"}
+    assert home == {"title": "Home", "desc": "Share desc", "path": "pages/home/home?ch=share"}
+
+
+VISITS = r"""
+// Launches the app with options, then opens a page with a query; prints what was recorded.
+const path = require('path');
+const [appFile, pageFile, launch, query] = process.argv.slice(1);
+const storage = {};
+let app, page;
+global.my = { setStorageSync: (o) => { storage[o.key] = o.data; }, getStorageSync: (o) => ({ data: storage[o.key] }) };
+global.App = (o) => { app = o; };
+global.getApp = () => app;
+global.Page = (o) => { page = o; };
+require(path.resolve(appFile));
+require(path.resolve(pageFile));
+app.onLaunch(JSON.parse(launch));
+page.onLoad(JSON.parse(query));
+const g = app.globalData;
+process.stdout.write(JSON.stringify([g.scene, g.channel, g.entryPoint, g.store, g.table, storage['mpforge.attribution'].channel]));
+"""
+
+
+@pytest.mark.parametrize("launch, query, recorded", [
+    # A table sticker's mini-program code: its query_param arrives in the launch options.
+    ({"scene": 1011, "query": {"store": "xintiandi", "table": "12", "ch": "table-sticker", "ep": "table-xtd-12"}},
+     {}, [1011, "table-sticker", "table-xtd-12", "xintiandi", "12", "table-sticker"]),
+    # A share card: the shared path's query arrives in the page's onLoad, not in App.
+    ({"scene": 1007, "query": {}}, {"ch": "share"}, [1007, "share", "", "", "", "share"]),
+])
+def test_visits_are_attributed_from_launch_and_page_queries(project, tmp_path, launch, query, recorded):
+    build(project(promo_spec()), tmp_path / "out")
+    result = node(VISITS, str(tmp_path / "out/app.js"), str(tmp_path / "out/pages/about/about.js"),
+                  json.dumps(launch), json.dumps(query))
+    assert result == recorded
+
+
+def test_an_entry_points_store_joins_its_query_and_a_long_describe_is_a_review_warning(project, tmp_path):
+    spec = promo_spec()
+    spec["promotion"]["entry_points"][0].update(query="table=12", description="新天地店一楼靠窗第十二号桌的桌贴二维码，扫码点单、领券、参加冬日暖饮季活动")
+    prepared = build(project(spec), tmp_path / "out").prepared
+    rows = list(csv.DictReader(io.StringIO(prepared.tree.text("promotion/entry-points.csv"))))
+    assert rows[0]["query_param"] == "table=12&store=main&ch=table-sticker&ep=table-12"
+    [warning] = [w for w in prepared.warnings if w.rule == "review/qr-describe"]
+    assert warning.path == "promotion.entry_points[0].description" and warning.severity == "warning"
+    assert "at most 32" in warning.message and str(warning).endswith("[review/qr-describe]")
+
+
+def test_promotion_files_stay_out_of_the_upload(project, tmp_path):
+    prepared = build(project(promo_spec()), tmp_path / "out").prepared
+    assert json.loads(prepared.tree.text("mini.project.json"))["uploadExclude"] == [".mpforge*", "promotion/**"]
 
 
 CAMPAIGN = r"""
@@ -177,7 +228,10 @@ def test_channel_and_entry_point_are_kept_and_restored(project, tmp_path):
     (lambda p: p["entry_points"][0].update(query="a=" + "x" * 199), "string should have at most 200 characters"),
     (lambda p: p["entry_points"][0].update(channel="Poster Spring"), "promotion.entry_points[0].channel:"),
     (lambda p: p["entry_points"].append(dict(p["entry_points"][0])), "duplicate entry point id 'table-12'"),
-    (lambda p: p["entry_points"][0].update(store="nowhere"), "promotion.entry_points[0].store: no store with id"),
+    (lambda p: p["entry_points"][0].update(store="nowhere", query="table=12"),
+     "promotion.entry_points[0].store: no store with id"),
+    (lambda p: p["entry_points"][0].update(query="store=other&table=12"),
+     "promotion.entry_points[0]: the query says 'store=other' but 'store' is 'main'"),
     (lambda p: p["share"]["pages"].update(menu={"title": "x"}), "promotion.share.pages.menu: no page with id 'menu'"),
     (lambda p: p.update(search_keywords=["k"] * 11), "promotion.search_keywords: needs at most 10 items, got 11"),
 ])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 __version__ = "1.0.0"
 TEMPLATES = Path(__file__).parent / "templates"
 SCRIPT = "promotion/page.js"
+QR_DESCRIBE_MAX = 32  # alipay.open.app.qrcode.create: describe, at most 32 characters
 
 
 def _section(spec: ValidSpec) -> PromotionSection | None:
@@ -152,6 +154,13 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
             problems.append(spec.problem(("promotion", "campaigns", i, "end"),
                                          f"campaign '{campaign.id}' ended on {campaign.end.isoformat()}; "
                                          "its blocks will stay hidden", severity="warning"))
+    for i, entry in enumerate(section.entry_points):
+        if len(entry.description) > QR_DESCRIBE_MAX:
+            problems.append(spec.problem(
+                ("promotion", "entry_points", i, "description"),
+                f"{len(entry.description)} characters; Alipay's mini-program code API "
+                f"(alipay.open.app.qrcode.create, describe) takes at most {QR_DESCRIBE_MAX}",
+                hint="shorten it, or its code cannot be created", severity="warning", rule="review/qr-describe"))
     if section.entry_points and not spec.model.app.appid:
         problems.append(spec.problem(("promotion", "entry_points"), "entry point QR codes need app.appid",
                                      hint="set app.appid to the mini-program's 16-digit app id"))
@@ -181,7 +190,14 @@ def mpforge_page_json(page_json: dict[str, Any], page: PagePlan, spec: ValidSpec
 def mpforge_app_script(spec: ValidSpec, render: Render) -> AppScript | None:
     if _section(spec) is None:
         return None
-    return AppScript(members=render("promotion/app.js"), on_launch="mfAttribute", on_show="mfAttribute")
+    return AppScript(members=render("promotion/app.js"), on_launch="mfAttribute", on_show="mfAttribute",
+                     on_page_load="mfAttributePage")
+
+
+@hookimpl
+def mpforge_app_json(app_json: dict[str, Any], mini_project: dict[str, Any], spec: ValidSpec) -> None:
+    if _section(spec) is not None:  # the report, CSV and draft QR codes are not part of the app
+        mini_project["uploadExclude"].append("promotion/**")
 
 
 @hookimpl
@@ -194,7 +210,7 @@ def mpforge_services(plan: AppPlan, spec: ValidSpec, render: Render) -> dict[str
     if section.entry_points and appid:  # mpforge_validate requires an appid with entry points
         files["promotion/entry-points.csv"] = _entry_points_csv(section.entry_points, appid)
         for entry in section.entry_points:
-            files[f"promotion/qr/{entry.id}.svg"] = qr_svg(launch_url(appid, entry))
+            files[f"promotion/qr/{entry.id}.svg"] = qr_svg(launch_url(appid, entry), draft=True)
     return files
 
 
@@ -204,13 +220,38 @@ def launch_url(appid: str, entry: EntryPoint) -> str:
             f"&page={quote(page_path(entry.page), safe='')}&query={quote(entry.full_query, safe='')}")
 
 
-def qr_svg(url: str) -> str:
-    """A QR code as SVG (deterministic: same URL, same bytes)."""
+DRAFT_LABEL = "样稿 DRAFT · 非支付宝小程序码"
+
+
+def qr_svg(url: str, *, draft: bool = False) -> str:
+    """A QR code as SVG (deterministic: same URL, same bytes).
+
+    A `draft` code encodes the alipays:// launch URL, which phone cameras and WeChat
+    cannot open: it is for proofs only, so it carries a visible label. The printable
+    code is the Alipay mini-program code made by alipay.open.app.qrcode.create.
+    """
     buffer = io.BytesIO()
     # An explicit white background: transparent QR codes fail on dark backgrounds (and decoders).
     segno.make(url, error="m", micro=False).save(buffer, kind="svg", scale=8, border=4, xmldecl=False,
                                                  dark="#000", light="#fff")
-    return buffer.getvalue().decode("utf-8") + "\n"
+    svg = buffer.getvalue().decode("utf-8")
+    if draft:
+        svg = _label(svg, DRAFT_LABEL)
+    return svg + "\n"
+
+
+def _label(svg: str, text: str) -> str:
+    """The SVG with a band below the code holding `text` (the code's own pixels unchanged)."""
+    match = re.match(r'<svg xmlns="http://www.w3.org/2000/svg" width="(\d+)" height="(\d+)"', svg)
+    if match is None:
+        raise ValueError("unexpected SVG header from segno")
+    width, height = int(match.group(1)), int(match.group(2))
+    band = 40
+    svg = svg.replace(f'height="{height}"', f'height="{height + band}"', 1)
+    label = (f'<rect x="0" y="{height}" width="{width}" height="{band}" fill="#fff"/>'
+             f'<text x="{width // 2}" y="{height + 27}" font-family="sans-serif" font-size="18" '
+             f'text-anchor="middle" fill="#c00">{text}</text>')
+    return svg.replace("</svg>", label + "</svg>")
 
 
 def _entry_points_csv(entries: list[EntryPoint], appid: str) -> str:

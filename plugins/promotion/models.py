@@ -70,12 +70,14 @@ class EntryPoint(StrictModel):
     page: PageId
     query: str = Field("", max_length=200, description="e.g. 'store=sh-01&table=12'; URL-safe characters only")
     channel: Channel
-    store: StoreId | None = None
+    store: StoreId | None = Field(None, description="the store it stands in; added to the query as store=<id>")
 
     @model_validator(mode="after")
     def _query_is_safe(self) -> EntryPoint:
         pairs = self.query.split("&") if self.query else []
         for pair in pairs:
+            if self.store and pair.startswith("store=") and pair != f"store={self.store}":
+                raise ValueError(f"the query says {pair!r} but 'store' is {self.store!r}")
             if not QUERY_PAIR.match(pair):
                 raise ValueError(f"query part {pair!r} is not key=value with URL-safe characters "
                                  "(letters, digits, '-', '_', '.', '~', %-escapes)")
@@ -88,8 +90,11 @@ class EntryPoint(StrictModel):
 
     @property
     def full_query(self) -> str:
-        """The query the QR code opens the page with: the spec's, plus channel and entry point."""
-        return "&".join(filter(None, [self.query, f"ch={self.channel}", f"ep={self.id}"]))
+        """The query the QR code opens the page with: the spec's, its store unless the
+        spec's query names it, then channel and entry point."""
+        keys = {pair.split("=", 1)[0] for pair in self.query.split("&")} if self.query else set()
+        store = f"store={self.store}" if self.store and "store" not in keys else ""
+        return "&".join(filter(None, [self.query, store, f"ch={self.channel}", f"ep={self.id}"]))
 
 
 class PromotionSection(StrictModel):

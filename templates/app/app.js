@@ -3,6 +3,7 @@ App({
   globalData: [[ plan.global_data | js(2) ]],
 [% set on_launch = scripts | selectattr("on_launch") | map(attribute="on_launch") | list %]
 [% set on_show = scripts | selectattr("on_show") | map(attribute="on_show") | list %]
+[% set on_page_load = scripts | selectattr("on_page_load") | map(attribute="on_page_load") | list %]
 [% if on_launch %]
   onLaunch(options) {
 [% for method in on_launch %]
@@ -14,6 +15,14 @@ App({
   onShow(options) {
 [% for method in on_show %]
     this.[[ method ]](options);
+[% endfor %]
+  },
+[% endif %]
+[% if on_page_load %]
+  // Called by every page's onLoad with the page's query (see utils/mpforge.js pageLoaded).
+  mfPageLoad(query) {
+[% for method in on_page_load %]
+    this.[[ method ]](query);
 [% endfor %]
   },
 [% endif %]

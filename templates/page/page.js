@@ -8,6 +8,7 @@ Page({
   mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
+    mpforge.pageLoaded(this.mfQuery);
 [% for method in on_load %]
     this.[[ method ]](this.mfQuery);
 [% endfor %]

@@ -19,16 +19,24 @@ declare function setInterval(handler: (...args: any[]) => void, timeout?: number
 declare function clearInterval(id?: number): void;
 
 // app.js `globalData`: what builder/plan.py puts there (appName, version) and what the
-// promotion plugin's attribution script sets at run time (channel, entryPoint).
+// promotion plugin's attribution script sets at run time (scene, channel, entry point,
+// store, table, chInfo).
 interface MpforgeGlobalData {
   appName: string;
   version: string;
+  scene?: number;
   channel?: string;
   entryPoint?: string;
+  store?: string;
+  table?: string;
+  chInfo?: string;
 }
 
+// App members the core defines: mfPageLoad exists when a plugin reads page queries
+// (templates/app/app.js).
 interface IGlobalMiniProgramExtraThis4App {
   globalData: MpforgeGlobalData;
+  mfPageLoad?: (query: Record<string, string>) => void;
 }
 
 // Page#setData also takes data paths as keys ('b0.url', 'list[2].title'), which Alipay

@@ -38,4 +38,13 @@ function share(base, query) {
   return result;
 }
 
-module.exports = { openLink: openLink, share: share };
+// Every page's onLoad: plugins that read page parameters (e.g. attribution of a shared
+// link) get them through the app's mfPageLoad, which exists only when one does.
+function pageLoaded(query) {
+  const app = getApp();
+  if (app && typeof app.mfPageLoad === 'function') {
+    app.mfPageLoad(query);
+  }
+}
+
+module.exports = { openLink: openLink, share: share, pageLoaded: pageLoaded };

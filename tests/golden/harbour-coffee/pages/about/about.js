@@ -17,6 +17,7 @@ Page({
   mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
+    mpforge.pageLoaded(this.mfQuery);
   },
   onFollowLifeAccount() {
     const reward = this.data.b0.reward;
@@ -36,7 +37,7 @@ Page({
     return mpforge.share({
       "title": "关于我们",
       "desc": "港湾咖啡：自家烘焙，三家门店",
-      "path": "/pages/about/about",
+      "path": "pages/about/about",
       "channel": "share"
     }, this.mfQuery);
   },

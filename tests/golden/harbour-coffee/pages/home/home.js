@@ -21,6 +21,7 @@ Page({
   mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
+    mpforge.pageLoaded(this.mfQuery);
   },
   onShow() {
     this.mfStartCampaigns();
@@ -104,7 +105,7 @@ Page({
     return mpforge.share({
       "title": "港湾咖啡",
       "desc": "港湾咖啡：自家烘焙，三家门店",
-      "path": "/pages/home/home",
+      "path": "pages/home/home",
       "channel": "share"
     }, this.mfQuery);
   },

@@ -11,6 +11,7 @@ Page({
   mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
+    mpforge.pageLoaded(this.mfQuery);
   },
   onFollowLifeAccount() {
     const reward = this.data.b0.reward;
@@ -30,7 +31,7 @@ Page({
     return mpforge.share({
       "title": "港湾生活号",
       "desc": "港湾咖啡：自家烘焙，三家门店",
-      "path": "/pages/life/life",
+      "path": "pages/life/life",
       "channel": "share"
     }, this.mfQuery);
   },

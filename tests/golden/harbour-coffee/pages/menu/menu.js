@@ -13,6 +13,7 @@ Page({
   mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
+    mpforge.pageLoaded(this.mfQuery);
   },
   onShow() {
     this.mfRefreshCoupons();
@@ -33,7 +34,7 @@ Page({
     return mpforge.share({
       "title": "港湾咖啡菜单",
       "desc": "本季新品与经典咖啡",
-      "path": "/pages/menu/menu",
+      "path": "pages/menu/menu",
       "channel": "share"
     }, this.mfQuery);
   },

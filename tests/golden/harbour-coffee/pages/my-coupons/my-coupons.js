@@ -10,6 +10,7 @@ Page({
   mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
+    mpforge.pageLoaded(this.mfQuery);
   },
   onShow() {
     this.mfRefreshCoupons();
@@ -30,7 +31,7 @@ Page({
     return mpforge.share({
       "title": "我的券",
       "desc": "港湾咖啡：自家烘焙，三家门店",
-      "path": "/pages/my-coupons/my-coupons",
+      "path": "pages/my-coupons/my-coupons",
       "channel": "share"
     }, this.mfQuery);
   },

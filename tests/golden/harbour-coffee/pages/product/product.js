@@ -13,6 +13,7 @@ Page({
   mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
+    mpforge.pageLoaded(this.mfQuery);
   },
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
@@ -23,7 +24,7 @@ Page({
     return mpforge.share({
       "title": "商品详情",
       "desc": "港湾咖啡：自家烘焙，三家门店",
-      "path": "/pages/product/product",
+      "path": "pages/product/product",
       "channel": "share"
     }, this.mfQuery);
   },

@@ -11,6 +11,7 @@ Page({
   mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
+    mpforge.pageLoaded(this.mfQuery);
   },
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
@@ -21,7 +22,7 @@ Page({
     return mpforge.share({
       "title": "门店",
       "desc": "港湾咖啡：自家烘焙，三家门店",
-      "path": "/pages/stores/stores",
+      "path": "pages/stores/stores",
       "channel": "share"
     }, this.mfQuery);
   },

@@ -10,6 +10,7 @@ Page({
   mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
+    mpforge.pageLoaded(this.mfQuery);
     this.mfLoadWebView(this.mfQuery);
   },
   mfLoadWebView(query) {
@@ -27,7 +28,7 @@ Page({
     return mpforge.share({
       "title": "港湾咖啡",
       "desc": "港湾咖啡：自家烘焙，三家门店",
-      "path": "/pages/webview/webview",
+      "path": "pages/webview/webview",
       "channel": "share"
     }, this.mfQuery);
   },

@@ -14,6 +14,7 @@ Page({
   mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
+    mpforge.pageLoaded(this.mfQuery);
   },
   onShow() {
     this.mfRefreshCoupons();
@@ -34,7 +35,7 @@ Page({
     return mpforge.share({
       "title": "会员日",
       "desc": "社区生鲜超市，30 分钟送到家",
-      "path": "/pages/deals/deals"
+      "path": "pages/deals/deals"
     }, this.mfQuery);
   },
 });

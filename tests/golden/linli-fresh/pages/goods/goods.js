@@ -12,6 +12,7 @@ Page({
   mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
+    mpforge.pageLoaded(this.mfQuery);
   },
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
@@ -22,7 +23,7 @@ Page({
     return mpforge.share({
       "title": "全部商品",
       "desc": "社区生鲜超市，30 分钟送到家",
-      "path": "/pages/goods/goods"
+      "path": "pages/goods/goods"
     }, this.mfQuery);
   },
 });

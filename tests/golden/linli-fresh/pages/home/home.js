@@ -16,6 +16,7 @@ Page({
   mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
+    mpforge.pageLoaded(this.mfQuery);
   },
   onShow() {
     this.mfRefreshCoupons();
@@ -36,7 +37,7 @@ Page({
     return mpforge.share({
       "title": "邻里鲜",
       "desc": "社区生鲜超市，30 分钟送到家",
-      "path": "/pages/home/home"
+      "path": "pages/home/home"
     }, this.mfQuery);
   },
 });

@@ -10,6 +10,7 @@ Page({
   mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
+    mpforge.pageLoaded(this.mfQuery);
   },
   onShow() {
     this.mfRefreshCoupons();
@@ -30,7 +31,7 @@ Page({
     return mpforge.share({
       "title": "我的券",
       "desc": "社区生鲜超市，30 分钟送到家",
-      "path": "/pages/mine/mine"
+      "path": "pages/mine/mine"
     }, this.mfQuery);
   },
 });

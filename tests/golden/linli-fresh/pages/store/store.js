@@ -14,6 +14,7 @@ Page({
   mfQuery: {},
   onLoad(query) {
     this.mfQuery = query || {};
+    mpforge.pageLoaded(this.mfQuery);
   },
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
@@ -24,7 +25,7 @@ Page({
     return mpforge.share({
       "title": "门店",
       "desc": "社区生鲜超市，30 分钟送到家",
-      "path": "/pages/store/store"
+      "path": "pages/store/store"
     }, this.mfQuery);
   },
 });
