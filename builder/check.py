@@ -208,20 +208,5 @@ def _missing_module(tree: FileTree, path: str, target: str) -> str | None:
     return f"{resolved if resolved.endswith('.js') else resolved + '.js'} is not in the output"
 
 
-# Alipay's limit for the main package; mpforge emits no subpackages, so that is everything.
-MAIN_PACKAGE_BYTES = 2 * 1024 * 1024
-
-
-def package_size(tree: FileTree) -> list[Problem]:
-    """Warn when the output is over Alipay's main-package limit, naming the largest files."""
-    total = sum(len(data) for _, data in tree.items())
-    if total <= MAIN_PACKAGE_BYTES:
-        return []
-    largest = sorted(tree.items(), key=lambda item: -len(item[1]))[:3]
-    names = ", ".join(f"{path} ({len(data) // 1024} KiB)" for path, data in largest)
-    return [Problem(f"the output is {total / 1048576:.1f} MB, over Alipay's 2 MB main-package limit",
-                    hint=f"largest: {names}", severity="warning")]
-
-
 CORE_CHECKS = [pages_complete, tabbar_valid, json_parses, axml_well_formed, bindings_clean,
-               paths_safe, assets_exist, requires_resolve, package_size]
+               paths_safe, assets_exist, requires_resolve]

@@ -191,7 +191,7 @@ CORE_BLOCK_TYPES: list[BlockType] = [
     _block("notice-bar", NoticeBarBlock, "one-line notice with optional link"),
     _block("divider", DividerBlock, "horizontal line"),
     _block("spacer", SpacerBlock, "vertical space", style=False),
-    BlockType(name="web-view", model=WebViewBlock, template="blocks/web-view.axml",
+    BlockType(name="web-view", model=WebViewBlock, template="blocks/web-view.axml", style="blocks/web-view.acss",
               script="blocks/web-view.js", on_load="mfLoadWebView",
               description="web page filling the page (alone on its page)"),
 ]

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from . import check
+from . import check, review
 from .core_blocks import CORE_BLOCK_TYPES, WebViewBlock
 from .errors import Problem, did_you_mean
 from .filetree import FileTree
@@ -44,14 +44,14 @@ def mpforge_reference_targets(spec: ValidSpec) -> dict[str, list[str]]:
 
 @hookimpl
 def mpforge_validate(spec: ValidSpec) -> list[Problem]:
-    return [*_page_rules(spec), *_section_rules(spec), *spec.duplicate_ids(spec.model.merchant.stores,
-                                                                            ("merchant", "stores"), "store id"),
+    stores = spec.duplicate_ids(spec.model.merchant.stores, ("merchant", "stores"), "store id")
+    return [*_page_rules(spec), *_section_rules(spec), *review.spec_rules(spec), *stores,
             *_reference_rules(spec), *_tabbar_rules(spec)]
 
 
 @hookimpl
 def mpforge_checks() -> list[Callable[[FileTree], list[Problem]]]:
-    rules: list[Callable[[FileTree], list[Problem]]] = [*check.CORE_CHECKS]
+    rules: list[Callable[[FileTree], list[Problem]]] = [*check.CORE_CHECKS, *review.REVIEW_CHECKS]
     return rules
 
 

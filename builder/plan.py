@@ -54,7 +54,8 @@ class PlanContext:
         if link.url:
             return self.web(link.url)
         store = self.store(link.store)  # type: ignore[arg-type]
-        return {"kind": "map", "latitude": str(store.lat), "longitude": str(store.lng),
+        # Numbers: my.openLocation takes Number coordinates (the docs changed from String in 2022).
+        return {"kind": "map", "latitude": store.lat, "longitude": store.lng,
                 "name": store.name, "address": store.address}
 
     def web(self, url: str) -> dict[str, Any]:

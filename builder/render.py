@@ -138,14 +138,17 @@ def render_app(plan: AppPlan, env: jinja2.Environment, hooks: Hooks, memo: Rende
     # the same content (_page_key, compared only with the last build's page of that id).
     previous = memo.pages if memo.env is env and _templates_unchanged(env) else {}
     rendered: dict[str, tuple[PagePlan, str, dict[str, bytes]]] = {}
-    theme_json = theme.model_dump_json()
+    # What a page's files depend on besides its plan: the theme, and whether the app
+    # window turns pull-to-refresh on (pages then need the handler).
+    app_refresh = bool(plan.app_json["window"].get("pullRefresh"))
+    theme_json = json.dumps([theme.model_dump_json(), app_refresh])
     for page in plan.pages:
         known = previous.get(page.id)
         if known and ((known[0] is page and known[1] == theme_json)
                       or _page_key(known[0], known[1]) == _page_key(page, theme_json)):
             files = known[2]
         else:  # bytes: the tree then holds the very objects the memo keeps
-            files = {path: text.encode("utf-8") for path, text in render_page(page, env, theme).items()}
+            files = {path: text.encode("utf-8") for path, text in render_page(page, env, theme, app_refresh).items()}
         rendered[page.id] = (page, theme_json, files)
         for path, content in files.items():
             tree.add(path, content)
@@ -157,7 +160,8 @@ def render_app(plan: AppPlan, env: jinja2.Environment, hooks: Hooks, memo: Rende
     return tree
 
 
-def render_page(page: PagePlan, env: jinja2.Environment, theme: Theme) -> dict[str, str]:
+def render_page(page: PagePlan, env: jinja2.Environment, theme: Theme,
+                app_refresh: bool = False) -> dict[str, str]:
     """A page's four files, by output path."""
     # One rendering per script template: block types of a plugin can share one script
     # (e.g. every coupon block uses the same claim handler); `keys` lists their blocks.
@@ -174,8 +178,9 @@ def render_page(page: PagePlan, env: jinja2.Environment, theme: Theme) -> dict[s
     return {
         f"{base}.axml": env.get_template("page/page.axml").render(page=page, theme=theme),
         f"{base}.acss": env.get_template("page/page.acss").render(page=page),
-        f"{base}.js": env.get_template("page/page.js").render(page=page, scripts=scripts, on_load=on_load,
-                                                              on_show=on_show, on_hide=on_hide),
+        f"{base}.js": env.get_template("page/page.js").render(
+            page=page, scripts=scripts, on_load=on_load, on_show=on_show, on_hide=on_hide,
+            pull_refresh=page.json.get("pullRefresh", app_refresh)),
         f"{base}.json": json_text(page.json),
     }
 

@@ -208,8 +208,9 @@ class Store(StrictModel):
     id: Id
     name: ShortText
     address: Text
-    lat: float = Field(ge=-90, le=90)
-    lng: float = Field(ge=-180, le=180)
+    lat: float = Field(ge=-90, le=90, description="latitude in GCJ-02, the datum Amap and Alipay's map use "
+                                                  "(a GPS/WGS-84 reading is off by a few hundred metres in China)")
+    lng: float = Field(ge=-180, le=180, description="longitude in GCJ-02 (see lat)")
     hours: ShortText = Field(description="opening hours as shown, e.g. 'Mon-Fri 07:30-21:00'")
     phone: Phone | None = None
 

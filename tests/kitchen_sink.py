@@ -92,7 +92,6 @@ def _plugin_blocks() -> list[dict[str, Any]]:
         {"type": "coupon-banner", "coupon": "swap"},
         {"type": "my-coupons", "empty_text": NASTY, "more": "deals"},
         {"type": "life-account-follow"},
-        {"type": "life-account-card"},
         {"type": "life-account-feed", "title": NASTY, "limit": 1},
         {"type": "campaign-banner", "campaign": "now"},
         {"type": "countdown", "campaign": "now", "to": "end", "label": NASTY},
@@ -101,8 +100,10 @@ def _plugin_blocks() -> list[dict[str, Any]]:
 
 
 def kitchen_sink_spec() -> dict[str, Any]:
+    # pull_refresh with bounce on (Alipay only pulls to refresh while a page may bounce);
+    # the deals page turns both the other way.
     window = {"title_bar_color": "#112233", "background_color": "#fafafa", "pull_refresh": True,
-              "bounce": False, "transparent_title": "always"}
+              "bounce": True, "transparent_title": "always"}
     return {
         "spec_version": 1,
         "app": {
@@ -126,11 +127,13 @@ def kitchen_sink_spec() -> dict[str, Any]:
         "pages": [
             {"id": "home", "title": NASTY[:80], "blocks": _core_blocks()},
             {"id": "deals", "title": "Deals", "window": {"title_bar_color": "#ff0000", "transparent_title": "auto",
-                                                         "pull_refresh": False, "bounce": True,
+                                                         "pull_refresh": False, "bounce": False,
                                                          "background_color": "#000000"},
              "blocks": _plugin_blocks()},
             {"id": "about", "title": "About", "window": {"transparent_title": "none"},
-             "blocks": [{"type": "text", "text": "About us"}, {"type": "button", "text": "Deals", "link": "deals"}]},
+             # Its own page: Alipay allows one <lifestyle> per page, and the follow block is on deals.
+             "blocks": [{"type": "text", "text": "About us"}, {"type": "button", "text": "Deals", "link": "deals"},
+                        {"type": "life-account-card"}]},
             {"id": "web", "title": "Web", "blocks": [{"type": "web-view", "url": "https://www.example.com/embedded?a=1&b=2"}]},
         ],
         "tabbar": {

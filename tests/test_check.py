@@ -152,12 +152,3 @@ def test_referenced_asset_missing():
     tree = replace(good_tree(), "pages/home/home.js", 'Page({ data: {"b0": {"image": "/assets/gone.png"}} });\n')
     assert problems(tree) == ["pages/home/home.js: references missing asset assets/gone.png"]
     assert problems(replace(tree, "assets/gone.png", "png")) == []
-
-
-def test_package_size_warns_over_two_megabytes():
-    tree = replace(good_tree(), "assets/big.png", b"x" * (2 * 1024 * 1024))
-    found = check.package_size(tree)
-    assert [(p.severity, p.message) for p in found] == [
-        ("warning", "the output is 2.0 MB, over Alipay's 2 MB main-package limit")]
-    assert found[0].hint.startswith("largest: assets/big.png (2048 KiB)")
-    assert check.package_size(good_tree()) == []

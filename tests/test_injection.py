@@ -78,12 +78,12 @@ def base_spec() -> dict[str, Any]:
             {"type": "coupon-banner", "coupon": "cash-5", "image": "banner.png", "subtitle": "s"},
             {"type": "my-coupons", "empty_text": "e", "more": "about"},
             {"type": "life-account-follow"},
-            {"type": "life-account-card"},
             {"type": "life-account-feed", "title": "t"},
             {"type": "campaign-banner", "campaign": "spring"},
             {"type": "countdown", "campaign": "spring", "label": "l"},
         ]},
-        {"id": "about", "title": "About", "blocks": [{"type": "store-info"}]},
+        # The card on a page of its own: Alipay allows one <lifestyle> per page.
+        {"id": "about", "title": "About", "blocks": [{"type": "store-info"}, {"type": "life-account-card"}]},
         {"id": "site", "title": "Site", "blocks": [{"type": "web-view", "url": "https://example.com/site"}]},
     ]
     spec["coupon"] = {

@@ -120,11 +120,14 @@ def test_links_resolve_to_runtime_actions(project, tmp_path):
     assert links[1] == {"kind": "page", "url": "/pages/detail/detail?id=7&x=y"}
     assert links[2] == {"kind": "phone", "number": "400-123-4567"}
     assert links[3] == {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fexample.com%2Fp%3Fx%3D1"}
-    assert links[4] == {"kind": "map", "latitude": "31.2", "longitude": "121.4", "name": "Main", "address": "1 Road"}
+    # Numbers, as my.openLocation documents them (the typings still say string).
+    assert links[4] == {"kind": "map", "latitude": 31.2, "longitude": 121.4, "name": "Main", "address": "1 Road"}
     # The shared web-view page exists only because a link needs it.
     app = json.loads((tmp_path / "out/app.json").read_text())
     assert app["pages"][-1] == "pages/webview/webview"
-    assert "<web-view src=\"{{b0.url}}\" />" in (tmp_path / "out/pages/webview/webview.axml").read_text()
+    axml = (tmp_path / "out/pages/webview/webview.axml").read_text()
+    assert '<web-view a:if="{{b0.url}}" src="{{b0.url}}" />' in axml
+    assert "链接已失效" in axml  # opened without a url (review crawls every page): not a blank page
 
 
 def test_web_view_page_shows_the_url_from_its_query(project, tmp_path):

@@ -33,6 +33,16 @@ Page({
 [% endfor %]
   },
 [% endif %]
+[% if pull_refresh %]
+  // Pull-to-refresh (window pullRefresh): reload what the page fetches at run time, then
+  // stop the spinner.
+  onPullDownRefresh() {
+[% for method in on_show %]
+    this.[[ method ]]();
+[% endfor %]
+    my.stopPullDownRefresh();
+  },
+[% endif %]
 [% for script in scripts %]
 [[ script ]]
 [% endfor %]

@@ -13,6 +13,11 @@ Page({
     mpforge.pageLoaded(this.mfQuery);
     this.mfLoadWebView(this.mfQuery);
   },
+  // Opened without a url (e.g. by review crawling every page of app.json): say so rather
+  // than show a blank page.
+  mfBack() {
+    my.navigateBack();
+  },
   mfLoadWebView(query) {
     if (query.url) {
       this.setData({ 'b0.url': decodeURIComponent(query.url) });

@@ -19,6 +19,12 @@ Page({
   onShow() {
     this.mfRefreshCoupons();
   },
+  // Pull-to-refresh (window pullRefresh): reload what the page fetches at run time, then
+  // stop the spinner.
+  onPullDownRefresh() {
+    this.mfRefreshCoupons();
+    my.stopPullDownRefresh();
+  },
   mfRefreshCoupons() {
     require('../../services/coupon.js').refresh(this, ["b2"]);
   },

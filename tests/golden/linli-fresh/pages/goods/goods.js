@@ -14,6 +14,11 @@ Page({
     this.mfQuery = query || {};
     mpforge.pageLoaded(this.mfQuery);
   },
+  // Pull-to-refresh (window pullRefresh): reload what the page fetches at run time, then
+  // stop the spinner.
+  onPullDownRefresh() {
+    my.stopPullDownRefresh();
+  },
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },

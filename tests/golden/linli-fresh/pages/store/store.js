@@ -3,7 +3,7 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {"title": "门店信息", "stores": [{"id": "wenyi", "name": "文一西路店", "address": "杭州市西湖区文一西路 522 号", "hours": "每天 07:00–23:00", "map": {"kind": "map", "latitude": "30.2897", "longitude": "120.1031", "name": "文一西路店", "address": "杭州市西湖区文一西路 522 号"}, "call": {"kind": "phone", "number": "0571-8712 3456"}}]},
+    "b0": {"title": "门店信息", "stores": [{"id": "wenyi", "name": "文一西路店", "address": "杭州市西湖区文一西路 522 号", "hours": "每天 07:00–23:00", "map": {"kind": "map", "latitude": 30.2897, "longitude": 120.1031, "name": "文一西路店", "address": "杭州市西湖区文一西路 522 号"}, "call": {"kind": "phone", "number": "0571-8712 3456"}}]},
     "b1": {"height": 16},
     "b2": {"text": "配送范围：门店 3 公里内。大件商品请电话预约。", "align": "left", "size": "small"},
     "b3": {"text": "我的优惠券", "link": {"kind": "page", "url": "/pages/mine/mine"}, "style": "primary"},
@@ -15,6 +15,11 @@ Page({
   onLoad(query) {
     this.mfQuery = query || {};
     mpforge.pageLoaded(this.mfQuery);
+  },
+  // Pull-to-refresh (window pullRefresh): reload what the page fetches at run time, then
+  // stop the spinner.
+  onPullDownRefresh() {
+    my.stopPullDownRefresh();
   },
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);

@@ -1,0 +1,150 @@
+"""Pre-review lint: what Alipay's review (预审核 and manual review) rejects, found at build time.
+
+Each problem names its rule (`rule="review/..."`), so CI can tell a review finding from a
+broken spec. Spec rules run with the core's validation; output rules run over the
+rendered tree with the other checks. Sources: ../shared/alipay-platform.md (tabBar 使用说明,
+lifestyle 关注生活号, web-view H5 页面承载 and 配置 H5 域名, 分包加载, 项目配置).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from urllib.parse import unquote, urlsplit
+
+from .errors import Problem
+from .filetree import FileTree
+from .model import ValidSpec
+
+PACKAGE_BYTES = 2 * 1024 * 1024  # each package, the main one included
+TOTAL_BYTES = 8 * 1024 * 1024  # all packages together
+H5_DOMAINS_MAX = 20  # the H5 domain whitelist's size
+# What the IDE packs besides source (项目配置.md, assetsInclude); other files stay out.
+PACKAGED_SUFFIXES = (".axml", ".acss", ".js", ".json", ".sjs", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp")
+_LIFESTYLE = re.compile(rb"<lifestyle[\s/>]")
+_WEB_VIEW_LINK = re.compile(r"/pages/webview/webview\?url=([^\"'\s]+)")
+_HTTPS_HOST = re.compile(r"https://([A-Za-z0-9.\-]+)")
+
+
+def spec_rules(spec: ValidSpec) -> list[Problem]:
+    """Review rules about the spec itself, located in it."""
+    return [*_first_tab(spec), *_blank_pages(spec), *_pull_refresh(spec)]
+
+
+def _first_tab(spec: ValidSpec) -> list[Problem]:
+    tabbar = spec.model.tabbar
+    home = spec.model.pages[0].id
+    if tabbar is None or tabbar.items[0].page == home:
+        return []
+    return [spec.problem(("tabbar", "items", 0, "page"),
+                         f"the first tab opens '{tabbar.items[0].page}', but the home page is '{home}'",
+                         hint=f"Alipay requires the first tab to be the home page (pages[0]): put the tab for "
+                              f"'{home}' first, or move page '{tabbar.items[0].page}' to the top of pages",
+                         rule="review/first-tab")]
+
+
+def _blank_pages(spec: ValidSpec) -> list[Problem]:
+    return [spec.problem(("pages", i, "id"), f"page '{page.id}' has no blocks, so it shows a blank screen",
+                         hint="review rejects blank pages (页面空白率): add blocks or remove the page",
+                         severity="warning", rule="review/blank-page")
+            for i, page in enumerate(spec.model.pages) if not page.blocks]
+
+
+def _pull_refresh(spec: ValidSpec) -> list[Problem]:
+    """Pull-to-refresh works only while vertical bounce is on (app.json window docs)."""
+    problems = []
+    app_window = spec.model.app.window
+    windows = [(("app", "window"), app_window)]
+    windows += [(("pages", i, "window"), page.window) for i, page in enumerate(spec.model.pages)]
+    for path, window in windows:
+        refresh = window.pull_refresh if window.pull_refresh is not None else app_window.pull_refresh
+        bounce = window.bounce if window.bounce is not None else app_window.bounce
+        if refresh and bounce is False and (window.pull_refresh or window.bounce is not None):
+            problems.append(spec.problem((*path, "pull_refresh"), "pull_refresh needs bounce: Alipay only pulls "
+                                         "to refresh while the page may bounce vertically",
+                                         hint="remove 'bounce: false' or 'pull_refresh: true'", severity="warning",
+                                         rule="review/pull-refresh"))
+    return problems
+
+
+# --- output rules ----------------------------------------------------------------------
+
+
+def one_lifestyle_per_page(tree: FileTree) -> list[Problem]:
+    """Alipay's follow component may appear once per page (关注&跳转生活号组件使用说明)."""
+    return [Problem(f"the page holds {count} <lifestyle> follow components; Alipay allows one per page",
+                    file=path, hint="keep one life-account follow or card block on this page",
+                    rule="review/one-lifestyle")
+            for path in tree if path.endswith(".axml") and (count := len(_LIFESTYLE.findall(tree[path]))) > 1]
+
+
+def packaged_files(tree: FileTree) -> dict[str, int]:
+    """Output path -> size of every file the IDE uploads into the package: source and
+    assets, less what mini.project.json's uploadExclude leaves out."""
+    excluded: list[str] = []
+    if "mini.project.json" in tree:
+        excluded = json.loads(tree.text("mini.project.json")).get("uploadExclude", [])
+    return {path: len(data) for path, data in tree.items()
+            if path.lower().endswith(PACKAGED_SUFFIXES) and not any(fnmatch.fnmatch(path, g) for g in excluded)}
+
+
+def package_budget(tree: FileTree) -> list[Problem]:
+    """The package must stay within Alipay's upload limits (2 MB a package, 8 MB in all)."""
+    sizes = packaged_files(tree)
+    total = sum(sizes.values())
+    if total <= PACKAGE_BYTES:
+        return []
+    largest = sorted(sizes.items(), key=lambda item: -item[1])[:5]
+    names = ", ".join(f"{path} ({size // 1024} KiB)" for path, size in largest)
+    limit = "8 MB for all packages" if total > TOTAL_BYTES else "2 MB for the main package"
+    return [Problem(f"the package is {total / 1048576:.2f} MB, over Alipay's limit of {limit}",
+                    hint=f"compress or remove the largest files: {names}", rule="review/package-size")]
+
+
+def web_view_domains(tree: FileTree) -> list[str]:
+    """Every domain a web-view page opens, from the links in page data."""
+    found: set[str] = set()
+    for path in tree:
+        if path.endswith(".js"):
+            for match in _WEB_VIEW_LINK.finditer(tree.text(path)):
+                host = urlsplit(unquote(match.group(1))).hostname
+                if host:
+                    found.add(host)
+    return sorted(found)
+
+
+def request_domains(tree: FileTree) -> list[str]:
+    """Every https host generated JS names outside web-view links: the servers my.request
+    calls (the 服务器域名白名单)."""
+    found: set[str] = set()
+    for path in tree:
+        if path.endswith(".js"):
+            text = _WEB_VIEW_LINK.sub("", tree.text(path))
+            found.update(match.group(1).lower() for match in _HTTPS_HOST.finditer(text))
+    return sorted(found)
+
+
+def web_view_permission(tree: FileTree) -> list[Problem]:
+    """web-view is for enterprise mini-programs, and only opens whitelisted domains."""
+    domains = web_view_domains(tree)
+    if not domains:
+        return []
+    listing = ", ".join(domains)
+    problems = [Problem(f"web-view opens {len(domains)} domain{'s' if len(domains) != 1 else ''}: {listing}",
+                        file="pages/webview/webview.js", severity="warning", rule="review/web-view",
+                        hint="web-view works only in enterprise mini-programs, and each domain must be in the "
+                             "H5 domain whitelist (a verification file at its root; a release after each change)")]
+    if len(domains) > H5_DOMAINS_MAX:
+        problems.append(Problem(f"web-view opens {len(domains)} domains; the H5 whitelist holds at most "
+                                f"{H5_DOMAINS_MAX}", file="pages/webview/webview.js", rule="review/web-view",
+                                hint="link fewer sites, or host the pages on your own domains"))
+    return problems
+
+
+def domains(tree: FileTree) -> dict[str, list[str]]:
+    """What the merchant must whitelist in the Alipay console, for the build report."""
+    return {"web-view": web_view_domains(tree), "request": request_domains(tree)}
+
+
+REVIEW_CHECKS = [one_lifestyle_per_page, package_budget, web_view_permission]
