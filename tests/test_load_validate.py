@@ -58,6 +58,11 @@ def test_json_specs_are_located_too():
     ("", "mpforge.yaml:1:1: spec is empty"),
     ("base: &b {x: 1}\nother:\n  <<: *b\n", "mpforge.yaml:3:3: other: YAML merge keys (<<) are not supported"),
     ("app: !!python/object:os.system x\n", "mpforge.yaml:1:6: app: unsupported YAML tag"),
+    # !!binary used to be decoded to bytes; !!bool and !!timestamp on other text crashed (exit 2).
+    ("logo: !!binary aGk=\n", "mpforge.yaml:1:7: logo: unsupported YAML tag '!!binary' (remove the '!' tag)"),
+    ("a: !!bool maybe\n", "mpforge.yaml:1:4: a: invalid boolean 'maybe': not true or false"),
+    ("a: !!timestamp soon\n", "mpforge.yaml:1:4: a: invalid date 'soon': not a date"),
+    ("a: !!int abc\n", "mpforge.yaml:1:4: a: invalid number 'abc': not a number"),
 ])
 def test_load_errors(text, message):
     with pytest.raises(SpecError) as info:
@@ -104,3 +109,33 @@ def test_unknown_top_level_section_hints_at_plugins():
 def test_warnings_do_not_stop_validation():
     spec = _validate(parse(VALID_HEAD + "pages: [{id: home, title: H}]\n"))
     assert [p.id for p in spec.pages] == ["home"] and spec.warnings == []
+
+
+def test_explicit_tags_of_plain_types_still_work():
+    assert parse("a: !!str 12\nb: !!int 12\nc: !!bool yes\n").data == {"a": "12", "b": 12, "c": True}
+
+
+def test_a_byte_order_mark_is_accepted_and_positions_stay_right():
+    """Editors on Windows save UTF-8 with a BOM; it used to be refused. It is not content:
+    columns on the first line and the digest of what was built are as without it."""
+    text = "app: {name: Shop, colour: red}\nb: 1\n"
+    with_bom = parse_spec(b"\xef\xbb\xbf" + text.encode("utf-8"), Path("mpforge.yaml"))
+    plain = parse(text)
+    assert with_bom.data == plain.data and with_bom.values == plain.values and with_bom.keys == plain.keys
+    assert with_bom.values[("app", "colour")] == Mark(1, 27)
+    assert with_bom.sha256 != plain.sha256  # the digest is of the bytes as saved
+    with pytest.raises(SpecError) as info:
+        parse_spec(b"\xef\xbb\xbfa: 1\nb: \xff\n", Path("mpforge.yaml"))
+    assert str(info.value) == "mpforge.yaml:2:4: invalid UTF-8 byte 0xff (save the file as UTF-8)"
+    with pytest.raises(SpecError) as info:
+        parse_spec(b"\xef\xbb\xbfa: \xff\n", Path("mpforge.yaml"))
+    assert str(info.value).startswith("mpforge.yaml:1:4: invalid UTF-8 byte 0xff")
+
+
+def test_a_spec_saved_with_a_byte_order_mark_builds_like_one_without(project):
+    from builder.pipeline import prepare
+
+    spec = project()
+    plain = prepare(spec).tree
+    spec.write_bytes(b"\xef\xbb\xbf" + spec.read_bytes())
+    assert dict(prepare(spec).tree.items()) == dict(plain.items())
