@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -139,3 +140,52 @@ def test_a_spec_saved_with_a_byte_order_mark_builds_like_one_without(project):
     plain = prepare(spec).tree
     spec.write_bytes(b"\xef\xbb\xbf" + spec.read_bytes())
     assert dict(prepare(spec).tree.items()) == dict(plain.items())
+
+
+@pytest.mark.parametrize("value", ["banner.png", "tab/home-active.png", "logo@2x.png", "a_b.c.jpg", "console.png",
+                                   "com10.png", "https://cdn.example.com/a.png"])
+def test_asset_paths_accepted(value):
+    from pydantic import TypeAdapter
+
+    from builder.spec_models import Asset
+
+    assert TypeAdapter(Asset).validate_python(value) == value
+
+
+@pytest.mark.parametrize("value, message", [
+    (".env", "hidden files are not assets: '.env' starts with '.'"),
+    ("tab/.git/config", "hidden files are not assets: '.git' starts with '.'"),
+    ("tab//home.png", "empty folder name in the path"),
+    ("tab/", "empty folder name in the path"),
+    ("logo photo.png", "'logo photo.png' has a character outside ASCII letters"),
+    ("ｌｏｇｏ.png", "has a character outside ASCII letters"),
+    ("x" * 256, "file or folder name is 256 bytes, over the 255 byte limit"),
+    ("CON.png", "'CON.png' is a reserved file name on Windows"),
+    ("lpt1/a.png", "'lpt1' is a reserved file name on Windows"),
+])
+def test_asset_paths_refused(value, message):
+    from pydantic import TypeAdapter, ValidationError
+
+    from builder.spec_models import Asset
+
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        TypeAdapter(Asset).validate_python(value)
+
+
+@pytest.mark.parametrize("page_id", ["con", "nul", "aux", "prn", "com1", "com9", "lpt0", "lpt3"])
+def test_windows_device_names_are_not_page_ids(page_id):
+    found = problems(VALID_HEAD + f"pages: [{{id: {page_id}, title: H}}]\n")
+    assert found == [f"mpforge.yaml:4:14: pages[0].id: '{page_id}' is a reserved file name on Windows, where no file "
+                     "or folder can have it; choose another name"]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("appid", "20２１００４１２３４５６７８９"),  # fullwidth
+    ("appid", "20٢١٠٠٤١٢٣٤٥٦٧٨٩"),  # Arabic-Indic
+    ("version", "١.٠.٠"),
+    ("version", "１.0.0"),
+])
+def test_only_ascii_digits_in_app_id_and_version(field, value):
+    found = problems(f"spec_version: 1\napp: {{name: Shop, {field}: '{value}'}}\nmerchant: {{name: Shop}}\n"
+                     "pages: [{id: home, title: H}]\n")
+    assert len(found) == 1 and f"app.{field}: '{value}' is not in the expected format" in found[0]
