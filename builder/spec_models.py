@@ -302,5 +302,6 @@ class CoreSpec(StrictModel):
     pages: list[Page] = Field(min_length=1)
     tabbar: Tabbar | None = None
     assets: Annotated[str, AfterValidator(_relative_path)] | None = Field(
-        None, description="folder (relative to the spec) copied to the output's assets/")
+        None, description="folder (relative to the spec) of the files the spec uses; those are copied to "
+                          "the output's assets/")
     limits: Limits = Limits()

@@ -43,6 +43,18 @@ class ValidateMemo:
     references: dict[int, tuple[BaseModel, list[tuple[PathKey, Any]]]] = field(default_factory=dict)
 
 
+def asset_references(spec: ValidSpec) -> list[tuple[PathKey, AssetPath]]:
+    """Every asset file the build uses, with where: the spec's asset fields (core and
+    plugin sections alike), then those of the pages plugins add (paths pages[i] past the
+    spec's own pages). These and no other files of the assets folder are copied."""
+    found = [(path, ref) for path, ref in spec.references if isinstance(ref, AssetPath)]
+    for i in range(len(spec.model.pages), len(spec.pages)):
+        added: list[tuple[PathKey, Any]] = []
+        _collect_references(spec.pages[i], ("pages", i), added)
+        found += [(path, ref) for path, ref in added if isinstance(ref, AssetPath)]
+    return found
+
+
 def _collect_references(value: Any, path: PathKey, found: list[tuple[PathKey, Any]]) -> None:
     """Depth first through models, lists and dicts, keeping reference-typed values."""
     if type(value) in _LEAVES:
