@@ -158,3 +158,31 @@ def test_assets_of_pages_a_plugin_adds_are_copied_and_checked(project, tmp_path)
         prepare(spec)
     assert [(p.message, p.hint) for p in info.value.problems] == [
         ("asset file not found: assets/menu/pie.png", "page 'gallery' is added by a plugin")]
+
+
+# --- the environment -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value, message", [
+    ("abc", "SOURCE_DATE_EPOCH is 'abc', not a whole number of seconds since 1970-01-01"),
+    ("1.5e9", "SOURCE_DATE_EPOCH is '1.5e9', not a whole number of seconds since 1970-01-01"),
+    ("１７９５５６４８００", "not a whole number of seconds"),  # int() takes fullwidth digits
+    ("9" * 30, "past any date a build can have"),
+])
+def test_a_bad_source_date_epoch_is_a_user_error(project, cli, monkeypatch, value, message):
+    """It was int(value) unchecked: a ValueError, exit 2, and no JSON report."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
+    spec = project()
+    result = cli("check", spec, "--format", "json")
+    assert result.exit_code == 1, result.output
+    problems = json.loads(result.stdout)["problems"]
+    assert len(problems) == 1 and message in problems[0]["message"]
+    result = cli("build", spec)
+    assert result.exit_code == 1 and message in result.stderr and "(set it as `date +%s` prints it" in result.stderr
+
+
+def test_a_source_date_epoch_with_a_newline_still_works(project, monkeypatch):
+    from builder.pipeline import prepare
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1795564800\n")
+    assert prepare(project()).spec.today.isoformat() == "2026-11-25"
