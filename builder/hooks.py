@@ -241,6 +241,13 @@ class Hooks:
     def _wrong_result(self, plugin: str, hook: str, value: Any, expected: str) -> PluginError:
         return self._failure(plugin, hook, TypeError(f"returned {_describe(value)}, expected {expected}"))
 
+    def site(self, plugin: str, hook: str) -> dict[str, Any]:
+        """The file and line of `plugin`'s implementation of `hook`, to locate a problem there."""
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            if impl.plugin_name == plugin:
+                return _where(impl.function, self.info[plugin].file)
+        return {"file": self._file(plugin)}
+
     def block_failure(self, block_type: str, exc: BaseException, where: str = "") -> PluginError:
         """The error for a block whose page_data failed, naming the block's plugin."""
         return self._failure(self.block_owners[block_type], f"page_data of block '{block_type}'", exc, where)
@@ -351,14 +358,14 @@ class Hooks:
             scripts.append(script)
         return scripts
 
-    def services(self, plan: AppPlan, spec: ValidSpec, render: Render) -> list[tuple[str, str | bytes]]:
-        """(output path, content) of every app-level file plugins contribute."""
-        files: list[tuple[str, str | bytes]] = []
+    def services(self, plan: AppPlan, spec: ValidSpec, render: Render) -> list[tuple[str, str, str | bytes]]:
+        """(plugin, output path, content) of every app-level file plugins contribute."""
+        files: list[tuple[str, str, str | bytes]] = []
         for plugin, result in self._call("mpforge_services", plan=plan, spec=spec, render=render):
             if not isinstance(result, dict) or not all(
                     isinstance(k, str) and isinstance(v, (str, bytes)) for k, v in result.items()):
                 raise self._wrong_result(plugin, "mpforge_services", result, "a dict of output path to text")
-            files.extend(result.items())
+            files.extend((plugin, path, content) for path, content in result.items())
         return files
 
     @cached_property

@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from .errors import Problem, UserError
 from .filetree import FileTree, json_text
 from .hooks import Hooks
 from .model import AppPlan, PagePlan
@@ -124,15 +125,15 @@ def render_app(plan: AppPlan, env: jinja2.Environment, hooks: Hooks, memo: Rende
     tree.add_json("mini.project.json", plan.mini_project)
 
     def render(name: str, **context: Any) -> str:
-        return env.get_template(name).render(**context)
+        return _render(env, name, **context)
 
     app_scripts = hooks.app_scripts(spec, render)
-    tree.add("app.js", env.get_template("app/app.js").render(plan=plan, scripts=app_scripts))
+    tree.add("app.js", render("app/app.js", plan=plan, scripts=app_scripts))
     # dict.fromkeys: block types of one plugin may share a stylesheet; include it once.
     style_names = dict.fromkeys(bt.style for bt in plan.block_types_used if bt.style)
-    styles = [env.get_template(name).render(theme=theme) for name in style_names]
-    tree.add("app.acss", env.get_template("app/app.acss").render(theme=theme, styles=styles))
-    tree.add("utils/mpforge.js", env.get_template("app/mpforge.js").render())
+    styles = [render(name, theme=theme) for name in style_names]
+    tree.add("app.acss", render("app/app.acss", theme=theme, styles=styles))
+    tree.add("utils/mpforge.js", render("app/mpforge.js"))
     # Pages whose templates get exactly what they got last time are not rendered again:
     # the same plan object (plan reuses it while nothing it depends on changed), or else
     # the same content (_page_key, compared only with the last build's page of that id).
@@ -150,11 +151,40 @@ def render_app(plan: AppPlan, env: jinja2.Environment, hooks: Hooks, memo: Rende
         for path, content in files.items():
             tree.add(path, content)
     memo.env, memo.pages = env, rendered
-    for path, text in hooks.services(plan, spec, render):
-        tree.add(path, text)
     for out_path, source in plan.assets.items():
-        tree.add(out_path, source.read_bytes())
+        try:
+            tree.add(out_path, source.read_bytes())
+        except OSError as exc:  # validation read it: changed since (removed, its permissions)
+            raise UserError([Problem(f"cannot read asset file: {exc.strerror}", file=str(source))]) from None
+    _add_plugin_files(tree, hooks, hooks.services(plan, spec, render))
     return tree
+
+
+def _add_plugin_files(tree: FileTree, hooks: Hooks, files: list[tuple[str, str, str | bytes]]) -> None:
+    """Plugins' app files, after everything else: a path that is already taken (app.json,
+    an asset, another plugin's file) is refused naming the plugin, rather than replacing
+    a file or failing as a bug of mpforge's."""
+    added_by: dict[str, str] = {}
+    for plugin, path, content in files:
+        if path in tree:
+            owner = f"plugin '{added_by[path]}'" if path in added_by else "mpforge"
+            raise UserError([Problem(f"plugin '{plugin}' adds the file {path}, which {owner} already generates",
+                                     **hooks.site(plugin, "mpforge_services"),
+                                     hint=f"the plugin must use another path; --disable-plugin {plugin} leaves "
+                                          "it out")])
+        added_by[path] = plugin
+        tree.add(path, content)
+
+
+def _render(env: jinja2.Environment, name: str, **context: Any) -> str:
+    """A template rendered. One that cannot be read (permissions, a file removed while
+    building) is the user's to fix: it is named as such, not reported as a bug of
+    mpforge or of the plugin whose hook asked for it."""
+    try:
+        return env.get_template(name).render(**context)
+    except OSError as exc:
+        raise UserError([Problem(f"cannot read template: {exc.strerror}", file=exc.filename or name,
+                                 hint="check the file's permissions")]) from None
 
 
 def render_page(page: PagePlan, env: jinja2.Environment, theme: Theme) -> dict[str, str]:
@@ -165,17 +195,17 @@ def render_page(page: PagePlan, env: jinja2.Environment, theme: Theme) -> dict[s
     for placed in page.blocks:
         if placed.block_type.script:
             keys_by_script.setdefault(placed.block_type.script, []).append(placed.key)
-    scripts = [env.get_template(name).render(keys=keys, page=page) for name, keys in keys_by_script.items()]
+    scripts = [_render(env, name, keys=keys, page=page) for name, keys in keys_by_script.items()]
     types = [p.block_type for p in page.blocks]
     on_load = list(dict.fromkeys(t.on_load for t in types if t.on_load))
     on_show = list(dict.fromkeys(t.on_show for t in types if t.on_show))
     on_hide = list(dict.fromkeys(t.on_hide for t in types if t.on_hide))
     base = page.path
     return {
-        f"{base}.axml": env.get_template("page/page.axml").render(page=page, theme=theme),
-        f"{base}.acss": env.get_template("page/page.acss").render(page=page),
-        f"{base}.js": env.get_template("page/page.js").render(page=page, scripts=scripts, on_load=on_load,
-                                                              on_show=on_show, on_hide=on_hide),
+        f"{base}.axml": _render(env, "page/page.axml", page=page, theme=theme),
+        f"{base}.acss": _render(env, "page/page.acss", page=page),
+        f"{base}.js": _render(env, "page/page.js", page=page, scripts=scripts, on_load=on_load,
+                              on_show=on_show, on_hide=on_hide),
         f"{base}.json": json_text(page.json),
     }
 

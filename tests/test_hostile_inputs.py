@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import MINIMAL_SPEC, REPO, tree_hashes
+from helpers import MINIMAL_SPEC, REPO, copy_sample, tree_hashes
 
 SECRET = b"-----BEGIN OPENSSH PRIVATE KEY-----\n"
 
@@ -186,3 +186,72 @@ def test_a_source_date_epoch_with_a_newline_still_works(project, monkeypatch):
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1795564800\n")
     assert prepare(project()).spec.today.isoformat() == "2026-11-25"
+
+
+# --- templates that cannot be read -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("template", ["blocks/heading.axml", "coupon/service.js"])
+def test_an_unreadable_template_is_a_user_error_naming_it(tmp_path, template):
+    """Reading it raised PermissionError: an internal error (exit 2) or, for a template a
+    plugin's hook renders (coupon/service.js), a failure blamed on that plugin."""
+    spec = copy_sample("linli-fresh", tmp_path / "shop")
+    override = spec.parent / "templates" / template
+    override.parent.mkdir(parents=True)
+    override.write_text("// mine\n")
+    override.chmod(0)
+    result = as_a_user("check", spec, "--format", "json")
+    assert result.returncode == 1, result.stderr
+    problems = json.loads(result.stdout)["problems"]
+    assert [(p["file"], p["message"]) for p in problems] == [(str(override), "cannot read template: Permission denied")]
+
+
+# --- plugins' app files ----------------------------------------------------------------------
+
+FILE_PLUGIN = '''
+from builder.plugin_api import hookimpl
+
+PLUGIN_NAME = "{name}"
+
+
+@hookimpl
+def mpforge_services(plan, spec, render):
+    return {{"{path}": "{{}}\\\\n"}}
+'''
+
+
+@pytest.mark.parametrize("path, refused, owner", [
+    ("app.json", "second", "mpforge"),
+    ("assets/banner.png", "second", "mpforge"),
+    ("services/extra.js", "first", "plugin 'second'"),  # hooks run last-registered first, as in pluggy
+])
+def test_a_plugin_file_on_a_path_already_taken_is_refused_naming_the_plugin(project, cli, tmp_path, path, refused,
+                                                                           owner):
+    """FileTree.add raised ValueError('two outputs claim the same file'): exit 2, no plugin named."""
+    spec = project({**MINIMAL_SPEC, "plugins": ["./first.py", "./second.py"]},
+                   files={"first.py": FILE_PLUGIN.format(name="first", path="services/extra.js"),
+                          "second.py": FILE_PLUGIN.format(name="second", path=path)})
+    result = cli("build", spec, "-o", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert (f"error: {spec.parent / f'{refused}.py'}:7: plugin '{refused}' adds the file {path}, which {owner} "
+            f"already generates (the plugin must use another path; --disable-plugin {refused} leaves it out)"
+            ) in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_asset_removed_during_the_build_is_a_user_error(project, cli):
+    """Validation read it; a file gone by the time it is copied is named, not a crash."""
+    remover = '''
+from pathlib import Path
+from builder.plugin_api import hookimpl
+
+
+@hookimpl
+def mpforge_app_json(app_json, spec):
+    (Path(spec.root) / "assets" / "banner.png").unlink()
+'''
+    spec = project({**MINIMAL_SPEC, "plugins": ["./remover.py"]}, files={"remover.py": remover})
+    result = cli("check", spec)
+    assert result.exit_code == 1, result.output
+    assert f"error: {spec.parent / 'assets/banner.png'}: cannot read asset file: No such file or directory" \
+        in result.stderr
