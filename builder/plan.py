@@ -17,7 +17,7 @@ from urllib.parse import quote
 from pydantic import BaseModel
 
 from .errors import UserError
-from .hooks import Hooks
+from .hooks import Hooks, plugin_output_to_stderr
 from .model import ASSETS_OUT, AppPlan, Block, PagePlan, PlacedBlock, ValidSpec, asset_url, format_path, page_path
 from .spec_models import AssetPath, Link, Page, Store
 from .validate import asset_references
@@ -105,7 +105,8 @@ def plan_app(spec: ValidSpec, hooks: Hooks, memo: PlanMemo | None = None) -> App
     memo = memo or PlanMemo()
     model = spec.model
     ctx = PlanContext(spec)
-    pages = _plan_pages(spec, ctx, hooks, memo)
+    with plugin_output_to_stderr():  # blocks' page_data is plugin code
+        pages = _plan_pages(spec, ctx, hooks, memo)
 
     app_json: dict[str, Any] = {
         "pages": [p.path for p in pages],
@@ -173,7 +174,7 @@ def _block_data(page_index: int, block_index: int, placed: PlacedBlock, spec: Va
             raise TypeError(f"page_data returned {type(data).__name__}, expected a dict")
     except UserError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in a plugin would end mpforge, maybe with 0
         where = ""
         if page_index < len(spec.model.pages):
             path = ("pages", page_index, "blocks", block_index)

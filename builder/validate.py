@@ -19,6 +19,7 @@ from typing import Annotated, Any, Union
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from .errors import Problem, SpecError, did_you_mean
+from .hooks import plugin_output_to_stderr
 from .model import Block, BlockType, LoadedSpec, PathKey, ValidSpec
 from .spec_models import AssetPath, CoreSpec, Link, Page, Ref, WebUrl, field_description
 
@@ -101,7 +102,8 @@ def validate_spec(loaded: LoadedSpec, block_types: dict[str, BlockType], section
         raise SpecError([loaded.problem((), "the spec must be a mapping of sections",
                                         hint="start from 'mpforge new'")])
     try:
-        model = model_cls.model_validate(_with_validated_pages(loaded.data, model_cls, memo))
+        with plugin_output_to_stderr():  # plugins' models run their validators
+            model = model_cls.model_validate(_with_validated_pages(loaded.data, model_cls, memo))
     except ValidationError as exc:
         raise SpecError([_translate(err, loaded, model_cls, block_types) for err in exc.errors()]) from None
     assert isinstance(model, CoreSpec)  # spec_model derives from it
