@@ -260,6 +260,17 @@ class Hooks:
                 return _where(impl.function, self.info[plugin].file)
         return {"file": self._file(plugin)}
 
+    def _claim(self, found: dict[str, tuple[str, Any]], key: str, plugin: str, value: Any, what: str,
+               hook: str) -> None:
+        """Record that `plugin` defines `key` (in `hook`); two plugins defining one key is
+        an error, located at the second one's hook and naming the first one's file."""
+        if key in found:
+            first = found[key][0]
+            raise UserError([Problem(f"{what} '{key}' is defined by both plugin '{first}' ({self._file(first)}) and "
+                                     f"plugin '{plugin}'", **self.site(plugin, hook),
+                                     hint=f"leave one out with --disable-plugin {plugin} or {first}")])
+        found[key] = (plugin, value)
+
     def block_failure(self, block_type: str, exc: BaseException, where: str = "") -> PluginError:
         """The error for a block whose page_data failed, naming the block's plugin."""
         return self._failure(self.block_owners[block_type], f"page_data of block '{block_type}'", exc, where)
@@ -299,7 +310,7 @@ class Hooks:
             if not (isinstance(block_type.model, type) and issubclass(block_type.model, Block)):
                 raise self._wrong_result(plugin, "mpforge_block_types", block_type.model,
                                          f"a Block subclass as the model of block type '{block_type.name}'")
-            _claim(found, block_type.name, plugin, block_type, "block type")
+            self._claim(found, block_type.name, plugin, block_type, "block type", "mpforge_block_types")
         return found
 
     @cached_property
@@ -321,7 +332,7 @@ class Hooks:
                 raise self._wrong_result(plugin, "mpforge_spec_sections", sections,
                                          "a dict of section key to pydantic model class")
             for key, model in sections.items():
-                _claim(found, key, plugin, model, "spec section")
+                self._claim(found, key, plugin, model, "spec section", "mpforge_spec_sections")
         return found
 
     @cached_property
@@ -404,14 +415,6 @@ class Hooks:
 
     def after_build(self, result: WriteResult, spec: ValidSpec) -> None:
         self._call("mpforge_after_build", result=result, spec=spec)
-
-
-def _claim(found: dict[str, tuple[str, Any]], key: str, plugin: str, value: Any, what: str) -> None:
-    """Record that `plugin` defines `key`; two plugins defining one key is an error."""
-    if key in found:
-        raise UserError([Problem(f"{what} '{key}' is defined by both plugin '{found[key][0]}' and plugin '{plugin}'",
-                                 hint="disable one of them")])
-    found[key] = (plugin, value)
 
 
 def _describe(value: Any) -> str:

@@ -373,6 +373,12 @@ def test_duplicate_block_type_names_both_plugins(project, cli):
     assert result.exit_code == 1
     assert "block type 'stamp' is defined by both plugin" in result.stderr
     assert "'stamps'" in result.stderr and "'other'" in result.stderr
+    # Located at the hook of the plugin called second (pluggy calls the last registered
+    # first), naming the other plugin's file.
+    stamps_source = (spec.parent / "stamp_plugin.py").read_text().splitlines()
+    hook_line = stamps_source.index("def mpforge_block_types():")  # the line above: its @hookimpl
+    assert f"error: {spec.parent / 'stamp_plugin.py'}:{hook_line}: block type 'stamp' is defined by both plugin " \
+           f"'other' ({spec.parent / 'other_plugin.py'}) and plugin 'stamps'" in result.stderr
 
 
 def test_templates_list_and_eject(project, cli):
