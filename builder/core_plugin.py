@@ -133,7 +133,7 @@ def _asset_rules(spec: ValidSpec) -> list[Problem]:
         return [spec.problem(("assets",), f"assets folder '{spec.model.assets}' is a link to a folder outside the "
                                           f"project ({real_folder})",
                              hint="copy the files the spec uses into a folder of the project")]
-    if not folder.is_dir():
+    if not os.path.isdir(folder):  # not Path.is_dir, which raises for a path too long
         return [spec.problem(("assets",), f"assets folder not found: {spec.model.assets}")]
     problems: list[Problem] = []
     first_use: dict[str, tuple[str, PathKey, str]] = {}  # a path or folder, lower-cased -> as written, where, asset

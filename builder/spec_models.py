@@ -129,6 +129,13 @@ def _relative_path(value: str) -> str:
     return value
 
 
+def _folder(value: str) -> str:
+    for name in _relative_path(value).split("/"):
+        if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+            raise ValueError(f"folder name is {len(name.encode('utf-8'))} bytes, over the {MAX_NAME_BYTES} byte limit")
+    return value
+
+
 _REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _HTTPS = re.compile(r"^https://[^\s\"'<>]+$")
 
@@ -301,7 +308,7 @@ class CoreSpec(StrictModel):
     merchant: Merchant
     pages: list[Page] = Field(min_length=1)
     tabbar: Tabbar | None = None
-    assets: Annotated[str, AfterValidator(_relative_path)] | None = Field(
+    assets: Annotated[str, AfterValidator(_folder)] | None = Field(
         None, description="folder (relative to the spec) of the files the spec uses; those are copied to "
                           "the output's assets/")
     limits: Limits = Limits()

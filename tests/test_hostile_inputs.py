@@ -255,3 +255,12 @@ def mpforge_app_json(app_json, spec):
     assert result.exit_code == 1, result.output
     assert f"error: {spec.parent / 'assets/banner.png'}: cannot read asset file: No such file or directory" \
         in result.stderr
+
+
+def test_an_assets_folder_path_too_long_for_the_system_is_a_user_error(project, cli):
+    """Each name is short, the whole path is not: Path.is_dir raised 'File name too long'."""
+    spec = project({**MINIMAL_SPEC, "assets": "x/" * 2100 + "assets"})
+    result = cli("check", spec)
+    assert result.exit_code == 1, result.output
+    assert f"error: mpforge.yaml:{line_of(spec, 'assets: x/x/')}:9: assets: assets folder not found: x/x/" \
+        in result.stderr
