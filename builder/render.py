@@ -8,6 +8,7 @@ the core's. JSON files are `json.dumps` of the plan's dicts.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -92,7 +93,7 @@ def make_environment(hooks: Hooks, project_root: Path) -> jinja2.Environment:
 @lru_cache(maxsize=8)
 def _environment(layers: tuple[Path, ...], listing: tuple[str, ...]) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(folder) for folder in layers]),
+        loader=jinja2.ChoiceLoader([_TemplateFiles(folder) for folder in layers]),
         variable_start_string="[[", variable_end_string="]]",
         block_start_string="[%", block_end_string="%]",
         comment_start_string="[#", comment_end_string="#]",
@@ -103,6 +104,28 @@ def _environment(layers: tuple[Path, ...], listing: tuple[str, ...]) -> jinja2.E
     )
     env.filters["js"] = to_js
     return env
+
+
+class _TemplateFiles(jinja2.FileSystemLoader):
+    """Jinja's loader of a template folder. A template that cannot be read (permissions,
+    a file removed while building) or is not UTF-8 is the user's to fix, reported at its
+    file; not a crash, nor a failure of the plugin whose hook rendered it."""
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        try:
+            return super().get_source(environment, template)
+        except jinja2.TemplateNotFound:  # an OSError too; ChoiceLoader then asks the next folder
+            raise
+        except OSError as exc:
+            raise UserError([Problem(f"cannot read template: {exc.strerror}", file=exc.filename or template,
+                                     hint="check the file's permissions")]) from None
+        except UnicodeDecodeError as exc:
+            # The file Jinja opened: the first of this loader's folders that has it.
+            file = next((str(path) for path in (Path(folder, template) for folder in self.searchpath)
+                         if path.is_file()), template)
+            line = exc.object.count(b"\n", 0, exc.start) + 1
+            raise UserError([Problem(f"template is not UTF-8: invalid byte 0x{exc.object[exc.start]:02x}", file=file,
+                                     line=line, hint="save it as UTF-8")]) from None
 
 
 @dataclass
@@ -125,15 +148,15 @@ def render_app(plan: AppPlan, env: jinja2.Environment, hooks: Hooks, memo: Rende
     tree.add_json("mini.project.json", plan.mini_project)
 
     def render(name: str, **context: Any) -> str:
-        return _render(env, name, **context)
+        return env.get_template(name).render(**context)
 
     app_scripts = hooks.app_scripts(spec, render)
-    tree.add("app.js", render("app/app.js", plan=plan, scripts=app_scripts))
+    tree.add("app.js", env.get_template("app/app.js").render(plan=plan, scripts=app_scripts))
     # dict.fromkeys: block types of one plugin may share a stylesheet; include it once.
     style_names = dict.fromkeys(bt.style for bt in plan.block_types_used if bt.style)
-    styles = [render(name, theme=theme) for name in style_names]
-    tree.add("app.acss", render("app/app.acss", theme=theme, styles=styles))
-    tree.add("utils/mpforge.js", render("app/mpforge.js"))
+    styles = [env.get_template(name).render(theme=theme) for name in style_names]
+    tree.add("app.acss", env.get_template("app/app.acss").render(theme=theme, styles=styles))
+    tree.add("utils/mpforge.js", env.get_template("app/mpforge.js").render())
     # Pages whose templates get exactly what they got last time are not rendered again:
     # the same plan object (plan reuses it while nothing it depends on changed), or else
     # the same content (_page_key, compared only with the last build's page of that id).
@@ -176,17 +199,6 @@ def _add_plugin_files(tree: FileTree, hooks: Hooks, files: list[tuple[str, str, 
         tree.add(path, content)
 
 
-def _render(env: jinja2.Environment, name: str, **context: Any) -> str:
-    """A template rendered. One that cannot be read (permissions, a file removed while
-    building) is the user's to fix: it is named as such, not reported as a bug of
-    mpforge or of the plugin whose hook asked for it."""
-    try:
-        return env.get_template(name).render(**context)
-    except OSError as exc:
-        raise UserError([Problem(f"cannot read template: {exc.strerror}", file=exc.filename or name,
-                                 hint="check the file's permissions")]) from None
-
-
 def render_page(page: PagePlan, env: jinja2.Environment, theme: Theme) -> dict[str, str]:
     """A page's four files, by output path."""
     # One rendering per script template: block types of a plugin can share one script
@@ -195,17 +207,17 @@ def render_page(page: PagePlan, env: jinja2.Environment, theme: Theme) -> dict[s
     for placed in page.blocks:
         if placed.block_type.script:
             keys_by_script.setdefault(placed.block_type.script, []).append(placed.key)
-    scripts = [_render(env, name, keys=keys, page=page) for name, keys in keys_by_script.items()]
+    scripts = [env.get_template(name).render(keys=keys, page=page) for name, keys in keys_by_script.items()]
     types = [p.block_type for p in page.blocks]
     on_load = list(dict.fromkeys(t.on_load for t in types if t.on_load))
     on_show = list(dict.fromkeys(t.on_show for t in types if t.on_show))
     on_hide = list(dict.fromkeys(t.on_hide for t in types if t.on_hide))
     base = page.path
     return {
-        f"{base}.axml": _render(env, "page/page.axml", page=page, theme=theme),
-        f"{base}.acss": _render(env, "page/page.acss", page=page),
-        f"{base}.js": _render(env, "page/page.js", page=page, scripts=scripts, on_load=on_load,
-                              on_show=on_show, on_hide=on_hide),
+        f"{base}.axml": env.get_template("page/page.axml").render(page=page, theme=theme),
+        f"{base}.acss": env.get_template("page/page.acss").render(page=page),
+        f"{base}.js": env.get_template("page/page.js").render(page=page, scripts=scripts, on_load=on_load,
+                                                              on_show=on_show, on_hide=on_hide),
         f"{base}.json": json_text(page.json),
     }
 

@@ -206,6 +206,18 @@ def test_an_unreadable_template_is_a_user_error_naming_it(tmp_path, template):
     assert [(p["file"], p["message"]) for p in problems] == [(str(override), "cannot read template: Permission denied")]
 
 
+@pytest.mark.parametrize("template", ["blocks/heading.axml", "coupon/service.js"])
+def test_a_template_that_is_not_utf8_is_a_user_error_at_its_line(tmp_path, cli, template):
+    """Jinja's UnicodeDecodeError was an internal error (exit 2)."""
+    spec = copy_sample("linli-fresh", tmp_path / "shop")
+    override = spec.parent / "templates" / template
+    override.parent.mkdir(parents=True)
+    override.write_bytes("<!-- 门店 -->\n".encode() + b"<view>\xff</view>\n")
+    result = cli("check", spec)
+    assert result.exit_code == 1, result.output
+    assert f"error: {override}:2: template is not UTF-8: invalid byte 0xff (save it as UTF-8)" in result.stderr
+
+
 # --- plugins' app files ----------------------------------------------------------------------
 
 FILE_PLUGIN = '''
