@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from . import check, review
 from .core_blocks import CORE_BLOCK_TYPES, WebViewBlock
 from .errors import Problem, did_you_mean
 from .filetree import FileTree
 from .hookspecs import hookimpl
-from .model import BlockType, PathKey, ValidSpec
-from .spec_models import AssetPath, Link, Page, Ref, WebUrl
+from .model import BlockType, PathKey, ValidSpec, format_path
+from .spec_models import Link, Page, Ref, WebUrl
 from .templates_path import core_templates_dir
+from .validate import asset_references
 
 WEBVIEW_PAGE_ID = "webview"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
@@ -46,7 +50,7 @@ def mpforge_reference_targets(spec: ValidSpec) -> dict[str, list[str]]:
 def mpforge_validate(spec: ValidSpec) -> list[Problem]:
     stores = spec.duplicate_ids(spec.model.merchant.stores, ("merchant", "stores"), "store id")
     return [*_page_rules(spec), *_section_rules(spec), *review.spec_rules(spec), *stores,
-            *_reference_rules(spec), *_tabbar_rules(spec)]
+            *_reference_rules(spec), *_asset_rules(spec), *_tabbar_rules(spec)]
 
 
 @hookimpl
@@ -100,10 +104,8 @@ def _page_rules(spec: ValidSpec) -> list[Problem]:
 
 def _reference_rules(spec: ValidSpec) -> list[Problem]:
     tab_pages = {item.page for item in spec.model.tabbar.items} if spec.model.tabbar else set()
-    assets_dir = spec.assets_dir
     problems = []
     known = {kind: set(ids) for kind, ids in spec.targets.items()}
-    asset_sizes: dict[str, int | None] = {}  # one stat per file, however often it is used
     for path, ref in spec.references:
         if isinstance(ref, Ref):
             if ref not in known.get(ref.kind, ()):
@@ -111,27 +113,112 @@ def _reference_rules(spec: ValidSpec) -> list[Problem]:
         elif isinstance(ref, Link) and ref.query and ref.page in tab_pages:
             problems.append(spec.problem(path, f"page '{ref.page}' is a tab page, which cannot receive a query",
                                          hint="Alipay opens tab pages with my.switchTab, which drops the query"))
-        elif isinstance(ref, AssetPath):
-            if assets_dir is None:
-                problems.append(spec.problem(path, f"asset '{ref}' but the spec has no 'assets' folder",
-                                             hint="add 'assets: assets' and put the file there"))
-                continue
-            if ref not in asset_sizes:
-                file = assets_dir / ref
-                asset_sizes[ref] = file.stat().st_size if file.is_file() else None
-            size = asset_sizes[ref]
-            if size is None:
-                problems.append(spec.problem(path, f"asset file not found: {spec.model.assets}/{ref}"))
-            elif ref.lower().endswith(IMAGE_SUFFIXES):
-                size_kb = size / 1024
-                if size_kb > spec.model.limits.image_kb:
-                    problems.append(spec.problem(path, f"image {ref} is {size_kb:.0f} KiB, over the "
-                                                       f"{spec.model.limits.image_kb} KiB limit",
-                                                 hint="compress it: the whole package must stay under 2 MB",
-                                                 severity="warning"))
-    if assets_dir is not None and not assets_dir.is_dir():
-        problems.append(spec.problem(("assets",), f"assets folder not found: {spec.model.assets}"))
     return problems
+
+
+def _asset_rules(spec: ValidSpec) -> list[Problem]:
+    """Each file the build copies (validate.asset_references) is a readable file inside
+    the project whose path differs from the others' by more than case; large images get
+    a warning."""
+    uses = asset_references(spec)
+    folder = spec.assets_dir
+    if folder is None:
+        return [spec.problem(path, f"asset '{ref}' but the spec has no 'assets' folder",
+                             hint="add 'assets: assets' and put the file there") for path, ref in uses]
+    # Links are followed only while they stay in the project: a linked folder or file
+    # leading elsewhere (a home folder, ~/.ssh) would put the machine's files in the package.
+    project = os.path.realpath(spec.root)
+    real_folder = os.path.realpath(folder)
+    if not _inside(real_folder, project):
+        return [spec.problem(("assets",), f"assets folder '{spec.model.assets}' is a link to a folder outside the "
+                                          f"project ({real_folder})",
+                             hint="copy the files the spec uses into a folder of the project")]
+    if not os.path.isdir(folder):  # not Path.is_dir, which raises for a path too long
+        return [spec.problem(("assets",), f"assets folder not found: {spec.model.assets}")]
+    problems: list[Problem] = []
+    first_use: dict[str, tuple[str, PathKey, str]] = {}  # a path or folder, lower-cased -> as written, where, asset
+    sizes: dict[str, int | _Refused] = {}  # one look per file, however often it is used
+    for path, ref in uses:
+        clash = _case_clash(spec, path, ref, first_use)
+        if clash is not None:
+            problems.append(clash)
+            continue
+        added_by_plugin = _plugin_page(spec, path)
+        if added_by_plugin and ref in sizes:
+            continue  # a file a spec field uses too: any problem was reported at that field
+        if ref not in sizes:
+            sizes[ref] = _asset_size(folder / ref, f"{spec.model.assets}/{ref}", project)
+        size = sizes[ref]
+        if isinstance(size, _Refused):
+            hint = f"page '{added_by_plugin.id}' is added by a plugin" if added_by_plugin else size.hint
+            problems.append(spec.problem(path, size.message, hint=hint))
+        elif ref.lower().endswith(IMAGE_SUFFIXES) and size / 1024 > spec.model.limits.image_kb:
+            problems.append(spec.problem(path, f"image {ref} is {size / 1024:.0f} KiB, over the "
+                                               f"{spec.model.limits.image_kb} KiB limit",
+                                         hint="compress it: the whole package must stay under 2 MB",
+                                         severity="warning"))
+    return problems
+
+
+def _case_clash(spec: ValidSpec, path: PathKey, ref: str,
+                first_use: dict[str, tuple[str, PathKey, str]]) -> Problem | None:
+    """A problem when `ref`, or one of its folders, differs only in case from one an
+    earlier field used: Windows and macOS hold them as one file, so one would overwrite
+    the other when the package is unpacked there."""
+    parts = ref.split("/")
+    for end in range(1, len(parts) + 1):
+        written = "/".join(parts[:end])
+        known = first_use.setdefault(written.lower(), (written, path, ref))
+        if known[0] == written:
+            continue
+        theirs, where, other = known
+        mark = spec.loaded.mark(where)
+        place = f"{format_path(where)}, line {mark.line}" if mark else format_path(where)
+        what = (f"asset '{ref}' and '{other}'" if written == ref and theirs == other
+                else f"folder '{written}' of asset '{ref}' and folder '{theirs}' of '{other}'")
+        return spec.problem(path, f"{what} ({place}) differ only in case",
+                            hint="Windows and macOS see one name there; rename one of them")
+    return None
+
+
+class _Refused(NamedTuple):
+    """Why an asset file cannot be copied."""
+
+    message: str
+    hint: str | None = None
+
+
+def _asset_size(file: Path, shown: str, project: str) -> int | _Refused:
+    """The size of an asset file, or why it cannot be copied."""
+    real = os.path.realpath(file)
+    if not _inside(real, project):
+        return _Refused(f"asset file {shown} is a link to a file outside the project ({real})",
+                        "copy the file into the assets folder")
+    try:
+        # Non-blocking, so that a named pipe put there cannot stall the build.
+        handle = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):
+        return _Refused(f"asset file not found: {shown}")
+    except OSError as exc:
+        return _Refused(f"cannot read asset file {shown}: {exc.strerror}", "check the file's permissions")
+    try:
+        info = os.fstat(handle)
+    finally:
+        os.close(handle)
+    if not stat.S_ISREG(info.st_mode):
+        return _Refused(f"asset {shown} is not a file")
+    return info.st_size
+
+
+def _inside(real_path: str, real_folder: str) -> bool:
+    return real_path == real_folder or real_path.startswith(real_folder.rstrip(os.sep) + os.sep)
+
+
+def _plugin_page(spec: ValidSpec, path: PathKey) -> Page | None:
+    """The page a plugin adds that `path` is on (such a page is not in the spec's text)."""
+    if path[0] == "pages" and isinstance(path[1], int) and path[1] >= len(spec.model.pages):
+        return spec.pages[path[1]]
+    return None
 
 
 def _check_ref(spec: ValidSpec, path: PathKey, ref: Ref) -> list[Problem]:

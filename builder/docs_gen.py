@@ -38,8 +38,8 @@ the first line (write the schema with `mpforge schema -o mpforge.schema.json`; i
 the blocks and sections of installed plugins).
 
 Top-level keys: `spec_version` (must be `1`), `app`, `merchant`, `pages`, `tabbar`
-(optional), `assets` (optional folder, relative to the spec, copied to `assets/` in the
-output), `plugins` and `requires` (plugin loading), and one optional section per plugin.
+(optional), `assets` (optional folder, relative to the spec, holding the files the spec
+uses), `plugins` and `requires` (plugin loading), and one optional section per plugin.
 
 **Links** (`link:` fields) take a page id as a plain string (`link: menu`) or a mapping
 with exactly one target: `{page: id, query: "a=1"}`, `{phone: "400-123-4567"}`,
@@ -47,6 +47,10 @@ with exactly one target: `{page: id, query: "a=1"}`, `{phone: "400-123-4567"}`,
 (opens the store in the map). A query cannot go to a tab page.
 
 **Assets** are paths inside the assets folder (`banner/spring.png`) or `https://` URLs.
+Only the files the spec (or a plugin page) uses are copied to `assets/` in the output; the
+folder may hold anything else. File and folder names keep to ASCII letters, digits, `-`,
+`_`, `.` and `@`, are not hidden (`.name`) and differ from each other by more than case.
+Links are followed only while they stay inside the project.
 """
 
 

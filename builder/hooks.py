@@ -20,7 +20,8 @@ import importlib
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from importlib.metadata import EntryPoint, entry_points
@@ -82,14 +83,19 @@ class Hooks:
 
     # --- loading ----------------------------------------------------------------------
 
-    def _add(self, module: ModuleType, name: str, version: str, source: str) -> None:
+    def _add(self, module: ModuleType, name: str, version: str, source: str, locate: Locate | None = None) -> None:
         if self.pm.is_registered(module):
             return  # e.g. an installed plugin also listed by module name: load it once
         file = _module_file(module)
-        if self.pm.has_plugin(name) or name in self.info:
-            raise PluginLoadError([Problem(
-                f"two plugins are named '{name}' ({self.info[name].module} and {module.__name__})",
-                file=str(file) if file else None, hint="rename one (set PLUGIN_NAME in the module)")])
+        if name in self.info:
+            first = self.info[name]
+            message = (f"two plugins are named '{name}': {first.module} ({first.file or first.source}) and "
+                       f"{module.__name__} ({file or source})")
+            hint = "rename one: set PLUGIN_NAME in its module"
+            # At the spec's entry when the second comes from the spec, else at its name.
+            problem = locate(message, hint) if locate else Problem(message, file=str(file) if file else None,
+                                                                   line=_name_line(file), hint=hint)
+            raise PluginLoadError([problem])
         self._verify(module, name, file)
         self.pm.register(module, name=name)
         self.info[name] = PluginInfo(name, version, source, module.__name__, file)
@@ -162,8 +168,14 @@ class Hooks:
         if key in self._targets:
             return  # listed in the spec and on the command line: load it once
         self._targets.add(key)
+        name = target.rsplit("/", 1)[-1].removesuffix(".py").rsplit(".", 1)[-1]
         try:
-            module = _import(target, root)
+            with plugin_output_to_stderr():
+                module = _import(target, root)
+        except SystemExit as exc:  # not the user's mistake, and not a reason to end mpforge
+            spot = where("", None)  # for its location only
+            raise PluginError(name, "its import", exc, f"{spot.location()}: {spot.path}" if spot.file else "",
+                              str((root / target).resolve()) if is_path(target) else None) from exc
         except FileNotFoundError:
             raise SpecError([where(f"plugin file not found: {target}", None)]) from None
         except ModuleNotFoundError as exc:
@@ -172,11 +184,11 @@ class Hooks:
         except Exception as exc:  # the plugin's own code failed while importing
             raise SpecError([where(f"plugin '{target}' failed to import: {type(exc).__name__}: {exc}",
                                    "rerun with --traceback")]) from exc
-        name = getattr(module, "PLUGIN_NAME", None) or target.rsplit("/", 1)[-1].removesuffix(".py").rsplit(".", 1)[-1]
+        name = getattr(module, "PLUGIN_NAME", None) or name
         if name in disabled:
             self._skipped.add(name)
             return
-        self._add(module, name, str(getattr(module, "__version__", "0")), source)
+        self._add(module, name, str(getattr(module, "__version__", "0")), source, locate)
 
     def _check_disabled(self, disabled: Sequence[str]) -> None:
         known = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(self.info) | self._skipped
@@ -241,6 +253,24 @@ class Hooks:
     def _wrong_result(self, plugin: str, hook: str, value: Any, expected: str) -> PluginError:
         return self._failure(plugin, hook, TypeError(f"returned {_describe(value)}, expected {expected}"))
 
+    def site(self, plugin: str, hook: str) -> dict[str, Any]:
+        """The file and line of `plugin`'s implementation of `hook`, to locate a problem there."""
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            if impl.plugin_name == plugin:
+                return _where(impl.function, self.info[plugin].file)
+        return {"file": self._file(plugin)}
+
+    def _claim(self, found: dict[str, tuple[str, Any]], key: str, plugin: str, value: Any, what: str,
+               hook: str) -> None:
+        """Record that `plugin` defines `key` (in `hook`); two plugins defining one key is
+        an error, located at the second one's hook and naming the first one's file."""
+        if key in found:
+            first = found[key][0]
+            raise UserError([Problem(f"{what} '{key}' is defined by both plugin '{first}' ({self._file(first)}) and "
+                                     f"plugin '{plugin}'", **self.site(plugin, hook),
+                                     hint=f"leave one out with --disable-plugin {plugin} or {first}")])
+        found[key] = (plugin, value)
+
     def block_failure(self, block_type: str, exc: BaseException, where: str = "") -> PluginError:
         """The error for a block whose page_data failed, naming the block's plugin."""
         return self._failure(self.block_owners[block_type], f"page_data of block '{block_type}'", exc, where)
@@ -251,15 +281,16 @@ class Hooks:
         """Call `hook` on every plugin (pluggy's order); (plugin name, result) pairs of
         the results that are not None."""
         results = []
-        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
-            try:
-                result = impl.function(*(kwargs[name] for name in impl.argnames))
-            except UserError:
-                raise
-            except Exception as exc:
-                raise self._failure(impl.plugin_name, hook, exc) from exc
-            if result is not None:
-                results.append((impl.plugin_name, result))
+        with plugin_output_to_stderr():
+            for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+                try:
+                    result = impl.function(*(kwargs[name] for name in impl.argnames))
+                except UserError:
+                    raise
+                except (Exception, SystemExit) as exc:  # sys.exit() in a plugin would end mpforge, maybe with 0
+                    raise self._failure(impl.plugin_name, hook, exc) from exc
+                if result is not None:
+                    results.append((impl.plugin_name, result))
         return results
 
     def _lists(self, hook: str, item: type | tuple[type, ...], expected: str,
@@ -279,7 +310,7 @@ class Hooks:
             if not (isinstance(block_type.model, type) and issubclass(block_type.model, Block)):
                 raise self._wrong_result(plugin, "mpforge_block_types", block_type.model,
                                          f"a Block subclass as the model of block type '{block_type.name}'")
-            _claim(found, block_type.name, plugin, block_type, "block type")
+            self._claim(found, block_type.name, plugin, block_type, "block type", "mpforge_block_types")
         return found
 
     @cached_property
@@ -301,7 +332,7 @@ class Hooks:
                 raise self._wrong_result(plugin, "mpforge_spec_sections", sections,
                                          "a dict of section key to pydantic model class")
             for key, model in sections.items():
-                _claim(found, key, plugin, model, "spec section")
+                self._claim(found, key, plugin, model, "spec section", "mpforge_spec_sections")
         return found
 
     @cached_property
@@ -351,14 +382,14 @@ class Hooks:
             scripts.append(script)
         return scripts
 
-    def services(self, plan: AppPlan, spec: ValidSpec, render: Render) -> list[tuple[str, str | bytes]]:
-        """(output path, content) of every app-level file plugins contribute."""
-        files: list[tuple[str, str | bytes]] = []
+    def services(self, plan: AppPlan, spec: ValidSpec, render: Render) -> list[tuple[str, str, str | bytes]]:
+        """(plugin, output path, content) of every app-level file plugins contribute."""
+        files: list[tuple[str, str, str | bytes]] = []
         for plugin, result in self._call("mpforge_services", plan=plan, spec=spec, render=render):
             if not isinstance(result, dict) or not all(
                     isinstance(k, str) and isinstance(v, (str, bytes)) for k, v in result.items()):
                 raise self._wrong_result(plugin, "mpforge_services", result, "a dict of output path to text")
-            files.extend(result.items())
+            files.extend((plugin, path, content) for path, content in result.items())
         return files
 
     @cached_property
@@ -370,10 +401,11 @@ class Hooks:
         problems: list[Problem] = []
         for plugin, rule in self._checks:
             try:
-                found = rule(tree)
+                with plugin_output_to_stderr():
+                    found = rule(tree)
             except UserError:
                 raise
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 raise self._failure(plugin, "mpforge_checks", exc) from exc
             if not isinstance(found, (list, tuple)) or not all(isinstance(p, Problem) for p in found):
                 raise self._wrong_result(plugin, f"mpforge_checks ({getattr(rule, '__name__', rule)})", found,
@@ -385,19 +417,41 @@ class Hooks:
         self._call("mpforge_after_build", result=result, spec=spec)
 
 
-def _claim(found: dict[str, tuple[str, Any]], key: str, plugin: str, value: Any, what: str) -> None:
-    """Record that `plugin` defines `key`; two plugins defining one key is an error."""
-    if key in found:
-        raise UserError([Problem(f"{what} '{key}' is defined by both plugin '{found[key][0]}' and plugin '{plugin}'",
-                                 hint="disable one of them")])
-    found[key] = (plugin, value)
-
-
 def _describe(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         kinds = sorted({type(x).__name__ for x in value})
         return f"a {type(value).__name__} of {', '.join(kinds)}" if kinds else f"an empty {type(value).__name__}"
     return f"a {type(value).__name__}" if not isinstance(value, type) else f"the class {value.__name__}"
+
+
+@contextmanager
+def plugin_output_to_stderr() -> Iterator[None]:
+    """While plugin code runs, what it prints goes to stderr: stdout carries mpforge's
+    reports (`check --format json`), which one print() would make unreadable.
+
+    Not contextlib.redirect_stdout, which restores whatever it found: builds that
+    overlap in threads would leave stdout pointing at stderr for good. Here only a swap
+    that found the real stdout puts it back, and only if stdout is still the swap.
+    """
+    found = sys.stdout
+    if found is sys.stderr:  # already swapped (a nested call, or another thread's build)
+        yield
+        return
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        if sys.stdout is sys.stderr:
+            sys.stdout = found
+
+
+def _name_line(file: Path | None) -> int | None:
+    """The line of a plugin module's PLUGIN_NAME, where its name is set."""
+    try:
+        lines = file.read_text("utf-8").splitlines() if file else []
+    except (OSError, UnicodeDecodeError):
+        return None
+    return next((i for i, line in enumerate(lines, 1) if line.startswith("PLUGIN_NAME")), None)
 
 
 def _module_file(module: ModuleType) -> Path | None:
@@ -415,7 +469,10 @@ def _where(func: Any, file: Path | None) -> dict[str, Any]:
 def _load_entry_point(entry: EntryPoint) -> ModuleType:
     dist = f"{entry.dist.name} {entry.dist.version}" if entry.dist else entry.value
     try:
-        module = entry.load()
+        with plugin_output_to_stderr():
+            module = entry.load()
+    except SystemExit as exc:
+        raise PluginError(entry.name, f"its import ({dist})", exc) from exc
     except Exception as exc:
         raise PluginLoadError([Problem(
             f"installed plugin '{entry.name}' ({dist}) failed to import: {type(exc).__name__}: {exc}",

@@ -31,6 +31,12 @@ SEQ_TAG = "tag:yaml.org,2002:seq"
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 STR_TAG = "tag:yaml.org,2002:str"
+# The scalar types a spec value can be: the ones YAML resolves plain text to. Other tags
+# the safe loader knows (!!binary, which decodes base64 to bytes) make values no field
+# expects, and a spec has no use for them.
+SCALAR_TAGS = frozenset({STR_TAG, *(f"tag:yaml.org,2002:{kind}" for kind in ("int", "float", "bool", "null",
+                                                                             "timestamp"))})
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class _Loader(_BaseLoader):  # type: ignore[valid-type, misc]
@@ -77,17 +83,18 @@ def parse_spec(raw: bytes, path: Path, memo: LoadMemo | None = None) -> LoadedSp
 
 def _parse(raw: bytes, path: Path, memo: LoadMemo) -> LoadedSpec:
     name = path.name
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raise SpecError([Problem("file starts with a byte-order mark (BOM)", file=name,
-                                 line=1, column=1, hint="save the file as UTF-8 without BOM")])
+    # Editors on Windows (Notepad among them) start UTF-8 files with a byte-order mark.
+    # It is not content: drop it before anything counts lines and columns, so that
+    # positions on the first line are the ones the editor shows.
+    body = raw.removeprefix(UTF8_BOM)
     try:
-        text = raw.decode("utf-8")
+        text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        line = body.count(b"\n", 0, exc.start) + 1
+        line_start = body.rfind(b"\n", 0, exc.start) + 1
         # Columns count characters, as editors do (the line may hold CJK before the bad byte).
-        column = len(raw[line_start:exc.start].decode("utf-8", "replace")) + 1
-        raise SpecError([Problem(f"invalid UTF-8 byte 0x{raw[exc.start]:02x}", file=name,
+        column = len(body[line_start:exc.start].decode("utf-8", "replace")) + 1
+        raise SpecError([Problem(f"invalid UTF-8 byte 0x{body[exc.start]:02x}", file=name,
                                  line=line, column=column, hint="save the file as UTF-8")]) from None
     if "\x00" in text:
         line, column = line_and_column(text, text.index("\x00"))
@@ -400,19 +407,23 @@ class _DataBuilder:
     def _scalar(self, node: yaml.Node, path: PathKey) -> Any:
         if node.tag == STR_TAG:
             return node.value
-        try:
-            return self.constructor.construct_object(node, deep=True)
-        except yaml.YAMLError:
-            # Tags the safe loader does not know (e.g. !python/object) are not spec values.
+        if node.tag not in SCALAR_TAGS:
             self.problems.append(self._at(node, path, f"unsupported YAML tag {_tag(node.tag)!r}",
                                           hint="remove the '!' tag"))
             return None
-        except (ValueError, OverflowError) as exc:
-            # A plain scalar that looks like a date or number but is not one (2026-13-45,
-            # an integer of thousands of digits): the constructor raises the bare error.
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except (ValueError, OverflowError, KeyError, AttributeError) as exc:
+            # Text that does not read as its type: a plain scalar that looks like a date or
+            # number but is not one (2026-13-45, an integer of thousands of digits), or an
+            # explicit tag on the wrong text (!!bool maybe, !!timestamp soon). PyYAML's
+            # constructors raise bare errors for these.
             kind = node.tag.rsplit(":", 1)[-1]
-            reason = "too many digits" if kind == "int" else str(exc)
-            what = {"int": "number", "float": "number", "timestamp": "date"}.get(kind, kind)
+            what = {"int": "number", "float": "number", "timestamp": "date", "bool": "boolean"}.get(kind, kind)
+            if self.constructor.resolve(yaml.ScalarNode, node.value, (True, False)) != node.tag:
+                reason = "not true or false" if kind == "bool" else f"not a {what}"
+            else:
+                reason = "too many digits" if kind == "int" else str(exc)
             self.problems.append(self._at(node, path, f"invalid {what} {_short(node.value)}: {reason}",
                                           hint="put it in quotes if it is meant as text"))
             return None

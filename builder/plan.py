@@ -17,9 +17,10 @@ from urllib.parse import quote
 from pydantic import BaseModel
 
 from .errors import UserError
-from .hooks import Hooks
+from .hooks import Hooks, plugin_output_to_stderr
 from .model import ASSETS_OUT, AppPlan, Block, PagePlan, PlacedBlock, ValidSpec, asset_url, format_path, page_path
 from .spec_models import AssetPath, Link, Page, Store
+from .validate import asset_references
 
 _PLAIN = frozenset({str, int, float, bool})  # exact types: AssetPath and enums subclass str
 
@@ -105,7 +106,8 @@ def plan_app(spec: ValidSpec, hooks: Hooks, memo: PlanMemo | None = None) -> App
     memo = memo or PlanMemo()
     model = spec.model
     ctx = PlanContext(spec)
-    pages = _plan_pages(spec, ctx, hooks, memo)
+    with plugin_output_to_stderr():  # blocks' page_data is plugin code
+        pages = _plan_pages(spec, ctx, hooks, memo)
 
     app_json: dict[str, Any] = {
         "pages": [p.path for p in pages],
@@ -177,7 +179,7 @@ def _block_data(page_index: int, block_index: int, placed: PlacedBlock, spec: Va
             raise TypeError(f"page_data returned {type(data).__name__}, expected a dict")
     except UserError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in a plugin would end mpforge, maybe with 0
         where = ""
         if page_index < len(spec.model.pages):
             path = ("pages", page_index, "blocks", block_index)
@@ -188,13 +190,10 @@ def _block_data(page_index: int, block_index: int, placed: PlacedBlock, spec: Va
 
 
 def _assets(spec: ValidSpec) -> dict[str, Path]:
+    """The files the spec uses, by output path. Only those: the folder may hold anything
+    else (originals, a linked folder of other files), none of which belongs in the
+    package. Validation made sure each is a readable file inside the project."""
     folder = spec.assets_dir
-    if folder is None or not folder.is_dir():
+    if folder is None:
         return {}
-    found = {}
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        # Hidden files (.DS_Store, editor backups) and links out of the folder are not assets.
-        if path.is_file() and not path.is_symlink() and not any(p.startswith(".") for p in rel.parts):
-            found[f"{ASSETS_OUT}/{rel.as_posix()}"] = path
-    return found
+    return {f"{ASSETS_OUT}/{ref}": folder / ref for _, ref in sorted(asset_references(spec), key=lambda use: use[1])}

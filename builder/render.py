@@ -8,6 +8,7 @@ the core's. JSON files are `json.dumps` of the plan's dicts.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from .errors import Problem, UserError
 from .filetree import FileTree, json_text
 from .hooks import Hooks
 from .model import AppPlan, PagePlan
@@ -91,7 +93,7 @@ def make_environment(hooks: Hooks, project_root: Path) -> jinja2.Environment:
 @lru_cache(maxsize=8)
 def _environment(layers: tuple[Path, ...], listing: tuple[str, ...]) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(folder) for folder in layers]),
+        loader=jinja2.ChoiceLoader([_TemplateFiles(folder) for folder in layers]),
         variable_start_string="[[", variable_end_string="]]",
         block_start_string="[%", block_end_string="%]",
         comment_start_string="[#", comment_end_string="#]",
@@ -102,6 +104,28 @@ def _environment(layers: tuple[Path, ...], listing: tuple[str, ...]) -> jinja2.E
     )
     env.filters["js"] = to_js
     return env
+
+
+class _TemplateFiles(jinja2.FileSystemLoader):
+    """Jinja's loader of a template folder. A template that cannot be read (permissions,
+    a file removed while building) or is not UTF-8 is the user's to fix, reported at its
+    file; not a crash, nor a failure of the plugin whose hook rendered it."""
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        try:
+            return super().get_source(environment, template)
+        except jinja2.TemplateNotFound:  # an OSError too; ChoiceLoader then asks the next folder
+            raise
+        except OSError as exc:
+            raise UserError([Problem(f"cannot read template: {exc.strerror}", file=exc.filename or template,
+                                     hint="check the file's permissions")]) from None
+        except UnicodeDecodeError as exc:
+            # The file Jinja opened: the first of this loader's folders that has it.
+            file = next((str(path) for path in (Path(folder, template) for folder in self.searchpath)
+                         if path.is_file()), template)
+            line = exc.object.count(b"\n", 0, exc.start) + 1
+            raise UserError([Problem(f"template is not UTF-8: invalid byte 0x{exc.object[exc.start]:02x}", file=file,
+                                     line=line, hint="save it as UTF-8")]) from None
 
 
 @dataclass
@@ -153,11 +177,29 @@ def render_app(plan: AppPlan, env: jinja2.Environment, hooks: Hooks, memo: Rende
         for path, content in files.items():
             tree.add(path, content)
     memo.env, memo.pages = env, rendered
-    for path, text in hooks.services(plan, spec, render):
-        tree.add(path, text)
     for out_path, source in plan.assets.items():
-        tree.add(out_path, source.read_bytes())
+        try:
+            tree.add(out_path, source.read_bytes())
+        except OSError as exc:  # validation read it: changed since (removed, its permissions)
+            raise UserError([Problem(f"cannot read asset file: {exc.strerror}", file=str(source))]) from None
+    _add_plugin_files(tree, hooks, hooks.services(plan, spec, render))
     return tree
+
+
+def _add_plugin_files(tree: FileTree, hooks: Hooks, files: list[tuple[str, str, str | bytes]]) -> None:
+    """Plugins' app files, after everything else: a path that is already taken (app.json,
+    an asset, another plugin's file) is refused naming the plugin, rather than replacing
+    a file or failing as a bug of mpforge's."""
+    added_by: dict[str, str] = {}
+    for plugin, path, content in files:
+        if path in tree:
+            owner = f"plugin '{added_by[path]}'" if path in added_by else "mpforge"
+            raise UserError([Problem(f"plugin '{plugin}' adds the file {path}, which {owner} already generates",
+                                     **hooks.site(plugin, "mpforge_services"),
+                                     hint=f"the plugin must use another path; --disable-plugin {plugin} leaves "
+                                          "it out")])
+        added_by[path] = plugin
+        tree.add(path, content)
 
 
 def render_page(page: PagePlan, env: jinja2.Environment, theme: Theme,

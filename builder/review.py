@@ -15,7 +15,8 @@ from urllib.parse import unquote, urlsplit
 
 from .errors import Problem
 from .filetree import FileTree
-from .model import ValidSpec
+from .model import PathKey, ValidSpec
+from .spec_models import WindowOptions
 
 PACKAGE_BYTES = 2 * 1024 * 1024  # each package, the main one included
 TOTAL_BYTES = 8 * 1024 * 1024  # all packages together
@@ -55,7 +56,7 @@ def _pull_refresh(spec: ValidSpec) -> list[Problem]:
     """Pull-to-refresh works only while vertical bounce is on (app.json window docs)."""
     problems = []
     app_window = spec.model.app.window
-    windows = [(("app", "window"), app_window)]
+    windows: list[tuple[PathKey, WindowOptions]] = [(("app", "window"), app_window)]
     windows += [(("pages", i, "window"), page.window) for i, page in enumerate(spec.model.pages)]
     for path, window in windows:
         refresh = window.pull_refresh if window.pull_refresh is not None else app_window.pull_refresh

@@ -23,6 +23,13 @@ from pydantic.fields import FieldInfo
 
 ID_PATTERN = r"^[a-z][a-z0-9_-]{0,47}$"
 _UNSAFE_PATH = re.compile(r"(^/)|(^[A-Za-z]:)|\\|\x00|(^|/)\.\.?(/|$)")
+# The characters check.paths_safe allows in output paths (Alipay's tools take no others).
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_\-.@]+$")
+MAX_NAME_BYTES = 255  # a file or folder name, on every common file system
+# Device names on Windows: no file or folder there can have them, whatever the extension
+# (con, aux.png), so a package holding one cannot be unpacked or checked out there.
+WINDOWS_RESERVED = frozenset({"con", "prn", "aux", "nul",
+                              *(f"{port}{n}" for port in ("com", "lpt") for n in range(10))})
 
 
 def field_description(info: FieldInfo | None) -> str | None:
@@ -49,6 +56,17 @@ class StrictModel(BaseModel):
 
 Id = Annotated[str, Field(pattern=ID_PATTERN, title="id",
                           description="lower-case letters, digits, '-' and '_'; starts with a letter")]
+
+
+def _windows_name(value: str) -> str:
+    if value.split(".", 1)[0].lower() in WINDOWS_RESERVED:
+        raise ValueError(f"{value!r} is a reserved file name on Windows, where no file or folder can have it; "
+                         "choose another name")
+    return value
+
+
+# A page's id names its folder (pages/ID/ID.axml).
+PageName = Annotated[Id, AfterValidator(_windows_name)]
 Color = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$", title="colour", description="hex colour, e.g. '#1677ff'")]
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
 ShortText = Annotated[str, Field(min_length=1, max_length=80)]
@@ -111,6 +129,13 @@ def _relative_path(value: str) -> str:
     return value
 
 
+def _folder(value: str) -> str:
+    for name in _relative_path(value).split("/"):
+        if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+            raise ValueError(f"folder name is {len(name.encode('utf-8'))} bytes, over the {MAX_NAME_BYTES} byte limit")
+    return value
+
+
 _REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _HTTPS = re.compile(r"^https://[^\s\"'<>]+$")
 
@@ -123,7 +148,25 @@ def _asset_path(value: str) -> str:
         if not _HTTPS.match(value):
             raise ValueError("not a valid https:// address (no spaces, quotes or '<>')")
         return value
-    return AssetPath(_relative_path(value))
+    return AssetPath(_asset_file(_relative_path(value)))
+
+
+def _asset_file(value: str) -> str:
+    """A file the build copies into the package: each part of its path must be a name
+    every file system and Alipay's tools take, found where the spec says (not a hidden
+    file, which the project's tools keep there: .git, .env, editor backups)."""
+    for name in value.split("/"):
+        if not name:
+            raise ValueError("empty folder name in the path (a '//' or a trailing '/'); write 'folder/file.png'")
+        if name.startswith("."):
+            raise ValueError(f"hidden files are not assets: {name!r} starts with '.'")
+        if not _FILE_NAME.match(name):
+            raise ValueError(f"{name!r} has a character outside ASCII letters, digits, '-', '_', '.' and '@', "
+                             "which the package's file names must keep to; rename the file")
+        if len(name) > MAX_NAME_BYTES:
+            raise ValueError(f"file or folder name is {len(name)} bytes, over the {MAX_NAME_BYTES} byte limit")
+        _windows_name(name)
+    return value
 
 
 Asset = Annotated[str, AfterValidator(_asset_path),
@@ -196,9 +239,10 @@ class Theme(StrictModel):
 
 class AppSection(StrictModel):
     name: ShortText
-    appid: str | None = Field(None, pattern=r"^20\d{14}$",
+    # [0-9], not \d: pydantic's patterns take \d to mean any Unicode digit ('２', '٣').
+    appid: str | None = Field(None, pattern=r"^20[0-9]{14}$",
                               description="16-digit Alipay app id (starts with 20)")
-    version: str = Field("1.0.0", pattern=r"^\d+\.\d+\.\d+$")
+    version: str = Field("1.0.0", pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$", description="e.g. '1.2.0'")
     description: str = Field("", max_length=200)
     theme: Theme = Theme()
     window: WindowOptions = WindowOptions()
@@ -223,7 +267,7 @@ class Merchant(StrictModel):
 
 
 class Page(StrictModel):
-    id: Id
+    id: PageName
     title: ShortText
     window: WindowOptions = WindowOptions()
     # validate.py replaces Any with the union of the registered block types.
@@ -233,7 +277,7 @@ class Page(StrictModel):
 class PageOptions(StrictModel):
     """A page a plugin adds: its id and title (the plugin fills it)."""
 
-    id: Id
+    id: PageName
     title: ShortText
 
 
@@ -265,6 +309,7 @@ class CoreSpec(StrictModel):
     merchant: Merchant
     pages: list[Page] = Field(min_length=1)
     tabbar: Tabbar | None = None
-    assets: Annotated[str, AfterValidator(_relative_path)] | None = Field(
-        None, description="folder (relative to the spec) copied to the output's assets/")
+    assets: Annotated[str, AfterValidator(_folder)] | None = Field(
+        None, description="folder (relative to the spec) of the files the spec uses; those are copied to "
+                          "the output's assets/")
     limits: Limits = Limits()

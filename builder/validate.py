@@ -19,6 +19,7 @@ from typing import Annotated, Any, Union
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from .errors import Problem, SpecError, did_you_mean
+from .hooks import plugin_output_to_stderr
 from .model import Block, BlockType, LoadedSpec, PathKey, ValidSpec
 from .spec_models import AssetPath, CoreSpec, Link, Page, Ref, WebUrl, field_description
 
@@ -41,6 +42,18 @@ class ValidateMemo:
 
     pages: dict[int, tuple[Any, BaseModel]] = field(default_factory=dict)
     references: dict[int, tuple[BaseModel, list[tuple[PathKey, Any]]]] = field(default_factory=dict)
+
+
+def asset_references(spec: ValidSpec) -> list[tuple[PathKey, AssetPath]]:
+    """Every asset file the build uses, with where: the spec's asset fields (core and
+    plugin sections alike), then those of the pages plugins add (paths pages[i] past the
+    spec's own pages). These and no other files of the assets folder are copied."""
+    found = [(path, ref) for path, ref in spec.references if isinstance(ref, AssetPath)]
+    for i in range(len(spec.model.pages), len(spec.pages)):
+        added: list[tuple[PathKey, Any]] = []
+        _collect_references(spec.pages[i], ("pages", i), added)
+        found += [(path, ref) for path, ref in added if isinstance(ref, AssetPath)]
+    return found
 
 
 def _collect_references(value: Any, path: PathKey, found: list[tuple[PathKey, Any]]) -> None:
@@ -89,7 +102,8 @@ def validate_spec(loaded: LoadedSpec, block_types: dict[str, BlockType], section
         raise SpecError([loaded.problem((), "the spec must be a mapping of sections",
                                         hint="start from 'mpforge new'")])
     try:
-        model = model_cls.model_validate(_with_validated_pages(loaded.data, model_cls, memo))
+        with plugin_output_to_stderr():  # plugins' models run their validators
+            model = model_cls.model_validate(_with_validated_pages(loaded.data, model_cls, memo))
     except ValidationError as exc:
         raise SpecError([_translate(err, loaded, model_cls, block_types) for err in exc.errors()]) from None
     assert isinstance(model, CoreSpec)  # spec_model derives from it

@@ -32,7 +32,8 @@ CORPUS = Path(__file__).parent / "bad_inputs"
 FILES = sorted(p for p in CORPUS.iterdir() if p.is_file() and p.suffix in (".yaml", ".json"))
 # Run through a real `mpforge` process too (the rest run in-process through click).
 SUBPROCESS = ["alias-bomb.yaml", "invalid-utf8.yaml", "utf8-bom.yaml", "huge-number.yaml", "unknown-block-type.yaml",
-              "asset-dotdot.yaml", "coupon-end-before-start.yaml", "json-duplicate-key.json"]
+              "asset-dotdot.yaml", "coupon-end-before-start.yaml", "json-duplicate-key.json",
+              "asset-name-too-long.yaml", "assets-folder-link-out-of-project.yaml"]
 LOCATED = re.compile(r"^error: (?P<file>[^:\s]+):(?P<line>\d+):(?P<col>\d+): ", re.M)
 
 

@@ -215,12 +215,13 @@ def test_only_used_block_styles_reach_app_acss(project):
     assert ".mf-banner" not in acss and ".mf-product" not in acss
 
 
-def test_assets_folder_is_copied_without_hidden_files(project):
-    files = {"assets/.DS_Store": b"junk", "assets/menu/latte.png": b"\x89PNGfake"}
-    prepared = prepare(project(files=files))
-    assert "assets/menu/latte.png" in prepared.tree
+def test_only_the_assets_the_spec_uses_are_copied(project):
+    files = {"assets/.DS_Store": b"junk", "assets/menu/latte.png": b"\x89PNGfake", "assets/menu/unused.png": b"x"}
+    prepared = prepare(project(spec_with([{"type": "image", "image": "menu/latte.png"}]), files=files))
     assert prepared.tree["assets/menu/latte.png"] == b"\x89PNGfake"
-    assert not any(".DS_Store" in p for p in prepared.tree)
+    assert sorted(p for p in prepared.tree if p.startswith("assets/")) == [
+        "assets/menu/latte.png", "assets/tab/about-active.png", "assets/tab/about.png",
+        "assets/tab/home-active.png", "assets/tab/home.png"]  # not banner.png: spec_with replaced the banner
 
 
 def test_https_images_are_kept_as_urls(project):

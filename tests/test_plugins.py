@@ -373,6 +373,12 @@ def test_duplicate_block_type_names_both_plugins(project, cli):
     assert result.exit_code == 1
     assert "block type 'stamp' is defined by both plugin" in result.stderr
     assert "'stamps'" in result.stderr and "'other'" in result.stderr
+    # Located at the hook of the plugin called second (pluggy calls the last registered
+    # first), naming the other plugin's file.
+    stamps_source = (spec.parent / "stamp_plugin.py").read_text().splitlines()
+    hook_line = stamps_source.index("def mpforge_block_types():")  # the line above: its @hookimpl
+    assert f"error: {spec.parent / 'stamp_plugin.py'}:{hook_line}: block type 'stamp' is defined by both plugin " \
+           f"'other' ({spec.parent / 'other_plugin.py'}) and plugin 'stamps'" in result.stderr
 
 
 def test_templates_list_and_eject(project, cli):
@@ -417,3 +423,104 @@ def test_plugin_new_rejects_bad_names(cli, tmp_path):
 def test_scaffold_source_is_valid_python():
     compile(textwrap.dedent((REPO / "templates/scaffolds/plugin/__PACKAGE__/__init__.py").read_text()
                             .replace("__CLASS__", "X").replace("__BLOCK__", "x")), "scaffold", "exec")
+
+
+# --- plugins that print, exit or share a name ------------------------------------------------
+
+
+def test_what_plugins_print_goes_to_stderr_and_json_reports_stay_readable(project, cli):
+    """A print() in a plugin went to stdout, into the middle of `check --format json`."""
+    spec = stamp_project(project)
+    plugin_file = spec.parent / "stamp_plugin.py"
+    source = plugin_file.read_text().replace("    CALLS.append(hook)\n", "    CALLS.append(hook)\n    print('in', hook)\n")
+    source = source.replace("class StampBlock(Block):\n", "print('importing')\n\n\nclass StampBlock(Block):\n")
+    source = source.replace("    title: ShortText\n\n\n@hookimpl", "    title: ShortText\n\n    def page_data(self, ctx):\n"
+                            "        print('page data')\n        return ctx.to_data(self)\n\n\n@hookimpl")
+    plugin_file.write_text(source)
+    result = cli("check", spec, "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["ok"] is True
+    for printed in ("importing", "in mpforge_validate", "in mpforge_services", "page data"):
+        assert printed in result.stderr
+    listed = cli("plugins", spec, "--format", "json")
+    assert "stamps" in [p["name"] for p in json.loads(listed.stdout)] and "importing" in listed.stderr
+
+
+@pytest.mark.parametrize("hook", ALL_HOOKS)
+def test_sys_exit_in_a_hook_is_that_plugins_failure(project, cli, tmp_path, hook):
+    """sys.exit(0) in a hook ended mpforge with exit 0, having built nothing."""
+    spec = stamp_project(project)
+    plugin_file = spec.parent / "stamp_plugin.py"
+    plugin_file.write_text(plugin_file.read_text().replace('raise RuntimeError("stamp machine jammed")', "sys.exit(0)")
+                           .replace("from pathlib import Path\n", "import sys\nfrom pathlib import Path\n")
+                           .replace("RAISE_IN = None", f"RAISE_IN = {hook!r}"))
+    result = cli("build", spec, "-o", tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    assert f"plugin 'stamps' ({plugin_file}) failed in {hook}: SystemExit: 0" in result.stderr
+    assert "report it to the author of the 'stamps' plugin" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["page_data", "a check", "import"])
+def test_sys_exit_in_plugin_code_outside_hooks_is_that_plugins_failure(project, cli, where):
+    spec = stamp_project(project)
+    plugin_file = spec.parent / "stamp_plugin.py"
+    source = plugin_file.read_text().replace("from pathlib import Path\n", "import sys\nfrom pathlib import Path\n")
+    if where == "page_data":
+        source = source.replace("    title: ShortText\n\n\n@hookimpl", "    title: ShortText\n\n"
+                                "    def page_data(self, ctx):\n        sys.exit(0)\n\n\n@hookimpl")
+    elif where == "a check":
+        source = source.replace("    def no_todo(tree):\n", "    def no_todo(tree):\n        sys.exit(0)\n")
+    else:
+        source = source.replace("RAISE_IN = None\n", "RAISE_IN = None\nsys.exit(0)\n")
+    plugin_file.write_text(source)
+    result = cli("check", spec)
+    assert result.exit_code == 2, result.output
+    if where == "import":  # named by its file and its entry in the spec: PLUGIN_NAME was never set
+        line = spec.read_text().splitlines().index("- ./stamp_plugin.py") + 1
+        assert (f"mpforge.yaml:{line}:3: plugins[0]: plugin 'stamp_plugin' ({plugin_file}) failed in its import: "
+                "SystemExit: 0") in result.stderr
+    else:
+        failed_in = "page_data of block 'stamp'" if where == "page_data" else "mpforge_checks"
+        assert f"plugin 'stamps' ({plugin_file}) failed in {failed_in}: SystemExit: 0" in result.stderr
+
+
+def test_two_plugins_of_one_name_are_located_with_both_files(project, cli):
+    """The error named the modules but no file and no line."""
+    spec = stamp_project(project)
+    first = spec.parent / "stamp_plugin.py"
+    second = spec.parent / "more" / "stamp_plugin.py"
+    second.parent.mkdir()
+    second.write_text(first.read_text())
+    spec.write_text(spec.read_text().replace("- ./stamp_plugin.py", "- ./stamp_plugin.py\n- ./more/stamp_plugin.py"))
+    result = cli("check", spec)
+    assert result.exit_code == 1, result.output
+    line = spec.read_text().splitlines().index("- ./more/stamp_plugin.py") + 1
+    assert f"error: mpforge.yaml:{line}:3: plugins[1]: two plugins are named 'stamps': " in result.stderr
+    assert f"({first}) and " in result.stderr and f"({second}) (rename one: set PLUGIN_NAME in its module)" \
+        in result.stderr
+    # From the command line: at the second plugin's PLUGIN_NAME.
+    spec.write_text(spec.read_text().replace("\n- ./more/stamp_plugin.py", ""))
+    result = cli("check", spec, "--plugin", second)
+    name_line = second.read_text().splitlines().index('PLUGIN_NAME = "stamps"') + 1
+    assert f"error: {second}:{name_line}: two plugins are named 'stamps': " in result.stderr
+
+
+@pytest.mark.parametrize("order", ["nested", "overlapping"])
+def test_sending_plugin_output_to_stderr_survives_overlapping_builds(order, monkeypatch):
+    """Two builds in threads may enter and leave in any order; stdout must end where it was
+    (contextlib.redirect_stdout, left first by the build that entered first, would leave
+    stdout pointing at stderr)."""
+    import io
+
+    from builder.hooks import plugin_output_to_stderr
+
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    first, second = plugin_output_to_stderr(), plugin_output_to_stderr()
+    first.__enter__()
+    second.__enter__()
+    print("from a plugin")
+    (second if order == "nested" else first).__exit__(None, None, None)
+    (first if order == "nested" else second).__exit__(None, None, None)
+    assert sys.stdout is out and out.getvalue() == "" and err.getvalue() == "from a plugin\n"

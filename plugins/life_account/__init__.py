@@ -49,7 +49,8 @@ class Article(StrictModel):
 class LifeAccountSection(StrictModel):
     """The merchant's life account (生活号), linked to this mini-program in the Alipay console."""
 
-    public_id: str = Field(pattern=r"^20\d{14}$",
+    # [0-9], not \d: pydantic's patterns take \d to mean any Unicode digit ('２', '٣').
+    public_id: str = Field(pattern=r"^20[0-9]{14}$",
                            description="the life account's APPID: 16 digits starting with 20")
     name: ShortText
     avatar: Asset
