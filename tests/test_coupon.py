@@ -50,11 +50,13 @@ def test_pages_blocks_and_files(project):
     assert app["pages"] == ["pages/home/home", "pages/coupons/coupons", "pages/my-coupons/my-coupons"]
     assert {"services/coupon.js", "docs/backend-contract.md"} <= set(prepared.tree)
     data = prepared.plan.pages[0].data["b0"]["coupons"]
-    assert data == [{"id": "new-5", "title": "新人立减", "kind": "cash", "value_text": "¥5",
+    assert data == [{"id": "new-5", "title": "新人立减", "kind": "cash", "value_text": "¥5", "item": None,
                      "threshold_text": "满20元可用", "validity_text": "领取后7天内有效", "terms": None,
                      "state": "available", "state_text": "立即领取"}]
     centre = prepared.plan.pages[1].data["b0"]["coupons"]
-    assert [c["value_text"] for c in centre] == ["¥5", "8.5折", "芝士蛋糕"]
+    # An exchange coupon's item goes on the detail line; the big slot says what it is.
+    assert [c["value_text"] for c in centre] == ["¥5", "8.5折", "兑换券"]
+    assert (centre[2]["item"], centre[2]["threshold_text"]) == ("芝士蛋糕", "满30元可用")
     assert prepared.tree.text("app.acss").count(".mf-coupons {") == 1  # shared stylesheet, once
     contract = prepared.tree.text("docs/backend-contract.md")
     assert "## POST https://api.example.com/shop/mpforge/coupons/claim" in contract
@@ -236,3 +238,31 @@ def test_cancelled_auth_sends_nothing(run_claims):
     log = run_claims(["new-5"], [], auth="cancel")
     assert log["requests"] == [] and log["toasts"] == ["需要授权后才能领券"]
     assert log["states"]["new-5"] == "available"
+
+
+def test_follow_rewards_stay_out_of_public_lists_and_exchange_coupons_link_their_page(project, mpforge_problems):
+    spec = coupon_spec()
+    spec["coupon"]["coupons"].append({"id": "fan", "kind": "cash", "title": "关注礼", "value": 3, "stock": 10,
+                                      "validity": {"days_after_claim": 7}, "activity_id": "ACT-FAN",
+                                      "audience": "followers"})
+    prepared = prepare(project(spec))
+    centre = [c["id"] for c in prepared.plan.pages[1].data["b0"]["coupons"]]
+    assert "fan" not in centre and len(centre) == 3
+    spec["pages"][0]["blocks"].append({"type": "coupon-card", "coupon": "fan"})
+    rules = {(p.rule, p.path) for p in mpforge_problems(spec)}
+    assert ("review/reward-coupon-public", "pages[0].blocks[1]") in rules
+    assert ("review/exchange-detail", "coupon.coupons[2].kind") in rules  # cake has no detail_page
+
+
+def test_an_exchange_coupon_names_its_page_for_alipay(project):
+    from plugins.coupon.models import Coupon
+
+    spec = coupon_spec()
+    spec["coupon"]["coupons"][2]["detail_page"] = "home"
+    spec["app"]["appid"] = "2021004123456789"
+    prepared = prepare(project(spec))
+    assert not [w for w in prepared.warnings if w.rule == "review/exchange-detail"]
+    cake = next(c for c in prepared.spec.section("coupon").coupons if c.id == "cake")
+    assert isinstance(cake, Coupon)
+    assert cake.merchant_order_url("2021004123456789") == (
+        "alipays://platformapi/startapp?appId=2021004123456789&page=pages%2Fhome%2Fhome")

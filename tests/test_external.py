@@ -52,8 +52,11 @@ def kitchen_sink_out(tmp_path_factory) -> Path:
 def test_kitchen_sink_uses_every_block_and_option(tmp_path):
     prepared = prepare(kitchen_sink.write_kitchen_sink_project(tmp_path / "project"))
     assert kitchen_sink.coverage_gaps(prepared.spec.model) == []
-    # Only what review says of any web-view: it needs an enterprise app and whitelisted domains.
+    # Only review findings the sink means to have: its followers' coupon in public blocks,
+    # and what review says of any web-view.
     assert [(w.rule, w.message) for w in prepared.warnings] == [
+        ("review/reward-coupon-public", "shows follow-reward coupon swap to everyone"),
+        ("review/reward-coupon-public", "shows follow-reward coupon swap to everyone"),
         ("review/web-view", "web-view opens 1 domain: www.example.com")]
     types = {block.type for page in prepared.spec.pages for block in page.blocks}
     assert types == set(prepared.spec.block_types)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from builder.plugin_api import AppPlan, BlockType, Page, Problem, Render, ValidSpec, hookimpl
+from builder.plugin_api import AppPlan, Block, BlockType, Page, Problem, Render, ValidSpec, hookimpl
 
-from .blocks import BLOCK_TYPES, CouponListBlock, MyCouponsBlock, coupon_display
+from .blocks import BLOCK_TYPES, CouponBannerBlock, CouponCardBlock, CouponListBlock, MyCouponsBlock, coupon_display
 from .models import CouponId, CouponSection
 
 __version__ = "1.0.0"
@@ -70,7 +70,44 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
             problems.append(spec.problem((*path, "validity", "end"),
                                          f"coupon '{coupon.id}' expired on {validity.end}; it will show as expired",
                                          severity="warning"))
+        if coupon.kind == "exchange" and coupon.detail_page is None:
+            problems.append(spec.problem((*path, "kind"), f"exchange coupon '{coupon.id}' has no detail_page",
+                                         hint="Alipay issues exchange vouchers with a link to the merchant's page "
+                                              "for them (merchant_order_url): set detail_page",
+                                         severity="warning", rule="review/exchange-detail"))
+        elif coupon.detail_page is not None and not spec.model.app.appid:
+            problems.append(spec.problem((*path, "detail_page"), "the voucher's link into the app needs app.appid",
+                                         hint="set app.appid to the mini-program's 16-digit app id",
+                                         severity="warning", rule="review/exchange-detail"))
+    return problems + _public_rewards(spec, section)
+
+
+def _public_rewards(spec: ValidSpec, section: CouponSection) -> list[Problem]:
+    """A followers' coupon (a follow reward) shown in a public coupon block: anyone can try
+    to claim it without following, and the back end refuses them."""
+    rewards = {c.id for c in section.coupons if c.audience == "followers"}
+    problems = []
+    for i, page in enumerate(spec.model.pages):
+        for j, block in enumerate(page.blocks):
+            shown = _shown_coupons(block)
+            public = sorted(shown & rewards) if shown is not None else []
+            if isinstance(block, CouponListBlock) and block.audience and "followers" in block.audience:
+                public = public or ["(followers' coupons)"]
+            if public:
+                problems.append(spec.problem(
+                    ("pages", i, "blocks", j), f"shows follow-reward coupon {', '.join(public)} to everyone",
+                    hint="follow rewards are claimed through the life-account follow block after a verified "
+                         "follow: leave them out of public coupon blocks",
+                    severity="warning", rule="review/reward-coupon-public"))
     return problems
+
+
+def _shown_coupons(block: Block) -> set[str] | None:
+    if isinstance(block, CouponListBlock):
+        return set(block.coupons or ())
+    if isinstance(block, (CouponCardBlock, CouponBannerBlock)):
+        return {block.coupon}
+    return None
 
 
 @hookimpl

@@ -26,15 +26,15 @@ def coupon_display(coupon: Coupon, today: date) -> dict[str, Any]:
         value = f"¥{coupon.value:g}"
     elif coupon.kind == "discount":
         value = f"{coupon.rate * 10:g}折"  # type: ignore[operator]
-    else:
-        value = coupon.item or ""
+    else:  # the item can be long: it goes on the detail line, the big slot says what kind it is
+        value = "兑换券"
     threshold = f"满{coupon.min_spend:g}元可用" if coupon.min_spend else "无门槛"
     if coupon.validity.fixed:
         validity, end = f"{coupon.validity.start} 至 {coupon.validity.end}", coupon.validity.end
     else:
         validity, end = f"领取后{coupon.validity.days_after_claim}天内有效", None
     state = "expired" if end is not None and end < today else "available"
-    return {"id": coupon.id, "title": coupon.title, "kind": coupon.kind, "value_text": value,
+    return {"id": coupon.id, "title": coupon.title, "kind": coupon.kind, "value_text": value, "item": coupon.item,
             "threshold_text": threshold, "validity_text": validity, "terms": coupon.terms,
             "state": state, "state_text": STATE_TEXT[state]}
 
@@ -55,14 +55,17 @@ class CouponListBlock(Block):
 
     type: Literal["coupon-list"]
     title: ShortText | None = None
-    coupons: list[CouponId] | None = Field(None, description="coupon ids in display order; all when omitted")
+    coupons: list[CouponId] | None = Field(
+        None, description="coupon ids in display order; when omitted, all but the followers' (follow rewards)")
     kinds: list[Literal["cash", "discount", "exchange"]] | None = Field(None, description="only these kinds")
     audience: list[Literal["everyone", "new_customers", "members", "followers"]] | None = Field(
         None, description="only coupons for these audiences")
     store: StoreId | None = Field(None, description="only coupons usable at this store")
 
     def page_data(self, ctx: PlanContext) -> dict[str, Any]:
-        chosen = self.coupons or [c.id for c in _section(ctx).coupons]
+        # Without a list: every coupon but follow rewards, which are claimed after a
+        # verified follow (life-account-follow), not from a public list.
+        chosen = self.coupons or [c.id for c in _section(ctx).coupons if c.audience != "followers"]
         by_id = {c.id: c for c in _section(ctx).coupons}
         kept = [i for i in chosen if self._passes(by_id[i])]
         return {"title": self.title, "coupons": _displays(ctx, kept)}

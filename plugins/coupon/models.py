@@ -6,10 +6,23 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from pydantic import Field, WithJsonSchema, model_validator
 
-from builder.plugin_api import HttpsUrl, Id, PageOptions, Ref, ShortText, StoreId, StrictModel, Text, ref_field
+from builder.plugin_api import (
+    HttpsUrl,
+    Id,
+    PageId,
+    PageOptions,
+    Ref,
+    ShortText,
+    StoreId,
+    StrictModel,
+    Text,
+    page_path,
+    ref_field,
+)
 
 
 class CouponRef(Ref):
@@ -71,9 +84,19 @@ class Coupon(StrictModel):
                                          "issues against")
     stores: list[StoreId] | None = Field(None, description="stores where it can be used; all when omitted")
     terms: Text | None = None
+    detail_page: PageId | None = Field(
+        None, description="exchange coupons: the page of this app the voucher links to (Alipay's "
+                          "merchant_order_url, sent as an alipays:// link when the coupon is issued)")
+    code_mode: Literal["MERCHANT_API", "MERCHANT_UPLOAD"] | None = Field(
+        None, description="exchange coupons: how voucher codes are made, as the Alipay activity was created "
+                          "(MERCHANT_API: generated on issue; MERCHANT_UPLOAD: codes the merchant uploaded)")
 
     @model_validator(mode="after")
     def _kind_fields(self) -> Coupon:
+        if self.kind != "exchange":
+            for name in ("detail_page", "code_mode"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"'{name}' is for exchange coupons only")
         needed = {"cash": "value", "discount": "rate", "exchange": "item"}[self.kind]
         extra = [f for f in ("value", "rate", "item") if f != needed and getattr(self, f) is not None]
         if getattr(self, needed) is None:
@@ -86,6 +109,14 @@ class Coupon(StrictModel):
         if self.per_user_limit > self.stock:
             raise ValueError(f"'per_user_limit' ({self.per_user_limit}) must not exceed 'stock' ({self.stock})")
         return self
+
+    def merchant_order_url(self, appid: str) -> str | None:
+        """The alipays:// link into this app that Alipay attaches to an exchange voucher
+        (ordervoucher.send's merchant_order_url), or None without a detail page."""
+        if self.detail_page is None:
+            return None
+        page = quote(page_path(self.detail_page), safe="")
+        return f"alipays://platformapi/startapp?appId={appid}&page={page}"
 
 
 class Backend(StrictModel):
