@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -27,10 +28,10 @@ from . import __version__
 from .clock import build_date
 from .errors import Problem
 from .options import PluginOptions
+from .output_folder import CACHE, TEMP_PREFIX, read_state_file
 from .spec_file import find_spec
 from .write import WriteResult
 
-CACHE = ".mpforge-cache.json"
 DEFAULT_OUTPUT = "dist"
 
 
@@ -92,12 +93,15 @@ def record(out_dir: Path, spec_path: Path, spec_sha256: str, inputs: Iterable[In
         "outputs": {path: _stat(out_dir / path) for path in outputs},
         "warnings": [w.to_dict() for w in warnings],
     }
-    temp = out_dir / f"{CACHE}.{os.getpid()}"
+    # A fresh, unpredictable name (a link planted at a predictable one would redirect the
+    # write); one a crash leaves behind goes at the next build (commit.recover).
+    fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=out_dir)
     try:
-        temp.write_text(json.dumps(data), encoding="utf-8")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data))
         os.replace(temp, out_dir / CACHE)
     finally:
-        temp.unlink(missing_ok=True)  # after a failure (disk full, Ctrl-C) leave nothing behind
+        Path(temp).unlink(missing_ok=True)  # after a failure (disk full, Ctrl-C) leave nothing behind
 
 
 def _input_stats(names: Iterable[str]) -> dict[str, list[int] | None]:
@@ -120,9 +124,13 @@ def skip_if_unchanged(target: str | Path | None, out_dir: str | Path | None,
 
 
 def _unchanged(spec_path: Path, out_dir: Path, options: PluginOptions, today: str) -> dict[str, Any] | None:
-    """The cache record when nothing changed since it was written, else None."""
+    """The cache record when nothing changed since it was written, else None. Call it
+    with the folder's lock held: the record and the outputs then belong together."""
     try:
-        data = json.loads((out_dir / CACHE).read_text("utf-8"))
+        raw = read_state_file(out_dir / CACHE)  # a FIFO or link there is refused, not waited on
+        if raw is None:
+            return None
+        data = json.loads(raw)
     except (OSError, ValueError):
         return None
     try:
