@@ -635,6 +635,38 @@ def test_a_build_waits_for_the_lock(site):
     assert outputs(site.out) == site.expected_v2
 
 
+def test_a_lock_file_removed_by_a_failed_build_is_not_shared(tmp_path):
+    """A build that created the lock file and then fails removes it again; a build that
+    was waiting on that file must not go on holding a lock nobody else can see."""
+    out = tmp_path / "out"
+    out.mkdir()
+    first_in, release, checked = threading.Event(), threading.Event(), []
+
+    def failing() -> None:
+        with pytest.raises(RuntimeError), output_folder.output_lock(out, create=True):
+            first_in.set()
+            release.wait(10)
+            raise RuntimeError("refused")
+
+    def waiting() -> None:
+        with output_folder.output_lock(out, create=True), open(out / LOCK) as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                checked.append("the lock file on disk was free: the lock held is on a removed file")
+            except BlockingIOError:
+                checked.append("held")
+
+    threads = [threading.Thread(target=failing), threading.Thread(target=waiting)]
+    threads[0].start()
+    assert first_in.wait(10)
+    threads[1].start()
+    time.sleep(0.3)  # the second now waits on the first one's file
+    release.set()
+    for thread in threads:
+        thread.join(15)
+    assert checked == ["held"]
+
+
 def test_a_build_gives_up_on_a_held_lock_clearly(site, cli, monkeypatch):
     monkeypatch.setattr(output_folder, "LOCK_TIMEOUT", 0.3)
     with open(site.out / LOCK, "a+") as lock:

@@ -56,6 +56,7 @@ def test_a_users_file_where_the_build_writes_is_refused_even_with_the_same_bytes
     before = tree_hashes(out)
     refused(cli("build", spec, "-o", out), f"{logo}: is not a file mpforge created",
             "never replaces a file it did not create")
+    refused(cli("build", spec, "-o", out, "--force"), f"{logo}: is not a file mpforge created")  # not even so
     assert tree_hashes(out) == before and not (out / LOCK).exists()  # nothing written, not even the lock
     logo.unlink()
     assert cli("build", spec, "-o", out).exit_code == 0
@@ -77,6 +78,26 @@ def test_every_users_file_in_the_way_is_listed(cli, project, tmp_path):
     refused(cli("build", spec, "-o", out), f"{out / 'app.js'}: is not a file mpforge created",
             f"{out / 'pages/home/home.axml'}: is not a file mpforge created", "2 problems found")
     assert tree_hashes(out) == before
+
+
+def test_a_users_file_where_a_generated_folder_goes_is_refused(cli, project, tmp_path):
+    spec = project()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "pages").write_text("my notes", encoding="utf-8")
+    refused(cli("build", spec, "-o", out), f"{out / 'pages'}: is not a file mpforge created")
+    assert sorted(p.name for p in out.iterdir()) == ["pages"]
+
+
+def test_a_fifo_where_a_generated_file_goes_is_refused_without_hanging(project, tmp_path, cli):
+    spec = project()
+    out = tmp_path / "out"
+    assert cli("build", spec, "-o", out).exit_code == 0
+    (out / "app.js").unlink()
+    os.mkfifo(out / "app.js")
+    result = subprocess.run([sys.executable, "-m", "builder", "build", str(spec), "-o", str(out)], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and f"{out / 'app.js'}: was edited since" in result.stderr, result.stderr
 
 
 def test_a_manifest_from_before_hashes_were_recorded_still_owns_its_files(cli, project, tmp_path):
