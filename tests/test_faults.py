@@ -4,9 +4,12 @@ Each test starts from an output folder holding a complete build of one version o
 spec, then builds a second version (every page's text changed, a page removed, a page
 added: changed files, new folders and stale files all at once) and breaks the write:
 the folder not writable, the disk full halfway, Ctrl-C as an exception and as a real
-SIGINT (in-process and to a `mpforge` process building a large spec), two builds at
-once. Afterwards the folder is byte-for-byte the old build (or, where the build was
-allowed to finish, exactly the new one) and no temp or backup file is left anywhere.
+SIGINT, SIGTERM or SIGHUP (in-process and to a `mpforge` process building a large
+spec), two builds at once, and the process dying (kill -9) at every step of the swap
+and at random points of a 1000-page write. Afterwards (after a crash: once the next
+command has run) the folder is byte-for-byte the old build (or, where the build got past
+its commit point, exactly the new one) and no staging folder, temp file or journal is
+left anywhere.
 
 A plugin raising in each hook is covered by tests/test_plugins.py.
 """
