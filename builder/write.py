@@ -176,7 +176,8 @@ def _refuse(out_dir: Path, foreign: list[str], edited: list[str], touched: list[
                              "folder of its own") for p in foreign]
     problems += [Problem("was edited since mpforge generated it", file=str(out_dir / p),
                          hint="'mpforge build --force' overwrites (or removes) it; to keep the change, make it in "
-                              "a template override in the project's templates/ folder instead") for p in edited]
+                              "a template override instead ('mpforge templates eject NAME' copies a template into "
+                              "the project's templates/ folder)") for p in edited]
     problems += [Problem("leads out of the output folder through a link", file=str(out_dir / p),
                          hint="replace the linked folder inside the output with a real one")
                  for p in touched if not inside(root, (out_dir / p).parent, known)]
