@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -93,15 +93,17 @@ def record(out_dir: Path, spec_path: Path, spec_sha256: str, inputs: Iterable[In
         "outputs": {path: _stat(out_dir / path) for path in outputs},
         "warnings": [w.to_dict() for w in warnings],
     }
-    # A fresh, unpredictable name (a link planted at a predictable one would redirect the
-    # write); one a crash leaves behind goes at the next build (commit.recover).
-    fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=out_dir)
+    # A fresh, unpredictable name, never opened through a link (one planted at a
+    # predictable name would redirect the write); mode 0o666 less the umask, like every
+    # output file. A temp file a crash leaves behind goes at the next build (commit.recover).
+    temp = out_dir / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(json.dumps(data))
         os.replace(temp, out_dir / CACHE)
     finally:
-        Path(temp).unlink(missing_ok=True)  # after a failure (disk full, Ctrl-C) leave nothing behind
+        temp.unlink(missing_ok=True)  # after a failure (disk full, Ctrl-C) leave nothing behind
 
 
 def _input_stats(names: Iterable[str]) -> dict[str, list[int] | None]:
