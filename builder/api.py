@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .build_cache import DEFAULT_OUTPUT, record, skip_if_unchanged
+from .commit import recover
 from .errors import Problem, UserError
 from .options import PluginOptions
+from .output_folder import output_lock, refuse_unsafe_output
 from .spec_file import find_spec
-from .write import WriteResult, write_tree
+from .write import WriteResult, write_locked
 
 if TYPE_CHECKING:
     from .pipeline import Prepared
@@ -52,30 +54,49 @@ class BuildOutcome:
 def build(target: str | Path | None, out_dir: str | Path | None = None, options: PluginOptions | None = None, *,
           force: bool = False, session: BuildSession | None = None) -> BuildOutcome:
     """Build into `out_dir` (default: dist/ beside the spec), unless nothing changed
-    since the last build there (`force` builds anyway).
+    since the last build there. `force` builds anyway, and overwrites (or removes)
+    generated files that were edited by hand instead of refusing.
 
-    Order: prepare, write, the plugins' after-build hooks, then the cache record. A
-    failing after-build hook leaves no record, so the next build runs it again.
+    The folder is checked first (no link, no system folder, not the project's or its
+    assets' own); nothing is written into one that fails. Then, under the folder's lock:
+    undo what a crashed build left, and stop if the folder is up to date. The pipeline
+    runs without the lock; then, under it again, the write, the plugins' after-build hooks
+    and the cache record, so a record always describes the build that is in the folder.
+    A failing after-build hook leaves no record, so the next build runs it again.
     """
     options = options or PluginOptions()
     spec_path = find_spec(target)
     out = Path(out_dir) if out_dir else default_output(spec_path)
-    if not force:
-        skipped = skip_if_unchanged(spec_path, out, options)
-        if skipped:
-            result, warnings = skipped
-            return BuildOutcome(out, result, warnings)
+    refuse_unsafe_output(out, spec_path)
+    with output_lock(out, create=False) as held:  # not held: no build ever wrote here
+        notices = _recovered(out) if held else []
+        if held and not force:
+            skipped = skip_if_unchanged(spec_path, out, options)
+            if skipped:
+                result, warnings = skipped
+                return BuildOutcome(out, result, notices + warnings)
     from .pipeline import prepare  # here, not above: a skipped build never loads the pipeline
 
     prepared = prepare(spec_path, options, session)
-    result = write_tree(prepared.tree, out)
-    prepared.hooks.after_build(result, prepared.spec)
-    try:
-        record(out, spec_path, prepared.spec.loaded.sha256, prepared.inputs, prepared.tree, prepared.warnings,
-               options, prepared.spec.today.isoformat())
-    except OSError:
-        pass  # without a cache record the next build is simply a full one
-    return BuildOutcome(out, result, prepared.warnings, prepared)
+    refuse_unsafe_output(out, spec_path, prepared.spec.assets_dir)
+    with output_lock(out, create=True):
+        notices += _recovered(out)
+        result = write_locked(prepared.tree, out, overwrite_edits=force)
+        prepared.hooks.after_build(result, prepared.spec)
+        try:
+            record(out, spec_path, prepared.spec.loaded.sha256, prepared.inputs, prepared.tree, prepared.warnings,
+                   options, prepared.spec.today.isoformat())
+        except OSError:
+            pass  # without a cache record the next build is simply a full one
+    return BuildOutcome(out, result, notices + prepared.warnings, prepared)
+
+
+def _recovered(out_dir: Path) -> list[Problem]:
+    """Undo what a crashed build left in the folder; a warning saying so if there was any."""
+    if not recover(out_dir):
+        return []
+    return [Problem("a build into this folder had been killed while writing; its changes were undone",
+                    file=str(out_dir), severity="warning")]
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,10 +28,10 @@ from . import __version__
 from .clock import build_date
 from .errors import Problem
 from .options import PluginOptions
+from .output_folder import CACHE, TEMP_PREFIX, read_state_file
 from .spec_file import find_spec
 from .write import WriteResult
 
-CACHE = ".mpforge-cache.json"
 DEFAULT_OUTPUT = "dist"
 
 
@@ -92,9 +93,14 @@ def record(out_dir: Path, spec_path: Path, spec_sha256: str, inputs: Iterable[In
         "outputs": {path: _stat(out_dir / path) for path in outputs},
         "warnings": [w.to_dict() for w in warnings],
     }
-    temp = out_dir / f"{CACHE}.{os.getpid()}"
+    # A fresh, unpredictable name, never opened through a link (one planted at a
+    # predictable name would redirect the write); mode 0o666 less the umask, like every
+    # output file. A temp file a crash leaves behind goes at the next build (commit.recover).
+    temp = out_dir / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
     try:
-        temp.write_text(json.dumps(data), encoding="utf-8")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data))
         os.replace(temp, out_dir / CACHE)
     finally:
         temp.unlink(missing_ok=True)  # after a failure (disk full, Ctrl-C) leave nothing behind
@@ -120,9 +126,13 @@ def skip_if_unchanged(target: str | Path | None, out_dir: str | Path | None,
 
 
 def _unchanged(spec_path: Path, out_dir: Path, options: PluginOptions, today: str) -> dict[str, Any] | None:
-    """The cache record when nothing changed since it was written, else None."""
+    """The cache record when nothing changed since it was written, else None. Call it
+    with the folder's lock held: the record and the outputs then belong together."""
     try:
-        data = json.loads((out_dir / CACHE).read_text("utf-8"))
+        raw = read_state_file(out_dir / CACHE)  # a FIFO or link there is refused, not waited on
+        if raw is None:
+            return None
+        data = json.loads(raw)
     except (OSError, ValueError):
         return None
     try:

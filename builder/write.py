@@ -1,34 +1,41 @@
 """Stage 6, write: the FileTree -> the output folder, as one all-or-nothing step.
 
-Only files whose bytes changed are written; files an earlier build generated (listed in
-the manifest) and no longer produced are removed; files mpforge did not generate are
-never touched. New content is staged in temp files first, then swapped in with
-os.replace, keeping the old files as backups until the end, so any failure (disk full,
-permission, Ctrl-C) restores the previous output exactly. A lock file keeps two builds
-from writing the same folder at once.
+Only files whose bytes changed are written, so the IDE's file watcher sees real changes
+only. mpforge replaces or removes only files it created: the manifest
+(`.mpforge-manifest.json`) lists each with the sha256 it was written with. Before writing
+anything, a build refuses, naming the files, when
+- a file mpforge did not create is where it would write (even one with the same bytes:
+  adopting it would let a later build delete it);
+- a file mpforge created was edited since (`overwrite_edits`, which `mpforge build --force`
+  sets, overwrites or removes it anyway);
+- a path leads out of the folder through a link.
+Then `commit.commit` puts the changes in, all or nothing, even if the process is killed.
+
+The caller holds the folder's lock (`output_folder.output_lock`) and has run
+`commit.recover`; `write_tree` does both for the simple case.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
+import hashlib
 import json
 import os
-import signal
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .commit import commit, recover
 from .errors import Problem, UserError
 from .filetree import FileTree
-
-MANIFEST = ".mpforge-manifest.json"
-LOCK = ".mpforge.lock"
-LOCK_TIMEOUT = 30.0
-_TMP = ".mpforge-tmp"
+from .output_folder import (
+    CACHE,
+    MANIFEST,
+    cannot_write,
+    inside,
+    output_lock,
+    plain_relative,
+    read_state_file,
+)
 
 
 @dataclass
@@ -39,232 +46,140 @@ class WriteResult:
     removed: list[str] = field(default_factory=list)
 
 
-def write_tree(tree: FileTree, out_dir: Path) -> WriteResult:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(out_dir):
-            return _write_locked(tree, out_dir)
-    except OSError as exc:
-        where = exc.filename or out_dir
-        raise UserError([Problem(f"cannot write output: {where}: {exc.strerror}",
-                                 hint="nothing was changed; check the folder's permissions and free space")]) from exc
+def write_tree(tree: FileTree, out_dir: Path, *, overwrite_edits: bool = False) -> WriteResult:
+    """Write `tree` into `out_dir` under the folder's lock, after undoing whatever a
+    crashed build left there."""
+    with output_lock(out_dir, create=True):
+        recover(out_dir)
+        return write_locked(tree, out_dir, overwrite_edits=overwrite_edits)
 
 
-@contextmanager
-def _locked(out_dir: Path) -> Iterator[None]:
-    with open(out_dir / LOCK, "a+") as handle:
-        deadline = time.monotonic() + LOCK_TIMEOUT
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise UserError([Problem(f"another mpforge build is writing to {out_dir}",
-                                             hint="wait for it to finish, or build into another folder")]) from None
-                time.sleep(0.1)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def parse_manifest(raw: bytes | None) -> dict[str, str | None]:
+    """The files earlier builds created in the folder -> the sha256 they were written with.
 
-
-def read_manifest(out_dir: Path) -> set[str]:
-    """Paths the previous build generated; empty when there is no (readable) manifest.
-
-    The manifest sits in the output folder, which may come from anywhere (a zip, a
-    repository), and its files are the ones a build may overwrite or remove: entries that
-    are not plain relative paths inside the folder ('../x', '/etc/x') are ignored.
+    Entries that are not plain relative paths ('../x', '/etc/x') are ignored: the folder
+    may come from anywhere. A manifest from before hashes were recorded (a plain list)
+    owns its files with hash None: edits to them cannot be told.
     """
     try:
-        files = json.loads((out_dir / MANIFEST).read_text("utf-8"))["files"]
-        if not isinstance(files, list):
-            return set()
-        return {f for f in files if isinstance(f, str) and _plain_relative(f)}
-    except (OSError, ValueError, KeyError, TypeError):
-        return set()
+        files = json.loads(raw)["files"] if raw is not None else {}
+    except (ValueError, KeyError, TypeError):
+        return {}
+    if isinstance(files, dict):
+        return {p: h for p, h in files.items() if isinstance(h, str) and plain_relative(p)}
+    if isinstance(files, list):
+        return {p: None for p in files if isinstance(p, str) and plain_relative(p)}
+    return {}
 
 
-def _plain_relative(path: str) -> bool:
-    parts = path.split("/")
-    return (bool(path) and "\\" not in path and "\x00" not in path and ":" not in parts[0]
-            and all(part not in ("", ".", "..") for part in parts))
+def _manifest(tree: FileTree) -> bytes:
+    files = {path: tree.digest(path) for path in tree}
+    return (json.dumps({"generator": "mpforge", "files": files}, indent=2) + "\n").encode("utf-8")
 
 
-def _write_locked(tree: FileTree, out_dir: Path) -> WriteResult:
-    previous = read_manifest(out_dir)
-    result = WriteResult(out_dir)
-    changes: dict[str, bytes] = {}
-    foreign = []
-    root = out_dir.resolve()
-    for path, content in tree.items():
-        target = out_dir / path
-        if not os.path.lexists(target):
-            pass
-        elif target.is_symlink() or not target.is_file():
-            # A link, or a folder where a generated file goes: never replaced unless a
-            # build made it (a folder never is).
-            if path not in previous or target.is_dir() and not target.is_symlink():
+def write_locked(tree: FileTree, out_dir: Path, *, overwrite_edits: bool = False) -> WriteResult:
+    """Write `tree` into `out_dir`, whose lock the caller holds (see the module's doc)."""
+    with cannot_write(out_dir):
+        recorded = read_state_file(out_dir / MANIFEST)
+        owned = parse_manifest(recorded)
+        result = WriteResult(out_dir)
+        changes: dict[str, bytes] = {}
+        foreign: list[str] = []
+        edited: list[str] = []
+        for path, content in tree.items():
+            on_disk = _lstat(out_dir / path)
+            if on_disk is None:
+                changes[path] = content
+            elif path not in owned or stat.S_ISDIR(on_disk.st_mode):
                 foreign.append(path)
-        elif target.read_bytes() == content:
-            result.unchanged.append(path)
-            continue
-        elif path not in previous:
-            foreign.append(path)
-        changes[path] = content
-    if foreign:
-        raise UserError([Problem(f"output folder has a file mpforge did not generate: {p}", file=p,
-                                 hint="build into an empty folder, or move the file away")
-                         for p in foreign])
-    stale = sorted(p for p in previous - set(tree) if (out_dir / p).is_file() or (out_dir / p).is_symlink())
-    inside: dict[Path, bool] = {}  # per folder: a build touches many files in few folders
-    outside = [p for p in [*changes, *stale] if not _inside(root, (out_dir / p).parent, inside)]
-    if outside:
-        raise UserError([Problem(f"output path {p} leads out of the output folder through a link", file=p,
-                                 hint="replace the linked folder inside the output with a real one")
-                         for p in outside])
-    manifest = json.dumps({"generator": "mpforge", "files": sorted(tree)}, indent=2) + "\n"
-    if changes or stale or not (out_dir / MANIFEST).is_file():
-        changes[MANIFEST] = manifest.encode("utf-8")
-    _commit(out_dir, changes, stale)
+            else:
+                current = _read_regular(out_dir / path, on_disk.st_mode)
+                if current == content:
+                    result.unchanged.append(path)
+                    continue
+                if _edited(current, owned[path]):
+                    edited.append(path)
+                changes[path] = content
+        removed = []
+        for path in sorted(owned.keys() - set(tree)):
+            on_disk = _lstat(out_dir / path)
+            if on_disk is None or stat.S_ISDIR(on_disk.st_mode):
+                continue  # gone already, or a folder now: not a file mpforge wrote
+            if _edited(_read_regular(out_dir / path, on_disk.st_mode), owned[path]):
+                edited.append(path)
+            removed.append(path)
+        dirs, in_the_way = _missing_folders(out_dir, changes)
+        _refuse(out_dir, foreign + in_the_way, [] if overwrite_edits else edited, [*changes, *removed])
+        manifest = _manifest(tree)
+        if changes or removed or recorded != manifest:
+            changes[MANIFEST] = manifest
+            # The cache record describes the folder before this commit: it goes in the same
+            # all-or-nothing step (a killed build leaves no record that could say "up to date").
+            stale_record = [CACHE] if os.path.lexists(out_dir / CACHE) else []
+            commit(out_dir, changes, removed + stale_record, dirs)
     result.written = sorted(p for p in changes if p != MANIFEST)
-    result.removed = stale
+    result.removed = removed
     return result
 
 
-def _inside(root: Path, folder: Path, known: dict[Path, bool]) -> bool:
-    """Whether `folder`, links resolved, is the output folder `root` or inside it."""
-    if folder not in known:
-        resolved = folder.resolve()
-        known[folder] = resolved == root or root in resolved.parents
-    return known[folder]
-
-
-def _commit(out_dir: Path, changes: dict[str, bytes], stale: list[str]) -> None:
-    """Stage every change, then swap all in; on any failure put everything back.
-
-    Ctrl-C (SIGINT) is held off for the whole commit and acted on only where the
-    folder is consistent: between staged files (nothing swapped yet), and once every
-    file is swapped in (the commit is then undone). So an interrupt can never land
-    halfway through a swap, or in the middle of putting things back.
-    """
-    tag = f"{_TMP}-{os.getpid()}"
-    created_dirs: list[Path] = []
-    staged: list[tuple[Path, Path]] = []  # (temp file, target)
-    # (target, backup or None if it was new), recorded before the rename it describes,
-    # so a rollback covers a rename that was interrupted or failed.
-    swapped: list[tuple[Path, Path | None]] = []
-    with _deferred_interrupt() as interrupted:
-        try:
-            for path, content in changes.items():
-                if interrupted():
-                    raise KeyboardInterrupt
-                target = out_dir / path
-                _make_dirs(target.parent, out_dir, created_dirs)
-                temp = target.with_name(f".{target.name}.{tag}")
-                staged.append((temp, target))
-                with open(temp, "wb") as handle:
-                    handle.write(content)
-            for temp, target in staged:
-                backup = target.with_name(f".{target.name}.{tag}.bak") if os.path.lexists(target) else None
-                swapped.append((target, backup))
-                if backup is not None:
-                    os.replace(target, backup)
-                os.replace(temp, target)
-            for path in stale:
-                target = out_dir / path
-                backup = target.with_name(f".{target.name}.{tag}.bak")
-                swapped.append((target, backup))
-                os.replace(target, backup)
-            if interrupted():
-                raise KeyboardInterrupt
-        except BaseException:
-            _rollback(staged, swapped, created_dirs)
-            raise
-        # Committed: from here on only the backups go (a backup that cannot be removed
-        # stays as a hidden file; the new output is complete either way).
-        for _, backup in swapped:
-            if backup is not None:
-                try:
-                    backup.unlink(missing_ok=True)
-                except OSError:
-                    pass
-        for path in stale:
-            _remove_empty_dirs((out_dir / path).parent, out_dir)
-    if interrupted():
-        raise KeyboardInterrupt  # it came after the commit point: the new output is complete
-
-
-@contextmanager
-def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
-    """Hold SIGINT off; yields a function telling whether one arrived meanwhile.
-
-    Only the main thread can handle signals; elsewhere (a dev server's worker thread)
-    this changes nothing and reports no interrupt.
-    """
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.default_int_handler:
-        yield lambda: False  # someone else handles SIGINT (or ignores it): leave it to them
-        return
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+def _lstat(path: Path) -> os.stat_result | None:
     try:
-        yield lambda: bool(received)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
-def _rollback(staged: list[tuple[Path, Path]], swapped: list[tuple[Path, Path | None]],
-              created_dirs: list[Path]) -> None:
-    """Put every swapped file back, delete the staged ones; best effort to the end.
-
-    A step that fails does not stop the others; the first failure is raised once
-    everything else is back, naming what could not be restored (its backup is kept).
-    """
-    failures: list[str] = []
-    for target, backup in reversed(swapped):
-        try:
-            if backup is None:
-                target.unlink(missing_ok=True)
-            elif os.path.lexists(backup):
-                os.replace(backup, target)
-            # else: the rename to the backup never happened; the target is untouched.
-        except OSError as exc:
-            failures.append(f"{target}: {exc.strerror} (its previous content is in {backup})")
-    for temp, _ in staged:
-        try:
-            temp.unlink(missing_ok=True)
-        except OSError as exc:
-            failures.append(f"{temp}: {exc.strerror}")
-    for directory in reversed(created_dirs):
-        try:
-            directory.rmdir()
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
-                failures.append(f"{directory}: {exc.strerror}")
-    if failures:
-        raise UserError([Problem(f"could not restore the previous output: {f}",
-                                 hint="the build failed while writing and undoing it failed too")
-                         for f in failures])
+def _read_regular(path: Path, mode: int) -> bytes | None:
+    """A regular file's bytes, never through a link; None for a link, FIFO or device (never
+    opened: a FIFO would block)."""
+    if not stat.S_ISREG(mode):
+        return None
+    with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW | os.O_NONBLOCK)) as handle:
+        return handle.read()
 
 
-def _make_dirs(directory: Path, out_dir: Path, created: list[Path]) -> None:
-    missing = []
-    while directory != out_dir and not directory.exists():
-        missing.append(directory)
-        directory = directory.parent
-    for d in reversed(missing):
-        d.mkdir()
-        created.append(d)
+def _edited(current: bytes | None, recorded: str | None) -> bool:
+    """Whether a file mpforge created differs from what it wrote: other bytes, or no longer
+    a regular file (a link or FIFO put in its place)."""
+    if current is None:
+        return True
+    return recorded is not None and hashlib.sha256(current).hexdigest() != recorded
 
 
-def _remove_empty_dirs(directory: Path, out_dir: Path) -> None:
-    while directory != out_dir:
-        try:
-            directory.rmdir()
-        except OSError:
-            return
-        directory = directory.parent
+def _missing_folders(out_dir: Path, paths: dict[str, bytes]) -> tuple[list[str], list[str]]:
+    """(folders to make for `paths`, outermost first; paths where something other than a
+    folder stands in the way of one)."""
+    missing: list[str] = []
+    in_the_way: list[str] = []
+    seen: set[str] = set()
+    for path in paths:
+        parts = path.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            folder = "/".join(parts[:depth])
+            if folder in seen:
+                continue
+            seen.add(folder)
+            on_disk = _lstat(out_dir / folder)
+            if on_disk is None:
+                missing.append(folder)
+            elif not (stat.S_ISDIR(on_disk.st_mode) or stat.S_ISLNK(on_disk.st_mode)):
+                in_the_way.append(folder)  # a link is judged by where it leads (_refuse)
+    return missing, in_the_way
+
+
+def _refuse(out_dir: Path, foreign: list[str], edited: list[str], touched: list[str]) -> None:
+    """Raise one UserError naming every file the build must not write, if any."""
+    root = out_dir.resolve()
+    known: dict[Path, bool] = {}
+    problems = [Problem("is not a file mpforge created, and the build would write there", file=str(out_dir / p),
+                        hint="mpforge never replaces a file it did not create: move it away, or build into a "
+                             "folder of its own") for p in foreign]
+    problems += [Problem("was edited since mpforge generated it", file=str(out_dir / p),
+                         hint="'mpforge build --force' overwrites (or removes) it; to keep the change, make it in "
+                              "a template override instead ('mpforge templates eject NAME' copies a template into "
+                              "the project's templates/ folder)") for p in edited]
+    problems += [Problem("leads out of the output folder through a link", file=str(out_dir / p),
+                         hint="replace the linked folder inside the output with a real one")
+                 for p in touched if not inside(root, (out_dir / p).parent, known)]
+    if problems:
+        raise UserError(problems)

@@ -123,7 +123,7 @@ def test_no_module_keeps_mutable_state():
 BUILDER = REPO / "builder"
 # Modules every other may use; they import no builder module but each other.
 FOUNDATION = {"errors", "spec_models", "clock", "filetree", "options", "spec_file", "axml", "expr", "model"}
-STAGES = {"load", "validate", "plan", "render", "check", "write"}
+STAGES = {"load", "validate", "plan", "render", "check", "write", "commit", "output_folder"}
 ABOVE_STAGES = {"pipeline", "api", "session", "cli", "batch", "devserver", "testing", "plugin_catalog", "docs_gen"}
 
 

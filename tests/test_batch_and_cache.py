@@ -105,9 +105,13 @@ def test_any_change_to_inputs_or_outputs_means_a_real_build(cli, project, tmp_pa
     else:
         monkeypatch.setenv("SOURCE_DATE_EPOCH", str(1795564800 + 86400))
     result = cli("build", spec, "-o", out)
-    assert result.exit_code == 0 and "up to date" not in result.stdout, result.output
     if change == "output edited":
+        # Not up to date, and not silently overwritten either: refused until --force.
+        assert result.exit_code == 1 and f"{out / 'app.js'}: was edited since" in result.stderr, result.output
+        assert (out / "app.js").read_text() == "// edited by hand\n"
+        result = cli("build", spec, "-o", out, "--force")
         assert (out / "app.js").read_text() != "// edited by hand\n"
+    assert result.exit_code == 0 and "up to date" not in result.stdout, result.output
     assert "up to date" in cli("build", spec, "-o", out).stdout  # and settled again
 
 
