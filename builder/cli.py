@@ -398,5 +398,5 @@ def preview(target: str | None, output: str | None, extra: tuple[str, ...], disa
     prepared = prepare(target, _options(extra, disabled))
     _report_problems(prepared.warnings, "")
     out = Path(output) if output else default_preview_output(prepared.spec.loaded.path)
-    index = write_static_preview(prepared.tree, out)
+    index = write_static_preview(prepared.tree, out, prepared.spec.assets_dir)
     _console().print(f"preview of {len(prepared.plan.pages)} pages written: {index}")
