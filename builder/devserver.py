@@ -138,7 +138,9 @@ class DevServer:
         self.lock = threading.Lock()
         self.events = Broadcaster()
         self._build_lock = threading.Lock()
-        self._check_output_folder(self.root / "templates")
+        # Before the first build writes anything: the folders watched from the start, and
+        # the assets folder the spec names (a build copies it, so it cannot hold the output).
+        self._check_output_folder(*self._default_plan().trees, *self._named_assets_folder())
         self.httpd = _bind(host, port)
         self.port = self.httpd.server_address[1]
         self.httpd.dev = self
@@ -157,9 +159,21 @@ class DevServer:
                                      "project, so writing there would rebuild forever",
                                      hint="choose another folder with -o")])
         for folder in watched:
-            if out.is_relative_to(folder):
+            if out.is_relative_to(folder.resolve()):
                 raise UserError([Problem(f"the output folder {out} is inside {folder}, which mpforge dev watches",
                                          hint="choose another folder with -o")])
+
+    def _named_assets_folder(self) -> list[Path]:
+        """The assets folder the spec names, as the build will resolve it; none when the
+        spec cannot be read yet (its first build reports why, and rebuilds check again)."""
+        from .load import load_spec
+
+        try:
+            data = load_spec(self.spec_path, self.session.load).data
+        except UserError:
+            return []
+        folder = data.get("assets") if isinstance(data, dict) else None
+        return [self.root / folder] if isinstance(folder, str) else []
 
     # --- building -----------------------------------------------------------------------
 

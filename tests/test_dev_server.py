@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import MINIMAL_SPEC, write_project
+from helpers import MINIMAL_SPEC, tree_hashes, write_project
 from helpers import wait_until as wait_for
 
 from builder import devserver
@@ -253,6 +253,37 @@ def test_output_inside_the_watched_project_is_refused(project):
         DevServer(project, out_dir=project, port=0)
     with pytest.raises(UserError, match="inside"):
         DevServer(project, out_dir=project / "templates" / "out", port=0)
+
+
+@pytest.mark.parametrize("where", ["assets", "assets/out", "media/out", "/"])
+def test_output_inside_the_assets_folder_or_at_the_root_is_refused_before_anything_is_written(tmp_path, where):
+    """`-o proj/assets` used to start, and write the app into the folder the next build copies."""
+    root = tmp_path / "shop"
+    spec = spec_with("Hello")
+    write_project(root, spec)
+    if where.startswith("media"):
+        (root / "assets").rename(root / "media")
+        spec["assets"] = "media"
+        save(root, spec)
+    before = tree_hashes(root)
+    with pytest.raises(UserError, match="inside|contains the project"):
+        DevServer(root, out_dir=root / where, port=0)
+    assert tree_hashes(root) == before
+
+
+def test_cli_dev_refuses_an_output_folder_inside_the_assets_folder(project):
+    import subprocess
+    import sys
+
+    before = tree_hashes(project)
+    try:  # a server that starts runs until stopped: the timeout ends it, and the test fails
+        result = subprocess.run([sys.executable, "-m", "builder", "dev", str(project), "-o", str(project / "assets"),
+                                 "--port", "0"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"mpforge dev started: {exc.stdout!r}") from None
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"the output folder {project / 'assets'} is inside {project / 'assets'}" in result.stderr
+    assert tree_hashes(project) == before
 
 
 def test_a_busy_port_is_a_clear_error(project):
