@@ -10,7 +10,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -50,6 +50,8 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         show_traceback = click.get_current_context().find_root().params.get("traceback")
         try:
             return func(*args, **kwargs)
+        except click.ClickException:
+            raise  # usage errors found inside a command: click prints them with the usage (exit 2)
         except UserError as exc:
             count = len(exc.problems)
             _report_problems(exc.problems, f"{count} problem{'s' if count != 1 else ''} found; nothing was written")
@@ -159,7 +161,7 @@ def _build_batch(targets: list[str], output: str | None, jobs: int, force: bool,
     from .batch import run_batch
 
     if output is None:
-        raise UserError("building several specs needs -o/--output: each builds into OUTPUT/<name>/")
+        raise click.UsageError("building several specs needs -o/--output: each builds into OUTPUT/<name>/")
     console = _console(stderr=True)
     # No refresh thread: the worker processes are forked after the bar exists.
     with Progress(TextColumn("building"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -220,7 +222,7 @@ def check(target: str | None, fmt: str, external: bool, tools: str | None, extra
     from .api import check_project
 
     if tools and not external:
-        raise UserError("--tools goes with --external")
+        raise click.UsageError("--tools goes with --external")
     report = check_project(target, _options(extra, disabled), external=external, tools=tools)
     if fmt == "json":
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
@@ -242,19 +244,29 @@ def check(target: str | None, fmt: str, external: bool, tools: str | None, extra
 
 
 @main.command()
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               help="Write the schema to this file (default: stdout).")
 @plugin_options
 @handle_errors
-def schema(output: TextIO, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
+def schema(output: str, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
     """Print the JSON Schema of the spec, installed plugins included (for editors)."""
     import json
+    from pathlib import Path
 
     from .pipeline import load_plugins
     from .spec_schema import spec_json_schema
 
     hooks = load_plugins(_options(extra, disabled))
-    output.write(json.dumps(spec_json_schema(hooks), ensure_ascii=False, indent=2) + "\n")
+    text = json.dumps(spec_json_schema(hooks), ensure_ascii=False, indent=2) + "\n"
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    # A path rather than click.File: a folder is a usage error before anything runs, and
+    # the file is created only once the schema is ready.
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {output}: {exc.strerror}") from exc
 
 
 @main.command()

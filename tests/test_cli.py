@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
-from helpers import SAMPLES, tree_hashes
+from helpers import REPO, SAMPLES, tree_hashes
 
 from builder import __version__
 
@@ -145,3 +146,50 @@ def test_console_script_flushes_output_and_keeps_exit_codes(tmp_path):
     failed = subprocess.run([sys.executable, "-m", "builder", "check", str(tmp_path / "missing.yaml")],
                             capture_output=True, text=True)
     assert failed.returncode == 1 and "spec file not found" in failed.stderr
+
+
+USAGE_ERRORS = [
+    ["build", "{spec}", "-o", "{file}"],
+    ["build", "{spec}", "--jobs", "0"],
+    ["build", "{spec}", "--nope"],
+    ["build", "{spec}", "{spec}"],  # several specs need -o
+    ["check", "{spec}", "--tools", "{dir}"],  # --tools without --external
+    ["check", "{spec}", "--external", "--tools", "{file}"],
+    ["check", "{spec}", "--format", "xml"],
+    ["dev", "{spec}", "-o", "{file}"],
+    ["dev", "{spec}", "--port", "70000"],
+    ["preview", "{spec}", "-o", "{file}"],
+    ["new", "{file}"],
+    ["plugin", "new", "x", "-o", "{file}"],
+    ["schema", "-o", "{dir}"],
+    ["plugins", "--format", "xml"],
+    ["templates", "eject"],
+    ["nope"],
+]
+
+
+@pytest.mark.parametrize("args", USAGE_ERRORS, ids=lambda args: " ".join(args))
+def test_usage_errors_exit_2_with_clicks_usage_message(cli, project, tmp_path, args):
+    spec = project()
+    file = tmp_path / "a-file"
+    file.write_text("mine")
+    before = tree_hashes(tmp_path)
+    result = cli(*[a.format(spec=spec, file=file, dir=tmp_path) for a in args])
+    assert result.exit_code == 2, result.output
+    assert "Usage: " in result.stderr and "Error: " in result.stderr
+    assert "internal error" not in result.output and "nothing was written" not in result.output
+    assert tree_hashes(tmp_path) == before
+
+
+def test_schema_into_a_missing_folder_is_a_user_error(cli, tmp_path):
+    result = cli("schema", "-o", tmp_path / "missing" / "schema.json")
+    assert result.exit_code == 1
+    assert f"cannot write {tmp_path / 'missing' / 'schema.json'}: No such file or directory" in result.stderr
+
+
+def test_readme_documents_the_exit_codes():
+    readme = " ".join((REPO / "README.md").read_text("utf-8").split())
+    for claim in ("Exit codes: `0` ok, `1` a problem in your spec or environment",
+                  "`2` an internal error in mpforge or a plugin",
+                  "or a mistake on the command line (an unknown option, a bad value: click's `Usage:` message"):
+        assert claim in readme
