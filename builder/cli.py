@@ -6,7 +6,9 @@ Heavy modules (pydantic, jinja2, rich) are imported inside commands so that
 
 from __future__ import annotations
 
+import codecs
 import functools
+import io
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -15,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
-from .errors import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, PluginError, Problem, UserError
+from .errors import (
+    EXIT_INTERNAL_ERROR,
+    EXIT_USER_ERROR,
+    OutputError,
+    PluginError,
+    PluginLoadError,
+    Problem,
+    SpecError,
+    UserError,
+)
 from .options import PluginOptions
 
 if TYPE_CHECKING:  # imported inside the commands that use them, to keep start-up fast
@@ -54,7 +65,12 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             raise  # usage errors found inside a command: click prints them with the usage (exit 2)
         except UserError as exc:
             count = len(exc.problems)
-            _report_problems(exc.problems, f"{count} problem{'s' if count != 1 else ''} found; nothing was written")
+            title = f"{count} problem{'s' if count != 1 else ''} found"
+            # Only these come before anything is written; a write failure says itself what
+            # became of the output, and an after-build hook fails once it is written.
+            if isinstance(exc, (SpecError, OutputError, PluginLoadError)):
+                title += "; nothing was written"
+            _report_problems(exc.problems, title)
             sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
             _console(stderr=True).print("[red]interrupted; the output folder holds the previous build or, if "
@@ -103,6 +119,7 @@ def entry() -> None:
     of a 1000-page build's time; the operating system reclaims them at once. (mypy
     exits the same way.) Output is flushed first; mpforge registers no exit handlers.
     """
+    _tolerate_unencodable_output()
     try:
         main()
         code: object = 0
@@ -117,6 +134,32 @@ def entry() -> None:
         except (BrokenPipeError, ValueError):  # e.g. `mpforge plugins | head`
             pass
     os._exit(code if isinstance(code, int) else 0)
+
+
+def _tolerate_unencodable_output() -> None:
+    """Let text the terminal cannot encode degrade instead of failing. On an ASCII
+    terminal (PYTHONIOENCODING=ascii; the C locale without Python's UTF-8 mode) a
+    successful build's '→' or a merchant's name raised UnicodeEncodeError: exit 2 after
+    the output was written. Escapes (港 -> \\u6e2f) keep every character recoverable, as
+    Python already does on stderr. A UTF-8 stream keeps its handler: it can encode all
+    but the lone surrogates that stand for undecodable bytes, which that handler is for.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and codecs.lookup(stream.encoding).name != "utf-8":
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _echo_json(data: Any) -> None:
+    """JSON on stdout, escaped to ASCII only where stdout cannot carry the characters:
+    replaced or backslash-escaped text would no longer be the same JSON."""
+    import json
+
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(data, indent=2)
+    click.echo(text)
 
 
 @main.command()
@@ -217,15 +260,13 @@ def _print_summary(result: WriteResult) -> None:
 def check(target: str | None, fmt: str, external: bool, tools: str | None, extra: tuple[str, ...],
           disabled: tuple[str, ...]) -> None:
     """Validate the spec and check the output it would produce; write nothing."""
-    import json
-
     from .api import check_project
 
     if tools and not external:
         raise click.UsageError("--tools goes with --external")
     report = check_project(target, _options(extra, disabled), external=external, tools=tools)
     if fmt == "json":
-        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        _echo_json(report.to_dict())
         if not report.ok:
             sys.exit(EXIT_USER_ERROR)
         return
@@ -257,14 +298,14 @@ def schema(output: str, extra: tuple[str, ...], disabled: tuple[str, ...]) -> No
     from .spec_schema import spec_json_schema
 
     hooks = load_plugins(_options(extra, disabled))
-    text = json.dumps(spec_json_schema(hooks), ensure_ascii=False, indent=2) + "\n"
+    document = spec_json_schema(hooks)
     if output == "-":
-        click.echo(text, nl=False)
+        _echo_json(document)
         return
     # A path rather than click.File: a folder is a usage error before anything runs, and
     # the file is created only once the schema is ready.
     try:
-        Path(output).write_text(text, encoding="utf-8")
+        Path(output).write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         raise UserError(f"cannot write {output}: {exc.strerror}") from exc
 
@@ -291,13 +332,11 @@ def new(directory: str, template: str) -> None:
 @handle_errors
 def plugins(target: str | None, fmt: str, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
     """List plugins and what each provides (with a spec: its local plugins and pages too)."""
-    import json
-
     from .plugin_catalog import describe_plugins
 
     described = describe_plugins(target, _options(extra, disabled))
     if fmt == "json":
-        click.echo(json.dumps(described, ensure_ascii=False, indent=2))
+        _echo_json(described)
         return
     from rich.markup import escape
 
