@@ -150,8 +150,9 @@ def _tolerate_unencodable_output() -> None:
 
 
 def _echo_json(data: Any) -> None:
-    """JSON on stdout, escaped to ASCII only where stdout cannot carry the characters:
-    replaced or backslash-escaped text would no longer be the same JSON."""
+    """JSON on stdout. Where stdout's encoding cannot carry every character (an ASCII
+    terminal), JSON's own escapes keep it the same JSON in pure ASCII; click.echo alone
+    would write UTF-8 bytes the stream did not declare."""
     import json
 
     text = json.dumps(data, ensure_ascii=False, indent=2)
