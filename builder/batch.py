@@ -2,7 +2,8 @@
 
 An agency builds hundreds of merchants in CI. Each spec builds on its own (one bad spec
 does not stop the rest) into `<out>/<name>/`, where the name comes from the spec file
-(`acme.yaml` -> `acme`) or its folder (`acme/mpforge.yaml` -> `acme`).
+(`acme.yaml` -> `acme`) or its folder (`acme/mpforge.yaml` -> `acme`, `.` -> the current
+folder's name), and is always one plain folder directly inside `<out>`.
 """
 
 from __future__ import annotations
@@ -36,22 +37,54 @@ class Outcome:
 
 
 def output_dirs(targets: list[str], out_root: Path) -> dict[str, Path]:
-    """Each target's output folder under `out_root`; two specs may not share one."""
+    """Each target's output folder: a folder of its own directly inside `out_root`.
+
+    Two targets may not share one; names that differ only in case count as one, since
+    they are one folder on macOS's default file system.
+    """
     chosen: dict[str, Path] = {}
     by_name: dict[str, str] = {}
     problems = []
+    root = out_root.resolve()
     for target in targets:
-        spec = find_spec(target)
-        name = spec.parent.name if spec.name in SPEC_FILENAMES else spec.stem
-        if name in by_name:
-            problems.append(Problem(f"{target} and {by_name[name]} would both build into {out_root / name}",
-                                    hint="rename one spec file or folder"))
+        name = _folder_name(find_spec(target))
+        if name is None:
+            problems.append(Problem(f"cannot name an output folder after {target}",
+                                    hint="give the spec file or its folder a plain name (no slashes or "
+                                         "backslashes)"))
             continue
-        by_name[name] = target
-        chosen[target] = out_root / name
+        if name.casefold() in by_name:
+            problems.append(Problem(f"{target} and {by_name[name.casefold()]} would both build into "
+                                    f"{out_root / name}", hint="rename one spec file or folder"))
+            continue
+        by_name[name.casefold()] = target
+        folder = out_root / name
+        # An existing link there would take the build elsewhere.
+        if folder.resolve().parent != root:
+            problems.append(Problem(f"{folder} leads outside {out_root}",
+                                    hint="remove the link, or choose another -o"))
+            continue
+        chosen[target] = folder
     if problems:
         raise UserError(problems)
     return chosen
+
+
+def _folder_name(spec: Path) -> str | None:
+    """The name a spec builds under: its file's stem (`acme.yaml` -> `acme`), or its
+    folder's name for `mpforge.yaml` and a stem that is no folder name ('..yaml').
+    The folder is resolved: as typed, `.`, `..` or a bare `mpforge.yaml` has no name
+    (the spec file itself is not: a linked spec builds under its link's folder)."""
+    if spec.name not in SPEC_FILENAMES and _plain_name(spec.stem):
+        return spec.stem
+    folder = spec.parent.resolve().name
+    return folder if _plain_name(folder) else None
+
+
+def _plain_name(name: str) -> bool:
+    """A single, ordinary path segment: nothing that would leave the output folder or
+    mean another folder on another system."""
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
 
 
 def build_one(target: str, out_dir: str, options: PluginOptions, force: bool = False) -> Outcome:

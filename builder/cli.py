@@ -6,16 +6,27 @@ Heavy modules (pydantic, jinja2, rich) are imported inside commands so that
 
 from __future__ import annotations
 
+import codecs
 import functools
+import io
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
-from .errors import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, PluginError, Problem, UserError
+from .errors import (
+    EXIT_INTERNAL_ERROR,
+    EXIT_USER_ERROR,
+    OutputError,
+    PluginError,
+    PluginLoadError,
+    Problem,
+    SpecError,
+    UserError,
+)
 from .options import PluginOptions
 
 if TYPE_CHECKING:  # imported inside the commands that use them, to keep start-up fast
@@ -50,9 +61,16 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         show_traceback = click.get_current_context().find_root().params.get("traceback")
         try:
             return func(*args, **kwargs)
+        except click.ClickException:
+            raise  # usage errors found inside a command: click prints them with the usage (exit 2)
         except UserError as exc:
             count = len(exc.problems)
-            _report_problems(exc.problems, f"{count} problem{'s' if count != 1 else ''} found; nothing was written")
+            title = f"{count} problem{'s' if count != 1 else ''} found"
+            # Only these come before anything is written; a write failure says itself what
+            # became of the output, and an after-build hook fails once it is written.
+            if isinstance(exc, (SpecError, OutputError, PluginLoadError)):
+                title += "; nothing was written"
+            _report_problems(exc.problems, title)
             sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
             _console(stderr=True).print("[red]interrupted; the output folder holds the previous build or, if "
@@ -101,6 +119,7 @@ def entry() -> None:
     of a 1000-page build's time; the operating system reclaims them at once. (mypy
     exits the same way.) Output is flushed first; mpforge registers no exit handlers.
     """
+    _tolerate_unencodable_output()
     try:
         main()
         code: object = 0
@@ -115,6 +134,33 @@ def entry() -> None:
         except (BrokenPipeError, ValueError):  # e.g. `mpforge plugins | head`
             pass
     os._exit(code if isinstance(code, int) else 0)
+
+
+def _tolerate_unencodable_output() -> None:
+    """Let text the terminal cannot encode degrade instead of failing. On an ASCII
+    terminal (PYTHONIOENCODING=ascii; the C locale without Python's UTF-8 mode) a
+    successful build's '→' or a merchant's name raised UnicodeEncodeError: exit 2 after
+    the output was written. Escapes (港 -> \\u6e2f) keep every character recoverable, as
+    Python already does on stderr. A UTF-8 stream keeps its handler: it can encode all
+    but the lone surrogates that stand for undecodable bytes, which that handler is for.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and codecs.lookup(stream.encoding).name != "utf-8":
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _echo_json(data: Any) -> None:
+    """JSON on stdout. Where stdout's encoding cannot carry every character (an ASCII
+    terminal), JSON's own escapes keep it the same JSON in pure ASCII; click.echo alone
+    would write UTF-8 bytes the stream did not declare."""
+    import json
+
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(data, indent=2)
+    click.echo(text)
 
 
 @main.command()
@@ -159,7 +205,7 @@ def _build_batch(targets: list[str], output: str | None, jobs: int, force: bool,
     from .batch import run_batch
 
     if output is None:
-        raise UserError("building several specs needs -o/--output: each builds into OUTPUT/<name>/")
+        raise click.UsageError("building several specs needs -o/--output: each builds into OUTPUT/<name>/")
     console = _console(stderr=True)
     # No refresh thread: the worker processes are forked after the bar exists.
     with Progress(TextColumn("building"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -215,15 +261,13 @@ def _print_summary(result: WriteResult) -> None:
 def check(target: str | None, fmt: str, external: bool, tools: str | None, extra: tuple[str, ...],
           disabled: tuple[str, ...]) -> None:
     """Validate the spec and check the output it would produce; write nothing."""
-    import json
-
     from .api import check_project
 
     if tools and not external:
-        raise UserError("--tools goes with --external")
+        raise click.UsageError("--tools goes with --external")
     report = check_project(target, _options(extra, disabled), external=external, tools=tools)
     if fmt == "json":
-        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        _echo_json(report.to_dict())
         if not report.ok:
             sys.exit(EXIT_USER_ERROR)
         return
@@ -242,19 +286,29 @@ def check(target: str | None, fmt: str, external: bool, tools: str | None, extra
 
 
 @main.command()
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               help="Write the schema to this file (default: stdout).")
 @plugin_options
 @handle_errors
-def schema(output: TextIO, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
+def schema(output: str, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
     """Print the JSON Schema of the spec, installed plugins included (for editors)."""
     import json
+    from pathlib import Path
 
     from .pipeline import load_plugins
     from .spec_schema import spec_json_schema
 
     hooks = load_plugins(_options(extra, disabled))
-    output.write(json.dumps(spec_json_schema(hooks), ensure_ascii=False, indent=2) + "\n")
+    document = spec_json_schema(hooks)
+    if output == "-":
+        _echo_json(document)
+        return
+    # A path rather than click.File: a folder is a usage error before anything runs, and
+    # the file is created only once the schema is ready.
+    try:
+        Path(output).write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {output}: {exc.strerror}") from exc
 
 
 @main.command()
@@ -279,13 +333,11 @@ def new(directory: str, template: str) -> None:
 @handle_errors
 def plugins(target: str | None, fmt: str, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
     """List plugins and what each provides (with a spec: its local plugins and pages too)."""
-    import json
-
     from .plugin_catalog import describe_plugins
 
     described = describe_plugins(target, _options(extra, disabled))
     if fmt == "json":
-        click.echo(json.dumps(described, ensure_ascii=False, indent=2))
+        _echo_json(described)
         return
     from rich.markup import escape
 
@@ -398,5 +450,5 @@ def preview(target: str | None, output: str | None, extra: tuple[str, ...], disa
     prepared = prepare(target, _options(extra, disabled))
     _report_problems(prepared.warnings, "")
     out = Path(output) if output else default_preview_output(prepared.spec.loaded.path)
-    index = write_static_preview(prepared.tree, out)
+    index = write_static_preview(prepared.tree, out, prepared.spec.assets_dir)
     _console().print(f"preview of {len(prepared.plan.pages)} pages written: {index}")

@@ -3,14 +3,16 @@
 One process, three kinds of threads:
 
 - the watcher (builder/watch.py) calls `DevServer.rebuild` once per burst of changes;
-  rebuilds run one at a time through `pipeline.build`, which also writes the Alipay
+  rebuilds run one at a time through `api.build`, which also writes the Alipay
   output, so the IDE open on the output folder refreshes too;
-- the HTTP server (stdlib ThreadingHTTPServer) serves the preview shell, the JSON models
-  of the last good build, the files of that build (from memory, not from disk) and a
-  Server-Sent Events stream;
+- the HTTP server (stdlib HTTPServer; requests answered by a bounded pool of threads,
+  with a listen backlog for bursts) serves the preview shell, the JSON models of the last
+  good build, the files of that build (from memory, not from disk) and a Server-Sent
+  Events stream;
 - each browser holds one SSE connection and gets one `build` event per rebuild: on
   success it re-renders the page it shows (keeping its scroll position), on failure it
-  shows the located problems over the last good build.
+  shows the located problems over the last good build. A stream holds its thread while
+  open, so streams are limited apart from the threads for other requests.
 
 Safety: binds 127.0.0.1 unless told otherwise; answers only requests whose Host header
 names the bound host or localhost (DNS rebinding); serves nothing but the routes below
@@ -39,8 +41,9 @@ import time
 import traceback
 import webbrowser
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -58,6 +61,10 @@ DEFAULT_PORT = 8750
 LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
 STATIC_FILES = {"preview.js": "text/javascript; charset=utf-8", "preview.css": "text/css; charset=utf-8"}
 HEARTBEAT = 15.0
+LISTEN_BACKLOG = 128  # connections the kernel holds until accepted; the stdlib's 5 overflowed in bursts
+REQUEST_THREADS = 16  # for everything but event streams: each is answered from memory, quickly
+MAX_EVENT_STREAMS = 32  # browsers with live reload at once; each holds a thread while open
+CLIENT_TIMEOUT = 30.0  # seconds a connection may stall reading or writing before it is dropped
 
 
 @dataclass
@@ -72,16 +79,20 @@ class BuildState:
 
 
 class Broadcaster:
-    """Server-Sent Events fan-out: one queue per connected browser."""
+    """Server-Sent Events fan-out: one queue per connected browser, at most `limit`."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_EVENT_STREAMS) -> None:
         self._lock = threading.Lock()
         self._clients: set[queue.Queue[str | None]] = set()
+        self._limit = limit
         self.closed = False
 
-    def subscribe(self) -> queue.Queue[str | None]:
+    def subscribe(self) -> queue.Queue[str | None] | None:
+        """A queue for one more browser; None when `limit` browsers are connected."""
         client: queue.Queue[str | None] = queue.Queue(maxsize=64)
         with self._lock:
+            if len(self._clients) >= self._limit:
+                return None
             self._clients.add(client)
         return client
 
@@ -138,12 +149,15 @@ class DevServer:
         self.lock = threading.Lock()
         self.events = Broadcaster()
         self._build_lock = threading.Lock()
-        self._check_output_folder(self.root / "templates")
+        # Before the first build writes anything: the folders watched from the start, and
+        # the assets folder the spec names (a build copies it, so it cannot hold the output).
+        self._check_output_folder(*self._default_plan().trees, *self._named_assets_folder())
         self.httpd = _bind(host, port)
         self.port = self.httpd.server_address[1]
         self.httpd.dev = self
         self.watcher = ProjectWatcher(self._on_change)
         self._plan = self._default_plan()
+        self._thread: threading.Thread | None = None  # serving, once `start` got that far
 
     @property
     def url(self) -> str:
@@ -157,9 +171,21 @@ class DevServer:
                                      "project, so writing there would rebuild forever",
                                      hint="choose another folder with -o")])
         for folder in watched:
-            if out.is_relative_to(folder):
+            if out.is_relative_to(folder.resolve()):
                 raise UserError([Problem(f"the output folder {out} is inside {folder}, which mpforge dev watches",
                                          hint="choose another folder with -o")])
+
+    def _named_assets_folder(self) -> list[Path]:
+        """The assets folder the spec names, as the build will resolve it; none when the
+        spec cannot be read yet (its first build reports why, and rebuilds check again)."""
+        from .load import load_spec
+
+        try:
+            data = load_spec(self.spec_path, self.session.load).data
+        except UserError:
+            return []
+        folder = data.get("assets") if isinstance(data, dict) else None
+        return [self.root / folder] if isinstance(folder, str) else []
 
     # --- building -----------------------------------------------------------------------
 
@@ -253,9 +279,11 @@ class DevServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self.watcher.stop()
+        """Stop what `start` started; it may have been interrupted in the first build."""
         self.events.close()
-        self.httpd.shutdown()
+        if self._thread is not None:
+            self.watcher.stop()
+            self.httpd.shutdown()  # waits for serve_forever to return: only once it runs
         self.httpd.server_close()
 
     def status(self) -> dict[str, Any]:
@@ -280,10 +308,36 @@ def _short(path: Path, root: Path) -> str:
         return str(path)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(HTTPServer):
+    """Accepts on one thread and answers on a bounded pool: a burst of requests queues
+    instead of starting a thread each. The pool has a thread for every event stream
+    allowed plus REQUEST_THREADS, so open streams never starve other requests."""
+
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
     dev: DevServer
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        # First: a failed bind calls server_close. The pool starts no thread until used.
+        self._pool = ThreadPoolExecutor(max_workers=REQUEST_THREADS + MAX_EVENT_STREAMS,
+                                        thread_name_prefix="mpforge-http")
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._pool.submit(self._answer, request, client_address)
+
+    def _answer(self, request: Any, client_address: Any) -> None:
+        # What socketserver.ThreadingMixIn does in each thread it starts.
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
@@ -312,6 +366,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "mpforge-dev"
     sys_version = ""
+    timeout = CLIENT_TIMEOUT  # a client that stalls gives its thread back
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass  # the terminal shows builds, not requests
@@ -447,6 +502,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _events(self, dev: DevServer) -> None:
         client = dev.events.subscribe()
+        if client is None:
+            self._text(503, f"too many live previews open: at most {MAX_EVENT_STREAMS} update live; "
+                            "close some preview tabs and reload")
+            return
         try:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -488,18 +547,19 @@ def run_dev_server(target: str | None, out_dir: str | None, options: PluginOptio
         log(f"warning: serving on {host}: anyone who can reach this address can see the preview. "
             "Requests must still name the host in their Host header.")
     server = DevServer(target, out_dir, options, host=host or "127.0.0.1", port=port, log=log)
-    server.start()
-    log(f"mpforge dev: serving {server.url} — output in {server.out_dir}; "
-        f"watching {_short(server.spec_path, Path.cwd())}"
-        f" and its assets, templates and local plugins. Ctrl-C stops.")
-    if open_browser:
-        webbrowser.open(server.url)
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    # Before serving: a supervisor may stop the server as soon as it answers.
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
+        server.start()
+        log(f"mpforge dev: serving {server.url} — output in {server.out_dir}; "
+            f"watching {_short(server.spec_path, Path.cwd())}"
+            f" and its assets, templates and local plugins. Ctrl-C stops.")
+        if open_browser:
+            webbrowser.open(server.url)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

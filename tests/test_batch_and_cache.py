@@ -56,7 +56,7 @@ def test_batch_refuses_two_specs_with_one_output_name(cli, tmp_path):
 
 def test_batch_needs_an_output_folder(cli, tmp_path):
     result = cli("build", _project(tmp_path, "a"), _project(tmp_path, "b"))
-    assert result.exit_code == 1 and "needs -o/--output" in result.stderr
+    assert result.exit_code == 2 and "needs -o/--output" in result.stderr  # a usage error
 
 
 def test_batch_reports_a_plugin_crash_as_internal_and_goes_on(cli, tmp_path):

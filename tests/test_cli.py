@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
+import pytest
 import yaml
-from helpers import SAMPLES, tree_hashes
+from helpers import REPO, SAMPLES, tree_hashes, write_project
 
 from builder import __version__
+from builder.testing import page_spec
 
 
 def test_version_and_help(cli):
@@ -146,3 +149,105 @@ def test_console_script_flushes_output_and_keeps_exit_codes(tmp_path):
     failed = subprocess.run([sys.executable, "-m", "builder", "check", str(tmp_path / "missing.yaml")],
                             capture_output=True, text=True)
     assert failed.returncode == 1 and "spec file not found" in failed.stderr
+
+
+USAGE_ERRORS = [
+    ["build", "{spec}", "-o", "{file}"],
+    ["build", "{spec}", "--jobs", "0"],
+    ["build", "{spec}", "--nope"],
+    ["build", "{spec}", "{spec}"],  # several specs need -o
+    ["check", "{spec}", "--tools", "{dir}"],  # --tools without --external
+    ["check", "{spec}", "--external", "--tools", "{file}"],
+    ["check", "{spec}", "--format", "xml"],
+    ["dev", "{spec}", "-o", "{file}"],
+    ["dev", "{spec}", "--port", "70000"],
+    ["preview", "{spec}", "-o", "{file}"],
+    ["new", "{file}"],
+    ["plugin", "new", "x", "-o", "{file}"],
+    ["schema", "-o", "{dir}"],
+    ["plugins", "--format", "xml"],
+    ["templates", "eject"],
+    ["nope"],
+]
+
+
+@pytest.mark.parametrize("args", USAGE_ERRORS, ids=lambda args: " ".join(args))
+def test_usage_errors_exit_2_with_clicks_usage_message(cli, project, tmp_path, args):
+    spec = project()
+    file = tmp_path / "a-file"
+    file.write_text("mine")
+    before = tree_hashes(tmp_path)
+    result = cli(*[a.format(spec=spec, file=file, dir=tmp_path) for a in args])
+    assert result.exit_code == 2, result.output
+    assert "Usage: " in result.stderr and "Error: " in result.stderr
+    assert "internal error" not in result.output and "nothing was written" not in result.output
+    assert tree_hashes(tmp_path) == before
+
+
+def test_schema_into_a_missing_folder_is_a_user_error(cli, tmp_path):
+    result = cli("schema", "-o", tmp_path / "missing" / "schema.json")
+    assert result.exit_code == 1
+    assert f"cannot write {tmp_path / 'missing' / 'schema.json'}: No such file or directory" in result.stderr
+
+
+def test_readme_documents_the_exit_codes():
+    readme = " ".join((REPO / "README.md").read_text("utf-8").split())
+    for claim in ("Exit codes: `0` ok, `1` a problem in your spec or environment",
+                  "`2` an internal error in mpforge or a plugin",
+                  "or a mistake on the command line (an unknown option, a bad value: click's `Usage:` message"):
+        assert claim in readme
+
+
+def test_an_after_build_hooks_user_error_does_not_claim_nothing_was_written(cli, project, tmp_path):
+    """Every user error used to end with 'nothing was written', even one an after-build
+    hook raised once the output was written."""
+    plugin = ("from builder.plugin_api import Problem, UserError, hookimpl\n\n@hookimpl\n"
+              "def mpforge_after_build(result, spec):\n"
+              "    raise UserError([Problem('upload refused: no credentials', hint='set UPLOAD_TOKEN')])\n")
+    spec = project(page_spec([], plugins=["./plug.py"]), files={"plug.py": plugin}, with_assets=False)
+    out = tmp_path / "out"
+    result = cli("build", spec, "-o", out)
+    assert result.exit_code == 1
+    assert "error: upload refused: no credentials (set UPLOAD_TOKEN)" in result.stderr
+    assert "nothing was written" not in result.stderr and (out / "app.json").is_file()
+
+
+# An ASCII terminal: PYTHONIOENCODING=ascii, or the C locale with Python's UTF-8 mode and
+# locale coercion turned off. Printing '→', '✓' or a merchant's Chinese name used to
+# raise UnicodeEncodeError after a successful build: exit 2, "internal error".
+ASCII_TERMINALS = {"PYTHONIOENCODING": {"PYTHONIOENCODING": "ascii"},
+                   "LANG=C": {"LANG": "C", "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}}
+
+
+def run_mpforge(*args, env: dict[str, str]) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "PYTHONIOENCODING", "PYTHONUTF8"))}
+    return subprocess.run([sys.executable, "-m", "builder", *map(str, args)], capture_output=True,
+                          env={**clean, **env}, timeout=120)
+
+
+@pytest.mark.parametrize("terminal", ASCII_TERMINALS)
+def test_output_degrades_on_an_ascii_terminal_instead_of_failing(terminal, tmp_path):
+    env = ASCII_TERMINALS[terminal]
+    out = tmp_path / "out"
+    built = run_mpforge("build", SAMPLES / "harbour-coffee", "-o", out, env=env)
+    assert built.returncode == 0, built.stderr
+    assert b"written" in built.stdout and b"internal error" not in built.stderr and (out / "app.json").is_file()
+    assert max(built.stdout + built.stderr) < 128  # really an ASCII terminal
+    again = run_mpforge("build", SAMPLES / "harbour-coffee", "-o", out, env=env)
+    assert again.returncode == 0 and b"up to date" in again.stdout
+
+    # JSON stays valid and equal to what a UTF-8 terminal gets: escaped, not replaced.
+    for args in (["check", SAMPLES / "harbour-coffee", "--format", "json"], ["plugins", "--format", "json"],
+                 ["schema"]):
+        ascii_json = run_mpforge(*args, env=env)
+        utf8_json = run_mpforge(*args, env={"PYTHONIOENCODING": "utf-8"})
+        assert ascii_json.returncode == 0, (args, ascii_json.stderr)
+        assert json.loads(ascii_json.stdout.decode("ascii")) == json.loads(utf8_json.stdout.decode("utf-8"))
+
+    preview = run_mpforge("preview", SAMPLES / "harbour-coffee", "-o", tmp_path / "preview", env=env)
+    assert preview.returncode == 0 and b"pages written" in preview.stdout, preview.stderr
+
+    broken = write_project(tmp_path / "shop", page_spec([{"type": "横幅"}]))
+    failed = run_mpforge("build", broken, env=env)
+    assert failed.returncode == 1, failed.stderr
+    assert b"unknown block type '\\u6a2a\\u5e45'" in failed.stderr and b"internal error" not in failed.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import MINIMAL_SPEC, write_project
+from helpers import MINIMAL_SPEC, tree_hashes, write_project
 from helpers import wait_until as wait_for
 
 from builder import devserver
@@ -255,6 +255,37 @@ def test_output_inside_the_watched_project_is_refused(project):
         DevServer(project, out_dir=project / "templates" / "out", port=0)
 
 
+@pytest.mark.parametrize("where", ["assets", "assets/out", "media/out", "/"])
+def test_output_inside_the_assets_folder_or_at_the_root_is_refused_before_anything_is_written(tmp_path, where):
+    """`-o proj/assets` used to start, and write the app into the folder the next build copies."""
+    root = tmp_path / "shop"
+    spec = spec_with("Hello")
+    write_project(root, spec)
+    if where.startswith("media"):
+        (root / "assets").rename(root / "media")
+        spec["assets"] = "media"
+        save(root, spec)
+    before = tree_hashes(root)
+    with pytest.raises(UserError, match="inside|contains the project"):
+        DevServer(root, out_dir=root / where, port=0)
+    assert tree_hashes(root) == before
+
+
+def test_cli_dev_refuses_an_output_folder_inside_the_assets_folder(project):
+    import subprocess
+    import sys
+
+    before = tree_hashes(project)
+    try:  # a server that starts runs until stopped: the timeout ends it, and the test fails
+        result = subprocess.run([sys.executable, "-m", "builder", "dev", str(project), "-o", str(project / "assets"),
+                                 "--port", "0"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"mpforge dev started: {exc.stdout!r}") from None
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"the output folder {project / 'assets'} is inside {project / 'assets'}" in result.stderr
+    assert tree_hashes(project) == before
+
+
 def test_a_busy_port_is_a_clear_error(project):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -353,3 +384,81 @@ def test_a_bug_in_the_preview_is_a_500_not_a_dead_server(server, monkeypatch):
     assert status == 500 and b"renderer bug" in body
     monkeypatch.undo()
     assert request(server, "/__mpforge/page?path=pages/home/home")[0] == 200
+
+
+def test_cli_dev_on_an_ascii_terminal_logs_its_builds(project):
+    """The build log's '✓' and '—' on an ASCII terminal. (click.echo, which prints the log,
+    writes UTF-8 to a terminal that claims ASCII, taking that for a misconfiguration.)"""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    proc = subprocess.Popen([sys.executable, "-m", "builder", "dev", str(project), "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        lines: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while not any(b"mpforge dev: serving" in line for line in lines) and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, b"".join(lines).decode("ascii", "replace")
+            lines.append(line)
+    finally:
+        proc.terminate()
+        rest = proc.communicate(timeout=15)[0]
+    output = b"".join(lines) + rest
+    assert proc.returncode == 0, output
+    assert b"build 1 in" in output and b"internal error" not in output
+
+
+def test_two_hundred_parallel_requests_are_all_answered(shared):
+    """The listen backlog was 5 (the stdlib default): a burst of connections, like a page
+    with many images or a test harness, overflowed it and requests timed out. Bounded:
+    200 requests to 127.0.0.1, each with a 5 s timeout, the whole burst under 30 s."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fetch(index: int) -> int:
+        path = "/__mpforge/app" if index % 2 else "/app/assets/banner.png"
+        try:
+            return request(shared, path)[0]
+        except OSError as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=200) as clients:
+        statuses = list(clients.map(fetch, range(200)))
+    assert statuses == [200] * 200, [s for s in statuses if s != 200][:5]
+    assert time.monotonic() - started < 30
+
+
+def test_event_streams_are_bounded_and_never_starve_other_requests(server):
+    """Each live-reload stream holds a thread while open: past the limit a stream is
+    refused (503), and with every stream open other requests are still answered."""
+    streams = []
+    try:
+        for _ in range(devserver.MAX_EVENT_STREAMS):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            conn.request("GET", "/__mpforge/events")
+            response = conn.getresponse()
+            assert response.status == 200
+            assert read_event(response)["ok"] is True
+            streams.append(conn)
+        assert request(server, "/__mpforge/events")[0] == 503
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=50) as clients:
+            statuses = list(clients.map(lambda _: request(server, "/__mpforge/app")[0], range(100)))
+        assert statuses == [200] * 100 and time.monotonic() - started < 30
+    finally:
+        for conn in streams:
+            conn.close()
+
+
+def test_stopping_a_server_that_never_served_returns_at_once(project):
+    """Ctrl-C or SIGTERM during the first build stops a server whose loop never ran:
+    shutdown() used to wait for it forever, and the watcher could not be joined."""
+    dev = DevServer(project, port=0, log=lambda text: None)
+    started = time.monotonic()
+    dev.stop()
+    assert time.monotonic() - started < 5

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import SAMPLES, write_project
+from helpers import SAMPLES, tree_hashes, write_project
 
 from builder.cli import main
+from builder.errors import UserError
 from builder.pipeline import prepare
 from builder.preview import PreviewApp, static_preview_files, write_static_preview
 from builder.preview.model import read_page_data, text_color_for
@@ -149,3 +152,88 @@ def test_cli_preview_reports_spec_errors(tmp_path):
     assert result.exit_code == 1
     assert re.search(r"mpforge\.yaml:\d+:\d+: YAML syntax error", result.output)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def linli_tree():
+    return prepare(SAMPLES / "linli-fresh").tree
+
+
+def _outside(tmp_path):
+    """A folder outside the preview with a file a marker might name."""
+    victim = tmp_path / "victim"
+    (victim / "assets").mkdir(parents=True)
+    (victim / "secret.txt").write_text("keep me")
+    (victim / "assets" / "logo.png").write_bytes(b"mine")
+    return victim
+
+
+def _marker_listing(out, *extra):
+    marker = out / ".mpforge-preview"
+    files = json.loads(marker.read_text("utf-8"))["files"]
+    marker.write_text(json.dumps({"generator": "mpforge preview", "files": [*files, *extra]}), "utf-8")
+
+
+def test_static_preview_never_writes_or_removes_through_a_linked_folder(tmp_path, linli_tree):
+    """A symlinked app/ used to be followed: its files were overwritten and the marker's
+    stale entries deleted outside the preview folder."""
+    out = tmp_path / "preview"
+    write_static_preview(linli_tree, out)
+    _marker_listing(out, "app/secret.txt")
+    victim = _outside(tmp_path)
+    before = tree_hashes(victim)
+    shutil.rmtree(out / "app")
+    (out / "app").symlink_to(victim)
+    with pytest.raises(UserError, match=r"preview/app is a symbolic link"):
+        write_static_preview(linli_tree, out)
+    assert tree_hashes(victim) == before
+
+
+def test_static_preview_removes_only_regular_files_it_listed(tmp_path, linli_tree):
+    out = tmp_path / "preview"
+    write_static_preview(linli_tree, out)
+    victim = _outside(tmp_path)
+    before = tree_hashes(victim)
+    (out / "app" / "old.png").symlink_to(victim / "secret.txt")  # a link where a stale file was
+    (out / "app" / "gone").symlink_to(victim)
+    (out / "app" / "folder").mkdir()
+    _marker_listing(out, "app/old.png", "app/gone/secret.txt", "app/folder", "../victim/secret.txt",
+                    "/tmp/x", "app/./../../victim/secret.txt")
+    write_static_preview(linli_tree, out)
+    assert tree_hashes(victim) == before
+    assert (out / "app" / "old.png").is_symlink() and (out / "app" / "folder").is_dir()
+
+
+def test_static_preview_replaces_a_linked_file_instead_of_writing_through_it(tmp_path, linli_tree):
+    out = tmp_path / "preview"
+    write_static_preview(linli_tree, out)
+    victim = _outside(tmp_path)
+    before = tree_hashes(victim)
+    (out / "index.html").unlink()
+    (out / "index.html").symlink_to(victim / "secret.txt")
+    write_static_preview(linli_tree, out)
+    assert tree_hashes(victim) == before
+    assert not (out / "index.html").is_symlink() and "mpforge-data" in (out / "index.html").read_text("utf-8")
+
+
+def test_a_linked_marker_is_no_marker(tmp_path, linli_tree):
+    out = tmp_path / "preview"
+    out.mkdir()
+    victim = _outside(tmp_path)
+    (victim / "list.json").write_text(json.dumps({"files": ["index.html"]}))
+    (out / ".mpforge-preview").symlink_to(victim / "list.json")
+    with pytest.raises(UserError, match="not empty"):
+        write_static_preview(linli_tree, out)
+    assert json.loads((victim / "list.json").read_text()) == {"files": ["index.html"]}
+
+
+def test_cli_preview_refuses_the_assets_folder_and_the_root(tmp_path):
+    project = write_project(tmp_path / "shop", page_spec([{"type": "heading", "text": "Hi"}], assets="assets")).parent
+    before = tree_hashes(project)
+    for output in (project / "assets" / "preview", project / "assets", Path("/")):
+        result = CliRunner().invoke(main, ["preview", str(project), "-o", str(output)])
+        assert result.exit_code == 1, (output, result.output)
+    assert "inside the assets folder" in CliRunner().invoke(
+        main, ["preview", str(project), "-o", str(project / "assets" / "preview")]).output
+    assert "the root of the file system" in CliRunner().invoke(main, ["preview", str(project), "-o", "/"]).output
+    assert tree_hashes(project) == before
