@@ -108,21 +108,25 @@ class CheckReport:
     pages: int = 0
     problems: list[Problem] = field(default_factory=list)
     external: bool = False  # the third-party tools ran (and, when ok, passed)
+    # What to whitelist in the Alipay console: {"web-view": [...], "request": [...]}.
+    domains: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "files": self.files, "problems": [p.to_dict() for p in self.problems]}
+        return {"ok": self.ok, "files": self.files, "problems": [p.to_dict() for p in self.problems],
+                "domains": self.domains}
 
 
 def check_project(target: str | Path | None, options: PluginOptions | None = None, *, external: bool = False,
                   tools: str | None = None) -> CheckReport:
     """Everything but writing; with `external`, also the third-party checkers over the
     output. A user error becomes a failed report; anything else propagates."""
+    from . import review
     from .pipeline import prepare
 
     try:
         prepared = prepare(target, options)
         report = CheckReport(ok=True, files=len(prepared.tree), pages=len(prepared.plan.pages),
-                             problems=list(prepared.warnings))
+                             problems=list(prepared.warnings), domains=review.domains(prepared.tree))
         if external:
             from .external_check import check_tree, find_tools
 

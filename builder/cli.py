@@ -26,6 +26,7 @@ from .errors import (
     Problem,
     SpecError,
     UserError,
+    WriteRefused,
 )
 from .options import PluginOptions
 
@@ -68,7 +69,7 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             title = f"{count} problem{'s' if count != 1 else ''} found"
             # Only these come before anything is written; a write failure says itself what
             # became of the output, and an after-build hook fails once it is written.
-            if isinstance(exc, (SpecError, OutputError, PluginLoadError)):
+            if isinstance(exc, (SpecError, OutputError, PluginLoadError, WriteRefused)):
                 title += "; nothing was written"
             _report_problems(exc.problems, title)
             sys.exit(EXIT_USER_ERROR)
@@ -170,7 +171,9 @@ def _echo_json(data: Any) -> None:
                    "builds into OUTPUT/<name>/.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="With several specs: how many to build at once, in separate processes.")
-@click.option("--force", is_flag=True, help="Build even when nothing changed since the last build.")
+@click.option("--force", is_flag=True,
+              help="Build even when nothing changed since the last build, and overwrite generated files edited "
+                   "by hand.")
 @plugin_options
 @handle_errors
 def build(targets: tuple[str, ...], output: str | None, jobs: int, force: bool, extra: tuple[str, ...],
@@ -279,6 +282,9 @@ def check(target: str | None, fmt: str, external: bool, tools: str | None, extra
     if not report.ok:
         raise UserError(report.problems)
     _report_problems(report.problems, "")
+    for kind, hosts in report.domains.items():
+        if hosts:  # the console's whitelists: 服务器域名 (request) and H5 域名 (web-view)
+            _console().print(f"{kind} domains to whitelist: {', '.join(hosts)}")
     summary = f"{report.files} files would be generated, {report.pages} pages"
     if external:
         summary += "; the external checks passed"

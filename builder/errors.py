@@ -81,6 +81,11 @@ class OutputError(UserError):
     """The rendered output broke a check rule; nothing was written."""
 
 
+class WriteRefused(UserError):
+    """Writing to the output folder was refused before anything in it changed (files in
+    the way, an unsafe folder, another build holding it)."""
+
+
 class PluginError(Exception):
     """A plugin raised something other than a UserError, or returned something its hook
     does not allow: a bug in that plugin (exit 2). The message names the plugin, its

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import Problem, UserError
+from .errors import Problem, UserError, WriteRefused
 
 MANIFEST = ".mpforge-manifest.json"  # the files mpforge generated here, with their sha256
 CACHE = ".mpforge-cache.json"  # build_cache's record of the last build
@@ -43,9 +43,9 @@ def kind_of(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-def _not_regular(path: Path, what: str) -> UserError:
-    return UserError([Problem(f"is {what} where mpforge keeps its own record", file=str(path),
-                              hint="remove it and build again")])
+def _not_regular(path: Path, what: str) -> WriteRefused:
+    return WriteRefused([Problem(f"is {what} where mpforge keeps its own record", file=str(path),
+                                 hint="remove it and build again")])
 
 
 def open_state_file(path: Path, flags: int = os.O_RDONLY) -> int | None:
@@ -162,7 +162,7 @@ def _wait_for(fd: int, out_dir: Path, deadline: float) -> None:
             return
         except BlockingIOError:
             if time.monotonic() > deadline:
-                raise UserError([Problem(f"another mpforge build is writing to {out_dir}",
+                raise WriteRefused([Problem(f"another mpforge build is writing to {out_dir}",
                                          hint="wait for it to finish, or build into another folder")]) from None
             time.sleep(0.05)
 
@@ -211,7 +211,7 @@ def refuse_unsafe_output(out_dir: Path, spec_path: Path, assets_dir: Path | None
     or the assets folder or one inside it."""
     where = str(out_dir)
     if out_dir.is_symlink():
-        raise UserError([Problem(f"the output folder is a symbolic link to {os.readlink(out_dir)}", file=where,
+        raise WriteRefused([Problem(f"the output folder is a symbolic link to {os.readlink(out_dir)}", file=where,
                                  hint="give -o the real folder; mpforge does not write through links")])
     out = out_dir.resolve()
     project = spec_path.resolve().parent
@@ -224,8 +224,8 @@ def refuse_unsafe_output(out_dir: Path, spec_path: Path, assets_dir: Path | None
     elif assets_dir is not None and (out == assets_dir.resolve() or assets_dir.resolve() in out.parents):
         problem = f"the output folder is inside the spec's assets folder ({assets_dir})"
     if problem:
-        raise UserError([Problem(problem, file=where,
-                                 hint="build into a folder of its own, such as dist/ beside the spec (the default)")])
+        hint = "build into a folder of its own, such as dist/ beside the spec (the default)"
+        raise WriteRefused([Problem(problem, file=where, hint=hint)])
 
 
 def plain_relative(path: str) -> bool:

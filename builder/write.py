@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .commit import commit, recover
-from .errors import Problem, UserError
+from .errors import Problem, WriteRefused
 from .filetree import FileTree
 from .output_folder import (
     CACHE,
@@ -182,4 +182,4 @@ def _refuse(out_dir: Path, foreign: list[str], edited: list[str], touched: list[
                          hint="replace the linked folder inside the output with a real one")
                  for p in touched if not inside(root, (out_dir / p).parent, known)]
     if problems:
-        raise UserError(problems)
+        raise WriteRefused(problems)

@@ -390,7 +390,8 @@ def test_check_report_and_preview_folder_come_from_the_library(project):
     spec = project()
     report = api.check_project(spec)
     assert report.ok and report.files > 0 and report.pages == 2
-    assert report.to_dict() == {"ok": True, "files": report.files, "problems": []}
+    assert report.to_dict() == {"ok": True, "files": report.files, "problems": [],
+                                "domains": {"web-view": [], "request": []}}
     text = spec.read_text().replace("type: heading", "type: headingg")
     spec.write_text(text)
     bad = api.check_project(spec)
