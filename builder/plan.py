@@ -166,6 +166,8 @@ def _plan_page(index: int, page: Page, spec: ValidSpec, ctx: PlanContext, hooks:
                # No leading '/': Alipay's share path is relative to the package root.
                "path": page_path(page.id)},
     )
+    if spec.model.merchant.logo:  # the merchant's logo is the share card's picture unless a plugin sets one
+        plan.share["imageUrl"] = ctx.asset(spec.model.merchant.logo)
     hooks.page_json(plan.json, plan, spec)
     return plan
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .errors import Problem
@@ -30,7 +31,7 @@ _HTTPS_HOST = re.compile(r"https://([A-Za-z0-9.\-]+)")
 
 def spec_rules(spec: ValidSpec) -> list[Problem]:
     """Review rules about the spec itself, located in it."""
-    return [*_first_tab(spec), *_blank_pages(spec), *_pull_refresh(spec)]
+    return [*_first_tab(spec), *_blank_pages(spec), *_pull_refresh(spec), *_tab_icons(spec)]
 
 
 def _first_tab(spec: ValidSpec) -> list[Problem]:
@@ -43,6 +44,55 @@ def _first_tab(spec: ValidSpec) -> list[Problem]:
                          hint=f"Alipay requires the first tab to be the home page (pages[0]): put the tab for "
                               f"'{home}' first, or move page '{tabbar.items[0].page}' to the top of pages",
                          rule="review/first-tab")]
+
+
+# The first bytes of the image formats a tab icon may be, by the format's name.
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"))
+_NAMED = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF"}
+
+
+def _tab_icons(spec: ValidSpec) -> list[Problem]:
+    """Tab icons are package files (tabBar 使用说明: a path; GIF animation unsupported;
+    recommended 60×60 or 81×81, and any other shape is stretched), holding the format their
+    name says. A missing or unsafe file is reported by the asset rules."""
+    tabbar, folder = spec.model.tabbar, spec.assets_dir
+    if tabbar is None:
+        return []
+    problems = []
+    for i, item in enumerate(tabbar.items):
+        for field in ("icon", "active_icon"):
+            ref, path = getattr(item, field), ("tabbar", "items", i, field)
+            if ref.startswith("https://"):
+                problems.append(spec.problem(path, "a tab icon must be a file of the package, not a web address",
+                                             hint="put the image in the assets folder", rule="review/tab-icon"))
+            elif folder is not None:
+                problems += _tab_icon_file(spec, path, folder / ref, ref)
+    return problems
+
+
+def _tab_icon_file(spec: ValidSpec, path: PathKey, file: Path, ref: str) -> list[Problem]:
+    try:
+        if not file.resolve().is_relative_to(spec.root.resolve()) or not file.is_file():
+            return []
+        with open(file, "rb") as handle:
+            head = handle.read(24)
+    except OSError:
+        return []
+    kind = next((name for magic, name in _SIGNATURES if head.startswith(magic)), None)
+    named = _NAMED.get(file.suffix.lower())
+    if kind is None or named is None or kind != named:
+        holds = f"holds {kind} data" if kind else "is not a PNG, JPEG or GIF image"
+        return [spec.problem(path, f"tab icon {ref} {holds}" + (f" but is named {file.suffix}" if kind else ""),
+                             hint="save it as a PNG with transparency, 81×81 pixels", rule="review/tab-icon")]
+    if kind != "PNG":
+        why = "GIF animation does not play in the tab bar" if kind == "GIF" else "JPEG has no transparency"
+        return [spec.problem(path, f"tab icon {ref} is a {kind}: {why}", hint="use a PNG, 81×81 pixels",
+                             severity="warning", rule="review/tab-icon")]
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if width != height:
+        return [spec.problem(path, f"tab icon {ref} is {width}×{height}: Alipay stretches it to a square",
+                             hint="use a square PNG, 81×81 pixels", severity="warning", rule="review/tab-icon")]
+    return []
 
 
 def _blank_pages(spec: ValidSpec) -> list[Problem]:

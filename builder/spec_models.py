@@ -261,7 +261,8 @@ class Store(StrictModel):
 
 class Merchant(StrictModel):
     name: ShortText
-    logo: Asset | None = None
+    logo: Asset | None = Field(None, description="the picture of the app's share cards (unless "
+                                                 "promotion.share sets one)")
     phone: Phone | None = None
     stores: list[Store] = Field(default_factory=list)
 

@@ -129,3 +129,10 @@ def test_following_claims_the_reward(project, tmp_path, reward, expected):
     result = subprocess.run(["node", "-e", FOLLOW_HARNESS, str(out / "pages/home/home.js")],
                             capture_output=True, text=True, check=True)
     assert json.loads(result.stdout) == expected
+
+
+def test_an_article_feed_without_articles_warns_and_renders_nothing(project):
+    prepared = prepare(project(life_spec([{"type": "life-account-feed", "title": "动态"}], articles=[])))
+    assert [(w.path, w.message.split(":")[0]) for w in prepared.warnings] == [
+        ("pages[0].blocks[0]", "an article feed, but life_account has no articles")]
+    assert '<view a:if="{{b0.articles.length > 0}}" class="mf-life-feed">' in prepared.tree.text("pages/home/home.axml")

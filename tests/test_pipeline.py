@@ -145,6 +145,15 @@ def test_share_carries_the_page_query(project, tmp_path):
     assert share["path"] == "pages/about/about"  # relative: Alipay refuses a leading /
 
 
+def test_the_merchant_logo_is_the_share_picture(project, tmp_path):
+    from helpers import MINIMAL_SPEC
+
+    spec = {**MINIMAL_SPEC, "merchant": {**MINIMAL_SPEC["merchant"], "logo": "banner.png"}}
+    build(project(spec), tmp_path / "out")
+    _, share = node_page(tmp_path / "out", "about")
+    assert share["imageUrl"] == "/assets/banner.png"
+
+
 def test_no_webview_page_without_web_links(project):
     prepared = prepare(project())
     assert "pages/webview/webview.axml" not in prepared.tree

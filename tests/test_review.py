@@ -11,12 +11,22 @@ from helpers import MINIMAL_SPEC, SAMPLES
 
 from builder import review
 from builder.api import check_project
+from builder.errors import UserError
 from builder.filetree import FileTree
+from builder.pipeline import prepare
 from builder.testing import page_spec
 
 
 def by_rule(problems, rule: str):
     return [p for p in problems if p.rule == rule]
+
+
+def problems_of(spec_path) -> list:
+    """A clean build's warnings, or the errors that stopped it."""
+    try:
+        return prepare(spec_path).warnings
+    except UserError as exc:
+        return exc.problems
 
 
 def test_the_first_tab_must_open_the_home_page(mpforge_problems):
@@ -89,3 +99,31 @@ def test_the_check_report_lists_the_domains_to_whitelist(sample):
     assert all(isinstance(hosts, list) for hosts in data["domains"].values())
     if sample == "harbour-coffee":  # its coupons claim through its back end; its articles open in web-view
         assert data["domains"]["request"] and data["domains"]["web-view"]
+
+
+PNG_81 = (b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + (81).to_bytes(4, "big") + (81).to_bytes(4, "big")
+          + b"\x08\x06\x00\x00\x00" + b"\x00" * 16)
+
+
+@pytest.mark.parametrize("icon, content, severity, message", [
+    ("tab/home.png", b"\xff\xd8\xff\xe0" + b"\x00" * 40, "error", "tab icon tab/home.png holds JPEG data but is named .png"),
+    ("tab/home.png", b"not an image at all, just text" * 2, "error", "tab icon tab/home.png is not a PNG, JPEG or GIF image"),
+    ("tab/home.gif", b"GIF89a" + b"\x00" * 40, "warning", "tab icon tab/home.gif is a GIF: GIF animation does not play"),
+    ("tab/home.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 40, "warning", "tab icon tab/home.jpg is a JPEG: JPEG has no transparency"),
+    ("tab/home.png", PNG_81[:16] + (81).to_bytes(4, "big") + (40).to_bytes(4, "big") + PNG_81[24:], "warning",
+     "tab icon tab/home.png is 81×40: Alipay stretches it to a square"),
+])
+def test_tab_icons_hold_the_image_their_name_says(project, icon, content, severity, message):
+    spec = copy.deepcopy(MINIMAL_SPEC)
+    spec["tabbar"]["items"][0]["icon"] = icon
+    [problem] = by_rule(problems_of(project(spec, files={f"assets/{icon}": content})), "review/tab-icon")
+    assert (problem.path, problem.severity) == ("tabbar.items[0].icon", severity)
+    assert problem.message.startswith(message)
+
+
+def test_a_square_png_tab_icon_and_a_web_address(project, mpforge_problems):
+    spec = copy.deepcopy(MINIMAL_SPEC)
+    assert not by_rule(problems_of(project(spec, files={"assets/tab/home.png": PNG_81})), "review/tab-icon")
+    spec["tabbar"]["items"][0]["icon"] = "https://example.com/home.png"
+    [problem] = by_rule(mpforge_problems(spec), "review/tab-icon")
+    assert problem.severity == "error" and "not a web address" in problem.message

@@ -21,6 +21,7 @@ from builder.plugin_api import (
     BlockType,
     Page,
     PageOptions,
+    Problem,
     ShortText,
     StrictModel,
     Text,
@@ -132,6 +133,19 @@ def mpforge_block_types() -> list[BlockType]:
 @hookimpl
 def mpforge_template_dirs() -> list[Path]:
     return [TEMPLATES]
+
+
+@hookimpl
+def mpforge_validate(spec: ValidSpec) -> list[Problem]:
+    """An article feed with no articles shows nothing (its title included)."""
+    section = spec.section(LifeAccountSection)
+    if section is None or section.articles:
+        return []
+    return [spec.problem(("pages", i, "blocks", j), "an article feed, but life_account has no articles: it shows "
+                                                    "nothing", hint="add life_account.articles, or remove the block",
+                         severity="warning")
+            for i, page in enumerate(spec.model.pages) for j, block in enumerate(page.blocks)
+            if isinstance(block, FeedBlock)]
 
 
 @hookimpl

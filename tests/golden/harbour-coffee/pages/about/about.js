@@ -38,6 +38,7 @@ Page({
       "title": "关于我们",
       "desc": "港湾咖啡：自家烘焙，三家门店",
       "path": "pages/about/about",
+      "imageUrl": "/assets/logo.png",
       "channel": "share"
     }, this.mfQuery);
   },

@@ -32,6 +32,7 @@ Page({
       "title": "领券中心",
       "desc": "港湾咖啡：自家烘焙，三家门店",
       "path": "pages/coupons/coupons",
+      "imageUrl": "/assets/logo.png",
       "channel": "share"
     }, this.mfQuery);
   },

@@ -106,6 +106,7 @@ Page({
       "title": "港湾咖啡",
       "desc": "港湾咖啡：自家烘焙，三家门店",
       "path": "pages/home/home",
+      "imageUrl": "/assets/logo.png",
       "channel": "share"
     }, this.mfQuery);
   },

@@ -32,6 +32,7 @@ Page({
       "title": "港湾生活号",
       "desc": "港湾咖啡：自家烘焙，三家门店",
       "path": "pages/life/life",
+      "imageUrl": "/assets/logo.png",
       "channel": "share"
     }, this.mfQuery);
   },

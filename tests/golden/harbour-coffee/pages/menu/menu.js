@@ -35,6 +35,7 @@ Page({
       "title": "港湾咖啡菜单",
       "desc": "本季新品与经典咖啡",
       "path": "pages/menu/menu",
+      "imageUrl": "/assets/logo.png",
       "channel": "share"
     }, this.mfQuery);
   },

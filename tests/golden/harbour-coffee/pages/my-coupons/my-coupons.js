@@ -32,6 +32,7 @@ Page({
       "title": "我的券",
       "desc": "港湾咖啡：自家烘焙，三家门店",
       "path": "pages/my-coupons/my-coupons",
+      "imageUrl": "/assets/logo.png",
       "channel": "share"
     }, this.mfQuery);
   },

@@ -25,6 +25,7 @@ Page({
       "title": "商品详情",
       "desc": "港湾咖啡：自家烘焙，三家门店",
       "path": "pages/product/product",
+      "imageUrl": "/assets/logo.png",
       "channel": "share"
     }, this.mfQuery);
   },

@@ -23,6 +23,7 @@ Page({
       "title": "门店",
       "desc": "港湾咖啡：自家烘焙，三家门店",
       "path": "pages/stores/stores",
+      "imageUrl": "/assets/logo.png",
       "channel": "share"
     }, this.mfQuery);
   },

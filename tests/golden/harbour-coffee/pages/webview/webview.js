@@ -34,6 +34,7 @@ Page({
       "title": "港湾咖啡",
       "desc": "港湾咖啡：自家烘焙，三家门店",
       "path": "pages/webview/webview",
+      "imageUrl": "/assets/logo.png",
       "channel": "share"
     }, this.mfQuery);
   },

@@ -28,7 +28,8 @@ Page({
     return mpforge.share({
       "title": "分类",
       "desc": "社区生鲜超市，30 分钟送到家",
-      "path": "pages/category/category"
+      "path": "pages/category/category",
+      "imageUrl": "/assets/logo.png"
     }, this.mfQuery);
   },
 });

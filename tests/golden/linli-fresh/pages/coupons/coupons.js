@@ -37,7 +37,8 @@ Page({
     return mpforge.share({
       "title": "领券中心",
       "desc": "社区生鲜超市，30 分钟送到家",
-      "path": "pages/coupons/coupons"
+      "path": "pages/coupons/coupons",
+      "imageUrl": "/assets/logo.png"
     }, this.mfQuery);
   },
 });

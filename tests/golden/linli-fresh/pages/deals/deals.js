@@ -41,7 +41,8 @@ Page({
     return mpforge.share({
       "title": "会员日",
       "desc": "社区生鲜超市，30 分钟送到家",
-      "path": "pages/deals/deals"
+      "path": "pages/deals/deals",
+      "imageUrl": "/assets/logo.png"
     }, this.mfQuery);
   },
 });

@@ -28,7 +28,8 @@ Page({
     return mpforge.share({
       "title": "全部商品",
       "desc": "社区生鲜超市，30 分钟送到家",
-      "path": "pages/goods/goods"
+      "path": "pages/goods/goods",
+      "imageUrl": "/assets/logo.png"
     }, this.mfQuery);
   },
 });

@@ -43,7 +43,8 @@ Page({
     return mpforge.share({
       "title": "邻里鲜",
       "desc": "社区生鲜超市，30 分钟送到家",
-      "path": "pages/home/home"
+      "path": "pages/home/home",
+      "imageUrl": "/assets/logo.png"
     }, this.mfQuery);
   },
 });

@@ -37,7 +37,8 @@ Page({
     return mpforge.share({
       "title": "我的券",
       "desc": "社区生鲜超市，30 分钟送到家",
-      "path": "pages/mine/mine"
+      "path": "pages/mine/mine",
+      "imageUrl": "/assets/logo.png"
     }, this.mfQuery);
   },
 });

@@ -30,7 +30,8 @@ Page({
     return mpforge.share({
       "title": "门店",
       "desc": "社区生鲜超市，30 分钟送到家",
-      "path": "pages/store/store"
+      "path": "pages/store/store",
+      "imageUrl": "/assets/logo.png"
     }, this.mfQuery);
   },
 });
