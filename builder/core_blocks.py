@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, WithJsonSchema, model_validator
 
-from .model import Block, BlockType, PlanContext
+from .model import Block, BlockType, PlanContext, ValidSpec
 from .spec_models import Asset, HttpsUrl, Link, ShortText, StoreId, StrictModel, Text
 
 Align = Literal["left", "center", "right"]
@@ -170,6 +170,34 @@ class WebViewBlock(Block):
     url: HttpsUrl | None = None
 
 
+class PrivacyPolicyBlock(Block):
+    """The privacy policy the core adds when blocks collect personal data (BlockType.collects)."""
+
+    type: Literal["privacy-policy"]
+
+    def page_data(self, ctx: PlanContext) -> dict[str, Any]:
+        merchant = ctx.spec.model.merchant
+        purposes: dict[str, list[str]] = {}  # what is collected -> why, in the order features declare them
+        for entry in collected(ctx.spec):
+            what, _, why = entry.partition(":")
+            purposes.setdefault(what.strip(), []).append(why.strip())
+        return {"merchant": merchant.name, "app": ctx.spec.model.app.name, "phone": merchant.phone,
+                "items": [{"what": what, "why": "；".join(filter(None, whys))} for what, whys in purposes.items()],
+                "updated": ctx.today.isoformat()}
+
+
+def collected(spec: ValidSpec) -> list[str]:
+    """The personal data the app's features collect: the `collects` of every block type
+    a spec page uses, or whose section the spec has (plugins add pages from sections)."""
+    used = {block.type for page in spec.model.pages for block in page.blocks}
+    found: dict[str, None] = {}
+    for name, block_type in spec.block_types.items():
+        section_present = block_type.requires_section is not None and spec.section(block_type.requires_section)
+        if name in used or section_present:
+            found.update(dict.fromkeys(block_type.collects))
+    return list(found)
+
+
 def _yuan(value: Decimal) -> str:
     return f"¥{value:.2f}"
 
@@ -194,4 +222,5 @@ CORE_BLOCK_TYPES: list[BlockType] = [
     BlockType(name="web-view", model=WebViewBlock, template="blocks/web-view.axml", style="blocks/web-view.acss",
               script="blocks/web-view.js", on_load="mfLoadWebView",
               description="web page filling the page (alone on its page)"),
+    _block("privacy-policy", PrivacyPolicyBlock, "the privacy policy: what the app collects and why"),
 ]

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from . import check, review
-from .core_blocks import CORE_BLOCK_TYPES, WebViewBlock
+from .core_blocks import CORE_BLOCK_TYPES, PrivacyPolicyBlock, WebViewBlock, collected
 from .errors import Problem, did_you_mean
 from .filetree import FileTree
 from .hookspecs import hookimpl
-from .model import BlockType, PathKey, ValidSpec, format_path
+from .model import PRIVACY_PAGE_ID, BlockType, PathKey, ValidSpec, format_path
 from .spec_models import Link, Page, Ref, WebUrl
 from .templates_path import core_templates_dir
 from .validate import asset_references
@@ -35,10 +35,15 @@ def mpforge_template_dirs() -> list[Path]:
 
 @hookimpl
 def mpforge_pages(spec: ValidSpec) -> list[Page]:
-    """The shared web-view page, when any link or web-page field opens a web page."""
+    """The shared web-view page, when any link or web-page field opens a web page; the
+    privacy policy, when a feature collects personal data and the spec has no page of
+    that id (a merchant's own policy page wins)."""
+    pages = []
     if any(isinstance(ref, WebUrl) or (isinstance(ref, Link) and ref.url) for _, ref in spec.references):
-        return [Page(id=WEBVIEW_PAGE_ID, title=spec.model.app.name, blocks=[WebViewBlock(type="web-view")])]
-    return []
+        pages.append(Page(id=WEBVIEW_PAGE_ID, title=spec.model.app.name, blocks=[WebViewBlock(type="web-view")]))
+    if collected(spec) and all(page.id != PRIVACY_PAGE_ID for page in spec.model.pages):
+        pages.append(Page(id=PRIVACY_PAGE_ID, title="隐私政策", blocks=[PrivacyPolicyBlock(type="privacy-policy")]))
+    return pages
 
 
 @hookimpl

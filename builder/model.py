@@ -144,6 +144,10 @@ class BlockType:
             types can react to the same lifecycle event without clashing.
         requires_section: the spec section the block reads (e.g. ``"coupon"``); a spec
             that uses the block without the section gets a located error.
+        collects: the personal data the block's features collect, each as "what: why"
+            (e.g. "支付宝用户标识: 领取优惠券"). When any is in use, the core adds a privacy
+            policy page listing them and links it from the pages that collect (Alipay
+            requires a privacy policy shown to users).
         description: one line for `mpforge plugins`, the docs and the editor palette.
     """
 
@@ -156,6 +160,7 @@ class BlockType:
     on_show: str | None = None
     on_hide: str | None = None
     requires_section: str | None = None
+    collects: tuple[str, ...] = ()
     description: str = ""
 
 
@@ -268,6 +273,7 @@ class PagePlan:
 
 
 ASSETS_OUT = "assets"  # the output folder assets are copied into
+PRIVACY_PAGE_ID = "privacy"  # the page the core adds for the privacy policy (BlockType.collects)
 
 
 def asset_url(value: str) -> str:

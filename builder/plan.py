@@ -18,7 +18,18 @@ from pydantic import BaseModel
 
 from .errors import UserError
 from .hooks import Hooks, plugin_output_to_stderr
-from .model import ASSETS_OUT, AppPlan, Block, PagePlan, PlacedBlock, ValidSpec, asset_url, format_path, page_path
+from .model import (
+    ASSETS_OUT,
+    PRIVACY_PAGE_ID,
+    AppPlan,
+    Block,
+    PagePlan,
+    PlacedBlock,
+    ValidSpec,
+    asset_url,
+    format_path,
+    page_path,
+)
 from .spec_models import AssetPath, Link, Page, Store
 from .validate import asset_references
 
@@ -168,6 +179,10 @@ def _plan_page(index: int, page: Page, spec: ValidSpec, ctx: PlanContext, hooks:
     )
     if spec.model.merchant.logo:  # the merchant's logo is the share card's picture unless a plugin sets one
         plan.share["imageUrl"] = ctx.asset(spec.model.merchant.logo)
+    # A page whose blocks collect personal data links the privacy policy (page.axml's footer).
+    if (page.id != PRIVACY_PAGE_ID and any(p.block_type.collects for p in placed)
+            and any(other.id == PRIVACY_PAGE_ID for other in spec.pages)):
+        plan.data["mfPrivacy"] = ctx.link(Link(page=PRIVACY_PAGE_ID))
     hooks.page_json(plan.json, plan, spec)
     return plan
 

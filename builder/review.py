@@ -202,4 +202,19 @@ def domains(tree: FileTree) -> dict[str, list[str]]:
     return {"web-view": web_view_domains(tree), "request": request_domains(tree)}
 
 
-REVIEW_CHECKS = [one_lifestyle_per_page, package_budget, web_view_permission]
+def privacy_policy_present(tree: FileTree) -> list[Problem]:
+    """An app that asks for the user's id (my.getAuthCode) shows a privacy policy
+    (合规类安全要求: 隐私合规); the core adds one for blocks that declare `collects`."""
+    pages = json.loads(tree.text("app.json")).get("pages", []) if "app.json" in tree else []
+    if any(page.split("/")[1] == "privacy" for page in pages if page.count("/") >= 2):
+        return []
+    callers = sorted(path for path in tree if path.endswith(".js") and b"my.getAuthCode" in tree[path])
+    if not callers:
+        return []
+    return [Problem("the app asks for the user's id (my.getAuthCode) but has no privacy policy page",
+                    file=callers[0], rule="review/privacy",
+                    hint="the block types that collect it should declare BlockType.collects, which adds the "
+                         "policy page; or add a page with id 'privacy' to the spec")]
+
+
+REVIEW_CHECKS = [one_lifestyle_per_page, package_budget, web_view_permission, privacy_policy_present]

@@ -79,6 +79,7 @@ def _core_blocks() -> list[dict[str, Any]]:
         {"type": "divider", "inset": True},
         {"type": "divider"},
         {"type": "spacer", "height": 48},
+        {"type": "privacy-policy"},
     ]
 
 

@@ -47,7 +47,8 @@ def located(project, spec) -> list[str]:
 def test_pages_blocks_and_files(project):
     prepared = prepare(project(coupon_spec([{"type": "coupon-banner", "coupon": "new-5"}])))
     app = json.loads(prepared.tree.text("app.json"))
-    assert app["pages"] == ["pages/home/home", "pages/coupons/coupons", "pages/my-coupons/my-coupons"]
+    assert app["pages"] == ["pages/home/home", "pages/coupons/coupons", "pages/my-coupons/my-coupons",
+                            "pages/privacy/privacy"]  # claiming collects the user id: a policy page
     assert {"services/coupon.js", "docs/backend-contract.md"} <= set(prepared.tree)
     data = prepared.plan.pages[0].data["b0"]["coupons"]
     assert data == [{"id": "new-5", "title": "新人立减", "kind": "cash", "value_text": "¥5", "item": None,
@@ -67,7 +68,8 @@ def test_pages_are_configurable_and_linkable(project):
     spec = coupon_spec([{"type": "button", "text": "mine", "link": "wallet"}],
                        pages={"centre": None, "mine": {"id": "wallet", "title": "卡包"}})
     prepared = prepare(project(spec))
-    assert json.loads(prepared.tree.text("app.json"))["pages"] == ["pages/home/home", "pages/wallet/wallet"]
+    assert json.loads(prepared.tree.text("app.json"))["pages"] == ["pages/home/home", "pages/wallet/wallet",
+                                                                   "pages/privacy/privacy"]
     assert prepared.plan.pages[1].data["b0"]["more"] is None  # no centre to send people to
 
 

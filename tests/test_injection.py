@@ -79,6 +79,7 @@ def base_spec() -> dict[str, Any]:
             {"type": "my-coupons", "empty_text": "e", "more": "about"},
             {"type": "life-account-follow"},
             {"type": "life-account-feed", "title": "t"},
+            {"type": "privacy-policy"},
             {"type": "campaign-banner", "campaign": "spring"},
             {"type": "countdown", "campaign": "spring", "label": "l"},
         ]},
@@ -204,8 +205,10 @@ def all_text_fields(model: type[BaseModel], blocks: dict, seen: set | None = Non
 
 
 def markers(paths: list[tuple]) -> dict[tuple, str]:
-    """One CJK character per field, so each value says which field it came from."""
-    return {path: chr(0x4E00 + i) for i, path in enumerate(sorted(paths, key=repr))}
+    """One CJK character per field, so each value says which field it came from; from
+    CJK Extension A (U+3400...), which no template's own text uses (U+4E00... holds
+    common characters such as 不 and 与)."""
+    return {path: chr(0x3400 + i) for i, path in enumerate(sorted(paths, key=repr))}
 
 
 def _models() -> tuple[type[BaseModel], dict[str, type[BaseModel]]]:

@@ -140,7 +140,7 @@ def test_static_preview_folder_is_rewritten_but_never_clobbered(tmp_path):
 def test_cli_preview_writes_a_static_preview(tmp_path):
     result = CliRunner().invoke(main, ["preview", str(SAMPLES / "harbour-coffee"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert "9 pages" in result.output
+    assert "10 pages" in result.output
     index = (tmp_path / "out" / "index.html").read_text("utf-8")
     assert "港湾咖啡" in index and 'src="preview.js"' in index
     assert not (SAMPLES / "harbour-coffee" / "preview").exists()

@@ -127,3 +127,41 @@ def test_a_square_png_tab_icon_and_a_web_address(project, mpforge_problems):
     spec["tabbar"]["items"][0]["icon"] = "https://example.com/home.png"
     [problem] = by_rule(mpforge_problems(spec), "review/tab-icon")
     assert problem.severity == "error" and "not a web address" in problem.message
+
+
+def test_a_privacy_policy_comes_with_features_that_collect_a_user_id(project):
+    prepared = prepare(SAMPLES / "harbour-coffee")
+    pages = json.loads(prepared.tree.text("app.json"))["pages"]
+    assert pages[-1] == "pages/privacy/privacy"
+    policy = prepared.plan.pages[-1].data["b0"]
+    # One entry per kind of data, with every purpose it serves.
+    assert policy["items"] == [{"what": "支付宝用户标识（user_id 或 open_id）",
+                                "why": "确认关注生活号并发放关注礼；领取优惠券，核对每位顾客的限领数量和领取记录"}]
+    assert policy["merchant"] == "港湾咖啡 Harbour Coffee" and policy["phone"] == "400-820-1234"
+    # The pages that collect link it; the others do not.
+    assert "隐私政策" in prepared.tree.text("pages/coupons/coupons.axml")
+    assert "隐私政策" not in prepared.tree.text("pages/stores/stores.axml")
+    # Without collecting features there is no policy page, and a merchant's own wins.
+    plain = prepare(project())
+    assert "pages/privacy/privacy" not in json.loads(plain.tree.text("app.json"))["pages"]
+
+
+def test_a_merchants_own_privacy_page_is_kept(mpforge_build):
+    spec = page_spec([{"type": "my-coupons"}], coupon={
+        "backend": {"base_url": "https://api.example.com"},
+        "coupons": [{"id": "c", "kind": "cash", "title": "t", "value": 5, "stock": 9, "activity_id": "A",
+                     "validity": {"days_after_claim": 3}}]})
+    spec["pages"].append({"id": "privacy", "title": "我们的隐私政策", "blocks": [{"type": "text", "text": "..."}]})
+    tree = mpforge_build(spec)
+    assert "mf-privacy" not in tree.text("pages/privacy/privacy.axml")
+    assert 'data-link="{{mfPrivacy}}"' in tree.text("pages/home/home.axml")
+
+
+def test_asking_for_the_user_id_without_a_policy_is_a_review_error():
+    tree = _tree({"pages/home/home.js": b"my.getAuthCode({ scopes: 'auth_base' });"})
+    tree.add_json("app.json", {"pages": ["pages/home/home"]})
+    [problem] = review.privacy_policy_present(tree)
+    assert (problem.rule, problem.severity, problem.file) == ("review/privacy", "error", "pages/home/home.js")
+    with_policy = _tree({"pages/home/home.js": b"my.getAuthCode({});"})
+    with_policy.add_json("app.json", {"pages": ["pages/home/home", "pages/privacy/privacy"]})
+    assert review.privacy_policy_present(with_policy) == []

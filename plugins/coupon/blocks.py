@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from builder.plugin_api import PlanContext
 
 SCRIPT = "coupon/page.js"
+# What claiming collects (the privacy policy lists it): the user id my.getAuthCode yields.
+COLLECTS = ("支付宝用户标识（user_id 或 open_id）: 领取优惠券，核对每位顾客的限领数量和领取记录",)
 STATE_TEXT = {"available": "立即领取", "claimed": "已领取", "sold_out": "已抢光",
               "expired": "已过期", "limit_reached": "已达上限"}
 
@@ -113,7 +115,7 @@ class MyCouponsBlock(Block):
 
 def _block(name: str, model: type[Block], description: str) -> BlockType:
     return BlockType(name=name, model=model, template=f"blocks/{name}.axml", style="coupon/coupon.acss",
-                     script=SCRIPT, on_show="mfRefreshCoupons", requires_section="coupon",
+                     script=SCRIPT, on_show="mfRefreshCoupons", requires_section="coupon", collects=COLLECTS,
                      description=description)
 
 

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 __version__ = "1.0.0"
 TEMPLATES = Path(__file__).parent / "templates"
 SCRIPT = "life_account/page.js"
+# A follow reward is claimed for the user, so the follow blocks collect their id.
+FOLLOW_COLLECTS = ("支付宝用户标识（user_id 或 open_id）: 确认关注生活号并发放关注礼",)
 
 
 class Article(StrictModel):
@@ -110,10 +112,10 @@ class FeedBlock(Block):
 BLOCK_TYPES = [
     BlockType(name="life-account-follow", model=FollowBlock, template="blocks/life-account-follow.axml",
               style="life_account/life_account.acss", script=SCRIPT, requires_section="life_account",
-              description="Alipay's follow button for the life account"),
+              collects=FOLLOW_COLLECTS, description="Alipay's follow button for the life account"),
     BlockType(name="life-account-card", model=CardBlock, template="blocks/life-account-card.axml",
               style="life_account/life_account.acss", script=SCRIPT, requires_section="life_account",
-              description="the life account's profile with a follow button"),
+              collects=FOLLOW_COLLECTS, description="the life account's profile with a follow button"),
     BlockType(name="life-account-feed", model=FeedBlock, template="blocks/life-account-feed.axml",
               style="life_account/life_account.acss", requires_section="life_account",
               description="the life account's articles"),

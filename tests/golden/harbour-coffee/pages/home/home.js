@@ -14,7 +14,8 @@ Page({
     "b8": {"title": null, "layout": "grid", "items": [{"name": "樱花拿铁", "price": "¥32.00", "original_price": "¥36.00", "image": "/assets/menu/latte.png", "tag": "新品", "description": null, "link": {"kind": "page", "url": "/pages/product/product?item=latte"}}, {"name": "冷萃咖啡", "price": "¥30.00", "original_price": null, "image": "/assets/menu/cold-brew.png", "tag": null, "description": null, "link": {"kind": "page", "url": "/pages/product/product?item=cold-brew"}}]},
     "b9": {"title": "生活号动态", "articles": [{"title": "冬季限定：姜饼拿铁回归", "cover": "/assets/banner/spring-1.png", "summary": "12 月 1 日起全部门店供应，会员首杯 8 折。", "date": "2026-11-20", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Farticles%2Fgingerbread-latte"}}, {"title": "陆家嘴店周末营业调整", "cover": "/assets/banner/spring-3.png", "summary": null, "date": "2026-11-02", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Farticles%2Flujiazui-hours"}}]},
     "b10": {"public_id": "2019041263887654", "memo": "关注领 3 元咖啡券", "name": "港湾咖啡", "reward": "follow-gift"},
-    "b11": {"text": "查看完整菜单", "link": {"kind": "tab", "url": "/pages/menu/menu"}, "style": "primary"}
+    "b11": {"text": "查看完整菜单", "link": {"kind": "tab", "url": "/pages/menu/menu"}, "style": "primary"},
+    "mfPrivacy": {"kind": "page", "url": "/pages/privacy/privacy"}
   },
   // The query this page was opened with (shares carry it on); declared as a page member so
   // `this.mfQuery` is typed.

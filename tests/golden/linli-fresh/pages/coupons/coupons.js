@@ -3,7 +3,8 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {"title": null, "coupons": [{"id": "new-5", "title": "新人无门槛 5 元", "kind": "cash", "value_text": "¥5", "item": null, "threshold_text": "无门槛", "validity_text": "领取后30天内有效", "terms": null, "state": "available", "state_text": "立即领取"}, {"id": "wednesday-15", "title": "会员日满 100 减 15", "kind": "cash", "value_text": "¥15", "item": null, "threshold_text": "满100元可用", "validity_text": "2026-11-01 至 2027-03-31", "terms": "仅限每周三使用，生鲜、肉蛋乳品可用。", "state": "available", "state_text": "立即领取"}, {"id": "fruit-9", "title": "水果 9 折", "kind": "discount", "value_text": "9折", "item": null, "threshold_text": "满30元可用", "validity_text": "领取后7天内有效", "terms": null, "state": "available", "state_text": "立即领取"}]}
+    "b0": {"title": null, "coupons": [{"id": "new-5", "title": "新人无门槛 5 元", "kind": "cash", "value_text": "¥5", "item": null, "threshold_text": "无门槛", "validity_text": "领取后30天内有效", "terms": null, "state": "available", "state_text": "立即领取"}, {"id": "wednesday-15", "title": "会员日满 100 减 15", "kind": "cash", "value_text": "¥15", "item": null, "threshold_text": "满100元可用", "validity_text": "2026-11-01 至 2027-03-31", "terms": "仅限每周三使用，生鲜、肉蛋乳品可用。", "state": "available", "state_text": "立即领取"}, {"id": "fruit-9", "title": "水果 9 折", "kind": "discount", "value_text": "9折", "item": null, "threshold_text": "满30元可用", "validity_text": "领取后7天内有效", "terms": null, "state": "available", "state_text": "立即领取"}]},
+    "mfPrivacy": {"kind": "page", "url": "/pages/privacy/privacy"}
   },
   // The query this page was opened with (shares carry it on); declared as a page member so
   // `this.mfQuery` is typed.

@@ -9,7 +9,8 @@ Page({
     "b3": {"columns": 5, "items": [{"icon": "/assets/grid/veg.png", "text": "蔬菜", "link": {"kind": "page", "url": "/pages/category/category?cat=veg"}}, {"icon": "/assets/grid/fruit.png", "text": "水果", "link": {"kind": "page", "url": "/pages/category/category?cat=fruit"}}, {"icon": "/assets/grid/meat.png", "text": "肉禽", "link": {"kind": "page", "url": "/pages/category/category?cat=meat"}}, {"icon": "/assets/grid/dairy.png", "text": "乳品", "link": {"kind": "page", "url": "/pages/category/category?cat=dairy"}}, {"icon": "/assets/grid/grain.png", "text": "粮油", "link": {"kind": "page", "url": "/pages/category/category?cat=grain"}}]},
     "b4": {"text": "今日特价", "subtitle": "每天早上 7 点更新", "align": "left"},
     "b5": {"title": null, "layout": "grid", "items": [{"name": "上海青 500g", "price": "¥3.90", "original_price": "¥5.80", "image": "/assets/goods/bok-choy.png", "tag": "特价", "description": null, "link": null}, {"name": "番茄 1kg", "price": "¥6.80", "original_price": null, "image": "/assets/goods/tomato.png", "tag": null, "description": null, "link": null}, {"name": "红富士苹果 2kg", "price": "¥19.90", "original_price": "¥25.90", "image": "/assets/goods/apple.png", "tag": "特价", "description": null, "link": null}, {"name": "鲜鸡蛋 30 枚", "price": "¥22.50", "original_price": null, "image": "/assets/goods/eggs.png", "tag": null, "description": null, "link": null}]},
-    "b6": {"text": "电话下单", "link": {"kind": "phone", "number": "0571-8712 3456"}, "style": "primary"}
+    "b6": {"text": "电话下单", "link": {"kind": "phone", "number": "0571-8712 3456"}, "style": "primary"},
+    "mfPrivacy": {"kind": "page", "url": "/pages/privacy/privacy"}
   },
   // The query this page was opened with (shares carry it on); declared as a page member so
   // `this.mfQuery` is typed.
