@@ -19,8 +19,8 @@ from helpers import REPO
 SCRIPT = REPO / "scripts" / "install-test-deps"
 
 
-def run_with(tmp_path: Path, present: list[str], uid: int = 0,
-             python_makes_venvs: bool = True) -> tuple[subprocess.CompletedProcess, str]:
+def run_with(tmp_path: Path, present: list[str], uid: int = 0, python_makes_venvs: bool = True,
+             postgresql: bool = True) -> tuple[subprocess.CompletedProcess, str]:
     """Run a copy of the script (in a checkout without .venv) where only `present`, a
     python3 and the shell's own tools are on PATH; what it asked apt to install."""
     checkout = tmp_path / "checkout"
@@ -36,8 +36,14 @@ def run_with(tmp_path: Path, present: list[str], uid: int = 0,
     for tool, body in fakes.items():
         (bin_dir / tool).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / tool).chmod(0o755)
+    # Where the script looks for PostgreSQL's initdb: a file made here, or nothing.
+    initdb = tmp_path / "pg" / "15" / "bin" / "initdb"
+    if postgresql:
+        initdb.parent.mkdir(parents=True)
+        initdb.write_text("")
+    env = {"PATH": str(bin_dir), "MPFORGE_PG_BIN_GLOB": str(tmp_path / "pg" / "*" / "bin" / "initdb")}
     done = subprocess.run([shutil.which("bash"), str(checkout / "scripts" / SCRIPT.name)],
-                          env={"PATH": str(bin_dir)}, capture_output=True, text=True, timeout=60)
+                          env=env, capture_output=True, text=True, timeout=60)
     return done, log.read_text().strip() if log.exists() else ""
 
 
@@ -53,8 +59,8 @@ def test_only_the_missing_npm_is_installed_beside_debians_nodejs(tmp_path):
 
 
 def test_a_bare_debian_gets_everything(tmp_path):
-    _, asked = run_with(tmp_path, [], python_makes_venvs=False)
-    assert asked == "install -y -qq nodejs npm zbar-tools librsvg2-bin chromium python3-venv"
+    _, asked = run_with(tmp_path, [], python_makes_venvs=False, postgresql=False)
+    assert asked == "install -y -qq nodejs npm zbar-tools librsvg2-bin chromium postgresql python3-venv"
 
 
 def test_without_root_it_names_what_is_missing_and_installs_nothing(tmp_path):
