@@ -135,6 +135,23 @@ class Hooks:
         if problems:
             raise PluginLoadError(problems)
 
+    def disabled_owner(self, block_type: str) -> str | None:
+        """The disabled plugin that would provide `block_type`, for the message about a
+        spec that uses it. Only asked once a spec names an unknown type: it imports the
+        disabled installed plugins (without registering them) to read their block types."""
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            if entry.name not in self._skipped:
+                continue
+            try:
+                with plugin_output_to_stderr():
+                    provide = getattr(entry.load(), "mpforge_block_types", None)
+                    names = [bt.name for bt in provide()] if callable(provide) else []
+            except Exception:  # a disabled plugin may well be broken: then it names nothing
+                continue
+            if block_type in names:
+                return entry.name
+        return None
+
     def _load_entry_points(self, disabled: Sequence[str]) -> None:
         for entry in entry_points(group=ENTRY_POINT_GROUP):
             if entry.name in disabled:

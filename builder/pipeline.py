@@ -87,7 +87,7 @@ def prepare(target: str | Path | None, options: PluginOptions | None = None,
 def _prepare(target: str | Path | None, options: PluginOptions, session: BuildSession) -> Prepared:
     loaded = load_spec(find_spec(target), session.load)
     hooks = load_plugins(options, loaded)
-    spec = validate_spec(loaded, hooks.block_types, hooks.sections, session.validate)
+    spec = validate_spec(loaded, hooks.block_types, hooks.sections, session.validate, hooks.disabled_owner)
     spec.pages.extend(page for _, page in hooks.pages(spec))
     spec.targets = hooks.reference_targets(spec)
     problems = ProblemList(hooks.validate(spec))

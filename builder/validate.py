@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -92,7 +93,8 @@ def spec_model(block_types: tuple[BlockType, ...], sections: tuple[tuple[str, ty
 
 
 def validate_spec(loaded: LoadedSpec, block_types: dict[str, BlockType], sections: dict[str, type[BaseModel]],
-                  memo: ValidateMemo | None = None) -> ValidSpec:
+                  memo: ValidateMemo | None = None,
+                  disabled_owner: Callable[[str], str | None] | None = None) -> ValidSpec:
     """Validate the loaded data against the core and plugin models; raise SpecError
     listing every problem found. Cross-references are checked later, once plugins have
     added their pages and reference targets."""
@@ -105,7 +107,8 @@ def validate_spec(loaded: LoadedSpec, block_types: dict[str, BlockType], section
         with plugin_output_to_stderr():  # plugins' models run their validators
             model = model_cls.model_validate(_with_validated_pages(loaded.data, model_cls, memo))
     except ValidationError as exc:
-        raise SpecError([_translate(err, loaded, model_cls, block_types) for err in exc.errors()]) from None
+        raise SpecError([_translate(err, loaded, model_cls, block_types, disabled_owner)
+                         for err in exc.errors()]) from None
     assert isinstance(model, CoreSpec)  # spec_model derives from it
     memo.pages = {id(raw): (raw, page) for raw, page in zip(loaded.data["pages"], model.pages, strict=True)}
     return ValidSpec(loaded=loaded, model=model, block_types=dict(block_types), pages=list(model.pages),
@@ -212,7 +215,8 @@ def _concrete(annotation: Any, data: Any) -> Any:
             return annotation
 
 
-def _translate(err: Any, loaded: LoadedSpec, model_cls: type[BaseModel], block_types: dict[str, BlockType]) -> Problem:
+def _translate(err: Any, loaded: LoadedSpec, model_cls: type[BaseModel], block_types: dict[str, BlockType],
+               disabled_owner: Callable[[str], str | None] | None = None) -> Problem:
     kind = err["type"]
     path = _clean_path(loaded.data, err["loc"])
     value = err.get("input")
@@ -230,6 +234,11 @@ def _translate(err: Any, loaded: LoadedSpec, model_cls: type[BaseModel], block_t
         return loaded.problem(path, f"unknown key '{path[-1]}'", hint=hint, key=True)
     if kind == "union_tag_invalid":
         known = sorted(block_types)
+        owner = disabled_owner(str(ctx.get("tag"))) if disabled_owner else None
+        if owner:
+            return loaded.problem((*path, "type"), f"block type '{ctx.get('tag')}' comes from the '{owner}' plugin, "
+                                                   "which is disabled",
+                                  hint=f"drop --disable-plugin {owner}, or remove the block")
         return loaded.problem((*path, "type"), f"unknown block type '{ctx.get('tag')}'",
                               hint=did_you_mean(str(ctx.get("tag")), known) or f"known types: {', '.join(known)}")
     if kind == "union_tag_not_found":

@@ -524,3 +524,12 @@ def test_sending_plugin_output_to_stderr_survives_overlapping_builds(order, monk
     (second if order == "nested" else first).__exit__(None, None, None)
     (first if order == "nested" else second).__exit__(None, None, None)
     assert sys.stdout is out and out.getvalue() == "" and err.getvalue() == "from a plugin\n"
+
+
+def test_a_disabled_plugins_block_type_names_the_plugin(project, cli):
+    spec = project(page_spec([{"type": "coupon-list"}]))
+    result = cli("check", spec, "--disable-plugin", "coupon")
+    assert result.exit_code == 1
+    assert ("pages[0].blocks[0].type: block type 'coupon-list' comes from the 'coupon' plugin, which is disabled "
+            "(drop --disable-plugin coupon, or remove the block)") in result.stderr
+    assert "did you mean" not in result.stderr
