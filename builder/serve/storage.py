@@ -223,11 +223,6 @@ class Claim:
     created_at: datetime
     updated_at: datetime
 
-    def asks_for(self, new: NewClaim) -> bool:
-        """Whether `new` is the request this claim was made for (an Idempotency-Key
-        replayed), not another one under the same key."""
-        return (self.coupon_id, self.ch_info) == (new.coupon_id, new.ch_info)
-
 
 @dataclass(frozen=True)
 class Event:
