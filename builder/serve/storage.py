@@ -22,11 +22,11 @@ Times are stored in UTC.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -184,7 +184,7 @@ class ClaimError(str, enum.Enum):
     ALIPAY_REFUSED = "ALIPAY_REFUSED"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class AlipayUser:
     """Who a user is to Alipay: by user_id, or by open_id for apps on Alipay's OpenID scheme."""
 
@@ -192,7 +192,7 @@ class AlipayUser:
     id: str
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class NewClaim:
     """What a claim request asks for, before it has a row."""
 
@@ -205,7 +205,7 @@ class NewClaim:
     ch_info: str | None
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Claim:
     id: int
     appid: str
@@ -224,7 +224,7 @@ class Claim:
     updated_at: datetime
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Event:
     kind: str
     at: datetime
@@ -272,8 +272,12 @@ class Storage:
                  clock: Callable[[], datetime] = utc_now) -> None:
         url = engine_url(database_url)
         self.clock = clock
+        # A fixed pool: connections beyond pool_size ("overflow") would be closed on their
+        # return, so under sustained load each request would open one afresh (a server
+        # process on PostgreSQL). Requests beyond it wait for a connection instead.
+        # pre_ping: a connection the server dropped (a restart) is replaced, not used.
         # hide_parameters: a database error's message leaves out the values it was given.
-        self.engine: Engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=30,
+        self.engine: Engine = create_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=30,
                                             pool_pre_ping=True, hide_parameters=True)
         self.dialect = self.engine.dialect.name
         self._sqlite_writer = threading.Lock()
@@ -382,14 +386,20 @@ class Storage:
                     conn.execute(update(COUNTERS).where(COUNTERS.c.appid == new.appid,
                                                         COUNTERS.c.coupon_id == new.coupon_id)
                                  .values(taken=COUNTERS.c.taken + 1))
-                claim_id = conn.execute(CLAIMS.insert().values(
+                status = Status.FAILED if error else Status.PENDING
+                inserted = conn.execute(CLAIMS.insert().values(
                     appid=new.appid, coupon_id=new.coupon_id, activity_id=new.activity_id, user_kind=new.user.kind,
                     alipay_user=new.user.id, idempotency_key=new.idempotency_key, out_biz_no=out_biz_no,
-                    route=new.route.value, ch_info=new.ch_info,
-                    status=(Status.FAILED if error else Status.PENDING).value,
-                    error=error.value if error else None, created_at=now, updated_at=now,
-                ).returning(CLAIMS.c.id)).scalar_one()
-                return _claim(conn.execute(select(CLAIMS).where(CLAIMS.c.id == claim_id)).one())
+                    route=new.route.value, ch_info=new.ch_info, status=status.value,
+                    error=error.value if error else None, created_at=now, updated_at=now))
+                key = inserted.inserted_primary_key
+                assert key is not None  # an INSERT of one row has one
+                # Built from what was written rather than read back: one statement less
+                # while the coupon's lock is held.
+                return Claim(id=key[0], appid=new.appid, coupon_id=new.coupon_id,
+                             activity_id=new.activity_id, user=new.user, idempotency_key=new.idempotency_key,
+                             out_biz_no=out_biz_no, route=new.route, ch_info=new.ch_info, status=status,
+                             voucher_code=None, error=error, alipay_sub_code=None, created_at=now, updated_at=now)
         except IntegrityError:
             # The same key, at the same moment, for another coupon (whose counter row is
             # another lock): the first request's claim stands.
@@ -411,24 +421,35 @@ class Storage:
 
     def mark_issued(self, claim: Claim, voucher_code: str) -> Claim:
         """Record Alipay's voucher for a pending claim; the claim as it now stands."""
+        now = self.clock()
         with self._write() as conn:
-            conn.execute(update(CLAIMS).where(CLAIMS.c.id == claim.id, CLAIMS.c.status == Status.PENDING.value)
-                         .values(status=Status.ISSUED.value, voucher_code=voucher_code, updated_at=self.clock()))
-            return _claim(conn.execute(select(CLAIMS).where(CLAIMS.c.id == claim.id)).one())
+            changed = conn.execute(update(CLAIMS).where(CLAIMS.c.id == claim.id,
+                                                        CLAIMS.c.status == Status.PENDING.value)
+                                   .values(status=Status.ISSUED.value, voucher_code=voucher_code, updated_at=now))
+            if changed.rowcount == 1:
+                return dataclasses.replace(claim, status=Status.ISSUED, voucher_code=voucher_code, updated_at=now)
+            return self._claim_by_id(conn, claim.id)  # settled meanwhile by a replay of its key
 
     def mark_refused(self, claim: Claim, alipay_sub_code: str) -> Claim:
         """Record Alipay's refusal of a pending claim and give its unit of stock back, in
         one transaction (once, however many requests report the same refusal)."""
+        now, sub_code = self.clock(), alipay_sub_code[:64]
         with self._write() as conn:
             changed = conn.execute(update(CLAIMS).where(CLAIMS.c.id == claim.id,
                                                         CLAIMS.c.status == Status.PENDING.value)
                                    .values(status=Status.FAILED.value, error=ClaimError.ALIPAY_REFUSED.value,
-                                           alipay_sub_code=alipay_sub_code[:64], updated_at=self.clock()))
-            if changed.rowcount == 1:
-                conn.execute(update(COUNTERS).where(COUNTERS.c.appid == claim.appid,
-                                                    COUNTERS.c.coupon_id == claim.coupon_id)
-                             .values(taken=COUNTERS.c.taken - 1))
-            return _claim(conn.execute(select(CLAIMS).where(CLAIMS.c.id == claim.id)).one())
+                                           alipay_sub_code=sub_code, updated_at=now))
+            if changed.rowcount != 1:
+                return self._claim_by_id(conn, claim.id)  # settled meanwhile by a replay of its key
+            conn.execute(update(COUNTERS).where(COUNTERS.c.appid == claim.appid,
+                                                COUNTERS.c.coupon_id == claim.coupon_id)
+                         .values(taken=COUNTERS.c.taken - 1))
+            return dataclasses.replace(claim, status=Status.FAILED, error=ClaimError.ALIPAY_REFUSED,
+                                       alipay_sub_code=sub_code, updated_at=now)
+
+    @staticmethod
+    def _claim_by_id(conn: Connection, claim_id: int) -> Claim:
+        return _claim(conn.execute(select(CLAIMS).where(CLAIMS.c.id == claim_id)).one())
 
     # --- events ---------------------------------------------------------------------------
 
