@@ -349,9 +349,12 @@ def test_dates_audience_and_unknown_coupons_are_refused_before_anything_is_store
     assert served.claim(token, "members").json()["error"]["code"] == "audience_not_checked"
     assert served.claim(token, "nope").json()["error"]["code"] == "unknown_coupon"
     assert served.rows(CLAIMS) == [] and {r["taken"] for r in served.rows(COUNTERS)} == {0}
-    assert served.claim(token, "today").status_code == 201  # the last day counts, in China's time
+    claimed = served.claim(token, "today")
+    assert claimed.status_code == 201  # the last day counts, in China's time
     served.clock.now = NOON + timedelta(hours=12)  # 00:00 on 2026-03-03 in China
     assert served.claim(served.login("8"), "today").json()["error"]["code"] == "coupon_expired"
+    replayed = served.claim(served.login("7"), "today")  # the key's claim stands after the coupon ended
+    assert (replayed.status_code, replayed.json()) == (201, claimed.json())
 
 
 def test_an_idempotency_key_is_one_claim(serve: Callable[..., Served]) -> None:
@@ -469,17 +472,19 @@ def test_a_database_that_is_down_is_503_and_nothing_is_half_written(serve: Calla
         release = lambda: database.cluster.set_reachable(database.url, True)  # noqa: E731
     try:
         down = served.claim(token)
-        assert down.status_code == 503 and down.json()["error"]["code"] == "database_unavailable"
+        assert down.status_code == 503 and down.json()["error"]["code"] == "database_unavailable", down.text
         assert down.headers["retry-after"] == "1"
         events = served.api.post(f"/api/v1/{APPID}/events", headers={"Authorization": f"Bearer {token}"},
                                  json={"events": [{"kind": "launch", "at": 1_760_000_000_000}]})
-        assert events.status_code == 503
-        assert served.api.post(f"/api/v1/{APPID}/session", json={"authCode": "sandbox-user-8"}).status_code == 503
+        assert events.status_code == 503, events.text
+        login = served.api.post(f"/api/v1/{APPID}/session", json={"authCode": "sandbox-user-8"})
+        assert login.status_code == 503, login.text
     finally:
         release()
     assert served.rows(CLAIMS) == [] and served.rows(EVENTS) == [] and served.taken() == 0
     assert len(served.rows(USERS)) == 1
-    assert served.claim(token).status_code == 201  # the same key, now that the database is back
+    back = served.claim(token)  # the same key, now that the database is back
+    assert back.status_code == 201, back.text
 
 
 # --- events, content, the document -------------------------------------------------------------

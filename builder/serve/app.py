@@ -243,11 +243,17 @@ class Api:
         coupon_id = request.path_params["coupon_id"]
         client, retry = self.clients[merchant.appid], self.limits.retry
         try:
-            earlier = await to_thread.run_sync(self.storage.find_claim, merchant.appid, user, key)
-            if earlier is not None:
+            try:
+                coupon = self._claimable(merchant, coupon_id)
+            except ApiError:
+                # What may not be claimed now refuses new claims only: a replayed key
+                # still gets the answer its claim had.
+                earlier = await to_thread.run_sync(self.storage.find_claim, merchant.appid, user, key)
+                if earlier is None:
+                    raise
                 claim = await claims.resume(self.storage, client, earlier, coupon_id, body.ch_info, retry)
             else:
-                coupon = self._claimable(merchant, coupon_id)
+                # A replay of the key is found by the reservation itself, under the coupon's lock.
                 new = NewClaim(appid=merchant.appid, coupon_id=coupon.id, activity_id=coupon.activity_id, user=user,
                                idempotency_key=key, route=merchant.route(coupon.id), ch_info=body.ch_info)
                 claim = await claims.claim_new(self.storage, client, new, coupon, retry)

@@ -64,8 +64,8 @@ def new_out_biz_no() -> str:
 
 async def claim_new(storage: Storage, client: AlipayClient, new: NewClaim, coupon: Coupon,
                     retry: RetryPolicy) -> Claim:
-    """Reserve and settle a claim whose Idempotency-Key was not seen before (or, if the key
-    made a claim meanwhile, resume that one)."""
+    """Reserve and settle a claim; or, when its Idempotency-Key made a claim before,
+    resume that one."""
     reserved = await to_thread.run_sync(lambda: storage.reserve(
         new, out_biz_no=new_out_biz_no(), stock=coupon.stock, per_user_limit=coupon.per_user_limit))
     return await resume(storage, client, reserved, new.coupon_id, new.ch_info, retry)
