@@ -49,7 +49,7 @@ from builder.serve.claims import RetryPolicy
 from builder.serve.local_sandbox import LocalSandbox
 from builder.serve.merchant import AlipayConfig, load_merchant
 from builder.serve.rate_limit import TokenBuckets
-from builder.serve.sandbox_state import Faults, Issued, sandbox_user_id
+from builder.serve.sandbox_state import Faults, Issued, sandbox_open_id, sandbox_user_id
 from builder.serve.session_tokens import SessionTokens
 from builder.serve.storage import CLAIMS, COUNTERS, EVENTS, METADATA, USERS, AlipayUser, Storage
 
@@ -199,6 +199,21 @@ def test_a_bad_auth_code_is_401_with_alipays_sub_code(serve: Callable[..., Serve
     assert response.json()["error"]["code"] == "invalid_auth_code"
     assert response.json()["error"]["alipaySubCode"] == "isv.code-invalid"
     assert served.rows(USERS) == []
+
+
+def test_a_user_known_by_open_id_only_logs_in_and_claims(serve: Callable[..., Served]) -> None:
+    """Apps on Alipay's OpenID scheme get no user_id: the open_id is the user."""
+    served = serve((coupon("welcome", per_user_limit=1),))
+    served.sandbox.state.open_id_apps = frozenset({APPID})
+    token = served.login("7")
+    open_id = sandbox_open_id(APPID, sandbox_user_id("7"))
+    assert [(u["user_kind"], u["alipay_user"]) for u in served.rows(USERS)] == [("open_id", open_id)]
+    assert served.claim(token, key="a").status_code == 201
+    assert served.claim(token, key="b").json()["result"] == "LIMIT_REACHED"
+    [voucher] = served.vouchers()
+    assert voucher.user_id == sandbox_user_id("7")  # Alipay knows whom the open_id names
+    assert ("open_id", f'"{open_id}"') in voucher.request
+    assert served.rows(CLAIMS)[0]["user_kind"] == "open_id"
 
 
 # --- claims -------------------------------------------------------------------------------------
