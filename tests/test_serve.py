@@ -22,7 +22,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +41,7 @@ import jsonschema
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from helpers import REPO
 from pg_cluster import PostgresCluster, server_binaries
 from serve_support import APPID, OTHER_APPID, ApiClient, coupon, write_spec
 from sqlalchemy import select
@@ -723,3 +728,49 @@ def test_one_user_at_once_gets_the_limit_and_one_key_gets_one_voucher(serve: Cal
     assert {(r.status_code, r.text) for r in one_key} == {(one_key[0].status_code, one_key[0].text)}
     assert one_key[0].json()["result"] == "CLAIMED"
     assert len(served.vouchers()) == 3 and served.taken() == 3
+
+
+# --- run_serve ----------------------------------------------------------------------------------------
+
+def test_run_serve_with_the_sandbox_serves_claims_from_a_file_beside_the_spec(tmp_path: Path) -> None:
+    """run_serve in a process of its own, as `mpforge serve --sandbox` will run it."""
+    spec = write_spec(tmp_path / "shop", [coupon("welcome", stock=1)])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    script = ("import sys; from builder.serve.server import run_serve; "
+              "run_serve([sys.argv[1]], port=int(sys.argv[2]), sandbox=True, log_level='warning')")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    process = subprocess.Popen([sys.executable, "-c", script, str(spec.parent), str(port)], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "TMPDIR": str(temp)})
+    base = f"http://127.0.0.1:{port}/api/v1/{APPID}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/content", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None:
+                output = process.stdout.read() if process.stdout else ""
+                if "needs root" in output:
+                    unavailable("--sandbox listens on port 80, which needs root")
+                pytest.fail(f"run_serve stopped: {output}")
+            assert time.monotonic() < deadline, "run_serve did not start"
+            time.sleep(0.1)
+        token = httpx.post(f"{base}/session", json={"authCode": "sandbox-user-7"}).json()["token"]
+        claims = [httpx.post(f"{base}/coupons/welcome/claims", **claim_request(token, key))
+                  for key in ("a", "a", "b")]
+        assert [c.status_code for c in claims] == [201, 201, 409]
+        assert claims[0].json() == claims[1].json()
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    # uvicorn shuts down, then ends the process with the SIGTERM it was sent.
+    assert process.returncode == -signal.SIGTERM, output
+    assert "Traceback" not in output and "sandbox gateway at http://127.0.0." in output
+    assert (spec.parent / "mpforge-serve.sqlite3").is_file()
+    assert list(temp.iterdir()) == []  # the sandbox's key files are gone

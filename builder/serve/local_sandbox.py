@@ -63,6 +63,11 @@ class LocalSandbox:
             file.write(pem)
         return KeySource(file=path)
 
+    def remove_key_files(self) -> None:
+        """Delete the key files once every client has read its keys (AlipayClient reads
+        them when made): a process ended by a signal then leaves no private key behind."""
+        self._folder.cleanup()
+
     def __enter__(self) -> LocalSandbox:
         try:
             self.server.__enter__()

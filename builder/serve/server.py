@@ -80,5 +80,9 @@ def run_serve(spec_paths: Sequence[str | Path], database_url: str | None = None,
             alipay = AlipayConfig.from_environment([m.appid for m in merchants], gateway_url=gateway_url)
         app = create_app(merchants, database_url or default_database_url(merchants[0]), alipay=alipay,
                          secret=secret or secrets.token_bytes(32))
+        if sandbox:
+            # uvicorn ends the process by re-raising SIGTERM after its shutdown, past any
+            # clean-up of ours: the clients hold the keys, so the files can go now.
+            local.remove_key_files()
         uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=forwarded_allow_ips is not None,
                     forwarded_allow_ips=forwarded_allow_ips)
