@@ -598,6 +598,12 @@ def test_the_openapi_document_lists_every_route_and_describes_what_is_sent(serve
     claim = document["paths"]["/api/v1/{appid}/coupons/{coupon_id}/claims"]["post"]
     assert claim["security"] == [{"session": []}]
     assert {p["name"] for p in claim["parameters"]} == {"appid", "coupon_id", "Idempotency-Key"}
+    [key_schema] = [p["schema"] for p in claim["parameters"] if p["name"] == "Idempotency-Key"]
+    jsonschema.validate("2b9e7c1e-8d4f-4a7e-9a51-3f0c2d6e8b10", key_schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate("has space", key_schema)
+    names = [op["operationId"] for operations in document["paths"].values() for op in operations.values()]
+    assert sorted(names) == ["claimCoupon", "createSession", "getContent", "getOpenApi", "recordEvents"]
     # What the routes answer validates against what the document says they answer.
     token = served.login("7")
     claimed = served.claim(token)

@@ -79,16 +79,18 @@ CLIENT_ERRORS = {400: ("malformed: not JSON, or a header missing or malformed", 
                  422: ("the body does not validate; error.fields says where", ERROR)}
 UNAVAILABLE = {503: ("the database or Alipay is unavailable; nothing was stored, retry later", ERROR)}
 SESSION = Operation(
-    "POST", f"{PREFIX}/session", "Log in: exchange an auth code for a session token", request=SessionRequest,
+    "createSession", "POST", f"{PREFIX}/session", "Log in: exchange an auth code for a session token",
+    request=SessionRequest,
     responses={200: ("logged in", (SessionReply,)), **CLIENT_ERRORS,
                401: ("Alipay refused the auth code (error.alipaySubCode, e.g. isv.code-invalid)", ERROR),
                502: ("Alipay refused the server (its keys or app id), or its answer did not verify", ERROR),
                **UNAVAILABLE})
 CLAIM = Operation(
-    "POST", f"{PREFIX}/coupons/{{coupon_id}}/claims", "Claim a coupon for the session's user",
+    "claimCoupon", "POST", f"{PREFIX}/coupons/{{coupon_id}}/claims", "Claim a coupon for the session's user",
     request=ClaimRequest, request_required=False, session="required",
-    headers={"Idempotency-Key": "the client's id of this claim attempt (1 to 64 printable ASCII characters); a "
-                                "retry of the same attempt sends the same key and gets the same answer"},
+    headers={"Idempotency-Key": ("the client's id of this claim attempt (1 to 64 printable ASCII characters); a "
+                                 "retry of the same attempt sends the same key and gets the same answer",
+                                 f"^{IDEMPOTENCY_KEY.pattern}$")},
     responses={201: ("issued (CLAIMED), or reserved for Alipay's coupon plugin (RESERVED)", (ClaimReply,)),
                **CLIENT_ERRORS, 401: ("no valid session token", ERROR),
                403: ("the coupon's audience cannot be checked by this server yet", ERROR),
@@ -100,17 +102,17 @@ CLAIM = Operation(
                      "database is unavailable (an ErrorReply)", (ClaimReply, ErrorReply))},
     response_headers={503: {"Retry-After": "seconds"}})
 EVENTS = Operation(
-    "POST", f"{PREFIX}/events", f"Record attribution events (at most {MAX_EVENTS} a request)",
+    "recordEvents", "POST", f"{PREFIX}/events", f"Record attribution events (at most {MAX_EVENTS} a request)",
     request=EventsRequest, session="optional",
     responses={202: ("stored", (EventsReply,)), **CLIENT_ERRORS, 401: ("a session token that is not valid", ERROR),
                429: ("too many requests from this user or address", ERROR), **UNAVAILABLE},
     response_headers={429: {"Retry-After": "seconds"}})
 CONTENT = Operation(
-    "GET", f"{PREFIX}/content", "The mini-program's runtime content: its coupons' display data",
+    "getContent", "GET", f"{PREFIX}/content", "The mini-program's runtime content: its coupons' display data",
     responses={200: ("the content; ETag is its hash (send it back as If-None-Match)", (ContentReply,)),
                304: ("unchanged since that ETag", ()), 404: ("unknown app id", ERROR)},
     response_headers={200: {"ETag": "hash of the content"}})
-OPENAPI = Operation("GET", "/api/v1/openapi.json", "This document",
+OPENAPI = Operation("getOpenApi", "GET", "/api/v1/openapi.json", "This document",
                     responses={200: ("the OpenAPI 3.1 document", ())})
 
 

@@ -29,6 +29,7 @@ class Operation:
     several); `session`: whether `Authorization: Bearer <token>` is required, optional or
     not used."""
 
+    name: str  # the operationId
     method: Literal["GET", "POST"]
     path: str
     summary: str
@@ -36,7 +37,8 @@ class Operation:
     request: type[BaseModel] | None = None
     request_required: bool = True
     session: Literal["required", "optional", "none"] = "none"
-    headers: Mapping[str, str] = field(default_factory=dict)  # required request header -> description
+    # A required request header -> its description and the pattern its value matches.
+    headers: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     response_headers: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
 
     @property
@@ -62,8 +64,8 @@ def _operation(op: Operation, refs: Refs) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [{"name": name, "in": "path", "required": True, **PATH_PARAMETERS[name]}
                                         for name in op.path_parameters]
     parameters += [{"name": name, "in": "header", "required": True, "description": text,
-                    "schema": {"type": "string"}} for name, text in op.headers.items()]
-    spec: dict[str, Any] = {"summary": op.summary, "operationId": f"{op.method.lower()}{op.path}",
+                    "schema": {"type": "string", "pattern": pattern}} for name, (text, pattern) in op.headers.items()]
+    spec: dict[str, Any] = {"summary": op.summary, "operationId": op.name,
                             "parameters": parameters, "responses": {}}
     if op.request is not None:
         spec["requestBody"] = {"required": op.request_required,
