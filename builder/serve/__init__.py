@@ -1,5 +1,16 @@
-"""mpforge serve: the back end of a generated mini-program, speaking Alipay's OpenAPI.
+"""mpforge serve: the back end of generated mini-programs, speaking Alipay's OpenAPI.
 
-`alipay_client.AlipayClient` is the one way out to Alipay (through Alipay's official SDK);
-`sandbox` is the gateway the tests talk to instead, which checks and answers as Alipay does.
+One ASGI process serves many mini-programs, each read from its spec:
+
+* `server.run_serve`: what `mpforge serve` runs (specs -> app -> uvicorn).
+* `app.create_app`: the routes under /api/v1/{appid}/ (session, coupon claims, events,
+  content) and their OpenAPI document (`openapi`, from the models in `api_models`).
+* `claims`: how a claim reserves stock and has Alipay issue exactly one voucher.
+* `storage`: the database (SQLite or PostgreSQL) and its migrations (`migrations/`).
+* `merchant`: a spec's app id and coupons; `AlipayConfig`, each app's keys and the gateway.
+* `session_tokens`, `rate_limit`: who a request is from; how often it may come.
+* `alipay_client.AlipayClient`: the one way out to Alipay (Alipay's official SDK).
+* `sandbox` (with `sandbox_state`, `sandbox_server`, `sandbox_keys`): the gateway the
+  tests talk to instead, which checks and answers as Alipay does; `local_sandbox` stands
+  it in for a set of merchants (`mpforge serve --sandbox`, tests, bench).
 """

@@ -134,9 +134,12 @@ def oauth_token(state: SandboxState, app_id: str, params: Mapping[str, str]) -> 
         raise _Refused("40002", "isv.code-invalid", "授权码code无效")
     user_id, open_id = state.log_in(app_id, login)
     token = hashlib.sha256(f"token:{app_id}:{user_id}:{state.clock().isoformat()}".encode()).hexdigest()
-    return {"user_id": user_id, "open_id": open_id, "access_token": f"authusrB{token[:32]}", "expires_in": "3600",
-            "refresh_token": f"authusrB{token[32:]}", "re_expires_in": "3600",
-            "auth_start": state.clock().strftime(TIMESTAMP_FORMAT)}
+    answer = {"user_id": user_id, "open_id": open_id, "access_token": f"authusrB{token[:32]}", "expires_in": "3600",
+              "refresh_token": f"authusrB{token[32:]}", "re_expires_in": "3600",
+              "auth_start": state.clock().strftime(TIMESTAMP_FORMAT)}
+    if app_id in state.open_id_apps:
+        del answer["user_id"]  # apps on the OpenID scheme get no user_id (alipay-platform.md 1d)
+    return answer
 
 
 def send_order_voucher(state: SandboxState, app_id: str, params: Mapping[str, str]) -> dict[str, str]:

@@ -76,6 +76,8 @@ class SandboxState:
         self.clock = clock
         self.timestamp_tolerance = timestamp_tolerance
         self.faults = Faults()  # replaced whole, so a request reads one consistent set
+        # Apps on Alipay's OpenID scheme: their logins name the user by open_id only.
+        self.open_id_apps: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self._activities: dict[str, _Activity] = {}
         self._issued: dict[tuple[str, str], Issued] = {}  # (activity_id, out_biz_no)

@@ -1,0 +1,392 @@
+"""The back end as an ASGI app: `create_app(merchants, database_url, ...)`.
+
+One process serves many mini-programs, each under `/api/v1/{appid}/`:
+
+* `POST /session`: an auth code (my.getAuthCode) -> Alipay's alipay.system.oauth.token
+  -> a session token for that user (builder.serve.session_tokens).
+* `POST /coupons/{coupon_id}/claims`: claim a coupon, once per Idempotency-Key
+  (builder.serve.claims says how).
+* `POST /events`: attribution events, batched, rate limited per user or address.
+* `GET /content`: the coupons' display data, with an ETag.
+
+and `GET /api/v1/openapi.json` describes them all. Every answer is JSON, errors as
+`{"error": {"code", "message", ...}}`. No CORS headers are sent: the mini-program's
+my.request is not a browser page and needs none, and no web page should call this API.
+Secrets (keys, tokens, auth codes, the session secret) go into no response and no log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+from anyio import to_thread
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from builder import __version__
+from builder.errors import UserError
+from builder.serve import claims
+from builder.serve.alipay_client import AlipayClient
+from builder.serve.alipay_errors import AlipayError, AlipayUnavailable, UnverifiedResponse
+from builder.serve.api_models import (
+    MAX_EVENTS,
+    ClaimReply,
+    ClaimRequest,
+    ContentReply,
+    CouponContent,
+    ErrorDetail,
+    ErrorReply,
+    EventsReply,
+    EventsRequest,
+    FieldError,
+    SessionReply,
+    SessionRequest,
+)
+from builder.serve.merchant import AlipayConfig, Merchant
+from builder.serve.openapi import Operation, document
+from builder.serve.rate_limit import TokenBuckets
+from builder.serve.session_tokens import SessionTokens
+from builder.serve.storage import AlipayUser, Event, NewClaim, Storage, utc_now
+from plugins.coupon.blocks import coupon_display
+from plugins.coupon.models import Coupon
+
+LOG = logging.getLogger(__name__)
+# Coupon dates are local dates in China, which keeps one offset all year (no DST).
+CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, no spaces; a UUID fits
+NO_STORE = {"Cache-Control": "no-store"}
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+PREFIX = "/api/v1/{appid}"
+ERROR = (ErrorReply,)
+CLIENT_ERRORS = {400: ("malformed: not JSON, or a header missing or malformed", ERROR),
+                 404: ("unknown app id", ERROR), 413: ("body too large", ERROR),
+                 422: ("the body does not validate; error.fields says where", ERROR)}
+UNAVAILABLE = {503: ("the database or Alipay is unavailable; nothing was stored, retry later", ERROR)}
+SESSION = Operation(
+    "createSession", "POST", f"{PREFIX}/session", "Log in: exchange an auth code for a session token",
+    request=SessionRequest,
+    responses={200: ("logged in", (SessionReply,)), **CLIENT_ERRORS,
+               401: ("Alipay refused the auth code (error.alipaySubCode, e.g. isv.code-invalid)", ERROR),
+               502: ("Alipay refused the server (its keys or app id), or its answer did not verify", ERROR),
+               **UNAVAILABLE})
+CLAIM = Operation(
+    "claimCoupon", "POST", f"{PREFIX}/coupons/{{coupon_id}}/claims", "Claim a coupon for the session's user",
+    request=ClaimRequest, request_required=False, session="required",
+    headers={"Idempotency-Key": ("the client's id of this claim attempt (1 to 64 printable ASCII characters); a "
+                                 "retry of the same attempt sends the same key and gets the same answer",
+                                 f"^{IDEMPOTENCY_KEY.pattern}$")},
+    responses={201: ("issued (CLAIMED), or reserved for Alipay's coupon plugin (RESERVED)", (ClaimReply,)),
+               **CLIENT_ERRORS, 401: ("no valid session token", ERROR),
+               403: ("the coupon's audience cannot be checked by this server yet", ERROR),
+               404: ("unknown app id or coupon id", ERROR),
+               409: ("SOLD_OUT, LIMIT_REACHED or REFUSED (a ClaimReply); or the coupon outside its dates, before "
+                     "anything is stored (error.code coupon_expired or coupon_not_started)", (ClaimReply, ErrorReply)),
+               422: ("the body does not validate, or the Idempotency-Key was used for another claim", ERROR),
+               503: ("PENDING (a ClaimReply): Alipay did not answer; retry with the same Idempotency-Key. Or the "
+                     "database is unavailable (an ErrorReply)", (ClaimReply, ErrorReply))},
+    response_headers={503: {"Retry-After": "seconds"}})
+EVENTS = Operation(
+    "recordEvents", "POST", f"{PREFIX}/events", f"Record attribution events (at most {MAX_EVENTS} a request)",
+    request=EventsRequest, session="optional",
+    responses={202: ("stored", (EventsReply,)), **CLIENT_ERRORS, 401: ("a session token that is not valid", ERROR),
+               429: ("too many requests from this user or address", ERROR), **UNAVAILABLE},
+    response_headers={429: {"Retry-After": "seconds"}})
+CONTENT = Operation(
+    "getContent", "GET", f"{PREFIX}/content", "The mini-program's runtime content: its coupons' display data",
+    responses={200: ("the content; ETag is its hash (send it back as If-None-Match)", (ContentReply,)),
+               304: ("unchanged since that ETag", ()), 404: ("unknown app id", ERROR)},
+    response_headers={200: {"ETag": "hash of the content"}})
+OPENAPI = Operation("getOpenApi", "GET", "/api/v1/openapi.json", "This document",
+                    responses={200: ("the OpenAPI 3.1 document", ())})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """session_ttl: how long a session token is valid; retry: calls to Alipay per claim
+    request; events_burst and events_per_second: each caller's token bucket for /events;
+    max_body_bytes: the largest request body read."""
+
+    session_ttl: timedelta = timedelta(hours=2)
+    retry: claims.RetryPolicy = field(default_factory=claims.RetryPolicy)
+    events_burst: float = 20
+    events_per_second: float = 2
+    max_body_bytes: int = 64 * 1024
+
+
+class ApiError(Exception):
+    """An answer other than success, raised by a handler and written as an ErrorReply."""
+
+    def __init__(self, status: int, code: str, message: str, *, alipay_sub_code: str | None = None,
+                 fields: list[FieldError] | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.headers = status, headers or {}
+        self.detail = ErrorDetail(code=code, message=message, alipay_sub_code=alipay_sub_code, fields=fields)
+
+
+def _json(status: int, body: BaseModel, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers={**NO_STORE, **(headers or {})})
+
+
+def _china_today(now: datetime) -> date:
+    return now.astimezone(CHINA).date()
+
+
+async def _body(request: Request, limit: int) -> Any:
+    """The request's JSON (None for an empty body), read up to `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "body_too_large", f"the body may have at most {limit} bytes")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise ApiError(413, "body_too_large", f"the body may have at most {limit} bytes")
+    if not data.strip():
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "the body is not JSON") from None
+
+
+def _validated(model: type[ModelT], data: Any) -> ModelT:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        # Where and why, never the input itself: it may hold an auth code.
+        fields = [FieldError(location=".".join(str(part) for part in error["loc"]) or "(body)", message=error["msg"])
+                  for error in exc.errors(include_url=False, include_input=False, include_context=False)]
+        raise ApiError(422, "invalid_body", "the body does not validate", fields=fields) from None
+
+
+class Api:
+    """The route handlers and what they share: the merchants, their Alipay clients, the
+    storage, the token signer and the events rate limiter."""
+
+    def __init__(self, merchants: Sequence[Merchant], clients: dict[str, AlipayClient], storage: Storage,
+                 tokens: SessionTokens, limits: Limits, clock: Callable[[], datetime]) -> None:
+        self.merchants = {m.appid: m for m in merchants}
+        self.clients = clients
+        self.storage = storage
+        self.tokens = tokens
+        self.limits = limits
+        self.clock = clock
+        self.event_buckets = TokenBuckets(limits.events_burst, limits.events_per_second)
+
+    def _merchant(self, request: Request) -> Merchant:
+        merchant = self.merchants.get(request.path_params["appid"])
+        if merchant is None:
+            raise ApiError(404, "unknown_app", "no mini-program with this app id is served here")
+        return merchant
+
+    def _user(self, request: Request, appid: str, *, required: bool) -> AlipayUser | None:
+        header = request.headers.get("authorization")
+        if header is None and not required:
+            return None
+        scheme, _, token = (header or "").partition(" ")
+        user = self.tokens.user(appid, token.strip()) if scheme.lower() == "bearer" else None
+        if user is None:
+            raise ApiError(401, "unauthorized", "a valid session token is required (Authorization: Bearer <token> "
+                                                "from POST /session)", headers={"WWW-Authenticate": "Bearer"})
+        return user
+
+    async def session(self, request: Request) -> Response:
+        merchant = self._merchant(request)
+        body = _validated(SessionRequest, await _body(request, self.limits.max_body_bytes))
+        client = self.clients[merchant.appid]
+        try:
+            token = await to_thread.run_sync(client.oauth_token, body.auth_code)
+        except UnverifiedResponse:
+            raise ApiError(502, "alipay_unverified", "Alipay's answer did not verify; check the server's Alipay "
+                                                     "public key") from None
+        except AlipayError as refused:
+            # Only a bad code is the user's; any other refusal (signature, app id) is the server's set-up.
+            if refused.sub_code == "isv.code-invalid":
+                raise ApiError(401, "invalid_auth_code", "Alipay refused the auth code; get a new one",
+                               alipay_sub_code=refused.sub_code) from None
+            raise ApiError(502, "alipay_refused", "Alipay refused the server's request",
+                           alipay_sub_code=refused.sub_code or refused.code) from None
+        except AlipayUnavailable:
+            raise ApiError(503, "alipay_unavailable", "Alipay did not answer; retry later",
+                           headers={"Retry-After": "1"}) from None
+        # Apps on Alipay's OpenID scheme get no user_id: the open_id is who the user is.
+        user = AlipayUser("user_id", token.user_id) if token.user_id else AlipayUser("open_id", token.open_id or "")
+        await to_thread.run_sync(self.storage.add_user, merchant.appid, user)
+        return _json(200, SessionReply(token=self.tokens.issue(merchant.appid, user),
+                                       expires_in=int(self.tokens.ttl.total_seconds())))
+
+    async def claim(self, request: Request) -> Response:
+        merchant = self._merchant(request)
+        user = self._user(request, merchant.appid, required=True)
+        assert user is not None  # required=True raises instead
+        key = request.headers.get("idempotency-key")
+        if key is None:
+            raise ApiError(400, "missing_idempotency_key", "send an Idempotency-Key header, the same on retries")
+        if not IDEMPOTENCY_KEY.fullmatch(key):
+            raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key is 1 to 64 printable ASCII characters")
+        data = await _body(request, self.limits.max_body_bytes)
+        body = _validated(ClaimRequest, {} if data is None else data)
+        coupon_id = request.path_params["coupon_id"]
+        client, retry = self.clients[merchant.appid], self.limits.retry
+        try:
+            try:
+                coupon = self._claimable(merchant, coupon_id)
+            except ApiError:
+                # What may not be claimed now refuses new claims only: a replayed key
+                # still gets the answer its claim had.
+                earlier = await to_thread.run_sync(self.storage.find_claim, merchant.appid, user, key)
+                if earlier is None:
+                    raise
+                claim = await claims.resume(self.storage, client, earlier, coupon_id, body.ch_info, retry)
+            else:
+                # A replay of the key is found by the reservation itself, under the coupon's lock.
+                new = NewClaim(appid=merchant.appid, coupon_id=coupon.id, activity_id=coupon.activity_id, user=user,
+                               idempotency_key=key, route=merchant.route(coupon.id), ch_info=body.ch_info)
+                claim = await claims.claim_new(self.storage, client, new, coupon, retry)
+        except claims.KeyReused:
+            raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for another claim "
+                                                          "(another coupon or chInfo); use a new key") from None
+        status, reply = claims.answer(claim)
+        return _json(status, reply, {"Retry-After": "1"} if status == 503 else None)
+
+    def _claimable(self, merchant: Merchant, coupon_id: str) -> Coupon:
+        """The coupon, when a new claim of it may go ahead today."""
+        coupon = merchant.coupon(coupon_id)
+        if coupon is None:
+            raise ApiError(404, "unknown_coupon", f"no coupon {coupon_id!r} in this mini-program")
+        today = _china_today(self.clock())
+        validity = coupon.validity
+        if validity.start is not None and today < validity.start:
+            raise ApiError(409, "coupon_not_started", f"the coupon can be claimed from {validity.start}")
+        if validity.end is not None and today > validity.end:
+            raise ApiError(409, "coupon_expired", f"the coupon could be claimed until {validity.end}")
+        if coupon.audience != "everyone":
+            # Issuing to anyone would give away what the merchant meant for some: refuse
+            # until the server can check members, new customers and followers.
+            raise ApiError(403, "audience_not_checked", f"the coupon is for {coupon.audience}, which this server "
+                                                        "cannot check yet")
+        return coupon
+
+    async def events(self, request: Request) -> Response:
+        merchant = self._merchant(request)
+        user = self._user(request, merchant.appid, required=False)
+        # Behind a proxy the address is the proxy's unless uvicorn is told to trust its
+        # X-Forwarded-For (server.run_serve: forwarded_allow_ips).
+        address = request.client.host if request.client else ""
+        caller = f"{merchant.appid}:{user.kind}:{user.id}" if user else f"ip:{address}"
+        wait = self.event_buckets.take(caller)
+        if wait:
+            raise ApiError(429, "rate_limited", "too many event requests; slow down",
+                           headers={"Retry-After": str(math.ceil(wait))})
+        body = _validated(EventsRequest, await _body(request, self.limits.max_body_bytes))
+        if user is None and body.anonymous_id is None:
+            raise ApiError(422, "invalid_body", "without a session token, the body needs anonymousId",
+                           fields=[FieldError(location="anonymousId", message="Field required")])
+        events = [Event(kind=e.kind, at=datetime.fromtimestamp(e.at / 1000, timezone.utc), scene=e.scene,
+                        channel=e.channel, entry_point=e.entry_point, store=e.store, table_no=e.table,
+                        ch_info=e.ch_info, page=e.page) for e in body.events]
+        await to_thread.run_sync(self.storage.add_events, merchant.appid, user, body.anonymous_id, events)
+        return _json(202, EventsReply(accepted=len(events)))
+
+    async def content(self, request: Request) -> Response:
+        merchant = self._merchant(request)
+        today = _china_today(self.clock())
+        reply = ContentReply(appid=merchant.appid, name=merchant.name, today=today.isoformat(),
+                             coupons=[self._coupon_content(merchant, c, today) for c in merchant.coupons])
+        text = json.dumps(reply.model_dump(mode="json"), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        etag = '"' + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32] + '"'
+        headers = {"ETag": etag, "Cache-Control": "public, max-age=60"}
+        sent = [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]
+        if etag in sent or "*" in sent:
+            return Response(status_code=304, headers=headers)
+        return Response(text, media_type="application/json", headers=headers)
+
+    @staticmethod
+    def _coupon_content(merchant: Merchant, coupon: Coupon, today: date) -> CouponContent:
+        shown = coupon_display(coupon, today)
+        validity = coupon.validity
+        return CouponContent(
+            id=coupon.id, title=coupon.title, kind=coupon.kind, value_text=shown["value_text"],
+            threshold_text=shown["threshold_text"], validity_text=shown["validity_text"], terms=coupon.terms,
+            state=shown["state"], state_text=shown["state_text"], activity_id=coupon.activity_id,
+            per_user_limit=coupon.per_user_limit, audience=coupon.audience, stores=coupon.stores,
+            start=validity.start.isoformat() if validity.start else None,
+            end=validity.end.isoformat() if validity.end else None, days_after_claim=validity.days_after_claim,
+            claim_route=merchant.route(coupon.id).value)
+
+
+def _error(_request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ApiError):
+        return _json(exc.status, ErrorReply(error=exc.detail), exc.headers)
+    if isinstance(exc, HTTPException):  # the router's 404 and 405
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _json(exc.status_code, ErrorReply(error=ErrorDetail(code=code, message=str(exc.detail))),
+                     dict(exc.headers or {}))
+    # The database refused or could not be reached: the transaction rolled back whole.
+    # Its class, never its message (the SQL and the driver's text), goes to the log.
+    LOG.error("database unavailable: %s", type(getattr(exc, "orig", None) or exc).__name__)
+    return _json(503, ErrorReply(error=ErrorDetail(code="database_unavailable",
+                                                   message="the database is unavailable; nothing was stored, "
+                                                           "retry later")), {"Retry-After": "1"})
+
+
+def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: AlipayConfig, secret: bytes,
+               limits: Limits | None = None, clock: Callable[[], datetime] = utc_now, busy_timeout: float = 5.0,
+               pool_size: int = 20) -> Starlette:
+    """The back end of `merchants`, storing in `database_url` (sqlite:///FILE or
+    postgresql://...), whose schema is migrated to the newest revision first.
+
+    alipay: the keys of every merchant's app and the gateway; secret: signs session
+    tokens (at least 32 bytes; every process serving the same users needs the same one);
+    clock: now, aware (tests move it); busy_timeout and pool_size: see `Storage`.
+    Raises UserError for a merchant served twice or a key that cannot be read.
+    """
+    appids = [m.appid for m in merchants]
+    twice = sorted({a for a in appids if appids.count(a) > 1})
+    if twice:
+        raise UserError(f"app id {', '.join(twice)} is in more than one spec; each mini-program is served once")
+    limits = limits or Limits()
+    clients = {m.appid: alipay.client(m.appid) for m in merchants}
+    storage = Storage(database_url, busy_timeout=busy_timeout, pool_size=pool_size, clock=clock)
+    try:
+        storage.migrate()
+        for merchant in merchants:
+            storage.add_counters(merchant.appid, [c.id for c in merchant.coupons])
+    except BaseException:
+        storage.dispose()
+        raise
+    api = Api(merchants, clients, storage, SessionTokens(secret, limits.session_ttl, clock), limits, clock)
+    endpoints = [(SESSION, api.session), (CLAIM, api.claim), (EVENTS, api.events), (CONTENT, api.content)]
+    openapi = document([op for op, _ in endpoints] + [OPENAPI], title="mpforge serve", version=__version__)
+
+    async def openapi_json(_request: Request) -> Response:
+        return JSONResponse(openapi)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        storage.dispose()
+
+    routes = [Route(op.path, handler, methods=[op.method]) for op, handler in endpoints]
+    routes.append(Route(OPENAPI.path, openapi_json, methods=[OPENAPI.method]))
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={ApiError: _error, HTTPException: _error, DBAPIError: _error,
+                                        PoolTimeout: _error})
+    app.state.api = api
+    return app

@@ -1,0 +1,108 @@
+"""What `mpforge serve` serves for each mini-program, and how it reaches Alipay for it.
+
+A `Merchant` is read from a spec that builds cleanly (`pipeline.prepare`: the same
+checks as `mpforge build`): the app id from `app.appid`, the coupons from the `coupon`
+section. Keys never come from the spec: `AlipayConfig` maps each app id to its two key
+sources (environment variables by default, or files) and names the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder import pipeline
+from builder.errors import Problem, UserError
+from builder.serve.alipay_client import PRODUCTION_GATEWAY, AlipayClient
+from builder.serve.keys import KeyLoadError, KeySource
+from builder.serve.storage import Route
+from plugins.coupon.models import Coupon, CouponSection
+
+PRIVATE_KEY_VARIABLE = "MPFORGE_ALIPAY_APP_PRIVATE_KEY_{appid}"
+PUBLIC_KEY_VARIABLE = "MPFORGE_ALIPAY_PUBLIC_KEY_{appid}"
+
+
+@dataclass(frozen=True)
+class Merchant:
+    """One mini-program's back end: its coupons by id.
+
+    `plugin_coupons`: the coupons claimed through Alipay's coupon plugin (领券组件) rather
+    than issued by this server. For those a claim reserves stock and an out_biz_no and
+    hands them to the mini-program, whose plugin issues the voucher. A setting of the
+    server for now; it belongs in the spec as a field of each coupon, which the coupon
+    plugin will add (`claim_route: send | plugin`, default send) together with the
+    generated page code that mounts the plugin.
+    """
+
+    appid: str
+    name: str
+    spec_path: Path
+    coupons: tuple[Coupon, ...] = ()
+    plugin_coupons: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = sorted(self.plugin_coupons - {c.id for c in self.coupons})
+        if unknown:
+            raise UserError([Problem(f"plugin route for coupon(s) {', '.join(unknown)}, which the spec does not "
+                                     "define", file=str(self.spec_path))])
+
+    def coupon(self, coupon_id: str) -> Coupon | None:
+        return next((c for c in self.coupons if c.id == coupon_id), None)
+
+    def route(self, coupon_id: str) -> Route:
+        return Route.PLUGIN if coupon_id in self.plugin_coupons else Route.SEND
+
+
+def load_merchant(spec_path: str | Path, *, plugin_coupons: Collection[str] = ()) -> Merchant:
+    """The Merchant a spec describes; UserError when it does not build or has no app id."""
+    prepared = pipeline.prepare(spec_path)
+    spec = prepared.spec
+    appid = spec.model.app.appid
+    if appid is None:
+        raise UserError([spec.problem(("app",), "mpforge serve needs the app's Alipay app id",
+                                      hint="add 'appid:' under 'app:' (16 digits, from the Alipay console)")])
+    section = spec.section(CouponSection)
+    return Merchant(appid=appid, name=spec.model.app.name, spec_path=spec.loaded.path,
+                    coupons=tuple(section.coupons) if section else (), plugin_coupons=frozenset(plugin_coupons))
+
+
+@dataclass(frozen=True)
+class AppKeys:
+    """An app's RSA2 keys: its private key (signs requests) and Alipay's public key
+    (verifies answers), each named, never held."""
+
+    app_private_key: KeySource
+    alipay_public_key: KeySource
+
+
+@dataclass(frozen=True)
+class AlipayConfig:
+    """How the server reaches Alipay: the keys of each app id, the gateway, and the
+    timeout of one call in seconds."""
+
+    apps: Mapping[str, AppKeys] = field(default_factory=dict)
+    gateway_url: str = PRODUCTION_GATEWAY
+    timeout: float = 10.0
+
+    @classmethod
+    def from_environment(cls, appids: Iterable[str], *, gateway_url: str = PRODUCTION_GATEWAY,
+                         timeout: float = 10.0) -> AlipayConfig:
+        """Keys from the environment: MPFORGE_ALIPAY_APP_PRIVATE_KEY_<appid> and
+        MPFORGE_ALIPAY_PUBLIC_KEY_<appid> (PEM, or the one line of base64 Alipay's key
+        tool gives). A variable that is not set fails at start-up, naming it."""
+        return cls({appid: AppKeys(KeySource(env=PRIVATE_KEY_VARIABLE.format(appid=appid)),
+                                   KeySource(env=PUBLIC_KEY_VARIABLE.format(appid=appid))) for appid in appids},
+                   gateway_url, timeout)
+
+    def client(self, appid: str) -> AlipayClient:
+        """The app's client, its keys read now: a key missing or unusable is a UserError."""
+        keys = self.apps.get(appid)
+        if keys is None:
+            raise UserError(f"app {appid}: no Alipay keys configured")
+        try:
+            return AlipayClient(app_id=appid, app_private_key=keys.app_private_key,
+                                alipay_public_key=keys.alipay_public_key, server_url=self.gateway_url,
+                                timeout=self.timeout)
+        except (KeyLoadError, ValueError) as exc:  # ValueError: a gateway URL the SDK cannot reach
+            raise UserError(f"app {appid}: {exc}") from None

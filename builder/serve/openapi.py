@@ -1,0 +1,107 @@
+"""The back end's routes described once (`Operation`), and the OpenAPI 3.1 document made
+from those descriptions and the pydantic models' JSON schemas. `app.create_app` mounts
+the same `Operation`s, so a route cannot be served without being documented.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from builder.serve.api_models import ErrorReply
+
+SCHEMAS = "#/components/schemas/{model}"
+PATH_PARAMETERS: Mapping[str, Mapping[str, Any]] = {
+    "appid": {"description": "the mini-program's Alipay app id", "schema": {"type": "string",
+                                                                              "pattern": "^20[0-9]{14}$"}},
+    "coupon_id": {"description": "a coupon id of the spec's coupon section", "schema": {"type": "string"}},
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One route. `responses`: status -> (description, body models: none, one, or one of
+    several); `session`: whether `Authorization: Bearer <token>` is required, optional or
+    not used."""
+
+    name: str  # the operationId
+    method: Literal["GET", "POST"]
+    path: str
+    summary: str
+    responses: Mapping[int, tuple[str, tuple[type[BaseModel], ...]]]
+    request: type[BaseModel] | None = None
+    request_required: bool = True
+    session: Literal["required", "optional", "none"] = "none"
+    # A required request header -> its description and the pattern its value matches.
+    headers: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    response_headers: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
+
+    @property
+    def path_parameters(self) -> list[str]:
+        return re.findall(r"{(\w+)}", self.path)
+
+
+def _models(operations: Iterable[Operation]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    found: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {}
+    for op in operations:
+        if op.request is not None:
+            found[(op.request, "validation")] = None
+        for _, models in op.responses.values():
+            for model in models:
+                found[(model, "serialization")] = None
+    return list(found)
+
+
+Refs = Mapping[tuple[Any, JsonSchemaMode], Any]  # (model, mode) -> its {"$ref": ...}
+
+
+def _operation(op: Operation, refs: Refs) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [{"name": name, "in": "path", "required": True, **PATH_PARAMETERS[name]}
+                                        for name in op.path_parameters]
+    parameters += [{"name": name, "in": "header", "required": True, "description": text,
+                    "schema": {"type": "string", "pattern": pattern}} for name, (text, pattern) in op.headers.items()]
+    spec: dict[str, Any] = {"summary": op.summary, "operationId": op.name,
+                            "parameters": parameters, "responses": {}}
+    if op.request is not None:
+        spec["requestBody"] = {"required": op.request_required,
+                               "content": {"application/json": {"schema": refs[(op.request, "validation")]}}}
+    if op.session == "required":
+        spec["security"] = [{"session": []}]
+    elif op.session == "optional":
+        spec["security"] = [{"session": []}, {}]
+    for status, (description, models) in sorted(op.responses.items()):
+        response: dict[str, Any] = {"description": description}
+        schemas = [refs[(model, "serialization")] for model in models]
+        if schemas:
+            schema = schemas[0] if len(schemas) == 1 else {"oneOf": schemas}
+            response["content"] = {"application/json": {"schema": schema}}
+        if status in op.response_headers:
+            response["headers"] = {name: {"description": text, "schema": {"type": "string"}}
+                                   for name, text in op.response_headers[status].items()}
+        spec["responses"][str(status)] = response
+    return spec
+
+
+def document(operations: Iterable[Operation], *, title: str, version: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `operations`; every error body is an ErrorReply."""
+    operations = list(operations)
+    refs, schemas = models_json_schema([*_models(operations), (ErrorReply, "serialization")],
+                                       ref_template=SCHEMAS)
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {"session": {"type": "http", "scheme": "bearer",
+                                            "description": "the token POST /session returns"}},
+        },
+    }

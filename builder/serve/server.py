@@ -1,0 +1,88 @@
+"""`run_serve`: what `mpforge serve` runs. Loads the specs, builds the app, serves it
+with uvicorn until interrupted."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+import uvicorn
+
+from builder.errors import UserError
+from builder.serve.alipay_client import PRODUCTION_GATEWAY
+from builder.serve.app import create_app
+from builder.serve.local_sandbox import LocalSandbox
+from builder.serve.merchant import AlipayConfig, Merchant, load_merchant
+from builder.serve.sandbox_state import AUTH_CODE_PREFIX
+
+LOG = logging.getLogger(__name__)
+DATABASE_FILE = "mpforge-serve.sqlite3"
+
+
+def default_database_url(merchant: Merchant) -> str:
+    """SQLite in a file beside the (first) spec."""
+    return f"sqlite:///{merchant.spec_path.resolve().parent / DATABASE_FILE}"
+
+
+def load_merchants(spec_paths: Sequence[str | Path],
+                   plugin_coupons: Mapping[str, Collection[str]] | None = None) -> list[Merchant]:
+    """The merchants of the specs; `plugin_coupons` maps an app id to the coupons it
+    routes through Alipay's coupon plugin (see Merchant)."""
+    if not spec_paths:
+        raise UserError("mpforge serve needs at least one spec")
+    merchants = [load_merchant(path) for path in spec_paths]
+    routes = dict(plugin_coupons or {})
+    unknown = sorted(set(routes) - {m.appid for m in merchants})
+    if unknown:
+        raise UserError(f"plugin route for app id {', '.join(unknown)}, which no spec has")
+    return [dataclasses.replace(m, plugin_coupons=frozenset(routes.get(m.appid, ()))) for m in merchants]
+
+
+def run_serve(spec_paths: Sequence[str | Path], database_url: str | None = None, *, host: str = "127.0.0.1",
+              port: int = 8000, sandbox: bool = False, secret: bytes | None = None,
+              gateway_url: str = PRODUCTION_GATEWAY, plugin_coupons: Mapping[str, Collection[str]] | None = None,
+              forwarded_allow_ips: str | None = None, log_level: str = "info") -> None:
+    """Serve the back end of the mini-programs in `spec_paths` (spec files or project
+    folders, each with app.appid) on host:port until interrupted.
+
+    database_url: sqlite:///FILE or postgresql://USER:PASSWORD@HOST/DB; default a SQLite
+        file beside the first spec. The schema is migrated at start-up.
+    sandbox: stand a sandbox gateway in for Alipay, in this process (on 127.0.0.N:80,
+        the only port Alipay's SDK reaches, so it needs root or CAP_NET_BIND_SERVICE),
+        with fresh keys and one voucher activity per coupon; log in with the auth code
+        sandbox-user-<anything>. Otherwise each app's keys come from the environment,
+        MPFORGE_ALIPAY_APP_PRIVATE_KEY_<appid> and MPFORGE_ALIPAY_PUBLIC_KEY_<appid>,
+        and calls go to `gateway_url`.
+    secret: signs session tokens, at least 32 bytes. Default: random for this process,
+        so a restart logs users out; processes sharing users must share one secret.
+    plugin_coupons: app id -> ids of coupons claimed through Alipay's coupon plugin.
+    forwarded_allow_ips: the proxies whose X-Forwarded-For names the client (for the
+        per-address rate limit), as uvicorn takes them; default none is trusted.
+
+    Raises UserError for a spec that does not build, has no app id, or a missing key.
+    """
+    merchants = load_merchants(spec_paths, plugin_coupons)
+    with ExitStack() as stack:
+        if sandbox:
+            try:
+                local = stack.enter_context(LocalSandbox(merchants))
+            except PermissionError:
+                raise UserError("--sandbox listens on port 80 of a loopback address (the only port Alipay's SDK "
+                                "reaches), which needs root or CAP_NET_BIND_SERVICE") from None
+            alipay = local.alipay
+            LOG.warning("sandbox gateway at %s stands in for Alipay; log in with auth code %s<name>",
+                        alipay.gateway_url, AUTH_CODE_PREFIX)
+        else:
+            alipay = AlipayConfig.from_environment([m.appid for m in merchants], gateway_url=gateway_url)
+        app = create_app(merchants, database_url or default_database_url(merchants[0]), alipay=alipay,
+                         secret=secret or secrets.token_bytes(32))
+        if sandbox:
+            # uvicorn ends the process by re-raising SIGTERM after its shutdown, past any
+            # clean-up of ours: the clients hold the keys, so the files can go now.
+            local.remove_key_files()
+        uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=forwarded_allow_ips is not None,
+                    forwarded_allow_ips=forwarded_allow_ips)
