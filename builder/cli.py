@@ -458,3 +458,33 @@ def preview(target: str | None, output: str | None, extra: tuple[str, ...], disa
     out = Path(output) if output else default_preview_output(prepared.spec.loaded.path)
     index = write_static_preview(prepared.tree, out, prepared.spec.assets_dir)
     _console().print(f"preview of {len(prepared.plan.pages)} pages written: {index}")
+
+
+# --- the back end: `mpforge serve` (builder/serve/) ---
+
+
+@main.command()
+@click.argument("targets", nargs=-1, required=True, metavar="SPEC|DIR...")
+@click.option("--database", "database_url", envvar="MPFORGE_DATABASE_URL", metavar="URL",
+              help="sqlite:///FILE or postgresql://USER:PASSWORD@HOST/DB (default: a SQLite file beside the "
+                   "first spec; also $MPFORGE_DATABASE_URL).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--sandbox", is_flag=True,
+              help="Stand a sandbox gateway in for Alipay (auth codes sandbox-user-<name> log in); "
+                   "otherwise each app's keys come from $MPFORGE_ALIPAY_APP_PRIVATE_KEY_<appid> and "
+                   "$MPFORGE_ALIPAY_PUBLIC_KEY_<appid>.")
+@handle_errors
+def serve(targets: tuple[str, ...], database_url: str | None, host: str, port: int, sandbox: bool) -> None:
+    """Serve the merchants' back end: login, coupon claims, events, content (/api/v1/{appid}/...).
+
+    One process serves every given spec. $MPFORGE_SERVE_SECRET (at least 32 bytes) signs
+    session tokens; without it a restart logs users out, and processes behind one load
+    balancer must share it.
+    """
+    from .serve.server import run_serve
+
+    secret = os.environ.get("MPFORGE_SERVE_SECRET", "").encode("utf-8") or None
+    if secret is not None and len(secret) < 32:
+        raise click.UsageError("MPFORGE_SERVE_SECRET must be at least 32 bytes")
+    run_serve(list(targets), database_url, host=host, port=port, sandbox=sandbox, secret=secret)

@@ -739,16 +739,15 @@ def test_one_user_at_once_gets_the_limit_and_one_key_gets_one_voucher(serve: Cal
 # --- run_serve ----------------------------------------------------------------------------------------
 
 def test_run_serve_with_the_sandbox_serves_claims_from_a_file_beside_the_spec(tmp_path: Path) -> None:
-    """run_serve in a process of its own, as `mpforge serve --sandbox` will run it."""
+    """`mpforge serve DIR --sandbox --port N` in a process of its own."""
     spec = write_spec(tmp_path / "shop", [coupon("welcome", stock=1)])
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    script = ("import sys; from builder.serve.server import run_serve; "
-              "run_serve([sys.argv[1]], port=int(sys.argv[2]), sandbox=True, log_level='warning')")
     temp = tmp_path / "tmp"
     temp.mkdir()
-    process = subprocess.Popen([sys.executable, "-c", script, str(spec.parent), str(port)], cwd=REPO,
+    process = subprocess.Popen([sys.executable, "-m", "builder", "serve", str(spec.parent), "--sandbox",
+                                "--port", str(port)], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "TMPDIR": str(temp)})
     base = f"http://127.0.0.1:{port}/api/v1/{APPID}"
