@@ -52,10 +52,12 @@ class BuildOutcome:
 
 
 def build(target: str | Path | None, out_dir: str | Path | None = None, options: PluginOptions | None = None, *,
-          force: bool = False, session: BuildSession | None = None) -> BuildOutcome:
+          force: bool = False, session: BuildSession | None = None,
+          overwrite_edits: bool | None = None) -> BuildOutcome:
     """Build into `out_dir` (default: dist/ beside the spec), unless nothing changed
     since the last build there. `force` builds anyway, and overwrites (or removes)
-    generated files that were edited by hand instead of refusing.
+    generated files that were edited by hand instead of refusing; `overwrite_edits`
+    decides that separately (`mpforge dev` always builds, but never destroys an edit).
 
     The folder is checked first (no link, no system folder, not the project's or its
     assets' own); nothing is written into one that fails. Then, under the folder's lock:
@@ -81,7 +83,7 @@ def build(target: str | Path | None, out_dir: str | Path | None = None, options:
     refuse_unsafe_output(out, spec_path, prepared.spec.assets_dir)
     with output_lock(out, create=True):
         notices += _recovered(out)
-        result = write_locked(prepared.tree, out, overwrite_edits=force)
+        result = write_locked(prepared.tree, out, overwrite_edits=force if overwrite_edits is None else overwrite_edits)
         prepared.hooks.after_build(result, prepared.spec)
         try:
             record(out, spec_path, prepared.spec.loaded.sha256, prepared.inputs, prepared.tree, prepared.warnings,

@@ -217,8 +217,10 @@ class DevServer:
             preview = None
             summary = ""
             try:
+                # Every save builds (force), but a generated file edited by hand stops the
+                # build with its name, as `mpforge build` does: the edit is never lost.
                 outcome = api.build(self.spec_path, self.out_dir, self.options, force=True,
-                                         session=self.session)
+                                    session=self.session, overwrite_edits=False)
                 prepared, result = outcome.prepared, outcome.result
                 assert prepared is not None  # force: never skipped
                 with self.lock:

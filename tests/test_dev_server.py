@@ -462,3 +462,15 @@ def test_stopping_a_server_that_never_served_returns_at_once(project):
     started = time.monotonic()
     dev.stop()
     assert time.monotonic() - started < 5
+
+
+def test_a_hand_edit_to_the_output_stops_rebuilds_and_is_kept(server, project):
+    edited = server.out_dir / "pages/home/home.axml"
+    edited.write_text("<view>my edit</view>\n", encoding="utf-8")
+    save(project, spec_with("After the edit"))
+    wait_for(lambda: not server.state.ok, what="the refused rebuild")
+    assert any("pages/home/home.axml" in (p["file"] or "") + p["message"] for p in server.state.problems)
+    assert edited.read_text(encoding="utf-8") == "<view>my edit</view>\n"
+    edited.unlink()  # the way out: drop the edit (or move it into a template override)
+    save(project, spec_with("After the edit, again"))
+    wait_for(lambda: server.state.ok and "After the edit, again" in home_text(server), what="recovery")
