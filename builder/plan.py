@@ -46,6 +46,9 @@ class PlanContext:
         tabbar = spec.model.tabbar
         self.tab_pages = {item.page for item in tabbar.items} if tabbar else set()
         self._stores = {s.id: s for s in spec.model.merchant.stores}
+        # Where pages that collect personal data link, once for the app (None without one).
+        has_policy = any(page.id == PRIVACY_PAGE_ID for page in spec.pages)
+        self.privacy_link = self.link(Link(page=PRIVACY_PAGE_ID)) if has_policy else None
 
     def store(self, store_id: str) -> Store:
         return self._stores[store_id]
@@ -180,9 +183,8 @@ def _plan_page(index: int, page: Page, spec: ValidSpec, ctx: PlanContext, hooks:
     if spec.model.merchant.logo:  # the merchant's logo is the share card's picture unless a plugin sets one
         plan.share["imageUrl"] = ctx.asset(spec.model.merchant.logo)
     # A page whose blocks collect personal data links the privacy policy (page.axml's footer).
-    if (page.id != PRIVACY_PAGE_ID and any(p.block_type.collects for p in placed)
-            and any(other.id == PRIVACY_PAGE_ID for other in spec.pages)):
-        plan.data["mfPrivacy"] = ctx.link(Link(page=PRIVACY_PAGE_ID))
+    if ctx.privacy_link and page.id != PRIVACY_PAGE_ID and any(p.block_type.collects for p in placed):
+        plan.data["mfPrivacy"] = ctx.privacy_link
     hooks.page_json(plan.json, plan, spec)
     return plan
 

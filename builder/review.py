@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -157,27 +158,30 @@ def package_budget(tree: FileTree) -> list[Problem]:
                     rule="review/package-size")]
 
 
+# Like check.py's per-file rules: keyed by the tree's own bytes, so a rebuild scans only
+# changed files, and the web-view rule and the report's domain list share one scan.
+@lru_cache(maxsize=8192)
+def _js_hosts(content: bytes) -> tuple[frozenset[str], frozenset[str]]:
+    """(hosts web-view links in this JS open, other https hosts it names)."""
+    text = content.decode("utf-8")
+    web_view = {urlsplit(unquote(m.group(1))).hostname for m in _WEB_VIEW_LINK.finditer(text)}
+    others = {m.group(1).lower() for m in _HTTPS_HOST.finditer(_WEB_VIEW_LINK.sub("", text))}
+    return frozenset(h for h in web_view if h), frozenset(others)
+
+
+def _hosts(tree: FileTree, which: int) -> list[str]:
+    return sorted(set().union(*(_js_hosts(tree[path])[which] for path in tree if path.endswith(".js"))))
+
+
 def web_view_domains(tree: FileTree) -> list[str]:
     """Every domain a web-view page opens, from the links in page data."""
-    found: set[str] = set()
-    for path in tree:
-        if path.endswith(".js"):
-            for match in _WEB_VIEW_LINK.finditer(tree.text(path)):
-                host = urlsplit(unquote(match.group(1))).hostname
-                if host:
-                    found.add(host)
-    return sorted(found)
+    return _hosts(tree, 0)
 
 
 def request_domains(tree: FileTree) -> list[str]:
     """Every https host generated JS names outside web-view links: the servers my.request
     calls (the 服务器域名白名单)."""
-    found: set[str] = set()
-    for path in tree:
-        if path.endswith(".js"):
-            text = _WEB_VIEW_LINK.sub("", tree.text(path))
-            found.update(match.group(1).lower() for match in _HTTPS_HOST.finditer(text))
-    return sorted(found)
+    return _hosts(tree, 1)
 
 
 def web_view_permission(tree: FileTree) -> list[Problem]:

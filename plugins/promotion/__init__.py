@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import re
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
@@ -61,10 +61,15 @@ def _campaign_data(ctx: PlanContext, campaign_id: str, before: bool = False) -> 
     """A campaign's times, and whether it shows as of the build date (midnight UTC): what
     the preview shows. On a device, page.js recomputes it on every page show."""
     campaign = next(c for c in _required(ctx).campaigns if c.id == campaign_id)
-    now = datetime.combine(ctx.today, datetime.min.time(), timezone.utc)
+    now = _build_moment(ctx.today)
     visible = now < campaign.start if before else campaign.start <= now < campaign.end
     return {"name": campaign.name, "start": int(campaign.start.timestamp() * 1000),
             "end": int(campaign.end.timestamp() * 1000), "visible": visible}
+
+
+def _build_moment(today: date) -> datetime:
+    """The build date as the moment campaigns are judged at: midnight UTC."""
+    return datetime.combine(today, datetime.min.time(), timezone.utc)
 
 
 def format_remaining(seconds: int) -> str:
@@ -96,7 +101,7 @@ class CountdownBlock(Block):
 
     def page_data(self, ctx: PlanContext) -> dict[str, Any]:
         data = _campaign_data(ctx, self.campaign, before=self.to == "start")
-        now = datetime.combine(ctx.today, datetime.min.time(), timezone.utc).timestamp() * 1000
+        now = _build_moment(ctx.today).timestamp() * 1000
         remaining = format_remaining(int((data[self.to] - now) // 1000)) if data["visible"] else ""
         return {**data, "kind": "countdown", "to": self.to, "target": data[self.to],
                 "label": self.label or ("距开始" if self.to == "start" else "距结束"), "remaining": remaining}
@@ -148,7 +153,7 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
                                          hint=f"pages: {', '.join(page_ids)}"))
     problems += spec.duplicate_ids(section.campaigns, ("promotion", "campaigns"), "campaign id")
     problems += spec.duplicate_ids(section.entry_points, ("promotion", "entry_points"), "entry point id")
-    now = datetime.combine(spec.today, datetime.min.time(), timezone.utc)
+    now = _build_moment(spec.today)
     for i, campaign in enumerate(section.campaigns):
         if campaign.end < now:
             problems.append(spec.problem(("promotion", "campaigns", i, "end"),
@@ -267,7 +272,7 @@ def _entry_points_csv(entries: list[EntryPoint], appid: str) -> str:
 
 
 def _report(section: PromotionSection, spec: ValidSpec) -> dict[str, Any]:
-    now = datetime.combine(spec.today, datetime.min.time(), timezone.utc)
+    now = _build_moment(spec.today)
     return {
         "search_keywords": section.search_keywords,
         "campaigns": [{"id": c.id, "name": c.name, "start": c.start.isoformat(), "end": c.end.isoformat(),
