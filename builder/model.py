@@ -216,6 +216,15 @@ class ValidSpec:
                 return value
         return None
 
+    @property
+    def backend_url(self) -> str | None:
+        """The back end's base URL without a trailing slash, or None without one.
+
+        `backend.base_url`; or, where spec_version 1 first put it, `coupon.backend.base_url`
+        (both stay valid: a spec that built keeps building)."""
+        backend = self.model.backend or getattr(self.section("coupon"), "backend", None)
+        return backend.base_url.rstrip("/") if backend is not None else None
+
     def duplicate_ids(self, items: Iterable[Any], path: PathKey, what: str,
                       key: str = "id") -> list[Problem]:
         """A located problem for each item whose `key` repeats an earlier item's.

@@ -302,6 +302,14 @@ class Limits(StrictModel):
     image_kb: int = Field(300, ge=1, le=10_240, description="warn about images larger than this many KiB")
 
 
+class Backend(StrictModel):
+    """The merchant's back end: `mpforge serve`, or a server implementing its OpenAPI
+    document. The app calls `{base_url}/api/v1/{app.appid}/...`."""
+
+    base_url: HttpsUrl = Field(description="https URL the API lives under, e.g. https://api.example.com; its "
+                                           "domain goes on the mini-program's server whitelist")
+
+
 class CoreSpec(StrictModel):
     """The sections every spec has; plugins add their own keyed by plugin name."""
 
@@ -314,3 +322,5 @@ class CoreSpec(StrictModel):
         None, description="folder (relative to the spec) of the files the spec uses; those are copied to "
                           "the output's assets/")
     limits: Limits = Limits()
+    backend: Backend | None = Field(None, description="the merchant back end that logs users in, issues coupons, "
+                                                      "records visits and serves runtime content")

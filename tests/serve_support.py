@@ -31,7 +31,8 @@ def write_spec(root: Path, coupons: Sequence[dict[str, Any]], appid: str = APPID
     spec = copy.deepcopy(MINIMAL_SPEC)
     spec["app"]["appid"] = appid
     if coupons:
-        spec["coupon"] = {"backend": {"base_url": "https://api.example.com"}, "coupons": list(coupons)}
+        spec["backend"] = {"base_url": "https://api.example.com"}
+        spec["coupon"] = {"coupons": list(coupons)}
     return write_project(root, spec)
 
 

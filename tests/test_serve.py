@@ -159,10 +159,10 @@ def serve(database: Database, tmp_path: Path) -> Iterator[Callable[..., Served]]
     with other_app=True) on `database`, its Alipay the sandbox, its clock at NOON."""
     stack = ExitStack()
 
-    def start(coupons: tuple[dict[str, Any], ...] = (coupon("welcome"),), *, plugin_coupons: tuple[str, ...] = (),
+    def start(coupons: tuple[dict[str, Any], ...] = (coupon("welcome"),), *,
               limits: Limits = FAST_RETRY, timeout: float = 5.0, busy_timeout: float = 5.0,
               other_app: bool = False) -> Served:
-        merchants = [load_merchant(write_spec(tmp_path / "shop", coupons), plugin_coupons=plugin_coupons)]
+        merchants = [load_merchant(write_spec(tmp_path / "shop", coupons))]
         if other_app:
             merchants.append(load_merchant(write_spec(tmp_path / "other", coupons, OTHER_APPID)))
         try:
@@ -339,7 +339,7 @@ def test_alipay_busy_issues_nothing_until_the_retry(serve: Callable[..., Served]
 
 
 def test_the_plugin_route_hands_out_a_reserved_out_biz_no(serve: Callable[..., Served]) -> None:
-    served = serve((coupon("welcome", stock=5, per_user_limit=1),), plugin_coupons=("welcome",))
+    served = serve((coupon("welcome", stock=5, per_user_limit=1, claim_route="plugin"),))
     token = served.login("7")
     reserved = served.claim(token, key="k1")
     assert reserved.status_code == 201, reserved.text
@@ -694,8 +694,6 @@ def test_start_up_refuses_what_it_cannot_serve(tmp_path: Path, monkeypatch: pyte
         Storage("mysql://localhost/db")
     with pytest.raises(ValueError, match="in-memory"):
         Storage("sqlite://")
-    with pytest.raises(UserError, match="which the spec does not define"):
-        load_merchant(write_spec(tmp_path / "shop", [coupon("welcome")]), plugin_coupons=["nope"])
     spec = write_spec(tmp_path / "no-appid", [coupon("welcome")])
     spec.write_text(spec.read_text("utf-8").replace(f"appid: '{APPID}'", "description: no app id"), "utf-8")
     with pytest.raises(UserError, match="needs the app's Alipay app id"):

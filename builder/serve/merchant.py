@@ -8,12 +8,12 @@ sources (environment variables by default, or files) and names the gateway.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder import pipeline
-from builder.errors import Problem, UserError
+from builder.errors import UserError
 from builder.serve.alipay_client import PRODUCTION_GATEWAY, AlipayClient
 from builder.serve.keys import KeyLoadError, KeySource
 from builder.serve.storage import Route
@@ -27,34 +27,25 @@ PUBLIC_KEY_VARIABLE = "MPFORGE_ALIPAY_PUBLIC_KEY_{appid}"
 class Merchant:
     """One mini-program's back end: its coupons by id.
 
-    `plugin_coupons`: the coupons claimed through Alipay's coupon plugin (领券组件) rather
-    than issued by this server. For those a claim reserves stock and an out_biz_no and
-    hands them to the mini-program, whose plugin issues the voucher. A setting of the
-    server for now; it belongs in the spec as a field of each coupon, which the coupon
-    plugin will add (`claim_route: send | plugin`, default send) together with the
-    generated page code that mounts the plugin.
+    A coupon's `claim_route` says who issues it: `send`, this server
+    (ordervoucher.send); `plugin`, Alipay's coupon plugin (领券组件) in the mini-program,
+    for which a claim reserves stock and an out_biz_no and hands them to the app.
     """
 
     appid: str
     name: str
     spec_path: Path
     coupons: tuple[Coupon, ...] = ()
-    plugin_coupons: frozenset[str] = frozenset()
-
-    def __post_init__(self) -> None:
-        unknown = sorted(self.plugin_coupons - {c.id for c in self.coupons})
-        if unknown:
-            raise UserError([Problem(f"plugin route for coupon(s) {', '.join(unknown)}, which the spec does not "
-                                     "define", file=str(self.spec_path))])
 
     def coupon(self, coupon_id: str) -> Coupon | None:
         return next((c for c in self.coupons if c.id == coupon_id), None)
 
     def route(self, coupon_id: str) -> Route:
-        return Route.PLUGIN if coupon_id in self.plugin_coupons else Route.SEND
+        coupon = self.coupon(coupon_id)
+        return Route.PLUGIN if coupon is not None and coupon.claim_route == "plugin" else Route.SEND
 
 
-def load_merchant(spec_path: str | Path, *, plugin_coupons: Collection[str] = ()) -> Merchant:
+def load_merchant(spec_path: str | Path) -> Merchant:
     """The Merchant a spec describes; UserError when it does not build or has no app id."""
     prepared = pipeline.prepare(spec_path)
     spec = prepared.spec
@@ -64,7 +55,7 @@ def load_merchant(spec_path: str | Path, *, plugin_coupons: Collection[str] = ()
                                       hint="add 'appid:' under 'app:' (16 digits, from the Alipay console)")])
     section = spec.section(CouponSection)
     return Merchant(appid=appid, name=spec.model.app.name, spec_path=spec.loaded.path,
-                    coupons=tuple(section.coupons) if section else (), plugin_coupons=frozenset(plugin_coupons))
+                    coupons=tuple(section.coupons) if section else ())
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,9 @@ with uvicorn until interrupted."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import secrets
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -28,23 +27,16 @@ def default_database_url(merchant: Merchant) -> str:
     return f"sqlite:///{merchant.spec_path.resolve().parent / DATABASE_FILE}"
 
 
-def load_merchants(spec_paths: Sequence[str | Path],
-                   plugin_coupons: Mapping[str, Collection[str]] | None = None) -> list[Merchant]:
-    """The merchants of the specs; `plugin_coupons` maps an app id to the coupons it
-    routes through Alipay's coupon plugin (see Merchant)."""
+def load_merchants(spec_paths: Sequence[str | Path]) -> list[Merchant]:
+    """The merchants of the specs."""
     if not spec_paths:
         raise UserError("mpforge serve needs at least one spec")
-    merchants = [load_merchant(path) for path in spec_paths]
-    routes = dict(plugin_coupons or {})
-    unknown = sorted(set(routes) - {m.appid for m in merchants})
-    if unknown:
-        raise UserError(f"plugin route for app id {', '.join(unknown)}, which no spec has")
-    return [dataclasses.replace(m, plugin_coupons=frozenset(routes.get(m.appid, ()))) for m in merchants]
+    return [load_merchant(path) for path in spec_paths]
 
 
 def run_serve(spec_paths: Sequence[str | Path], database_url: str | None = None, *, host: str = "127.0.0.1",
               port: int = 8000, sandbox: bool = False, secret: bytes | None = None,
-              gateway_url: str = PRODUCTION_GATEWAY, plugin_coupons: Mapping[str, Collection[str]] | None = None,
+              gateway_url: str = PRODUCTION_GATEWAY,
               forwarded_allow_ips: str | None = None, log_level: str = "info") -> None:
     """Serve the back end of the mini-programs in `spec_paths` (spec files or project
     folders, each with app.appid) on host:port until interrupted.
@@ -59,13 +51,12 @@ def run_serve(spec_paths: Sequence[str | Path], database_url: str | None = None,
         and calls go to `gateway_url`.
     secret: signs session tokens, at least 32 bytes. Default: random for this process,
         so a restart logs users out; processes sharing users must share one secret.
-    plugin_coupons: app id -> ids of coupons claimed through Alipay's coupon plugin.
     forwarded_allow_ips: the proxies whose X-Forwarded-For names the client (for the
         per-address rate limit), as uvicorn takes them; default none is trusted.
 
     Raises UserError for a spec that does not build, has no app id, or a missing key.
     """
-    merchants = load_merchants(spec_paths, plugin_coupons)
+    merchants = load_merchants(spec_paths)
     with ExitStack() as stack:
         if sandbox:
             try:

@@ -63,6 +63,7 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
     if section is None:
         return []
     problems = spec.duplicate_ids(section.coupons, ("coupon", "coupons"), "coupon id")
+    problems += _backend_problems(spec, section)
     for i, coupon in enumerate(section.coupons):
         path = ("coupon", "coupons", i)
         validity = coupon.validity
@@ -80,6 +81,24 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
                                          hint="set app.appid to the mini-program's 16-digit app id",
                                          severity="warning", rule="review/exchange-detail"))
     return problems + _public_rewards(spec, section)
+
+
+def _backend_problems(spec: ValidSpec, section: CouponSection) -> list[Problem]:
+    """Claims go to the back end under /api/v1/{appid}: it must be given, and the app id too."""
+    if spec.backend_url is None:
+        return [spec.problem(("coupon",), "coupons are claimed through the merchant back end, and none is set",
+                             hint="add a top-level 'backend:' with 'base_url: https://...' (mpforge serve, or a "
+                                  "server implementing its OpenAPI document)")]
+    problems = []
+    if section.backend is not None and section.backend.claim_path is not None:
+        problems.append(spec.problem(("coupon", "backend", "claim_path"), "claim_path is no longer used",
+                                     hint="claims go to {base_url}/api/v1/{appid}/coupons/{id}/claims; remove it",
+                                     severity="warning"))
+    if not spec.model.app.appid:
+        problems.append(spec.problem(("app",), "the back end serves this app under its app id, and it has none",
+                                     hint="set app.appid to the mini-program's 16-digit app id; until then "
+                                          "coupons cannot be claimed", severity="warning"))
+    return problems
 
 
 def _public_rewards(spec: ValidSpec, section: CouponSection) -> list[Problem]:
@@ -135,5 +154,5 @@ def _runtime_config(section: CouponSection, spec: ValidSpec) -> dict[str, Any]:
             "end": validity.end.isoformat() if validity.end is not None else None,
             "daysAfterClaim": validity.days_after_claim,
         }
-    return {"claimUrl": section.backend.base_url.rstrip("/") + section.backend.claim_path, "coupons": coupons}
+    return {"claimUrl": f"{spec.backend_url}/api/v1/{spec.model.app.appid}", "coupons": coupons}
 

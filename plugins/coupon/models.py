@@ -87,6 +87,10 @@ class Coupon(StrictModel):
     detail_page: PageId | None = Field(
         None, description="exchange coupons: the page of this app the voucher links to (Alipay's "
                           "merchant_order_url, sent as an alipays:// link when the coupon is issued)")
+    claim_route: Literal["send", "plugin"] = Field(
+        "send", description="send: the back end issues the voucher (alipay.marketing.activity.ordervoucher.send); "
+                            "plugin: the back end reserves it and Alipay's coupon plugin (领券组件) puts it in the "
+                            "user's card pack with Alipay's own dialog")
     code_mode: Literal["MERCHANT_API", "MERCHANT_UPLOAD"] | None = Field(
         None, description="exchange coupons: how voucher codes are made, as the Alipay activity was created "
                           "(MERCHANT_API: generated on issue; MERCHANT_UPLOAD: codes the merchant uploaded)")
@@ -120,10 +124,12 @@ class Coupon(StrictModel):
 
 
 class Backend(StrictModel):
-    """The merchant's server that exchanges the auth code and issues coupons (see docs/backend-contract.md)."""
+    """Where spec_version 1 first put the back end; the top-level `backend` is its place now."""
 
     base_url: HttpsUrl
-    claim_path: str = Field("/mpforge/coupons/claim", pattern=r"^/[A-Za-z0-9_\-./]*$")
+    claim_path: str | None = Field(None, pattern=r"^/[A-Za-z0-9_\-./]*$",
+                                   description="no longer used: claims go to the back end's "
+                                               "/api/v1/{appid}/coupons/{id}/claims")
 
 
 class CouponPages(StrictModel):
@@ -136,6 +142,10 @@ class CouponPages(StrictModel):
 class CouponSection(StrictModel):
     """Merchant coupons (商家券) and how the mini-program claims them."""
 
-    backend: Backend
+    backend: Backend | None = Field(None, description="deprecated: set the top-level 'backend' instead")
+    partner_id: str | None = Field(None, pattern=r"^2088[0-9]{12}$",
+                                   description="the merchant's Alipay PID (2088...): 'my coupons' then opens the "
+                                               "user's vouchers of this merchant in the Alipay card pack "
+                                               "(my.openMerchantVoucherList, enterprise mini-programs)")
     pages: CouponPages = CouponPages()
     coupons: list[Coupon] = Field(min_length=1, max_length=200)
