@@ -421,14 +421,19 @@ def plugin_new(name: str, directory: str | None) -> None:
               help="Port to serve on (default: 8750 or the next free one; 0: any free port).")
 @click.option("--host", default=None, help="Address to serve on (default: 127.0.0.1 only).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the preview in the default browser.")
+@click.option("--no-backend", is_flag=True,
+              help="Do not run the spec's back end (with a sandbox for Alipay) for the preview's requests.")
 @plugin_options
 @handle_errors
 def dev(target: str | None, output: str | None, port: int | None, host: str | None, open_browser: bool,
-        extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
+        no_backend: bool, extra: tuple[str, ...], disabled: tuple[str, ...]) -> None:
     """Build, serve a live preview of every page, and rebuild on every save.
 
     The browser shows the generated pages in a phone frame and updates in place after
-    each save; a failed build shows its located errors over the last good build.
+    each save; a failed build shows its located errors over the last good build. The
+    pages' scripts run on an emulation of the mini-program API; when the spec has a back
+    end and an app id, it runs too, with a sandbox standing in for Alipay, so claiming a
+    coupon or following the life account goes through the whole flow.
     """
     from .devserver import run_dev_server
 
@@ -436,7 +441,7 @@ def dev(target: str | None, output: str | None, port: int | None, host: str | No
         click.echo(text)
 
     run_dev_server(target, output, _options(extra, disabled), host=host, port=port,
-                   open_browser=open_browser, log=log)
+                   open_browser=open_browser, log=log, backend=not no_backend)
 
 
 @main.command()

@@ -20,19 +20,33 @@ names the bound host or localhost (DNS rebinding); serves nothing but the routes
 raises anything at all becomes an error overlay, never a stopped server.
 
     /                       the preview shell
-    /__mpforge/static/NAME  preview.js, preview.css
-    /__mpforge/app          {version, ok, problems, app}: build status and the app model
+    /__mpforge/static/NAME  preview.js, runtime.js, preview.css
+    /__mpforge/app          {version, ok, problems, app, runtime}: build status, the app
+                            model, the build's scripts and the back end's status
     /__mpforge/page?path=P  the rendered preview of page P
+    /__mpforge/module?path=P  the build's script P wrapped as a CommonJS module for the runtime
     /__mpforge/events       Server-Sent Events: one `build` event per rebuild
     /app/PATH               a file of the last good build (images, ...)
+  from the runtime only (header X-Mpforge-Runtime: 1, same origin; see `_from_runtime`):
+    POST /__mpforge/render?path=P    page P's AXML rendered with the JSON data posted (setData)
+    *    /__mpforge/backend/PATH     proxied to the back end dev runs (builder/dev_backend.py)
+    POST /__mpforge/sandbox/follow   a sandbox user follows the app's life account
+
+The page scripts run in the browser on a small emulation of the mini-program's `my`
+(static/runtime.js, docs/preview-runtime.md); the AXML is still rendered here. When the
+spec has a back end (`backend.base_url`) and an app id, dev runs it with a sandbox
+gateway for Alipay (`--no-backend` turns that off), restarts it when the spec's app id,
+back end or coupons change, and stops it with dev.
 """
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import mimetypes
 import queue
+import re
 import signal
 import socket
 import sys
@@ -49,6 +63,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import api, pipeline
+from .dev_backend import BackendUnavailable, DevBackend
 from .errors import Problem, UserError
 from .options import PluginOptions
 from .preview.model import STATIC_DIR, PreviewApp
@@ -59,12 +74,21 @@ from .watch import ProjectWatcher, WatchPlan
 
 DEFAULT_PORT = 8750
 LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
-STATIC_FILES = {"preview.js": "text/javascript; charset=utf-8", "preview.css": "text/css; charset=utf-8"}
+STATIC_FILES = {"preview.js": "text/javascript; charset=utf-8", "runtime.js": "text/javascript; charset=utf-8",
+                "preview.css": "text/css; charset=utf-8"}
 HEARTBEAT = 15.0
 LISTEN_BACKLOG = 128  # connections the kernel holds until accepted; the stdlib's 5 overflowed in bursts
 REQUEST_THREADS = 16  # for everything but event streams: each is answered from memory, quickly
 MAX_EVENT_STREAMS = 32  # browsers with live reload at once; each holds a thread while open
 CLIENT_TIMEOUT = 30.0  # seconds a connection may stall reading or writing before it is dropped
+MAX_RENDER_BYTES = 2 * 1024 * 1024  # the page data one setData render may post
+MAX_RENDER_DEPTH = 64  # nesting of that data (objects and lists)
+MAX_PROXY_BYTES = 1024 * 1024  # a request body proxied to the back end, and its answer (x8)
+BACKEND_TIMEOUT = 35.0  # seconds; longer than my.request's default 30 s, so the runtime times out first
+# Headers a mini-program request may carry to the back end, and those of its answers the page sees.
+PROXY_REQUEST_HEADERS = ("content-type", "authorization", "idempotency-key", "if-none-match", "accept")
+PROXY_RESPONSE_HEADERS = ("etag", "retry-after", "www-authenticate", "location")
+SANDBOX_LOGIN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass
@@ -137,7 +161,7 @@ class DevServer:
     def __init__(self, target: str | Path | None, out_dir: str | Path | None = None,
                  options: PluginOptions | None = None, *,
                  host: str = "127.0.0.1", port: int | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, backend: bool = True):
         self.spec_path = find_spec(target).resolve()
         self.root = self.spec_path.parent
         self.out_dir = Path(out_dir).resolve() if out_dir else api.default_output(self.spec_path)
@@ -158,6 +182,12 @@ class DevServer:
         self.watcher = ProjectWatcher(self._on_change)
         self._plan = self._default_plan()
         self._thread: threading.Thread | None = None  # serving, once `start` got that far
+        self.backend_enabled = backend
+        self.backend: DevBackend | None = None  # running, under self.lock
+        self.backend_status: dict[str, Any] = {"base": None, "running": False,
+                                               "note": "" if backend else "turned off (--no-backend)"}
+        self._backend_key: str | None = None  # what the running back end was started for
+        self.appid: str | None = None  # the app id of the last good build (the runtime's storage namespace)
 
     @property
     def url(self) -> str:
@@ -215,6 +245,7 @@ class DevServer:
             started = time.perf_counter()
             problems: list[Problem] = []
             preview = None
+            backend_change: tuple[str, str | None, str | None] | None = None
             summary = ""
             try:
                 # Every save builds (force), but a generated file edited by hand stops the
@@ -230,6 +261,9 @@ class DevServer:
                 summary = f"{len(result.written)} written, {len(result.removed)} removed"
                 problems = list(prepared.warnings)
                 self._plan = self._plan_for(prepared)
+                backend_change = self._backend_change(prepared)
+                with self.lock:
+                    self.appid = prepared.spec.model.app.appid
             except UserError as exc:
                 problems = list(exc.problems)
             except BaseException as exc:  # a bug in mpforge or a plugin: report, keep serving
@@ -268,7 +302,58 @@ class DevServer:
                          + (f" — {reason}" if reason else ""))
                 for problem in errors:
                     self.log(f"  error: {problem}")
+            if backend_change is not None:
+                self._restart_backend(*backend_change)
             return self.state
+
+    # --- the back end -------------------------------------------------------------------
+
+    def _backend_change(self, prepared: pipeline.Prepared) -> tuple[str, str | None, str | None] | None:
+        """(key, base URL, app id) when the back end must (re)start for this build: the
+        spec's app id, back end or coupons differ from what it runs with; else None."""
+        if not self.backend_enabled:
+            return None
+        spec = prepared.spec
+        coupons = spec.section("coupon")
+        appid = spec.model.app.appid
+        key = json.dumps([appid, spec.backend_url, coupons.model_dump(mode="json") if coupons else None],
+                         sort_keys=True, default=str)
+        return None if key == self._backend_key else (key, spec.backend_url, appid)
+
+    def _restart_backend(self, key: str, base: str | None, appid: str | None) -> None:
+        """Stop the running back end, if any, and start one for the spec as it is now."""
+        restarting = self._backend_key is not None
+        self._backend_key = key
+        with self.lock:
+            old, self.backend = self.backend, None
+            self.backend_status = {"base": base, "running": False, "note": "starting"}
+        if old is not None:
+            old.stop()
+        backend, note = None, ""
+        if base is None:
+            note = "the spec names no back end (backend.base_url)"
+        elif appid is None:
+            note = "the back end needs the app's Alipay app id (app.appid)"
+        else:
+            try:
+                backend = DevBackend.start(self.spec_path)
+            except BackendUnavailable as exc:
+                note = str(exc)
+        with self.lock:
+            self.backend = backend
+            self.backend_status = {"base": base, "running": backend is not None, "note": note}
+        if backend is not None:
+            self.log(f"back end {'restarted' if restarting else 'started'} for {base}: {backend.url}, with a sandbox "
+                     f"gateway standing in for Alipay (its database and sandbox start empty)")
+        elif base is not None:
+            self.log(f"note: the preview runs without a back end: {note}")
+
+    def stop_backend(self) -> None:
+        with self.lock:
+            backend, self.backend = self.backend, None
+            self.backend_status = {**self.backend_status, "running": False, "note": "stopped"}
+        if backend is not None:
+            backend.stop()
 
     # --- running ------------------------------------------------------------------------
 
@@ -287,12 +372,31 @@ class DevServer:
             self.watcher.stop()
             self.httpd.shutdown()  # waits for serve_forever to return: only once it runs
         self.httpd.server_close()
+        self.stop_backend()
 
     def status(self) -> dict[str, Any]:
         with self.lock:
             app = self.state.app
             return {"version": self.state.version, "ok": self.state.ok, "problems": self.state.problems,
-                    "goodVersion": app.version if app else None, "app": app}
+                    "goodVersion": app.version if app else None, "app": app,
+                    "backend": dict(self.backend_status)}
+
+    def current_backend(self) -> DevBackend | None:
+        with self.lock:
+            return self.backend
+
+
+def _depth(data: Any) -> int:
+    """How deeply objects and lists nest in `data` (without recursion: the depth is
+    what is being checked)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_RENDER_DEPTH:
+                stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def _is_ip(name: str) -> bool:
@@ -451,9 +555,15 @@ class _Handler(BaseHTTPRequestHandler):
                 status = dev.status()
                 app = status.pop("app")
                 status["app"] = app.app_model() if app else None
+                status["runtime"] = {"scripts": app.scripts() if app else {}, "backend": status.pop("backend"),
+                                     "appid": dev.appid, "proxy": "/__mpforge/backend"}
                 self._json(status)
             elif segments == ["__mpforge", "page"]:
                 self._page(dev, (query.get("path") or [""])[0])
+            elif segments == ["__mpforge", "module"]:
+                self._module(dev, (query.get("path") or [""])[0])
+            elif segments[:2] == ["__mpforge", "backend"]:
+                self._backend(dev)
             elif segments == ["__mpforge", "events"]:
                 self._events(dev)
             elif segments[0] == "app" and len(segments) > 1:
@@ -470,17 +580,194 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
 
     def _other(self) -> None:
+        """POST, PUT, PATCH, DELETE: only the runtime's routes take them."""
+        if not self._host_allowed():
+            self._text(403, "forbidden: unexpected Host header")
+            return
+        route = self._route()
+        if route is None:
+            self._text(404, "not found")
+            return
+        segments, query = route
+        dev = self.server.dev
+        try:
+            if segments[:2] == ["__mpforge", "backend"]:
+                self._backend(dev)
+            elif self.command != "POST":
+                self._text(405, "method not allowed")
+            elif segments == ["__mpforge", "render"]:
+                self._render(dev, (query.get("path") or [""])[0])
+            elif segments == ["__mpforge", "sandbox", "follow"]:
+                self._follow(dev)
+            else:
+                self._text(405, "method not allowed")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception as exc:  # a bug in the preview: answer, log, keep serving
+            dev.log("internal error in the preview:\n" + "".join(traceback.format_exception(exc)).rstrip())
+            try:
+                self._text(500, f"internal error in mpforge's preview: {type(exc).__name__}: {exc}")
+            except OSError:
+                pass
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = _other  # noqa: N815
+
+    def do_OPTIONS(self) -> None:  # noqa: N802
+        # No CORS: a cross-origin preflight for the runtime's routes fails here.
         if not self._host_allowed():
             self._text(403, "forbidden: unexpected Host header")
             return
         self._text(405, "method not allowed")
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _other  # noqa: N815
+    # --- the runtime's routes -------------------------------------------------------------
+
+    def _from_runtime(self) -> bool:
+        """A request the preview's own runtime sent: its custom header (which another site
+        cannot send without a CORS preflight, and none is answered) and, where the browser
+        says, the same origin. The Host header was checked before."""
+        if self.headers.get("X-Mpforge-Runtime") != "1":
+            return False
+        if self.headers.get("Sec-Fetch-Site") not in (None, "same-origin"):
+            return False
+        origin = self.headers.get("Origin")
+        return origin is None or origin == f"http://{self.headers.get('Host', '')}"
+
+    def _refuse_foreign(self) -> bool:
+        if self._from_runtime():
+            return False
+        self.close_connection = True
+        self._json({"error": "only the preview's runtime may call this (same origin, X-Mpforge-Runtime: 1)"}, 403)
+        return True
+
+    def _read_body(self, limit: int) -> bytes | None:
+        """The request body, at most `limit` bytes; None after answering 411 or 413."""
+        declared = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding") or (declared is None and self.command in ("POST", "PUT", "PATCH")):
+            self.close_connection = True
+            self._json({"error": "send the body with a Content-Length"}, 411)
+            return None
+        length = int(declared) if declared and declared.isdigit() else 0
+        if length > limit:
+            self.close_connection = True
+            self._json({"error": f"the body may have at most {limit} bytes"}, 413)
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _read_json(self, limit: int) -> Any:
+        """The JSON object posted; None after answering an error."""
+        if (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/json":
+            self.close_connection = True
+            self._json({"error": "send the data as application/json"}, 415)
+            return None
+        body = self._read_body(limit)
+        if body is None:
+            return None
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            self._json({"error": "the body is not JSON"}, 400)
+            return None
+        if not isinstance(data, dict):
+            self._json({"error": "the body must be a JSON object"}, 400)
+            return None
+        if _depth(data) > MAX_RENDER_DEPTH:
+            self._json({"error": f"the data is nested more than {MAX_RENDER_DEPTH} levels deep"}, 400)
+            return None
+        return data
+
+    def _render(self, dev: DevServer, path: str) -> None:
+        """setData: the page's AXML rendered with the page's data as the runtime holds it."""
+        if self._refuse_foreign():
+            return
+        data = self._read_json(MAX_RENDER_BYTES)
+        if data is None:
+            return
+        app = dev.status()["app"]
+        if app is None:
+            self._json({"error": "no successful build yet"}, 503)
+            return
+        result = app.render_with_data(path, data)
+        if result is None:
+            self._json({"error": f"no page {path}"}, 404)
+        else:
+            self._json({**result, "version": app.version})
+
+    def _module(self, dev: DevServer, path: str) -> None:
+        """A script of the build as a CommonJS module: the runtime's `__mpforgeDefine` gets
+        its path and a function of (module, exports, require, my, getApp, App, Page,
+        Component, getCurrentPages) around the file's text. Served as a script of this
+        origin, so the shell's Content-Security-Policy needs no 'unsafe-eval'."""
+        app = dev.status()["app"]
+        if app is None or not path.endswith(".js") or path not in app.tree:
+            self._text(404, "not found")
+            return
+        source = app.tree.text(path)
+        body = (f"__mpforgeDefine({json.dumps(path)}, function (module, exports, require, my, getApp, App, Page, "
+                f"Component, getCurrentPages) {{\n{source}\n}});\n//# sourceURL=mpforge-app:///{path}\n")
+        self._send(200, body.encode("utf-8"), "text/javascript; charset=utf-8", cache="no-cache")
+
+    def _backend(self, dev: DevServer) -> None:
+        """my.request to the spec's back end: passed on to the one dev runs, answered as it
+        answered. The runtime tells its own failures (no back end, unreachable) by the
+        X-Mpforge-Backend header."""
+        if self._refuse_foreign():
+            return
+        backend = dev.current_backend()
+        if backend is None:
+            note = dev.status()["backend"]["note"] or "not running"
+            self.close_connection = True
+            self._send(503, json.dumps({"error": f"mpforge dev runs no back end: {note}"}).encode(),
+                       "application/json; charset=utf-8", extra={"X-Mpforge-Backend": "unavailable"})
+            return
+        body = self._read_body(MAX_PROXY_BYTES)
+        if body is None:
+            return
+        target = urlsplit(self.path)
+        path = target.path.removeprefix("/__mpforge/backend") or "/"
+        headers = {name: value for name in PROXY_REQUEST_HEADERS if (value := self.headers.get(name)) is not None}
+        address = urlsplit(backend.url)
+        connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=BACKEND_TIMEOUT)
+        try:
+            connection.request(self.command, path + (f"?{target.query}" if target.query else ""),
+                               body=body if self.command not in ("GET", "HEAD") else None, headers=headers)
+            response = connection.getresponse()
+            answer = response.read(8 * MAX_PROXY_BYTES + 1)
+        except (OSError, http.client.HTTPException) as exc:
+            self._send(502, json.dumps({"error": f"the back end did not answer: {exc}"}).encode(),
+                       "application/json; charset=utf-8", extra={"X-Mpforge-Backend": "unreachable"})
+            return
+        finally:
+            connection.close()
+        if len(answer) > 8 * MAX_PROXY_BYTES:
+            self._send(502, b'{"error": "the back end\'s answer is too large for the preview"}',
+                       "application/json; charset=utf-8", extra={"X-Mpforge-Backend": "unreachable"})
+            return
+        extra = {name.title(): value for name in PROXY_RESPONSE_HEADERS if (value := response.getheader(name))}
+        self._send(response.status, answer, response.getheader("Content-Type") or "application/octet-stream",
+                   cache=response.getheader("Cache-Control") or "no-store", extra=extra)
+
+    def _follow(self, dev: DevServer) -> None:
+        """The lifestyle component's 关注: the sandbox records that the user follows."""
+        if self._refuse_foreign():
+            return
+        data = self._read_json(4096)
+        if data is None:
+            return
+        login = data.get("login")
+        if not isinstance(login, str) or not SANDBOX_LOGIN.fullmatch(login):
+            self._json({"error": "login: 1 to 64 letters, digits, - or _"}, 400)
+            return
+        backend = dev.current_backend()
+        if backend is None:
+            self._json({"error": f"mpforge dev runs no back end: {dev.status()['backend']['note']}"}, 503)
+            return
+        backend.follow(login)
+        self._json({"following": True, "login": login, "appid": backend.appid})
 
     def _shell(self, dev: DevServer) -> None:
         app = dev.status()["app"]
         name = app.app_model()["name"] if app else dev.spec_path.parent.name
-        body = shell_html(name=name, asset_base="/__mpforge/static/", mode="live").encode("utf-8")
+        body = shell_html(name=name, asset_base="/__mpforge/static/", mode="live", runtime=True).encode("utf-8")
         self._send(200, body, "text/html; charset=utf-8", extra={"Content-Security-Policy": CSP})
 
     def _page(self, dev: DevServer, path: str) -> None:
@@ -542,13 +829,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 def run_dev_server(target: str | None, out_dir: str | None, options: PluginOptions, *,
                    host: str | None = None, port: int | None = None, open_browser: bool = False,
-                   log: Callable[[str], None] | None = None) -> None:
+                   log: Callable[[str], None] | None = None, backend: bool = True) -> None:
     """`mpforge dev`: run until Ctrl-C (or SIGTERM)."""
     log = log or (lambda text: print(text, flush=True))
     if host and host not in ("127.0.0.1", "localhost"):
         log(f"warning: serving on {host}: anyone who can reach this address can see the preview. "
             "Requests must still name the host in their Host header.")
-    server = DevServer(target, out_dir, options, host=host or "127.0.0.1", port=port, log=log)
+    server = DevServer(target, out_dir, options, host=host or "127.0.0.1", port=port, log=log, backend=backend)
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

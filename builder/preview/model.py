@@ -120,7 +120,8 @@ class PreviewApp:
         try:
             value = json.loads(self.tree.text(path))
         except ValueError:
-            self.warnings.append(f"{path} is not valid JSON")
+            if f"{path} is not valid JSON" not in self.warnings:  # read again by each render
+                self.warnings.append(f"{path} is not valid JSON")
             return None
         return value if isinstance(value, dict) else None
 
@@ -139,6 +140,11 @@ class PreviewApp:
             return None
         self.referenced.add(path)
         return f"{self.asset_prefix}{quote(path)}?v={self.digests[path][:10]}"
+
+    def scripts(self) -> dict[str, str]:
+        """Every JavaScript file of the build with a short digest of its content: what
+        `mpforge dev`'s runtime loads (and reloads when a digest changes)."""
+        return {path: digest[:12] for path, digest in sorted(self.digests.items()) if path.endswith(".js")}
 
     def changes_since(self, previous: PreviewApp | None) -> tuple[bool, list[str]]:
         """(whether app-wide files changed, the pages whose own files changed)."""
@@ -212,22 +218,13 @@ class PreviewApp:
     def _render_page(self, info: PageInfo) -> dict[str, Any]:
         path = info.path
         warnings: list[str] = []
-        page_json = self._json(path + ".json") or {}
         data = read_page_data(self.tree.text(path + ".js")) if path + ".js" in self.tree else None
         if data is None:
             warnings.append(f"{path}.js: the page data could not be read; bindings show empty")
             data = {}
-        components = page_json.get("usingComponents")
-        renderer = PageRenderer(path, data, self.asset_url,
-                                components if isinstance(components, dict) else {}, f"{path}.axml")
-        if path + ".axml" in self.tree:
-            document = parse_axml(self.tree.text(path + ".axml"))
-            warnings.extend(f"{path}.axml: {w}" for w in document.warnings)
-            body = renderer.render(document.children)
-        else:
-            body = ""
-            warnings.append(f"{path}.axml is missing")
-        warnings.extend(renderer.warnings)
+        body, render_warnings = self._render_axml(path, data)
+        warnings.extend(render_warnings)
+        page_json = self._json(path + ".json") or {}
         css = acss_to_css(self.tree.text(path + ".acss")) if path + ".acss" in self.tree else ""
         window = {**self.window, **{k: v for k, v in page_json.items() if k != "usingComponents"}}
         bar = _color(window.get("titleBarColor"), "#ffffff")
@@ -242,6 +239,28 @@ class PreviewApp:
             "css": css,
             "warnings": warnings,
         }
+
+    def _render_axml(self, path: str, data: dict[str, Any]) -> tuple[str, list[str]]:
+        """The page's AXML rendered with `data`: (HTML, warnings)."""
+        warnings: list[str] = []
+        page_json = self._json(path + ".json") or {}
+        components = page_json.get("usingComponents")
+        renderer = PageRenderer(path, data, self.asset_url,
+                                components if isinstance(components, dict) else {}, f"{path}.axml")
+        if path + ".axml" not in self.tree:
+            return "", [f"{path}.axml is missing"]
+        document = parse_axml(self.tree.text(path + ".axml"))
+        warnings.extend(f"{path}.axml: {w}" for w in document.warnings)
+        body = renderer.render(document.children)
+        return body, warnings + renderer.warnings
+
+    def render_with_data(self, path: str, data: dict[str, Any]) -> dict[str, Any] | None:
+        """The page's HTML for `data` (what the runtime's setData produced), never cached:
+        {html, warnings}; None when the app has no such page."""
+        if path not in self.by_path:
+            return None
+        body, warnings = self._render_axml(path, data)
+        return {"path": path, "html": body, "warnings": warnings}
 
     def all_page_models(self) -> dict[str, dict[str, Any]]:
         return {p.path: self._page_model(p) for p in self.pages}

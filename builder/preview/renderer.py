@@ -6,10 +6,16 @@ classes). `a:if`/`a:elif`/`a:else`, `a:for` (with `a:for-item`, `a:for-index`, `
 and `block` work as in the mini-program; `{{ }}` goes through the safe evaluator.
 
 Everything that reaches the HTML is escaped: text, every attribute value, the JSON of a
-link. Event handler attributes (`onTap`, ...) are never copied; taps are described by
-`data-mp-*` attributes that the preview shell interprets. An unknown tag renders as a
-labelled placeholder with its children inside. Rendering never raises: a broken
-expression shows as a marked `{{...}}` and is listed in `warnings`.
+link. Event handler attributes (`onTap`, ...) are never copied as such: each becomes
+`data-mp-on-<event>` (or `data-mp-catch-<event>`) naming the page's handler, and the
+element's `data-*` attributes become one `data-mp-dataset` JSON object (keys camelCased,
+values typed, as `event.currentTarget.dataset` has them). `mpforge dev`'s runtime
+(static/runtime.js) calls the page's handlers from those; the static preview's shell
+follows the resolved links (`data-mp-link`, `data-mp-nav`) and says what else would run.
+Alipay's coupon plugin component (`get-coupon`) renders its content, marked
+`data-mp-component="get-coupon"` with its `params`. An unknown tag renders as a labelled
+placeholder with its children inside. Rendering never raises: a broken expression shows
+as a marked `{{...}}` and is listed in `warnings`.
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ _IMAGE_MODES = {"scaleToFill", "aspectFit", "aspectFill", "widthFix", "heightFix
                 "left", "right", "top left", "top right", "bottom left", "bottom right"}
 _ICON_GLYPHS = {"success": "✓", "success_no_circle": "✓", "info": "i", "warn": "!", "waiting": "…",
                 "clear": "×", "cancel": "×", "download": "↓", "search": "⌕", "loading": "◌"}
+# on/catch + an event name (onTap, catchTap, onGetCouponSuccess), and the older bind/catch lowercase forms.
+_EVENT_ATTR = re.compile(r"(on|catch|bind)([A-Z][A-Za-z]*|(?<=bind)[a-z]+|(?<=catch)[a-z]+)")
+COUPON_PLUGIN_COMPONENT = "plugin://couponPlugin/get-coupon"  # alipay-platform.md: Alipay's 领券组件
 _SAFE_CSS_COLOR = re.compile(r"^(#[0-9a-fA-F]{3,8}|[a-zA-Z]{1,30}|rgba?\([\d\s.,%]+\)|hsla?\([\d\s.,%deg]+\))$")
 
 AssetResolver = Callable[[str], "str | None"]
@@ -222,7 +231,7 @@ class PageRenderer:
 
     def common(self, node: Element, scope: Scope, *extra_classes: str, style: str = "",
                base: str = "") -> list[str]:
-        """class, style, id, hidden and tap behaviour, as escaped HTML attributes."""
+        """class, style, id, hidden, event handlers and dataset, as escaped HTML attributes."""
         attrs = node.attrs
         classes = [base or f"mp-{node.tag}", *extra_classes]
         user_class = self.attr_text(node, "class", scope)
@@ -236,22 +245,27 @@ class PageRenderer:
             out.append(f'id="{esc(self.attr_text(node, "id", scope))}"')
         if self.flag(node, "hidden", scope):
             out.append("hidden")
-        out.extend(self.tap(node, scope))
+        out.extend(self.events(node, scope))
         return out
 
-    def tap(self, node: Element, scope: Scope) -> list[str]:
-        handler = next((node.attrs[k] for k in ("onTap", "catchTap", "bindtap", "catchtap") if k in node.attrs), None)
-        if not handler:
-            return []
-        if handler == "onTapLink" and "data-link" in node.attrs:
-            link = self.attr(node, "data-link", scope)
-            if isinstance(link, dict):
-                return [f'data-mp-link="{esc(json.dumps(_plain(link), ensure_ascii=False))}"']
-            return []
-        details = {k[5:]: _plain(self.value(v, scope, node.line, k)) for k, v in node.attrs.items()
-                   if k.startswith("data-")}
-        return [f'data-mp-tap="{esc(handler)}"',
-                f'data-mp-detail="{esc(json.dumps(details, ensure_ascii=False, default=str))}"']
+    def events(self, node: Element, scope: Scope) -> list[str]:
+        """The element's event handlers and dataset, as data-mp-* attributes."""
+        out: list[str] = []
+        for name, raw in node.attrs.items():
+            match = _EVENT_ATTR.fullmatch(name)
+            if match is None or not raw:
+                continue
+            kind = "catch" if match.group(1).lower() == "catch" else "on"
+            handler = display(self.value(raw, scope, node.line, name))
+            out.append(f'data-mp-{kind}-{match.group(2).lower()}="{esc(handler)}"')
+        dataset = {_dataset_key(k[5:]): _plain(self.value(v, scope, node.line, k)) for k, v in node.attrs.items()
+                   if k.startswith("data-") and len(k) > 5}
+        if dataset:
+            out.append(f'data-mp-dataset="{esc(json.dumps(dataset, ensure_ascii=False, default=str))}"')
+        # The static preview (no page JS) follows a link resolved at build time itself.
+        if node.attrs.get("onTap") == "onTapLink" and isinstance(dataset.get("link"), dict):
+            out.append(f'data-mp-link="{esc(json.dumps(dataset["link"], ensure_ascii=False))}"')
+        return out
 
     def open(self, tag: str, attrs: list[str]) -> str:
         return f"<{tag} {' '.join(attrs)}>" if attrs else f"<{tag}>"
@@ -382,8 +396,7 @@ class PageRenderer:
         memo = self.attr_text(node, "memo", scope)
         attrs = self.common(node, scope)
         attrs.append(f'title="{esc("生活号 life account " + public_id)}"')
-        if not any(a.startswith("data-mp-") for a in attrs):
-            attrs.append('data-mp-tap="lifestyle follow"')
+        attrs.append(f'data-mp-public-id="{esc(public_id)}"')
         memo_html = f'<span class="mp-lifestyle-memo">{esc(memo)}</span>' if memo else ""
         return (self.open("div", attrs) + '<span class="mp-lifestyle-badge">生活号</span>' + memo_html
                 + '<span class="mp-lifestyle-follow" role="button">+ 关注</span></div>')
@@ -394,8 +407,20 @@ class PageRenderer:
         return (self.open("div", self.common(node, scope)) + '<span class="mp-placeholder-label">web-view</span>'
                 + f'<span class="mp-web-view-src">{esc(shown)}</span></div>')
 
+    def get_coupon(self, node: Element, scope: Scope) -> str:
+        """Alipay's coupon plugin component: its content (the merchant's button), marked
+        with its params for the runtime, which emulates a successful claim on a tap."""
+        attrs = self.common(node, scope, base="mp-get-coupon")
+        attrs.append('data-mp-component="get-coupon"')
+        params = json.dumps(_plain(self.attr(node, "params", scope)), ensure_ascii=False, default=str)
+        attrs.append(f'data-mp-params="{esc(params)}"')
+        attrs.append(f'title="{esc("领券组件 " + str(self.components.get(node.tag, node.tag)))}"')
+        return self.open("div", attrs) + self.inner(node, scope) + "</div>"
+
     def unknown(self, node: Element, scope: Scope) -> str:
         source = self.components.get(node.tag)
+        if source == COUPON_PLUGIN_COMPONENT or (source is None and node.tag == "get-coupon"):
+            return self.get_coupon(node, scope)
         if source:
             label = f"{'plugin ' if str(source).startswith('plugin://') else ''}component <{node.tag}> ({source})"
         else:
@@ -405,6 +430,12 @@ class PageRenderer:
         attrs.append(f'data-mp-tag="{esc(node.tag)}"')
         return (self.open("div", attrs) + f'<span class="mp-placeholder-label">{esc(label)}</span>'
                 + self.inner(node, scope) + "</div>")
+
+
+def _dataset_key(name: str) -> str:
+    """`data-coupon-id` -> dataset key `couponId`, as the mini-program names it."""
+    head, *rest = name.split("-")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def _plain(value: Any) -> Any:

@@ -25,7 +25,7 @@ _BODY = """<div class="mpf-layout">
     <p class="mpf-status" id="mpf-status" data-kind="offline">loading…</p>
     <h2>Pages</h2>
     <ul class="mpf-pages" id="mpf-pages"></ul>
-    <div class="mpf-warnings" id="mpf-warnings" hidden><h2>Preview notes</h2><ul></ul></div>
+    <div class="mpf-warnings" id="mpf-warnings" hidden><h2>Preview notes</h2><ul></ul></div>{runtime}
   </aside>
   <main class="mpf-stage">
     <div class="mpf-phone" id="mpf-phone">
@@ -37,6 +37,8 @@ _BODY = """<div class="mpf-layout">
       </header>
       <div class="mpf-screen" id="mpf-screen"><div id="mpf-page-host"></div></div>
       <nav class="mpf-tabbar" id="mpf-tabbar" role="tablist" hidden></nav>
+      <div class="mpf-ptoast" id="mpf-ptoast" role="status" hidden><span class="mpf-ptoast-icon"></span><span
+        class="mpf-ptoast-text"></span></div>
     </div>
   </main>
 </div>
@@ -51,10 +53,33 @@ _BODY = """<div class="mpf-layout">
 <div class="mpf-toast" id="mpf-toast" role="status" hidden></div>
 """
 
+# The controls of `mpforge dev`'s runtime (static/runtime.js): what the phone would do
+# that the page cannot show, and the sandbox user.
+_RUNTIME_PANEL = """
+    <section class="mpf-runtime" id="mpf-runtime">
+      <h2>Runtime</h2>
+      <p class="mpf-backend" id="mpf-backend" data-kind="offline">page scripts: starting…</p>
+      <label class="mpf-field">Sandbox user
+        <select id="mpf-user">
+          <option value="preview">sandbox-user-preview</option>
+          <option value="alice">sandbox-user-alice</option>
+          <option value="bob">sandbox-user-bob</option>
+          <option value="">refuses to authorize</option>
+        </select></label>
+      <div class="mpf-actions">
+        <button type="button" id="mpf-pull">Pull down to refresh</button>
+        <button type="button" id="mpf-share">Share…</button>
+        <button type="button" id="mpf-clear-storage">Clear storage</button>
+      </div>
+      <pre class="mpf-share-out" id="mpf-share-out" hidden></pre>
+      <ul class="mpf-log" id="mpf-log" aria-label="runtime log"></ul>
+    </section>"""
+
 
 def shell_html(*, name: str, asset_base: str, mode: str, data: dict[str, Any] | None = None,
-               csp_meta: bool = False) -> str:
-    """The preview page. `asset_base` is where preview.js/.css are ("/__mpforge/static/" or "")."""
+               csp_meta: bool = False, runtime: bool = False) -> str:
+    """The preview page. `asset_base` is where preview.js/.css are ("/__mpforge/static/" or "");
+    `runtime`: run the pages' scripts (runtime.js, loaded before preview.js, which uses it)."""
     head = [
         "<!doctype html>",
         '<html lang="zh-CN">',
@@ -72,9 +97,11 @@ def shell_html(*, name: str, asset_base: str, mode: str, data: dict[str, Any] | 
         "</head>",
         f'<body data-mode="{html.escape(mode)}" data-state="loading">',
     ]
-    parts = ["\n".join(head), _BODY.format(name=html.escape(name))]
+    parts = ["\n".join(head), _BODY.format(name=html.escape(name), runtime=_RUNTIME_PANEL if runtime else "")]
     if data is not None:
         parts.append(f'<script type="application/json" id="mpforge-data">{embed_json(data)}</script>')
+    if runtime:
+        parts.append(f'<script src="{html.escape(asset_base)}runtime.js"></script>')
     parts.append(f'<script src="{html.escape(asset_base)}preview.js"></script>\n</body>\n</html>\n')
     return "\n".join(parts)
 

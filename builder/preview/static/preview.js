@@ -1,7 +1,9 @@
 // mpforge preview shell. The page HTML comes pre-rendered and escaped from mpforge
-// (builder/preview); this script only places it, navigates, and follows live rebuilds.
-// Static previews embed everything in #mpforge-data; `mpforge dev` serves JSON and
-// pushes builds over Server-Sent Events.
+// (builder/preview); this script places it, navigates, and follows live rebuilds.
+// Static previews embed everything in #mpforge-data and run no page script: taps follow
+// the links resolved at build time. `mpforge dev` serves JSON, pushes builds over
+// Server-Sent Events and loads runtime.js first, which runs the pages' scripts: each
+// page shown then has a live instance (entry.inst) whose handlers the taps call.
 (function () {
   'use strict';
 
@@ -12,9 +14,8 @@
   var state = {
     app: null,        // app model of the build shown
     shown: -1,        // version of the build shown
-    path: null,       // current page
-    query: '',        // the query it was opened with
-    stack: [],        // {path, query} to go back to
+    entry: null,      // the page shown: {path, query, inst}
+    stack: [],        // entries to go back to
     latest: null,     // newest build message not yet applied
     busy: false,
     dismissed: -1,    // version whose error overlay was closed
@@ -70,6 +71,8 @@
     return null;
   }
 
+  function currentPath() { return state.entry ? state.entry.path : null; }
+
   function renderPageList() {
     var list = $('mpf-pages');
     list.textContent = '';
@@ -78,7 +81,7 @@
       var button = document.createElement('button');
       button.type = 'button';
       button.dataset.path = page.path;
-      if (page.path === state.path) { button.setAttribute('aria-current', 'page'); }
+      if (page.path === currentPath()) { button.setAttribute('aria-current', 'page'); }
       var title = document.createElement('span');
       title.textContent = page.title;
       if (page.tab) {
@@ -92,11 +95,7 @@
       path.textContent = page.path;
       button.appendChild(title);
       button.appendChild(path);
-      button.addEventListener('click', function () {
-        state.stack = [];
-        state.query = '';
-        show(page.path);
-      });
+      button.addEventListener('click', function () { go(page.path, '', 'reLaunch'); });
       li.appendChild(button);
       list.appendChild(li);
     });
@@ -148,38 +147,63 @@
     box.hidden = items.length === 0;
   }
 
-  function show(path, keepScroll) {
+  // Show state.entry: its page model (title, styles, tab bar) and its HTML: the build's
+  // render of the page's initial data, or, for a page whose script runs, of its data now.
+  function show(keepScroll) {
+    var entry = state.entry;
+    var path = entry.path;
     return loadPage(path).then(function (page) {
-      if (!page) { toast('This app has no page ' + path); return; }
-      var sameSpot = keepScroll && path === state.path;
-      var scroll = screenEl.scrollTop;
-      state.path = path;
-      timers.forEach(clearInterval);
-      timers = [];
-      replaceSheet(sheets.page, page.css);
-      root.innerHTML = page.html;  // escaped by mpforge's renderer
-      var nav = $('mpf-phone');
-      nav.style.setProperty('--mpf-nav-bg', page.navBackground);
-      nav.style.setProperty('--mpf-nav-fg', page.navColor);
-      $('mpf-title').textContent = page.title;
-      $('mpf-back').hidden = state.stack.length === 0;
-      screenEl.style.background = page.background;
-      var tabs = renderTabBar(path);
-      var screenHeight = 812 - 88 - (tabs ? 56 : 0);
-      host.style.setProperty('--mp-vh', (screenHeight / 100) + 'px');
-      screenEl.scrollTop = sameSpot ? scroll : 0;
-      startSwipers();
-      showWebViewAddress();
-      renderPageList();
-      renderWarnings(page);
-      if (location.hash !== '#' + path) { history.replaceState(null, '', '#' + path); }
-      document.body.dataset.page = path;
+      if (!page) { toast('This app has no page ' + path); return null; }
+      if (entry !== state.entry) { return null; }  // navigated away meanwhile
+      var html = runtime && entry.inst ? runtime.renderHtml(entry.inst).catch(function () { return page.html; })
+        : Promise.resolve(page.html);
+      return html.then(function (body) {
+        if (entry !== state.entry) { return; }
+        placePage(page, body, keepScroll);
+        if (runtime && !entry.inst) {
+          entry.inst = runtime.open(path, entry.query);
+        }
+      });
     });
+  }
+
+  function placePage(page, body, keepScroll) {
+    var path = page.path;
+    var sameSpot = keepScroll && document.body.dataset.page === path;
+    timers.forEach(clearInterval);
+    timers = [];
+    replaceSheet(sheets.page, page.css);
+    placeHtml(body, sameSpot);
+    var nav = $('mpf-phone');
+    nav.style.setProperty('--mpf-nav-bg', page.navBackground);
+    nav.style.setProperty('--mpf-nav-fg', page.navColor);
+    $('mpf-title').textContent = page.title;
+    $('mpf-back').hidden = state.stack.length === 0;
+    screenEl.style.background = page.background;
+    var tabs = renderTabBar(path);
+    var screenHeight = 812 - 88 - (tabs ? 56 : 0);
+    host.style.setProperty('--mp-vh', (screenHeight / 100) + 'px');
+    renderPageList();
+    renderWarnings(page);
+    if (location.hash !== '#' + path) { history.replaceState(null, '', '#' + path); }
+    document.body.dataset.page = path;
+  }
+
+  // The page's HTML, replaced in place (a setData render keeps the scroll position).
+  function placeHtml(body, keepScroll) {
+    var scroll = screenEl.scrollTop;
+    timers.forEach(clearInterval);
+    timers = [];
+    root.innerHTML = body;  // escaped by mpforge's renderer
+    screenEl.scrollTop = keepScroll ? scroll : 0;
+    startSwipers();
+    showWebViewAddress();
+    if (runtime) { runtime.decorate(root); }
   }
 
   // A web-view page gets its address from the query it was opened with (?url=...).
   function showWebViewAddress() {
-    var match = /(?:^|&)url=([^&]*)/.exec(state.query || '');
+    var match = /(?:^|&)url=([^&]*)/.exec((state.entry && state.entry.query) || '');
     var label = root.querySelector('.mp-web-view-src');
     if (!match || !label) { return; }
     try { label.textContent = decodeURIComponent(match[1]); } catch (e) { /* leave the placeholder */ }
@@ -209,31 +233,46 @@
 
   // --- navigation --------------------------------------------------------------------
 
-  function switchTab(path) {
-    state.stack = [];
-    state.query = '';
-    return show(path);
+  function switchTab(path) { return go(path, '', 'switchTab'); }
+
+  // Open a page: 'navigate' pushes it over the current one, 'redirect' replaces the
+  // current one, 'switchTab' and 'reLaunch' (and any tab page) close all others. The
+  // instances of closed pages are unloaded. Tab pages are loaded afresh on each switch
+  // (Alipay keeps them loaded): docs/preview-runtime.md.
+  function go(path, query, how) {
+    var leaving = state.entry;
+    if (how === 'switchTab' || how === 'reLaunch' || (pageInfo(path) || {}).tab) {
+      state.stack.concat(leaving ? [leaving] : []).forEach(unload);
+      state.stack = [];
+    } else if (how === 'redirect' || !leaving) {
+      unload(leaving);
+    } else {
+      if (runtime && leaving.inst) { runtime.hide(leaving.inst); }
+      state.stack.push(leaving);
+    }
+    state.entry = { path: path, query: query || '', inst: null };
+    return show();
+  }
+
+  function unload(entry) {
+    if (runtime && entry && entry.inst) { runtime.unload(entry.inst); }
   }
 
   function open(url, how) {
     var path = String(url || '').replace(/^\//, '').split('?')[0];
-    var info = pageInfo(path);
-    if (!info) { toast('Not a page of this app: ' + url); return; }
-    if (how === 'switchTab' || how === 'reLaunch' || info.tab) {
-      state.stack = [];
-    } else if (how !== 'redirect' && state.path) {
-      state.stack.push({ path: state.path, query: state.query });
-    }
-    state.query = String(url || '').split('?')[1] || '';
-    show(path);
+    if (!pageInfo(path)) { toast('Not a page of this app: ' + url); return false; }
+    go(path, String(url || '').split('?')[1] || '', how);
+    return true;
   }
 
-  function back() {
-    var previous = state.stack.pop();
-    if (previous) {
-      state.query = previous.query;
-      show(previous.path);
-    }
+  function back(delta) {
+    var steps = Math.min(delta || 1, state.stack.length);
+    if (steps < 1) { return; }
+    unload(state.entry);
+    for (var i = 1; i < steps; i++) { unload(state.stack.pop()); }
+    state.entry = state.stack.pop();
+    if (runtime && state.entry.inst) { runtime.show(state.entry.inst); }
+    show();
   }
 
   function followLink(link) {
@@ -244,19 +283,32 @@
     else { toast('Link: ' + JSON.stringify(link)); }
   }
 
+  // A tap in the page. With the runtime, the page's handlers take it; a <navigator> (no
+  // script) is followed here either way. Without it, links resolved at build time are
+  // followed and other handlers say they run in the mini-program.
   shadow.addEventListener('click', function (event) {
-    var el = event.target.closest('[data-mp-link], [data-mp-nav], [data-mp-tap]');
-    if (!el) { return; }
-    event.preventDefault();
     try {
-      if (el.dataset.mpLink) { followLink(JSON.parse(el.dataset.mpLink)); }
-      else if (el.dataset.mpNav) {
+      if (runtime && state.entry && state.entry.inst && runtime.tap(event.target, state.entry.inst, root)) {
+        event.preventDefault();
+        return;
+      }
+      var el = event.target.closest('[data-mp-link], [data-mp-nav], [data-mp-on-tap], [data-mp-catch-tap], ' +
+        '.mp-lifestyle, [data-mp-component]');
+      if (!el) { return; }
+      event.preventDefault();
+      if (el.dataset.mpNav) {
         var nav = JSON.parse(el.dataset.mpNav);
-        if (nav.openType === 'navigateBack') { back(); } else { open(nav.url, nav.openType); }
-      } else { toast(el.dataset.mpTap + ': runs in the mini-program'); }
+        if (nav.openType === 'navigateBack') { back(1); } else { open(nav.url, nav.openType); }
+      } else if (runtime) {
+        return;  // a handler the page does not have was reported by the runtime
+      } else if (el.dataset.mpLink) { followLink(JSON.parse(el.dataset.mpLink)); }
+      else {
+        var what = el.dataset.mpOnTap || el.dataset.mpCatchTap || el.dataset.mpComponent || 'lifestyle follow';
+        toast(what + ': runs in the mini-program');
+      }
     } catch (e) { console.warn('mpforge preview: tap', e); }
   });
-  $('mpf-back').addEventListener('click', back);
+  $('mpf-back').addEventListener('click', function () { back(1); });
 
   var toastTimer = null;
   function toast(text) {
@@ -355,11 +407,17 @@
     return loadStatus().then(function (status) {
       if (!status.app) { return null; }
       applyApp(status.app);
-      var path = pageInfo(state.path) ? state.path : pickStart();
-      var stale = message.since !== state.shown || message.appChanged || path !== state.path
-        || (message.changed || []).indexOf(path) >= 0;
-      state.stack = state.stack.filter(function (entry) { return pageInfo(entry.path); });
-      return (stale ? show(path, true) : Promise.resolve()).then(function () {
+      return configureRuntime(status).then(function (restarted) {
+        var path = state.entry && pageInfo(state.entry.path) ? state.entry.path : pickStart();
+        var stale = restarted || message.since !== state.shown || message.appChanged || path !== currentPath()
+          || (message.changed || []).indexOf(path) >= 0;
+        state.stack = state.stack.filter(function (entry) { return pageInfo(entry.path); });
+        if (path !== currentPath()) {
+          unload(state.entry);
+          state.entry = { path: path, query: '', inst: null };
+        }
+        return stale ? show(true) : null;
+      }).then(function () {
         state.shown = status.app.version;
         document.body.dataset.version = state.shown;
         if (status.ok) {
@@ -400,12 +458,101 @@
 
   window.addEventListener('hashchange', function () {
     var wanted = decodeURIComponent(location.hash.replace(/^#/, ''));
-    if (state.app && pageInfo(wanted) && wanted !== state.path) {
-      state.stack = [];
-      state.query = '';
-      show(wanted);
-    }
+    if (state.app && pageInfo(wanted) && wanted !== currentPath()) { go(wanted, '', 'reLaunch'); }
   });
+
+  // --- the runtime (mpforge dev only) ------------------------------------------------------
+
+  var runtime = null;
+
+  // A build's scripts and back end for the runtime. When its scripts changed the app
+  // starts again: every page instance is unloaded and made anew when shown.
+  function configureRuntime(status) {
+    if (!runtime || !status.runtime) { return Promise.resolve(false); }
+    showBackend(status.runtime.backend);
+    return runtime.configure(status.runtime, status.app).then(function (restarted) {
+      if (restarted) {
+        state.stack.concat(state.entry ? [state.entry] : []).forEach(function (entry) {
+          unload(entry);
+          entry.inst = null;
+        });
+      }
+      return restarted;
+    });
+  }
+
+  function showBackend(backend) {
+    var el = $('mpf-backend');
+    if (!el) { return; }
+    if (backend && backend.running) {
+      el.textContent = 'page scripts run; my.request to ' + backend.base + ' reaches the local back end (sandbox)';
+      el.dataset.kind = 'ok';
+    } else {
+      el.textContent = 'page scripts run; no back end' + (backend && backend.note ? ': ' + backend.note : '');
+      el.dataset.kind = 'offline';
+    }
+  }
+
+  function runtimeLog(text, kind) {
+    var list = $('mpf-log');
+    var item = document.createElement('li');
+    item.dataset.kind = kind;
+    item.textContent = text;
+    list.appendChild(item);
+    while (list.children.length > 60) { list.removeChild(list.firstChild); }
+    list.scrollTop = list.scrollHeight;
+  }
+
+  function phoneToast(icon, text) {
+    var el = $('mpf-ptoast');
+    el.querySelector('.mpf-ptoast-icon').textContent = icon;
+    el.querySelector('.mpf-ptoast-text').textContent = text;
+    el.hidden = false;
+  }
+
+  if (!STATIC && window.MpforgeRuntime && $('mpf-runtime')) {
+    var USER_KEY = 'mpforge-preview:sandbox-user';
+    var userSelect = $('mpf-user');
+    var savedUser = localStorage.getItem(USER_KEY);
+    if (savedUser !== null) { userSelect.value = savedUser; }
+    userSelect.addEventListener('change', function () { localStorage.setItem(USER_KEY, userSelect.value); });
+    runtime = window.MpforgeRuntime.create({
+      root: function () { return root; },
+      entries: function () { return state.stack.concat(state.entry ? [state.entry] : []); },
+      currentPath: currentPath,
+      isShown: function (inst) { return Boolean(state.entry && state.entry.inst === inst); },
+      placeHtml: function (body) { placeHtml(body, true); },
+      open: open,
+      back: back,
+      user: function () { return userSelect.value; },
+      log: runtimeLog,
+      notice: toast,
+      phoneToast: phoneToast,
+      hidePhoneToast: function () { $('mpf-ptoast').hidden = true; },
+      setTitle: function (text) { $('mpf-title').textContent = text; },
+      screenHeight: function () { return screenEl.clientHeight; },
+      screenRect: function () { return screenEl.getBoundingClientRect(); },
+      scrollTop: function () { return screenEl.scrollTop; },
+      scrollTo: function (top) { screenEl.scrollTop = top; },
+    });
+    var currentInst = function () { return state.entry && state.entry.inst; };
+    $('mpf-pull').addEventListener('click', function () { runtime.pullDownRefresh(currentInst()); });
+    $('mpf-share').addEventListener('click', function () {
+      var out = $('mpf-share-out');
+      out.textContent = 'onShareAppMessage →\n' + JSON.stringify(runtime.share(currentInst()), null, 2);
+      out.hidden = false;
+    });
+    $('mpf-clear-storage').addEventListener('click', function () {
+      runtime.clearStorage();
+      runtimeLog('storage cleared', 'info');
+    });
+    var atBottom = false;  // onReachBottom once per arrival at the bottom
+    screenEl.addEventListener('scroll', function () {
+      var bottom = screenEl.scrollTop + screenEl.clientHeight >= screenEl.scrollHeight - 1;
+      if (bottom && !atBottom) { runtime.reachBottom(currentInst()); }
+      atBottom = bottom;
+    });
+  }
 
   start();
 })();

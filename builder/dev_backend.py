@@ -1,0 +1,132 @@
+"""The back end `mpforge dev` runs for its spec, so the preview's buttons run whole flows.
+
+`DevBackend.start(spec_path)` is `mpforge serve --sandbox` for one spec, inside the dev
+process: the spec's merchant (builder/serve/merchant.py `load_merchant`), a sandbox
+gateway standing in for Alipay (`LocalSandbox`, on 127.0.0.N:80), the back end's app
+(`create_app`) on a SQLite file in a temporary folder with a fresh session secret, and
+uvicorn serving it in a thread on 127.0.0.1 and a free port. `stop()` ends all of it and
+removes the folder: every dev run starts with an empty database and sandbox.
+
+Nothing here is needed for the preview itself: when the back end cannot run (the serve
+extras are not installed, the spec has no app id, port 80 of a loopback address cannot
+be bound without root or CAP_NET_BIND_SERVICE), `start` raises `BackendUnavailable`
+with the reason, which dev prints and shows, and the preview runs without a back end.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+START_TIMEOUT = 15.0  # seconds for uvicorn to start listening
+
+
+class BackendUnavailable(Exception):
+    """Why the back end does not run (a sentence for the terminal and the preview)."""
+
+
+class DevBackend:
+    """A running back end for one spec: `url` is where it listens, `appid` the app it
+    serves; `follow(login)` makes a sandbox user follow the app's life account."""
+
+    def __init__(self, url: str, appid: str, stack: ExitStack, follow: Callable[[str], None]) -> None:
+        self.url = url
+        self.appid = appid
+        self._stack = stack
+        self._follow = follow
+
+    @classmethod
+    def start(cls, spec_path: Path) -> DevBackend:
+        """Start the back end of the spec at `spec_path`; BackendUnavailable if it cannot run."""
+        try:
+            import uvicorn
+
+            from .serve.app import create_app
+            from .serve.local_sandbox import LocalSandbox
+            from .serve.merchant import load_merchant
+            from .serve.sandbox_state import sandbox_user_id
+        except ImportError as exc:
+            raise BackendUnavailable(f"the back end needs mpforge's serve extras ({exc.name} is missing): "
+                                     "pip install 'mpforge[serve]'") from None
+        try:
+            merchant = load_merchant(spec_path)
+        except UserError as exc:
+            raise BackendUnavailable(f"the spec's back end cannot be served: {exc}") from None
+        stack = ExitStack()  # what started so far, closed in reverse if a later step fails
+        try:
+            try:
+                sandbox = stack.enter_context(LocalSandbox([merchant]))
+            except PermissionError:
+                raise BackendUnavailable("the sandbox gateway listens on port 80 of a loopback address (the only "
+                                         "port Alipay's SDK reaches), which needs root or CAP_NET_BIND_SERVICE "
+                                         "(e.g. sudo setcap cap_net_bind_service=+ep on the Python binary)") from None
+            except OSError as exc:
+                raise BackendUnavailable(f"the sandbox gateway could not start: {exc}") from None
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mpforge-dev-backend-")))
+            try:
+                app = create_app([merchant], f"sqlite:///{folder / 'dev.sqlite3'}", alipay=sandbox.alipay,
+                                 secret=secrets.token_bytes(32))
+            except UserError as exc:
+                raise BackendUnavailable(f"the back end could not start: {exc}") from None
+            sandbox.remove_key_files()  # the clients hold the keys now
+            server = _ThreadedServer(uvicorn, app)
+            stack.callback(server.stop)
+            server.start()
+        except BaseException:
+            stack.close()
+            raise
+        state, appid = sandbox.state, merchant.appid
+
+        def follow(login: str) -> None:
+            state.set_following(appid, sandbox_user_id(login))
+
+        return cls(server.url, appid, stack, follow)
+
+    def follow(self, login: str) -> None:
+        """Sandbox user `login` follows the life account of the app (what Alipay records
+        when a user taps 关注 in the lifestyle component)."""
+        self._follow(login)
+
+    def stop(self) -> None:
+        """Stop uvicorn, then the sandbox; remove the database's folder."""
+        self._stack.close()
+
+
+class _ThreadedServer:
+    """uvicorn serving `app` in a daemon thread on 127.0.0.1 and a free port; its
+    lifespan runs, so the app's storage is disposed when it stops."""
+
+    def __init__(self, uvicorn: Any, app: Any) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        # log_config=None: uvicorn leaves the process's logging alone (dev prints builds,
+        # not requests).
+        config = uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=2)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                        name="mpforge-dev-backend", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise BackendUnavailable("the back end did not start (see the terminal for its error)")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self._socket.close()
