@@ -164,9 +164,10 @@ def test_tabs_links_and_back_switch_pages(coffee, page):
     page.locator("#mpf-pages button", has_text="港湾生活号").click()
     page.wait_for_function("document.body.dataset.page === 'pages/life/life'")
     assert "冬季限定：姜饼拿铁回归" in shown_text(page)
-    # Taps the preview cannot perform say so.
-    page.locator("#mpf-page-host .mp-lifestyle").click()
-    assert "runs in the mini-program" in page.locator("#mpf-toast").inner_text()
+    # The page's scripts run: the life account's follow button follows in the sandbox of
+    # the back end dev runs (tests/test_e2e_dev_backend.py follows the whole flow).
+    page.locator("#mpf-page-host .mp-lifestyle-follow").click()
+    page.locator("#mpf-page-host .mp-lifestyle-follow", has_text="已关注 (sandbox)").wait_for()
     assert page.errors == []
 
 
@@ -198,4 +199,10 @@ def test_static_preview_opens_from_a_file(tmp_path, page, screenshots):
     page.wait_for_function("""() => [...document.querySelector('#mpf-page-host').shadowRoot.querySelectorAll('img')]
         .every(i => i.complete && i.naturalWidth > 0)""")
     page.screenshot(path=str(screenshots / "harbour-coffee-static-about.png"))
+    # No page script runs in the static preview: taps other than links say so.
+    page.locator("#mpf-pages button", has_text="港湾生活号").click()
+    page.wait_for_function("document.body.dataset.page === 'pages/life/life'")
+    page.locator("#mpf-page-host .mp-lifestyle").click()
+    assert "runs in the mini-program" in page.locator("#mpf-toast").inner_text()
+    assert page.locator("#mpf-runtime").count() == 0
     assert page.errors == []
