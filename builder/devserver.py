@@ -311,9 +311,11 @@ class DevServer:
     def _backend_change(self, prepared: pipeline.Prepared) -> tuple[str, str | None, str | None] | None:
         """(key, base URL, app id) when the back end must (re)start for this build: the
         spec's app id, back end or coupons differ from what it runs with; else None."""
-        if not self.backend_enabled:
-            return None
         spec = prepared.spec
+        if not self.backend_enabled:  # the runtime still needs the base URL, to say why requests fail
+            with self.lock:
+                self.backend_status["base"] = spec.backend_url
+            return None
         coupons = spec.section("coupon")
         appid = spec.model.app.appid
         key = json.dumps([appid, spec.backend_url, coupons.model_dump(mode="json") if coupons else None],

@@ -197,11 +197,11 @@
     root.innerHTML = body;  // escaped by mpforge's renderer
     screenEl.scrollTop = keepScroll ? scroll : 0;
     startSwipers();
-    showWebViewAddress();
-    if (runtime) { runtime.decorate(root); }
+    if (runtime) { runtime.decorate(root); } else { showWebViewAddress(); }
   }
 
-  // A web-view page gets its address from the query it was opened with (?url=...).
+  // A web-view page gets its address from the query it was opened with (?url=...); with
+  // the runtime, the page's own script sets it.
   function showWebViewAddress() {
     var match = /(?:^|&)url=([^&]*)/.exec((state.entry && state.entry.query) || '');
     var label = root.querySelector('.mp-web-view-src');
