@@ -225,6 +225,13 @@ class ValidSpec:
         backend = self.model.backend or getattr(self.section("coupon"), "backend", None)
         return backend.base_url.rstrip("/") if backend is not None else None
 
+    @property
+    def backend_api(self) -> str | None:
+        """Where this app's back-end routes are, {backend_url}/api/v1/{appid}; None without
+        a back end or an app id (validation warns: nothing can reach the back end then)."""
+        appid = self.model.app.appid
+        return f"{self.backend_url}/api/v1/{appid}" if self.backend_url and appid else None
+
     def duplicate_ids(self, items: Iterable[Any], path: PathKey, what: str,
                       key: str = "id") -> list[Problem]:
         """A located problem for each item whose `key` repeats an earlier item's.

@@ -151,12 +151,16 @@ def render_app(plan: AppPlan, env: jinja2.Environment, hooks: Hooks, memo: Rende
         return env.get_template(name).render(**context)
 
     app_scripts = hooks.app_scripts(spec, render)
-    tree.add("app.js", env.get_template("app/app.js").render(plan=plan, scripts=app_scripts))
+    tree.add("app.js", env.get_template("app/app.js").render(plan=plan, scripts=app_scripts,
+                                                             backend=spec.backend_url is not None))
     # dict.fromkeys: block types of one plugin may share a stylesheet; include it once.
     style_names = dict.fromkeys(bt.style for bt in plan.block_types_used if bt.style)
     styles = [env.get_template(name).render(theme=theme) for name in style_names]
     tree.add("app.acss", env.get_template("app/app.acss").render(theme=theme, styles=styles))
     tree.add("utils/mpforge.js", env.get_template("app/mpforge.js").render())
+    if spec.backend_url is not None:
+        tree.add("utils/backend.js", env.get_template("app/backend.js").render(
+            base=spec.backend_api, openapi=f"{spec.backend_url}/api/v1/openapi.json"))
     # Pages whose templates get exactly what they got last time are not rendered again:
     # the same plan object (plan reuses it while nothing it depends on changed), or else
     # the same content (_page_key, compared only with the last build's page of that id).

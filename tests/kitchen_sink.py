@@ -144,8 +144,11 @@ def kitchen_sink_spec() -> dict[str, Any]:
                 {"page": "deals", "text": "Deals&", "icon": "tab/about.png", "active_icon": "tab/about-active.png"},
             ],
         },
+        # The back end at its place, and at the place spec_version 1 first had it (still valid).
+        "backend": {"base_url": "https://api.example.com/shop/"},
         "coupon": {
-            "backend": {"base_url": "https://api.example.com/shop/", "claim_path": "/v2/claim"},
+            "backend": {"base_url": "https://legacy.example.com/", "claim_path": "/v2/claim"},
+            "partner_id": "2088102146225135",
             "pages": {"centre": {"id": "coupon-centre", "title": "领券 & more"},
                       "mine": {"id": "mine", "title": "我的 \"券\""}},
             "coupons": [
@@ -160,7 +163,7 @@ def kitchen_sink_spec() -> dict[str, Any]:
                  "detail_page": "deals", "code_mode": "MERCHANT_UPLOAD"},
                 {"id": "swap-api", "kind": "exchange", "title": "Swap", "item": "Tea", "stock": 1,
                  "validity": {"days_after_claim": 7}, "activity_id": "act_5", "detail_page": "about",
-                 "code_mode": "MERCHANT_API"},
+                 "code_mode": "MERCHANT_API", "claim_route": "plugin"},
                 {"id": "everyone", "kind": "cash", "title": "Everyone", "value": 1,
                  "validity": {"days_after_claim": 1}, "stock": 1, "audience": "everyone", "activity_id": "act-4"},
             ],

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
-import subprocess
 from datetime import date, timedelta
 
 import pytest
 
-from builder.api import build
 from builder.errors import UserError
 from builder.pipeline import prepare
 from builder.testing import page_spec
+
+APPID = "2021004123456789"
 
 TODAY = date.today()
 
@@ -35,7 +34,9 @@ COUPONS = {
 def coupon_spec(blocks=None, **coupon_changes):
     section = copy.deepcopy(COUPONS)
     section.update(coupon_changes)
-    return page_spec(blocks if blocks is not None else [{"type": "coupon-list"}], coupon=section)
+    spec = page_spec(blocks if blocks is not None else [{"type": "coupon-list"}], coupon=section)
+    spec["app"]["appid"] = APPID
+    return spec
 
 
 def located(project, spec) -> list[str]:
@@ -49,7 +50,7 @@ def test_pages_blocks_and_files(project):
     app = json.loads(prepared.tree.text("app.json"))
     assert app["pages"] == ["pages/home/home", "pages/coupons/coupons", "pages/my-coupons/my-coupons",
                             "pages/privacy/privacy"]  # claiming collects the user id: a policy page
-    assert {"services/coupon.js", "docs/backend-contract.md"} <= set(prepared.tree)
+    assert {"services/coupon.js", "utils/backend.js", "docs/backend.md"} <= set(prepared.tree)
     data = prepared.plan.pages[0].data["b0"]["coupons"]
     assert data == [{"id": "new-5", "title": "新人立减", "kind": "cash", "value_text": "¥5", "item": None,
                      "threshold_text": "满20元可用", "validity_text": "领取后7天内有效", "terms": None,
@@ -59,9 +60,7 @@ def test_pages_blocks_and_files(project):
     assert [c["value_text"] for c in centre] == ["¥5", "8.5折", "兑换券"]
     assert (centre[2]["item"], centre[2]["threshold_text"]) == ("芝士蛋糕", "满30元可用")
     assert prepared.tree.text("app.acss").count(".mf-coupons {") == 1  # shared stylesheet, once
-    contract = prepared.tree.text("docs/backend-contract.md")
-    assert "## POST https://api.example.com/shop/mpforge/coupons/claim" in contract
-    assert "| `latte-85` | `ACT-LATTE` | discount | 2 | 50 |" in contract
+    assert prepared.plan.pages[0].data["b0"]["plugin"] is False  # no coupon goes through Alipay's plugin
 
 
 def test_pages_are_configurable_and_linkable(project):
@@ -77,7 +76,7 @@ def test_plugin_page_id_taken_by_a_spec_page_points_at_that_page(project):
     spec = coupon_spec()
     spec["pages"].append({"id": "coupons", "title": "Mine", "blocks": [{"type": "divider"}]})
     assert located(project, spec) == [
-        "mpforge.yaml:19:7: pages[1].id: a plugin adds page 'coupons', which this page already uses "
+        "mpforge.yaml:20:7: pages[1].id: a plugin adds page 'coupons', which this page already uses "
         "(rename this page, or change the plugin page's id in its section)"]
 
 
@@ -155,91 +154,66 @@ def test_source_date_epoch_fixes_the_build_date(project, monkeypatch):
     assert centre[1]["state"] == "expired"
 
 
-# --- the claim flow, executed -----------------------------------------------------
+# --- the back end, the coupon plugin route (the flows themselves run in test_app_flows.py) ---
 
-CLAIM_HARNESS = r"""
-// Runs services/coupon.js with a fake `my`: SCENARIO says how auth and the backend answer.
-const path = require('path');
-const scenario = JSON.parse(process.argv[2]);
-const storage = {};
-const log = { toasts: [], requests: [], updates: [] };
-global.getApp = () => ({ globalData: { channel: 'poster-spring', entryPoint: 'table-12' } });
-global.my = {
-  getStorageSync: ({ key }) => ({ data: storage[key] }),
-  setStorageSync: ({ key, data }) => { storage[key] = JSON.parse(JSON.stringify(data)); },
-  showLoading: () => {}, hideLoading: () => {},
-  showToast: (t) => log.toasts.push(t.content),
-  getAuthCode: (o) => scenario.auth === 'cancel' ? o.fail({ error: 11 }) : o.success({ authCode: 'AUTH-1' }),
-  request: (o) => {
-    log.requests.push({ url: o.url, method: o.method, data: o.data });
-    const answer = scenario.answers.shift();
-    if (answer === 'network') { o.fail({ error: 12 }); } else { o.success({ data: answer }); }
-  },
-};
-const coupon = require(path.resolve(process.argv[1]));
-const pageData = JSON.parse(process.argv[3]);
-const page = { data: pageData, setData(update) { log.updates.push(update); Object.assign(page.data, update); } };
-for (const id of scenario.claims) { coupon.claim(page, ['b0'], id); }
-log.states = Object.fromEntries(Object.keys(scenario.states || {}).map((id) => [id, coupon.stateOf(id, storage[coupon.STORAGE_KEY] || {})]));
-log.storage = storage[coupon.STORAGE_KEY] || {};
-process.stdout.write(JSON.stringify(log));
-"""
+def test_coupons_need_a_back_end_and_an_app_id(project, mpforge_problems):
+    spec = coupon_spec()
+    del spec["coupon"]["backend"]
+    found = located(project, spec)
+    assert len(found) == 1 and ": coupon: coupons are claimed through the merchant back end, and none is set" in found[0]
+    spec["backend"] = {"base_url": "https://api.example.com/shop/"}
+    del spec["app"]["appid"]
+    problems = mpforge_problems(spec)
+    warnings = [p for p in problems if p.path == "app"]
+    assert len(warnings) == 1, problems
+    warning = warnings[0]
+    assert "the back end serves this app under its app id" in warning.message and warning.severity == "warning"
 
 
-@pytest.fixture
-def run_claims(project, tmp_path):
-    if shutil.which("node") is None:
-        pytest.fail("node is required for this test (.ci/run installs it)")
-    out = tmp_path / "out"
-    build(project(coupon_spec()), out)
-
-    def run(claims, answers, auth="ok"):
-        page_data = json.loads(json.dumps({"b0": {"coupons": [{"id": "new-5"}, {"id": "latte-85"}, {"id": "cake"}]}}))
-        scenario = {"claims": claims, "answers": answers, "auth": auth,
-                    "states": {"new-5": 1, "latte-85": 1, "cake": 1}}
-        result = subprocess.run(["node", "-e", CLAIM_HARNESS, str(out / "services/coupon.js"),
-                                 json.dumps(scenario), json.dumps(page_data)],
-                                capture_output=True, text=True, check=True)
-        return json.loads(result.stdout)
-
-    return run
+def test_the_back_end_moved_to_the_top_level_and_the_old_place_still_builds(project):
+    legacy = coupon_spec(backend={"base_url": "https://api.example.com/shop/", "claim_path": "/v2/claim"})
+    prepared = prepare(project(legacy))
+    assert prepared.spec.backend_api == f"https://api.example.com/shop/api/v1/{APPID}"
+    assert [(w.path, w.message) for w in prepared.warnings if w.path.startswith("coupon.backend")] == [
+        ("coupon.backend.claim_path", "claim_path is no longer used")]
+    assert f'const BASE = "https://api.example.com/shop/api/v1/{APPID}";' in prepared.tree.text("utils/backend.js")
+    moved = coupon_spec()
+    moved["backend"] = moved["coupon"].pop("backend")
+    assert prepare(project(moved)).tree.text("utils/backend.js") == prepared.tree.text("utils/backend.js")
 
 
-def test_claim_success_posts_auth_code_and_caches(run_claims):
-    log = run_claims(["new-5"], [{"result": "CLAIMED", "voucherId": "V1"}])
-    assert log["requests"] == [{"url": "https://api.example.com/shop/mpforge/coupons/claim", "method": "POST",
-                                "data": {"authCode": "AUTH-1", "couponId": "new-5", "activityId": "ACT-NEW",
-                                         "channel": "poster-spring", "entryPoint": "table-12"}}]
-    assert log["toasts"] == ["领取成功"]
-    assert log["storage"]["new-5"]["count"] == 1 and log["storage"]["new-5"]["voucherId"] == "V1"
-    assert log["states"] == {"new-5": "claimed", "latte-85": "available", "cake": "available"}
-    states = {c["id"]: (c["state"], c["state_text"]) for c in log["updates"][-1]["b0.coupons"]}
-    assert states["new-5"] == ("claimed", "已领取")
+def test_the_plugin_route_declares_alipays_coupon_plugin_where_it_is_used(project):
+    spec = coupon_spec([{"type": "coupon-card", "coupon": "new-5"}, {"type": "coupon-card", "coupon": "cake"}])
+    spec["coupon"]["coupons"][2]["claim_route"] = "plugin"  # cake
+    spec["pages"].append({"id": "plain", "title": "Plain", "blocks": [{"type": "coupon-card", "coupon": "new-5"}]})
+    prepared = prepare(project(spec))
+    tree = prepared.tree
+    assert json.loads(tree.text("app.json"))["plugins"] == {
+        "couponPlugin": {"version": "*", "provider": "2021002172680015"}}
+    component = {"get-coupon": "plugin://couponPlugin/get-coupon"}
+    uses = {path: json.loads(tree.text(path))["usingComponents"] for path in tree if path.endswith(".json")
+            and path.startswith("pages/")}
+    # home shows cake; the centre lists it; my coupons may hold a reservation of it; plain does not show it.
+    assert uses == {"pages/home/home.json": component, "pages/coupons/coupons.json": component,
+                    "pages/my-coupons/my-coupons.json": component, "pages/plain/plain.json": {},
+                    "pages/privacy/privacy.json": {}}
+    home = tree.text("pages/home/home.axml")
+    assert home.count("<get-coupon a:if=\"{{item.state === 'reserved'}}\" params=\"{{item.plugin_params}}\"") == 1
+    assert "<get-coupon" not in tree.text("pages/plain/plain.axml")
+    assert "claim_route" not in tree.text("services/coupon.js")  # the back end knows the route, not the app
+    spec["coupon"]["coupons"][2]["claim_route"] = "send"
+    assert "plugins" not in json.loads(prepare(project(spec)).tree.text("app.json"))
 
 
-def test_per_user_limit_then_limit_reached(run_claims):
-    log = run_claims(["latte-85", "latte-85", "latte-85"], [{"result": "CLAIMED"}, {"result": "CLAIMED"}])
-    assert len(log["requests"]) == 2  # the third tap is refused on the device
-    assert log["states"]["latte-85"] == "limit_reached"
-
-
-@pytest.mark.parametrize("answer, toast, state", [
-    ({"result": "SOLD_OUT"}, "来晚了，券已抢光", "sold_out"),
-    ({"result": "LIMIT_REACHED"}, "已达到领取上限", "claimed"),
-    ({"result": "EXPIRED"}, "该券已过期", "expired"),
-    ({"result": "ERROR", "message": "活动太火爆"}, "活动太火爆", "available"),
-    ("network", "网络异常，请稍后重试", "available"),
-])
-def test_every_backend_outcome_is_shown(run_claims, answer, toast, state):
-    log = run_claims(["new-5"], [answer])
-    assert log["toasts"] == [toast]
-    assert log["states"]["new-5"] == state
-
-
-def test_cancelled_auth_sends_nothing(run_claims):
-    log = run_claims(["new-5"], [], auth="cancel")
-    assert log["requests"] == [] and log["toasts"] == ["需要授权后才能领券"]
-    assert log["states"]["new-5"] == "available"
+def test_docs_say_where_the_back_end_is_and_no_device_keeps_claims(project):
+    tree = prepare(project(coupon_spec())).tree
+    doc = tree.text("docs/backend.md")
+    assert f"https://api.example.com/shop/api/v1/{APPID}" in doc
+    assert "https://api.example.com/shop/api/v1/openapi.json" in doc
+    assert "| `cake` | `ACT-CAKE` | the back end (alipay.marketing.activity.ordervoucher.send) | 1 | 10 |" in doc
+    assert "docs/**" in json.loads(tree.text("mini.project.json"))["uploadExclude"]
+    service = tree.text("services/coupon.js")
+    assert "mpforge.coupon.claims" not in service and "/me/claims" in service
 
 
 def test_follow_rewards_stay_out_of_public_lists_and_exchange_coupons_link_their_page(project, mpforge_problems):

@@ -1,9 +1,11 @@
 """coupon: merchant coupons (商家券) with claim buttons, a coupon centre and "my coupons".
 
 The mini-program cannot issue Alipay merchant coupons itself: issuing is an OpenAPI
-call signed with the merchant's key. So the generated `services/coupon.js` gets an auth
-code with `my.getAuthCode` and posts it to the merchant backend configured in the spec;
-`docs/backend-contract.md` in the output documents what that backend must answer.
+call signed with the merchant's key. So the generated `services/coupon.js` claims through
+the merchant back end (`utils/backend.js`; `mpforge serve`, or a server implementing its
+OpenAPI document), which either issues the voucher (`claim_route: send`) or reserves one
+whose out_biz_no Alipay's coupon plugin (领券组件) then claims (`claim_route: plugin`).
+`docs/backend.md` in the output says where the back end is and which coupon goes which way.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from builder.plugin_api import AppPlan, Block, BlockType, Page, Problem, Render, ValidSpec, hookimpl
+from builder.plugin_api import AppPlan, Block, BlockType, Page, PagePlan, Problem, Render, ValidSpec, hookimpl
 
-from .blocks import BLOCK_TYPES, CouponBannerBlock, CouponCardBlock, CouponListBlock, MyCouponsBlock, coupon_display
+from .blocks import BLOCK_TYPES, CouponBannerBlock, CouponCardBlock, CouponListBlock, MyCouponsBlock
 from .models import CouponId, CouponSection
 
 __version__ = "1.0.0"
 __all__ = ["CouponId", "CouponSection"]
 TEMPLATES = Path(__file__).parent / "templates"
+BLOCK_NAMES = {bt.name for bt in BLOCK_TYPES}
 
 
 @hookimpl
@@ -90,6 +93,10 @@ def _backend_problems(spec: ValidSpec, section: CouponSection) -> list[Problem]:
                              hint="add a top-level 'backend:' with 'base_url: https://...' (mpforge serve, or a "
                                   "server implementing its OpenAPI document)")]
     problems = []
+    if section.backend is not None and spec.model.backend is not None:
+        problems.append(spec.problem(("coupon", "backend"), "coupon.backend is ignored: the top-level backend is used",
+                                     hint="remove coupon.backend (where spec_version 1 first had the back end)",
+                                     severity="warning"))
     if section.backend is not None and section.backend.claim_path is not None:
         problems.append(spec.problem(("coupon", "backend", "claim_path"), "claim_path is no longer used",
                                      hint="claims go to {base_url}/api/v1/{appid}/coupons/{id}/claims; remove it",
@@ -129,30 +136,38 @@ def _shown_coupons(block: Block) -> set[str] | None:
     return None
 
 
+COUPON_PLUGIN = "couponPlugin"  # Alipay's coupon plugin (领券组件): its name in app.json
+COUPON_PLUGIN_PROVIDER = "2021002172680015"
+COUPON_COMPONENT = {"get-coupon": f"plugin://{COUPON_PLUGIN}/get-coupon"}
+
+
+@hookimpl
+def mpforge_app_json(app_json: dict[str, Any], mini_project: dict[str, Any], spec: ValidSpec) -> None:
+    section: CouponSection | None = spec.section("coupon")
+    if section is None:
+        return
+    mini_project["uploadExclude"].append("docs/**")  # docs/backend.md is for the merchant
+    if any(c.claim_route == "plugin" for c in section.coupons):
+        # "*": the plugin's newest version, as Alipay's plugin docs declare it.
+        app_json.setdefault("plugins", {})[COUPON_PLUGIN] = {"version": "*", "provider": COUPON_PLUGIN_PROVIDER}
+
+
+@hookimpl
+def mpforge_page_json(page_json: dict[str, Any], page: PagePlan, spec: ValidSpec) -> None:
+    if any(p.block_type.name in BLOCK_NAMES and page.data[p.key].get("plugin") for p in page.blocks):
+        page_json["usingComponents"].update(COUPON_COMPONENT)
+
+
 @hookimpl
 def mpforge_services(plan: AppPlan, spec: ValidSpec, render: Render) -> dict[str, str]:
     section: CouponSection | None = spec.section("coupon")
-    if section is None:
+    if section is None or spec.backend_url is None:  # mpforge_validate reports a missing back end
         return {}
-    config = _runtime_config(section, spec)
+    coupons = {c.id: {"perUserLimit": c.per_user_limit, "item": c.item,
+                      "start": c.validity.start.isoformat() if c.validity.start else None,
+                      "end": c.validity.end.isoformat() if c.validity.end else None} for c in section.coupons}
     return {
-        "services/coupon.js": render("coupon/service.js", config=config),
-        "docs/backend-contract.md": render("coupon/backend-contract.md", section=section, app=spec.model.app,
-                                           claim_url=config["claimUrl"], example=section.coupons[0]),
+        "services/coupon.js": render("coupon/service.js", config={"coupons": coupons, "partnerId": section.partner_id}),
+        "docs/backend.md": render("coupon/backend.md", app=spec.model.app, coupons=section.coupons,
+                                  api=spec.backend_api or f"{spec.backend_url}/api/v1/(app.appid)", openapi=f"{spec.backend_url}/api/v1/openapi.json"),
     }
-
-
-def _runtime_config(section: CouponSection, spec: ValidSpec) -> dict[str, Any]:
-    """What services/coupon.js needs: where to claim, and each coupon's rules and display."""
-    coupons = {}
-    for coupon in section.coupons:
-        validity = coupon.validity
-        coupons[coupon.id] = {
-            **coupon_display(coupon, spec.today),
-            "activityId": coupon.activity_id,
-            "perUserLimit": coupon.per_user_limit,
-            "end": validity.end.isoformat() if validity.end is not None else None,
-            "daysAfterClaim": validity.days_after_claim,
-        }
-    return {"claimUrl": f"{spec.backend_url}/api/v1/{spec.model.app.appid}", "coupons": coupons}
-

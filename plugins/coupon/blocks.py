@@ -1,5 +1,6 @@
 """Coupon blocks. Their data lists coupons with display text and a build-time state; on
-every page show, services/coupon.js recomputes each state (claimed, sold out...)."""
+every page show, services/coupon.js asks the back end for the newest text, the stock and
+what the user holds, and recomputes each state (claimed, sold out, reserved...)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,13 @@ def _displays(ctx: PlanContext, ids: list[str]) -> list[dict[str, Any]]:
     return [coupon_display(by_id[i], ctx.today) for i in ids]
 
 
+def _plugin(ctx: PlanContext, ids: list[str]) -> bool:
+    """Whether one of these coupons is claimed through Alipay's coupon plugin: the block
+    then mounts the plugin's component (and its page declares it)."""
+    by_id = {c.id: c for c in _section(ctx).coupons}
+    return any(by_id[i].claim_route == "plugin" for i in ids)
+
+
 class CouponListBlock(Block):
     """Coupons with claim buttons: the chosen ones, or all that pass the filters."""
 
@@ -70,7 +78,7 @@ class CouponListBlock(Block):
         chosen = self.coupons or [c.id for c in _section(ctx).coupons if c.audience != "followers"]
         by_id = {c.id: c for c in _section(ctx).coupons}
         kept = [i for i in chosen if self._passes(by_id[i])]
-        return {"title": self.title, "coupons": _displays(ctx, kept)}
+        return {"title": self.title, "coupons": _displays(ctx, kept), "plugin": _plugin(ctx, kept)}
 
     def _passes(self, coupon: Coupon) -> bool:
         return ((self.kinds is None or coupon.kind in self.kinds)
@@ -85,7 +93,7 @@ class CouponCardBlock(Block):
     coupon: CouponId
 
     def page_data(self, ctx: PlanContext) -> dict[str, Any]:
-        return {"coupons": _displays(ctx, [self.coupon])}
+        return {"coupons": _displays(ctx, [self.coupon]), "plugin": _plugin(ctx, [self.coupon])}
 
 
 class CouponBannerBlock(Block):
@@ -98,19 +106,22 @@ class CouponBannerBlock(Block):
 
     def page_data(self, ctx: PlanContext) -> dict[str, Any]:
         return {"image": ctx.asset(self.image) if self.image else None, "subtitle": self.subtitle,
-                "coupons": _displays(ctx, [self.coupon])}
+                "coupons": _displays(ctx, [self.coupon]), "plugin": _plugin(ctx, [self.coupon])}
 
 
 class MyCouponsBlock(Block):
-    """The coupons this user has claimed (filled in at run time from storage)."""
+    """The coupons this user holds, from the back end at run time; with the coupon
+    section's partner_id, a button opens them in the Alipay card pack."""
 
     type: Literal["my-coupons"]
     empty_text: ShortText = "还没有领取优惠券"
     more: Link | None = Field(None, description="where 'get more coupons' leads, e.g. the coupon centre")
 
     def page_data(self, ctx: PlanContext) -> dict[str, Any]:
+        section = _section(ctx)
         return {"empty_text": self.empty_text, "more": ctx.link(self.more) if self.more else None,
-                "mine": True, "coupons": []}
+                "mine": True, "coupons": [], "card_pack": section.partner_id is not None,
+                "plugin": _plugin(ctx, [c.id for c in section.coupons])}
 
 
 def _block(name: str, model: type[Block], description: str) -> BlockType:

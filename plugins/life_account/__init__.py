@@ -2,9 +2,11 @@
 and a coupon as a reward for following.
 
 Following uses Alipay's built-in `lifestyle` component, which only works for a life
-account linked to the same Alipay account as the mini-program; its `onFollow` event
-fires after a successful follow, and there the reward coupon is claimed through the
-coupon plugin's service.
+account linked to the same Alipay account as the mini-program, and shows nothing until
+the mini-program has been published once and the account linked (so it is empty in the
+IDE and during the first review). Its `onFollow` event fires after a follow; the reward
+coupon is then claimed through the coupon plugin's service, and the back end issues it
+only when Alipay confirms the follow (alipay.open.public.user.follow.query).
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class LifeAccountSection(StrictModel):
     avatar: Asset
     description: Text | None = None
     memo: ShortText | None = Field(None, description="one line shown in Alipay's follow component")
-    follow_reward: CouponId | None = Field(None, description="coupon claimed for the user when they follow")
+    follow_reward: CouponId | None = Field(None, description="coupon claimed for the user when they follow; the "
+                                                                "back end issues it once Alipay confirms the follow")
     articles: list[Article] = Field(default_factory=list, max_length=50)
     page: PageOptions | None = Field(None, description="add a profile + feed page with this id")
 
@@ -112,7 +115,9 @@ class FeedBlock(Block):
 BLOCK_TYPES = [
     BlockType(name="life-account-follow", model=FollowBlock, template="blocks/life-account-follow.axml",
               style="life_account/life_account.acss", script=SCRIPT, requires_section="life_account",
-              collects=FOLLOW_COLLECTS, description="Alipay's follow button for the life account"),
+              collects=FOLLOW_COLLECTS,
+              description="Alipay's follow button for the life account (empty until the app is published once and "
+                          "the account linked to it)"),
     BlockType(name="life-account-card", model=CardBlock, template="blocks/life-account-card.axml",
               style="life_account/life_account.acss", script=SCRIPT, requires_section="life_account",
               collects=FOLLOW_COLLECTS, description="the life account's profile with a follow button"),
@@ -139,9 +144,36 @@ def mpforge_template_dirs() -> list[Path]:
 
 @hookimpl
 def mpforge_validate(spec: ValidSpec) -> list[Problem]:
-    """An article feed with no articles shows nothing (its title included)."""
+    """An article feed with no articles shows nothing (its title included); a follow
+    reward is issued by the back end after it checked the follow."""
     section = spec.section(LifeAccountSection)
-    if section is None or section.articles:
+    if section is None:
+        return []
+    return _reward_problems(spec, section) + _feed_problems(spec, section)
+
+
+def _reward_problems(spec: ValidSpec, section: LifeAccountSection) -> list[Problem]:
+    coupons = getattr(spec.section("coupon"), "coupons", None) or []
+    reward = next((c for c in coupons if c.id == section.follow_reward), None)
+    if reward is None:
+        return []
+    problems = []
+    if reward.claim_route != "send":
+        problems.append(spec.problem(("life_account", "follow_reward"),
+                                     f"follow reward '{reward.id}' is claimed through Alipay's coupon plugin",
+                                     hint="the back end issues a follow reward itself once Alipay confirms the "
+                                          "follow (alipay.open.public.user.follow.query): give the coupon "
+                                          "claim_route: send"))
+    if reward.audience != "followers":
+        problems.append(spec.problem(("life_account", "follow_reward"),
+                                     f"follow reward '{reward.id}' is for audience '{reward.audience}'",
+                                     hint="set its audience to followers, so the back end checks the follow "
+                                          "before issuing it", severity="warning"))
+    return problems
+
+
+def _feed_problems(spec: ValidSpec, section: LifeAccountSection) -> list[Problem]:
+    if section.articles:
         return []
     return [spec.problem(("pages", i, "blocks", j), "an article feed, but life_account has no articles: it shows "
                                                     "nothing", hint="add life_account.articles, or remove the block",

@@ -195,7 +195,8 @@ def mpforge_page_json(page_json: dict[str, Any], page: PagePlan, spec: ValidSpec
 def mpforge_app_script(spec: ValidSpec, render: Render) -> AppScript | None:
     if _section(spec) is None:
         return None
-    return AppScript(members=render("promotion/app.js"), on_launch="mfAttribute", on_show="mfAttribute",
+    return AppScript(members=render("promotion/app.js", backend=spec.backend_url is not None),
+                     on_show="mfAttribute",
                      on_page_load="mfAttributePage")
 
 

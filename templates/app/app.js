@@ -26,6 +26,12 @@ App({
 [% endfor %]
   },
 [% endif %]
+[% if backend %]
+  // Events wait on the device for a batch; the app going to the background sends them.
+  onHide() {
+    require('./utils/backend.js').flush();
+  },
+[% endif %]
 [% for script in scripts %]
 [[ script.members ]]
 [% endfor %]

@@ -4,9 +4,6 @@ App({
     "appName": "港湾咖啡",
     "version": "1.2.0"
   },
-  onLaunch(options) {
-    this.mfAttribute(options);
-  },
   onShow(options) {
     this.mfAttribute(options);
   },
@@ -14,30 +11,46 @@ App({
   mfPageLoad(query) {
     this.mfAttributePage(query);
   },
+  // Events wait on the device for a batch; the app going to the background sends them.
+  onHide() {
+    require('./utils/backend.js').flush();
+  },
   // Channel attribution. An entry point's QR code opens the app with its query (ch, ep,
   // store, table) in the launch options; a shared card or a page link brings its query to
   // the page's onLoad instead. The scene tells a QR scan (1011) from a share card (1007)
   // or a search (1005). The latest attribution is kept in globalData and storage; the
-  // coupon service and the back end read it.
+  // coupon service reads it, and the back end records each opening of the
+  // app and each attributed page visit (utils/backend.js, POST events). App
+  // onShow gets the launch options on a cold start too, so it alone records openings.
   mfAttribute(options) {
     const launch = options || {};
     if (launch.scene) {
       this.globalData.scene = Number(launch.scene) || 0;
     }
-    this.mfRecordVisit(launch.query || {});
+    this.mfRecordVisit(launch.query || {}, 'open');
   },
   mfAttributePage(query) {
-    this.mfRecordVisit(query || {});
+    this.mfRecordVisit(query || {}, 'visit');
   },
-  mfRecordVisit(query) {
-    if (query.ch || query.ep || query.store || query.table || query.chInfo) {
+  mfRecordVisit(query, kind) {
+    const attributed = Boolean(query.ch || query.ep || query.store || query.table || query.chInfo);
+    if (attributed) {
       const attribution = {
         channel: query.ch || '', entryPoint: query.ep || '', store: query.store || '', table: query.table || '',
         chInfo: query.chInfo || '', scene: this.globalData.scene || 0, at: Date.now(),
       };
       Object.assign(this.globalData, attribution);
       my.setStorageSync({ key: 'mpforge.attribution', data: attribution });
-    } else if (!this.globalData.channel) {
+    }
+    // An opening is always recorded; a page load only when it brings attribution.
+    if (kind === 'open' || (kind && attributed)) {
+      const data = this.globalData;
+      require('./utils/backend.js').record(kind, {
+        scene: data.scene || '', channel: data.channel, entryPoint: data.entryPoint, store: data.store,
+        table: data.table, chInfo: data.chInfo,
+      });
+    }
+    if (!attributed && !this.globalData.channel) {
       const stored = my.getStorageSync({ key: 'mpforge.attribution' });
       const saved = /** @type {{ channel: string, entryPoint: string, store?: string, table?: string } | null} */ (stored && stored.data);
       if (saved) {

@@ -4,4 +4,8 @@ App({
     "appName": "邻里鲜超市",
     "version": "2.0.3"
   },
+  // Events wait on the device for a batch; the app going to the background sends them.
+  onHide() {
+    require('./utils/backend.js').flush();
+  },
 });

@@ -3,7 +3,7 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {"title": null, "coupons": [{"id": "welcome-5", "title": "新人立减 5 元", "kind": "cash", "value_text": "¥5", "item": null, "threshold_text": "满25元可用", "validity_text": "领取后14天内有效", "terms": "每位新用户限领一张，不与其他优惠同享。", "state": "available", "state_text": "立即领取"}, {"id": "latte-85", "title": "拿铁 8.5 折", "kind": "discount", "value_text": "8.5折", "item": null, "threshold_text": "无门槛", "validity_text": "2026-11-01 至 2027-01-31", "terms": null, "state": "available", "state_text": "立即领取"}, {"id": "croissant-free", "title": "买咖啡送可颂", "kind": "exchange", "value_text": "兑换券", "item": "黄油可颂一个", "threshold_text": "满30元可用", "validity_text": "领取后7天内有效", "terms": "限陆家嘴店使用，周末不可用。", "state": "available", "state_text": "立即领取"}]},
+    "b0": {"title": null, "coupons": [{"id": "welcome-5", "title": "新人立减 5 元", "kind": "cash", "value_text": "¥5", "item": null, "threshold_text": "满25元可用", "validity_text": "领取后14天内有效", "terms": "每位新用户限领一张，不与其他优惠同享。", "state": "available", "state_text": "立即领取"}, {"id": "latte-85", "title": "拿铁 8.5 折", "kind": "discount", "value_text": "8.5折", "item": null, "threshold_text": "无门槛", "validity_text": "2026-11-01 至 2027-01-31", "terms": null, "state": "available", "state_text": "立即领取"}, {"id": "croissant-free", "title": "买咖啡送可颂", "kind": "exchange", "value_text": "兑换券", "item": "黄油可颂一个", "threshold_text": "满30元可用", "validity_text": "领取后7天内有效", "terms": "限陆家嘴店使用，周末不可用。", "state": "available", "state_text": "立即领取"}], "plugin": true},
     "mfPrivacy": {"kind": "page", "url": "/pages/privacy/privacy"}
   },
   // The query this page was opened with (shares carry it on); declared as a page member so
@@ -16,11 +16,27 @@ Page({
   onShow() {
     this.mfRefreshCoupons();
   },
+  // The coupon blocks' view of the back end (coupon service), and the coupon whose
+  // "放入卡包" (Alipay's coupon plugin) was tapped last; page members so they are typed.
+  mfCouponView: null,
+  mfCouponTapped: '',
   mfRefreshCoupons() {
     require('../../services/coupon.js').refresh(this, ["b0"]);
   },
   onClaimCoupon(event) {
     require('../../services/coupon.js').claim(this, ["b0"], event.currentTarget.dataset.coupon);
+  },
+  onCouponPluginTap(event) {
+    this.mfCouponTapped = event.currentTarget.dataset.coupon;
+  },
+  onCouponPluginSuccess() {
+    require('../../services/coupon.js').pluginSucceeded(this, ["b0"], this.mfCouponTapped);
+  },
+  onCouponPluginFail() {
+    my.showToast({ type: 'none', content: '未能放入卡包，请稍后再试' });
+  },
+  onOpenCardPack() {
+    require('../../services/coupon.js').openCardPack();
   },
 
   onTapLink(event) {

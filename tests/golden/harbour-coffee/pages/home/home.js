@@ -9,7 +9,7 @@ Page({
     "b3": {"name": "冬日暖饮季", "start": 1794672000000, "end": 1798732799000, "visible": true, "kind": "banner", "image": "/assets/banner/spring-1.png", "link": {"kind": "tab", "url": "/pages/menu/menu"}},
     "b4": {"name": "冬日暖饮季", "start": 1794672000000, "end": 1798732799000, "visible": true, "kind": "countdown", "to": "end", "target": 1798732799000, "label": "距结束", "remaining": "36天 15:59:59"},
     "b5": {"name": "新年第一杯", "start": 1798758000000, "end": 1800021600000, "visible": true, "kind": "countdown", "to": "start", "target": 1798758000000, "label": "距新年活动开始", "remaining": "36天 23:00:00"},
-    "b6": {"image": "/assets/banner/spring-2.png", "subtitle": "新用户专享 · 全场通用", "coupons": [{"id": "welcome-5", "title": "新人立减 5 元", "kind": "cash", "value_text": "¥5", "item": null, "threshold_text": "满25元可用", "validity_text": "领取后14天内有效", "terms": "每位新用户限领一张，不与其他优惠同享。", "state": "available", "state_text": "立即领取"}]},
+    "b6": {"image": "/assets/banner/spring-2.png", "subtitle": "新用户专享 · 全场通用", "coupons": [{"id": "welcome-5", "title": "新人立减 5 元", "kind": "cash", "value_text": "¥5", "item": null, "threshold_text": "满25元可用", "validity_text": "领取后14天内有效", "terms": "每位新用户限领一张，不与其他优惠同享。", "state": "available", "state_text": "立即领取"}], "plugin": false},
     "b7": {"text": "本季推荐", "subtitle": "Barista's picks", "align": "left"},
     "b8": {"title": null, "layout": "grid", "items": [{"name": "樱花拿铁", "price": "¥32.00", "original_price": "¥36.00", "image": "/assets/menu/latte.png", "tag": "新品", "description": null, "link": {"kind": "page", "url": "/pages/product/product?item=latte"}}, {"name": "冷萃咖啡", "price": "¥30.00", "original_price": null, "image": "/assets/menu/cold-brew.png", "tag": null, "description": null, "link": {"kind": "page", "url": "/pages/product/product?item=cold-brew"}}]},
     "b9": {"title": "生活号动态", "articles": [{"title": "冬季限定：姜饼拿铁回归", "cover": "/assets/banner/spring-1.png", "summary": "12 月 1 日起全部门店供应，会员首杯 8 折。", "date": "2026-11-20", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Farticles%2Fgingerbread-latte"}}, {"title": "陆家嘴店周末营业调整", "cover": "/assets/banner/spring-3.png", "summary": null, "date": "2026-11-02", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Farticles%2Flujiazui-hours"}}]},
@@ -81,11 +81,27 @@ Page({
     return days > 0 ? days + '天 ' + clock : clock;
   },
 
+  // The coupon blocks' view of the back end (coupon service), and the coupon whose
+  // "放入卡包" (Alipay's coupon plugin) was tapped last; page members so they are typed.
+  mfCouponView: null,
+  mfCouponTapped: '',
   mfRefreshCoupons() {
     require('../../services/coupon.js').refresh(this, ["b6"]);
   },
   onClaimCoupon(event) {
     require('../../services/coupon.js').claim(this, ["b6"], event.currentTarget.dataset.coupon);
+  },
+  onCouponPluginTap(event) {
+    this.mfCouponTapped = event.currentTarget.dataset.coupon;
+  },
+  onCouponPluginSuccess() {
+    require('../../services/coupon.js').pluginSucceeded(this, ["b6"], this.mfCouponTapped);
+  },
+  onCouponPluginFail() {
+    my.showToast({ type: 'none', content: '未能放入卡包，请稍后再试' });
+  },
+  onOpenCardPack() {
+    require('../../services/coupon.js').openCardPack();
   },
 
   onFollowLifeAccount() {

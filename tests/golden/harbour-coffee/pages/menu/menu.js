@@ -3,7 +3,7 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {"title": "今日可领", "coupons": [{"id": "latte-85", "title": "拿铁 8.5 折", "kind": "discount", "value_text": "8.5折", "item": null, "threshold_text": "无门槛", "validity_text": "2026-11-01 至 2027-01-31", "terms": null, "state": "available", "state_text": "立即领取"}, {"id": "croissant-free", "title": "买咖啡送可颂", "kind": "exchange", "value_text": "兑换券", "item": "黄油可颂一个", "threshold_text": "满30元可用", "validity_text": "领取后7天内有效", "terms": "限陆家嘴店使用，周末不可用。", "state": "available", "state_text": "立即领取"}]},
+    "b0": {"title": "今日可领", "coupons": [{"id": "latte-85", "title": "拿铁 8.5 折", "kind": "discount", "value_text": "8.5折", "item": null, "threshold_text": "无门槛", "validity_text": "2026-11-01 至 2027-01-31", "terms": null, "state": "available", "state_text": "立即领取"}, {"id": "croissant-free", "title": "买咖啡送可颂", "kind": "exchange", "value_text": "兑换券", "item": "黄油可颂一个", "threshold_text": "满30元可用", "validity_text": "领取后7天内有效", "terms": "限陆家嘴店使用，周末不可用。", "state": "available", "state_text": "立即领取"}], "plugin": true},
     "b1": {"title": "咖啡", "layout": "list", "items": [{"name": "美式", "price": "¥24.00", "original_price": null, "image": "/assets/menu/americano.png", "tag": null, "description": "埃塞俄比亚 耶加雪菲 单一产地", "link": null}, {"name": "拿铁", "price": "¥28.00", "original_price": null, "image": "/assets/menu/latte.png", "tag": null, "description": "燕麦奶 +¥3", "link": null}, {"name": "澳白", "price": "¥30.00", "original_price": null, "image": "/assets/menu/flat-white.png", "tag": "人气", "description": null, "link": null}, {"name": "冷萃咖啡", "price": "¥30.00", "original_price": null, "image": "/assets/menu/cold-brew.png", "tag": null, "description": "18 小时低温萃取", "link": null}]},
     "b2": {"inset": true},
     "b3": {"title": "烘焙", "layout": "grid", "items": [{"name": "黄油可颂", "price": "¥18.00", "original_price": null, "image": "/assets/menu/croissant.png", "tag": null, "description": null, "link": null}, {"name": "巴斯克芝士蛋糕", "price": "¥26.00", "original_price": "¥32.00", "image": "/assets/menu/cheesecake.png", "tag": "限时", "description": null, "link": null}]},
@@ -19,11 +19,27 @@ Page({
   onShow() {
     this.mfRefreshCoupons();
   },
+  // The coupon blocks' view of the back end (coupon service), and the coupon whose
+  // "放入卡包" (Alipay's coupon plugin) was tapped last; page members so they are typed.
+  mfCouponView: null,
+  mfCouponTapped: '',
   mfRefreshCoupons() {
     require('../../services/coupon.js').refresh(this, ["b0"]);
   },
   onClaimCoupon(event) {
     require('../../services/coupon.js').claim(this, ["b0"], event.currentTarget.dataset.coupon);
+  },
+  onCouponPluginTap(event) {
+    this.mfCouponTapped = event.currentTarget.dataset.coupon;
+  },
+  onCouponPluginSuccess() {
+    require('../../services/coupon.js').pluginSucceeded(this, ["b0"], this.mfCouponTapped);
+  },
+  onCouponPluginFail() {
+    my.showToast({ type: 'none', content: '未能放入卡包，请稍后再试' });
+  },
+  onOpenCardPack() {
+    require('../../services/coupon.js').openCardPack();
   },
 
   onTapLink(event) {

@@ -3,7 +3,7 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {"empty_text": "还没有领取优惠券", "more": {"kind": "page", "url": "/pages/coupons/coupons"}, "mine": true, "coupons": []},
+    "b0": {"empty_text": "还没有领取优惠券", "more": {"kind": "page", "url": "/pages/coupons/coupons"}, "mine": true, "coupons": [], "card_pack": true, "plugin": true},
     "mfPrivacy": {"kind": "page", "url": "/pages/privacy/privacy"}
   },
   // The query this page was opened with (shares carry it on); declared as a page member so
@@ -16,11 +16,27 @@ Page({
   onShow() {
     this.mfRefreshCoupons();
   },
+  // The coupon blocks' view of the back end (coupon service), and the coupon whose
+  // "放入卡包" (Alipay's coupon plugin) was tapped last; page members so they are typed.
+  mfCouponView: null,
+  mfCouponTapped: '',
   mfRefreshCoupons() {
     require('../../services/coupon.js').refresh(this, ["b0"]);
   },
   onClaimCoupon(event) {
     require('../../services/coupon.js').claim(this, ["b0"], event.currentTarget.dataset.coupon);
+  },
+  onCouponPluginTap(event) {
+    this.mfCouponTapped = event.currentTarget.dataset.coupon;
+  },
+  onCouponPluginSuccess() {
+    require('../../services/coupon.js').pluginSucceeded(this, ["b0"], this.mfCouponTapped);
+  },
+  onCouponPluginFail() {
+    my.showToast({ type: 'none', content: '未能放入卡包，请稍后再试' });
+  },
+  onOpenCardPack() {
+    require('../../services/coupon.js').openCardPack();
   },
 
   onTapLink(event) {

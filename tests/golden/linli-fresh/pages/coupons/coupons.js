@@ -3,7 +3,7 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {"title": null, "coupons": [{"id": "new-5", "title": "新人无门槛 5 元", "kind": "cash", "value_text": "¥5", "item": null, "threshold_text": "无门槛", "validity_text": "领取后30天内有效", "terms": null, "state": "available", "state_text": "立即领取"}, {"id": "wednesday-15", "title": "会员日满 100 减 15", "kind": "cash", "value_text": "¥15", "item": null, "threshold_text": "满100元可用", "validity_text": "2026-11-01 至 2027-03-31", "terms": "仅限每周三使用，生鲜、肉蛋乳品可用。", "state": "available", "state_text": "立即领取"}, {"id": "fruit-9", "title": "水果 9 折", "kind": "discount", "value_text": "9折", "item": null, "threshold_text": "满30元可用", "validity_text": "领取后7天内有效", "terms": null, "state": "available", "state_text": "立即领取"}]},
+    "b0": {"title": null, "coupons": [{"id": "new-5", "title": "新人无门槛 5 元", "kind": "cash", "value_text": "¥5", "item": null, "threshold_text": "无门槛", "validity_text": "领取后30天内有效", "terms": null, "state": "available", "state_text": "立即领取"}, {"id": "wednesday-15", "title": "会员日满 100 减 15", "kind": "cash", "value_text": "¥15", "item": null, "threshold_text": "满100元可用", "validity_text": "2026-11-01 至 2027-03-31", "terms": "仅限每周三使用，生鲜、肉蛋乳品可用。", "state": "available", "state_text": "立即领取"}, {"id": "fruit-9", "title": "水果 9 折", "kind": "discount", "value_text": "9折", "item": null, "threshold_text": "满30元可用", "validity_text": "领取后7天内有效", "terms": null, "state": "available", "state_text": "立即领取"}], "plugin": false},
     "mfPrivacy": {"kind": "page", "url": "/pages/privacy/privacy"}
   },
   // The query this page was opened with (shares carry it on); declared as a page member so
@@ -22,11 +22,27 @@ Page({
     this.mfRefreshCoupons();
     my.stopPullDownRefresh();
   },
+  // The coupon blocks' view of the back end (coupon service), and the coupon whose
+  // "放入卡包" (Alipay's coupon plugin) was tapped last; page members so they are typed.
+  mfCouponView: null,
+  mfCouponTapped: '',
   mfRefreshCoupons() {
     require('../../services/coupon.js').refresh(this, ["b0"]);
   },
   onClaimCoupon(event) {
     require('../../services/coupon.js').claim(this, ["b0"], event.currentTarget.dataset.coupon);
+  },
+  onCouponPluginTap(event) {
+    this.mfCouponTapped = event.currentTarget.dataset.coupon;
+  },
+  onCouponPluginSuccess() {
+    require('../../services/coupon.js').pluginSucceeded(this, ["b0"], this.mfCouponTapped);
+  },
+  onCouponPluginFail() {
+    my.showToast({ type: 'none', content: '未能放入卡包，请稍后再试' });
+  },
+  onOpenCardPack() {
+    require('../../services/coupon.js').openCardPack();
   },
 
   onTapLink(event) {

@@ -5,7 +5,7 @@ Page({
   data: {
     "b0": {"text": "周三会员日", "subtitle": null, "align": "center"},
     "b1": {"text": "每周三全场蔬果 8.8 折，肉蛋乳品满 100 减 15。", "align": "center", "size": "normal"},
-    "b2": {"coupons": [{"id": "wednesday-15", "title": "会员日满 100 减 15", "kind": "cash", "value_text": "¥15", "item": null, "threshold_text": "满100元可用", "validity_text": "2026-11-01 至 2027-03-31", "terms": "仅限每周三使用，生鲜、肉蛋乳品可用。", "state": "available", "state_text": "立即领取"}]},
+    "b2": {"coupons": [{"id": "wednesday-15", "title": "会员日满 100 减 15", "kind": "cash", "value_text": "¥15", "item": null, "threshold_text": "满100元可用", "validity_text": "2026-11-01 至 2027-03-31", "terms": "仅限每周三使用，生鲜、肉蛋乳品可用。", "state": "available", "state_text": "立即领取"}], "plugin": false},
     "b3": {"inset": false},
     "b4": {"title": null, "layout": "list", "items": [{"name": "红富士苹果 2kg", "price": "¥17.50", "original_price": "¥19.90", "image": "/assets/goods/apple.png", "tag": "会员价", "description": null, "link": null}, {"name": "黑猪五花肉 500g", "price": "¥25.80", "original_price": "¥29.80", "image": "/assets/goods/pork.png", "tag": "会员价", "description": null, "link": null}]},
     "mfPrivacy": {"kind": "page", "url": "/pages/privacy/privacy"}
@@ -26,11 +26,27 @@ Page({
     this.mfRefreshCoupons();
     my.stopPullDownRefresh();
   },
+  // The coupon blocks' view of the back end (coupon service), and the coupon whose
+  // "放入卡包" (Alipay's coupon plugin) was tapped last; page members so they are typed.
+  mfCouponView: null,
+  mfCouponTapped: '',
   mfRefreshCoupons() {
     require('../../services/coupon.js').refresh(this, ["b2"]);
   },
   onClaimCoupon(event) {
     require('../../services/coupon.js').claim(this, ["b2"], event.currentTarget.dataset.coupon);
+  },
+  onCouponPluginTap(event) {
+    this.mfCouponTapped = event.currentTarget.dataset.coupon;
+  },
+  onCouponPluginSuccess() {
+    require('../../services/coupon.js').pluginSucceeded(this, ["b2"], this.mfCouponTapped);
+  },
+  onCouponPluginFail() {
+    my.showToast({ type: 'none', content: '未能放入卡包，请稍后再试' });
+  },
+  onOpenCardPack() {
+    require('../../services/coupon.js').openCardPack();
   },
 
   onTapLink(event) {

@@ -5,7 +5,7 @@ Page({
   data: {
     "b0": {"slides": [{"image": "/assets/banner/deal-1.png", "link": {"kind": "page", "url": "/pages/deals/deals"}, "alt": "周三会员日"}, {"image": "/assets/banner/deal-2.png", "link": null, "alt": "满 59 元免运费"}], "height": 300, "autoplay": true, "interval": 4000},
     "b1": {"text": "满 59 元免费配送，下单后约 30 分钟送达", "link": null},
-    "b2": {"title": "领券再下单", "coupons": [{"id": "new-5", "title": "新人无门槛 5 元", "kind": "cash", "value_text": "¥5", "item": null, "threshold_text": "无门槛", "validity_text": "领取后30天内有效", "terms": null, "state": "available", "state_text": "立即领取"}, {"id": "wednesday-15", "title": "会员日满 100 减 15", "kind": "cash", "value_text": "¥15", "item": null, "threshold_text": "满100元可用", "validity_text": "2026-11-01 至 2027-03-31", "terms": "仅限每周三使用，生鲜、肉蛋乳品可用。", "state": "available", "state_text": "立即领取"}]},
+    "b2": {"title": "领券再下单", "coupons": [{"id": "new-5", "title": "新人无门槛 5 元", "kind": "cash", "value_text": "¥5", "item": null, "threshold_text": "无门槛", "validity_text": "领取后30天内有效", "terms": null, "state": "available", "state_text": "立即领取"}, {"id": "wednesday-15", "title": "会员日满 100 减 15", "kind": "cash", "value_text": "¥15", "item": null, "threshold_text": "满100元可用", "validity_text": "2026-11-01 至 2027-03-31", "terms": "仅限每周三使用，生鲜、肉蛋乳品可用。", "state": "available", "state_text": "立即领取"}], "plugin": false},
     "b3": {"columns": 5, "items": [{"icon": "/assets/grid/veg.png", "text": "蔬菜", "link": {"kind": "page", "url": "/pages/category/category?cat=veg"}}, {"icon": "/assets/grid/fruit.png", "text": "水果", "link": {"kind": "page", "url": "/pages/category/category?cat=fruit"}}, {"icon": "/assets/grid/meat.png", "text": "肉禽", "link": {"kind": "page", "url": "/pages/category/category?cat=meat"}}, {"icon": "/assets/grid/dairy.png", "text": "乳品", "link": {"kind": "page", "url": "/pages/category/category?cat=dairy"}}, {"icon": "/assets/grid/grain.png", "text": "粮油", "link": {"kind": "page", "url": "/pages/category/category?cat=grain"}}]},
     "b4": {"text": "今日特价", "subtitle": "每天早上 7 点更新", "align": "left"},
     "b5": {"title": null, "layout": "grid", "items": [{"name": "上海青 500g", "price": "¥3.90", "original_price": "¥5.80", "image": "/assets/goods/bok-choy.png", "tag": "特价", "description": null, "link": null}, {"name": "番茄 1kg", "price": "¥6.80", "original_price": null, "image": "/assets/goods/tomato.png", "tag": null, "description": null, "link": null}, {"name": "红富士苹果 2kg", "price": "¥19.90", "original_price": "¥25.90", "image": "/assets/goods/apple.png", "tag": "特价", "description": null, "link": null}, {"name": "鲜鸡蛋 30 枚", "price": "¥22.50", "original_price": null, "image": "/assets/goods/eggs.png", "tag": null, "description": null, "link": null}]},
@@ -28,11 +28,27 @@ Page({
     this.mfRefreshCoupons();
     my.stopPullDownRefresh();
   },
+  // The coupon blocks' view of the back end (coupon service), and the coupon whose
+  // "放入卡包" (Alipay's coupon plugin) was tapped last; page members so they are typed.
+  mfCouponView: null,
+  mfCouponTapped: '',
   mfRefreshCoupons() {
     require('../../services/coupon.js').refresh(this, ["b2"]);
   },
   onClaimCoupon(event) {
     require('../../services/coupon.js').claim(this, ["b2"], event.currentTarget.dataset.coupon);
+  },
+  onCouponPluginTap(event) {
+    this.mfCouponTapped = event.currentTarget.dataset.coupon;
+  },
+  onCouponPluginSuccess() {
+    require('../../services/coupon.js').pluginSucceeded(this, ["b2"], this.mfCouponTapped);
+  },
+  onCouponPluginFail() {
+    my.showToast({ type: 'none', content: '未能放入卡包，请稍后再试' });
+  },
+  onOpenCardPack() {
+    require('../../services/coupon.js').openCardPack();
   },
 
   onTapLink(event) {
