@@ -193,3 +193,62 @@ def test_the_coupon_plugin_component_renders_its_content_with_its_params():
     assert "立即领取" in html and "mp-placeholder" not in html
     params = html.split('data-mp-params="')[1].split('"')[0].replace("&quot;", '"')
     assert json.loads(params) == [{"activityId": "A1", "outBizNo": "N1"}]
+
+
+# --- the back end dev runs ---------------------------------------------------------------------
+
+
+def test_the_back_end_restarts_when_the_coupons_change_and_stops_with_dev(tmp_path):
+    from helpers import copy_sample, save_spec
+
+    spec = copy_sample("harbour-coffee", tmp_path / "project")
+    lines: list[str] = []
+    server = DevServer(spec, tmp_path / "out", port=0, log=lines.append)
+    server.start()
+    try:
+        first = server.current_backend()
+        assert first is not None and server.status()["backend"]["running"]
+        assert any(line.startswith("back end started for https://api.harbourcoffee.example.com") for line in lines)
+        status, _, body = call(server, "GET", "/__mpforge/backend/api/v1/2021004123456789/content", None, RUNTIME)
+        assert status == 200 and json.loads(body)["coupons"][0]["title"] == "新人立减 5 元"
+        # An edit elsewhere keeps it; a coupon's edit restarts it with the new coupons.
+        text = spec.read_text("utf-8")
+        save_spec(spec, text.replace("本季推荐", "本季推荐 2"))
+        server.rebuild("test")
+        assert server.current_backend() is first
+        save_spec(spec, text.replace("title: 新人立减 5 元", "title: 新人立减 6 元"))
+        server.rebuild("test")
+        second = server.current_backend()
+        assert second is not None and second is not first
+        assert any(line.startswith("back end restarted") for line in lines)
+        status, _, body = call(server, "GET", "/__mpforge/backend/api/v1/2021004123456789/content", None, RUNTIME)
+        assert json.loads(body)["coupons"][0]["title"] == "新人立减 6 元"
+        with pytest.raises(OSError):  # the first one is gone
+            http.client.HTTPConnection(first.url.removeprefix("http://").split(":")[0],
+                                       int(first.url.rsplit(":", 1)[1]), timeout=2).request("GET", "/")
+    finally:
+        server.stop()
+    assert server.current_backend() is None
+    with pytest.raises(OSError):
+        http.client.HTTPConnection("127.0.0.1", int(second.url.rsplit(":", 1)[1]), timeout=2).request("GET", "/")
+
+
+def test_a_spec_without_an_app_id_runs_the_preview_without_a_back_end(tmp_path):
+    spec = copy.deepcopy(MINIMAL_SPEC)
+    spec["backend"] = {"base_url": "https://api.harbourcoffee.example.com"}
+    spec["app"].pop("appid", None)
+    # utils/backend.js logs users in, so the app needs a privacy policy page.
+    spec["pages"].append({"id": "privacy", "title": "隐私政策", "blocks": [{"type": "text", "text": "隐私政策"}]})
+    root = write_project(tmp_path / "shop", spec)
+    lines: list[str] = []
+    server = DevServer(root, tmp_path / "out", port=0, log=lines.append)
+    server.start()
+    try:
+        assert server.current_backend() is None
+        assert server.status()["backend"] == {"base": "https://api.harbourcoffee.example.com", "running": False,
+                                              "note": "the back end needs the app's Alipay app id (app.appid)"}
+        assert "note: the preview runs without a back end: the back end needs the app's Alipay app id (app.appid)" \
+            in lines
+        assert server.status()["ok"]
+    finally:
+        server.stop()

@@ -170,8 +170,6 @@
   function placePage(page, body, keepScroll) {
     var path = page.path;
     var sameSpot = keepScroll && document.body.dataset.page === path;
-    timers.forEach(clearInterval);
-    timers = [];
     replaceSheet(sheets.page, page.css);
     placeHtml(body, sameSpot);
     var nav = $('mpf-phone');
@@ -189,8 +187,12 @@
     document.body.dataset.page = path;
   }
 
-  // The page's HTML, replaced in place (a setData render keeps the scroll position).
+  // The page's HTML, replaced in place (a setData render keeps the scroll position). The
+  // same HTML again (a setData that changed nothing shown) leaves the page as it is.
+  var placed = null;
   function placeHtml(body, keepScroll) {
+    if (keepScroll && body === placed) { return; }
+    placed = body;
     var scroll = screenEl.scrollTop;
     timers.forEach(clearInterval);
     timers = [];
