@@ -252,3 +252,30 @@ def test_a_spec_without_an_app_id_runs_the_preview_without_a_back_end(tmp_path):
         assert server.status()["ok"]
     finally:
         server.stop()
+
+
+def test_without_permission_for_the_sandbox_dev_says_why_and_previews(tmp_path, monkeypatch):
+    """Binding port 80 of 127.0.0.N needs root or CAP_NET_BIND_SERVICE; without it the
+    preview still runs, and the terminal and the runtime panel say what is missing."""
+    from helpers import copy_sample
+
+    from builder.serve import local_sandbox
+
+    def refuse(self, merchants, **options):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(local_sandbox.LocalSandbox, "__init__", refuse)
+    spec = copy_sample("harbour-coffee", tmp_path / "project")
+    lines: list[str] = []
+    server = DevServer(spec, tmp_path / "out", port=0, log=lines.append)
+    server.start()
+    try:
+        note = server.status()["backend"]["note"]
+        assert server.current_backend() is None and server.status()["ok"]
+        assert "needs root or CAP_NET_BIND_SERVICE" in note
+        assert f"note: the preview runs without a back end: {note}" in lines
+        status, headers, body = call(server, "GET", "/__mpforge/backend/api/v1/2021004123456789/content", None,
+                                     RUNTIME)
+        assert status == 503 and "CAP_NET_BIND_SERVICE" in json.loads(body)["error"]
+    finally:
+        server.stop()

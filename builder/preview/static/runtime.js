@@ -618,6 +618,7 @@
     var my = typeof Proxy === 'function' ? new Proxy(api, {
       get: function (target, name) {
         if (typeof name !== 'string' || Object.prototype.hasOwnProperty.call(target, name)) { return target[name]; }
+        if (name === 'then' || name === 'toJSON') { return undefined; }  // my is no promise, and no JSON
         warnOnce('my.' + name, 'my.' + name + ' is not emulated by the preview (see docs/preview-runtime.md)');
         return function (options) {
           failWith(options, { error: 3, errorMessage: 'my.' + name + ' is not emulated by the mpforge preview' });
