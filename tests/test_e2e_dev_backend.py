@@ -6,6 +6,10 @@ tests run as root, as CI does). One dev server on a copy of harbour-coffee serve
 tests in order; in that copy the latte coupon is for everyone, once per user and without
 end date, so the back end issues it (the sample's audiences are ones the back end cannot
 check yet). Screenshots go to a folder printed at the end.
+
+The coupon tests follow the generated coupon service, which reads the user's claims from
+the back end's GET me/claims, with activityId and outBizNo for a reservation (the plugin
+route): they pass once mpforge serve answers that.
 """
 
 from __future__ import annotations
@@ -116,6 +120,27 @@ def test_claiming_a_coupon_goes_through_the_back_end_and_the_sandbox(coffee, str
     assert re.search(rf"my\.request POST /api/v1/{APPID}/coupons/latte-85/claims → 201", log), log
     tab.screenshot(path=str(screenshots / "claimed.png"))
     assert violations == [] and tab.errors == []
+
+
+def test_a_plugin_route_coupon_finishes_in_the_coupon_plugin(coffee, page, screenshots):
+    """claim_route plugin: the back end reserves the claim, the button becomes Alipay's
+    coupon plugin (<get-coupon>), whose tap the runtime answers with onGetCouponSuccess."""
+    open_page(page, coffee, "pages/menu/menu")
+    page.locator("#mpf-user").select_option("bob")  # a user of its own: kept for the next load
+    page.reload()
+    page.locator("body[data-page='pages/menu/menu']").wait_for()
+    croissant = page.locator("#mpf-page-host .mf-coupon", has_text="买咖啡送可颂")
+    croissant.locator(".mf-coupon-claim", has_text="立即领取").click()
+    plugin = croissant.locator(".mp-get-coupon[data-mp-component='get-coupon']")
+    plugin.locator(".mf-coupon-claim", has_text="放入卡包").wait_for(timeout=20_000)
+    assert re.search(rf"my\.request POST /api/v1/{APPID}/coupons/croissant-free/claims → 201", runtime_log(page))
+    params = json.loads(plugin.get_attribute("data-mp-params"))
+    assert params[0]["activityId"] == "2026110400826004508401234569" and params[0]["outBizNo"]
+    plugin.locator(".mf-coupon-claim").click()
+    croissant.locator(".mf-coupon-claim", has_text="已领取").wait_for()
+    assert "get-coupon: Alipay's claim dialog is not emulated; reporting success" in runtime_log(page)
+    page.screenshot(path=str(screenshots / "plugin-claimed.png"))
+    assert page.errors == []
 
 
 def test_handlers_navigate_set_data_and_go_back(coffee, page):
