@@ -9,10 +9,12 @@ the spec), so it cannot disagree with the output:
 - `renderer`: AXML + page data -> escaped HTML, component by component
 - `acss`: ACSS -> CSS (rpx to px for the 375 px phone frame, component selectors)
 - `model`: the app and page models the preview shell shows, cached per page
-- `shell`, `static/`: the preview page (phone frame, tab bar, page list, error overlay)
-- `static_site`: `mpforge preview`, the same preview as static files
+- `shell`, `static/`: the preview page (phone frame, tab bar, page list, error overlay);
+  `static/runtime.js` runs the pages' scripts on an emulation of `my` (mpforge dev only)
+- `static_site`: `mpforge preview`, the same preview as static files, without the runtime
 
-`mpforge dev` (builder/devserver.py) serves it with live reload.
+`mpforge dev` (builder/devserver.py) serves it with live reload, the runtime and the
+spec's back end (docs/preview-runtime.md).
 """
 
 from .model import PreviewApp
