@@ -279,3 +279,16 @@ def test_without_permission_for_the_sandbox_dev_says_why_and_previews(tmp_path, 
         assert status == 503 and "CAP_NET_BIND_SERVICE" in json.loads(body)["error"]
     finally:
         server.stop()
+
+
+def test_without_the_serve_extras_the_back_end_names_the_install(tmp_path, monkeypatch):
+    import sys
+
+    from helpers import copy_sample
+
+    from builder.dev_backend import BackendUnavailable, DevBackend
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn raises ImportError
+    spec = copy_sample("harbour-coffee", tmp_path / "project")
+    with pytest.raises(BackendUnavailable, match=r"serve extras \(uvicorn is missing\): pip install 'mpforge\[serve\]'"):
+        DevBackend.start(spec)
