@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from ..filetree import FileTree
 from .acss import acss_to_css
-from .axml import parse_axml
+from .axml import Document, parse_axml
 from .renderer import PageRenderer
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -74,6 +74,7 @@ class PageInfo:
 class _Cache:
     app_css: tuple[str, str] | None = None  # (digest, css)
     pages: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # path -> (key, model)
+    documents: dict[str, Document] = field(default_factory=dict)  # path -> its parsed AXML (setData renders)
 
 
 class PreviewApp:
@@ -249,7 +250,12 @@ class PreviewApp:
                                 components if isinstance(components, dict) else {}, f"{path}.axml")
         if path + ".axml" not in self.tree:
             return "", [f"{path}.axml is missing"]
-        document = parse_axml(self.tree.text(path + ".axml"))
+        with self.lock:
+            document = self._cache.documents.get(path)
+        if document is None:
+            document = parse_axml(self.tree.text(path + ".axml"))
+            with self.lock:
+                self._cache.documents[path] = document
         warnings.extend(f"{path}.axml: {w}" for w in document.warnings)
         body = renderer.render(document.children)
         return body, warnings + renderer.warnings
