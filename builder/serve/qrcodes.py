@@ -183,7 +183,7 @@ def _client(alipay: AlipayConfig, appid: str, sandbox: bool) -> AlipayClient:
         if sandbox:
             raise
         raise UserError([Problem(
-            f"{exc}: making mini-program codes needs the app's Alipay keys",
+            f"making mini-program codes needs the app's Alipay keys: {exc}",
             hint=f"set {PRIVATE_KEY_VARIABLE.format(appid=appid)} (the app private key) and "
                  f"{PUBLIC_KEY_VARIABLE.format(appid=appid)} (Alipay's public key), PEM or the one line of "
                  "base64 Alipay's key tool gives; or try the command with --sandbox")]) from None
