@@ -22,7 +22,8 @@ against this app instead. It checks what Alipay checks and answers as Alipay ans
 
 Methods: alipay.system.oauth.token, alipay.marketing.activity.ordervoucher.send,
 alipay.open.public.user.follow.query, alipay.open.app.qrcode.create; what they remember
-lives in `SandboxState`. `sandbox_server.SandboxServer` runs the app for the tests, on
+lives in `SandboxState`. `GET /qrcode/<name>.png` serves the image of a code
+qrcode.create issued. `sandbox_server.SandboxServer` runs the app for the tests, on
 port 80 because the SDK cannot reach any other port (see there).
 """
 
