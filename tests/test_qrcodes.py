@@ -10,7 +10,9 @@ import io
 import json
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -256,3 +258,32 @@ def test_the_command_without_keys_exits_1_naming_them(project: Callable[..., Pat
     result = cli("qrcodes", project(spec_of(TABLE)))
     assert result.exit_code == 1
     assert f"MPFORGE_ALIPAY_APP_PRIVATE_KEY_{APPID}" in result.stderr and "--sandbox" in result.stderr
+
+
+def test_an_image_that_is_not_a_png_is_refused(project: Callable[..., Path], sandbox: LocalSandbox) -> None:
+    """A code recorded earlier whose URL now serves something else (here: a JPEG)."""
+    spec = project(spec_of(POSTER))
+    make_qrcodes(load_entry_codes(spec), sandbox.alipay)
+    cache = spec.parent / ".mpforge/qrcodes.json"
+    data = json.loads(cache.read_text("utf-8"))
+    (record,) = data["codes"].values()
+
+    class Jpeg(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.end_headers()
+            self.wfile.write(b"\xff\xd8\xff\xe0 not a png")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Jpeg) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        record.update(image=None, sha256=None, qr_code_url=f"http://127.0.0.1:{server.server_port}/code")
+        cache.write_text(json.dumps(data), "utf-8")
+        text = problems(lambda: make_qrcodes(load_entry_codes(spec), sandbox.alipay))
+        server.shutdown()
+    assert "promotion.entry_points[0]: the code's image at http://127.0.0.1:" in text
+    assert "is not a PNG (image/jpeg, 14 bytes)" in text
+    assert sandbox.state.qrcode_calls == 1  # the recorded code was not asked for again

@@ -55,7 +55,7 @@ DOWNLOAD_TIMEOUT = 30.0  # seconds
 SANDBOX_WARNING = "沙箱码 SANDBOX · 不可印刷使用"
 TEMP_PREFIX = ".mpforge-tmp-"  # `mpforge dev` ignores files named so
 
-# What to do about Alipay's refusals of qrcode.create, by sub_code.
+# What to do about Alipay's refusals of qrcode.create, by sub_code ({appid}: the app's).
 # isv.insufficient-isv-permissions: AD:`support/支付宝小程序/常见问题/调用小程序二维码接口报错“ISV权限不足”.md`.
 REFUSAL_HINTS = {
     "isv.insufficient-isv-permissions": "bind the 小程序码 product to this mini-program in Alipay's open platform "
@@ -198,7 +198,8 @@ def _create(client: AlipayClient, request: CodeRequest, spec: ValidSpec, index: 
     except AlipayError as exc:
         detail = f" ({exc.sub_code}: {exc.sub_msg})" if exc.sub_code else ""
         raise UserError([spec.problem(where, f"Alipay refused the code: {exc.code} {exc.msg}{detail}",
-                                      hint=REFUSAL_HINTS.get(exc.sub_code, DEFAULT_HINT))]) from None
+                                      hint=REFUSAL_HINTS.get(exc.sub_code, DEFAULT_HINT).format(
+                                          appid=request.appid))]) from None
     except AlipayUnavailable as exc:
         raise UserError([spec.problem(where, f"Alipay did not answer ({exc.reason})",
                                       hint="rerun later: codes made so far are kept")]) from None
@@ -214,7 +215,8 @@ def _download(url: str, spec: ValidSpec, index: int) -> bytes:
         response.raise_for_status()
     except httpx.HTTPError as exc:
         problem = spec.problem(where, f"could not download the code's image from {url}: {exc}",
-                               hint="rerun: the code is recorded, so only its image is fetched again")
+                               hint="rerun: the code is recorded, so only its image is fetched again "
+                                    "(--force asks Alipay for the code anew)")
         raise UserError([problem]) from None
     if not is_png(response.content):
         kind = response.headers.get("content-type", "unknown type")
