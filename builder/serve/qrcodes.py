@@ -22,6 +22,7 @@ import io
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ TEMP_PREFIX = ".mpforge-tmp-"  # `mpforge dev` ignores files named so
 
 # What to do about Alipay's refusals of qrcode.create, by sub_code ({appid}: the app's).
 # isv.insufficient-isv-permissions: AD:`support/支付宝小程序/常见问题/调用小程序二维码接口报错“ISV权限不足”.md`.
-REFUSAL_HINTS = {
+REFUSAL_HINTS: Mapping[str, str] = {
     "isv.insufficient-isv-permissions": "bind the 小程序码 product to this mini-program in Alipay's open platform "
                                         "console, and check that app.appid is the mini-program's own app id",
     "isv.invalid-app-id": "check that app.appid is the mini-program's app id and the keys are this app's",

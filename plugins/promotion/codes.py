@@ -90,7 +90,8 @@ def cached_png(folder: Path, codes: dict[str, dict[str, Any]], request: CodeRequ
 
 
 def is_png(data: bytes) -> bool:
-    return data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR"
+    """A PNG signature, then the IHDR chunk with the image's size."""
+    return len(data) > 24 and data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR"
 
 
 def png_size(data: bytes) -> tuple[int, int]:
