@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
@@ -41,7 +41,7 @@ from typing import Any, Literal
 import procrastinate
 from anyio import to_thread
 from procrastinate import testing
-from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.exceptions import AlreadyEnqueued, ConnectorException
 from procrastinate.schema import SchemaManager
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -126,6 +126,15 @@ def apply_queue_schema(storage: Storage) -> None:
             cursor.close()
 
 
+def _report_end(worker: asyncio.Task[None]) -> None:
+    """Log a worker that stopped by itself: until the process restarts, pending claims
+    wait for their clients' retries."""
+    if not worker.cancelled() and worker.exception() is not None:
+        # The class only: a database error's message may quote SQL or connection details.
+        LOG.error("the job worker stopped (%s); pending claims wait for their clients' retries until a restart",
+                  type(worker.exception()).__name__)
+
+
 class ClaimJobs:
     """The job queue of one serve process: its procrastinate app, the tasks, the worker."""
 
@@ -160,6 +169,7 @@ class ClaimJobs:
                 queues=[QUEUE], name="mpforge-serve", concurrency=self.policy.concurrency,
                 fetch_job_polling_interval=self.policy.poll_seconds, install_signal_handlers=False,
                 delete_jobs="successful" if self.shared else "always", shutdown_graceful_timeout=5))
+            worker.add_done_callback(_report_end)
             self._running = True
             try:
                 await self._sweep(timestamp=0)
@@ -167,10 +177,10 @@ class ClaimJobs:
             finally:
                 self._running = False
                 worker.cancel()
-                # The worker ends its jobs (or abandons them after the graceful timeout);
-                # an abandoned claim stays pending, for the next start's sweep.
-                with suppress(asyncio.CancelledError):
-                    await worker
+                # The worker ends its jobs (or abandons them after the graceful timeout;
+                # an abandoned claim stays pending, for the next start's sweep). Waited
+                # for, never raised: how it ended, _report_end has logged.
+                await asyncio.wait([worker])
 
     async def settle_later(self, claim: Claim) -> None:
         """Have the worker settle `claim` if a request leaves it pending on the send route."""
@@ -188,6 +198,10 @@ class ClaimJobs:
                 .defer_async(claim_id=claim_id)
         except AlreadyEnqueued:
             pass  # a job for this claim is waiting already
+        except ConnectorException as exc:
+            # The queue's database is unreachable: the request still gets its answer, and
+            # the claim, in the table, is the next sweep's.
+            LOG.warning("claim %s: could not queue its job (%s); the next sweep will", claim_id, type(exc).__name__)
 
     async def _sweep(self, timestamp: int) -> None:
         """Defer a job for every pending send-route claim old enough not to be in its
