@@ -63,6 +63,9 @@ def run_serve(spec_paths: Sequence[str | Path], database_url: str | None = None,
     forwarded_allow_ips: the proxies whose X-Forwarded-For names the client (for the
         per-address rate limit), as uvicorn takes them; default none is trusted.
 
+    The job worker that settles pending claims (builder.serve.jobs) runs in this process.
+    For several processes and hosts, see docs/deploy.md and `app_from_environment`.
+
     Raises UserError for a spec that does not build, has no app id, or a missing key.
     """
     merchants = load_merchants(spec_paths)
