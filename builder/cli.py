@@ -493,3 +493,33 @@ def serve(targets: tuple[str, ...], database_url: str | None, host: str, port: i
     if secret is not None and len(secret) < 32:
         raise click.UsageError("MPFORGE_SERVE_SECRET must be at least 32 bytes")
     run_serve(list(targets), database_url, host=host, port=port, sandbox=sandbox, secret=secret)
+
+
+@main.command()
+@click.argument("target", required=False, metavar="[SPEC|DIR]")
+@click.option("-o", "--output", type=click.Path(file_okay=False),
+              help="Folder for the print files (default: qrcodes/ beside the spec; qrcodes-sandbox/ with --sandbox).")
+@click.option("--sandbox", is_flag=True,
+              help="Ask a sandbox gateway in this process instead of Alipay: no keys needed, and the codes are "
+                   "not real.")
+@click.option("--force", is_flag=True, help="Ask Alipay again even for codes already made.")
+@handle_errors
+def qrcodes(target: str | None, output: str | None, sandbox: bool, force: bool) -> None:
+    """Make the real Alipay mini-program code of every promotion entry point.
+
+    Calls alipay.open.app.qrcode.create with the app's keys from
+    $MPFORGE_ALIPAY_APP_PRIVATE_KEY_<appid> and $MPFORGE_ALIPAY_PUBLIC_KEY_<appid>, only for
+    entry points it has no code for yet (the codes are kept in .mpforge/ beside the spec),
+    and writes <id>.png, an A6 card <id>.svg and entry-points.csv. Later builds show the
+    real codes in promotion/qr/ instead of the drafts.
+    """
+    from .serve.qrcodes import run_qrcodes
+
+    result = run_qrcodes(target, output, sandbox=sandbox, force=force)
+    console = _console()
+    if result.sandbox:
+        console.print("[bold yellow]sandbox codes: made by a sandbox gateway, not by Alipay; they open nothing and "
+                      "are not for printing[/]")
+    console.print(f"{len(result.codes)} codes written to {result.out_dir} ({result.calls} asked from "
+                  f"{'the sandbox' if result.sandbox else 'Alipay'}, {len(result.codes) - result.calls} from the "
+                  f"cache); list: {result.csv}")

@@ -263,6 +263,12 @@ class ValidSpec:
     def assets_dir(self) -> Path | None:
         return self.root / self.model.assets if self.model.assets else None
 
+    @property
+    def state_dir(self) -> Path:
+        """`.mpforge/` beside the spec: what mpforge commands keep for the project (the
+        mini-program codes `mpforge qrcodes` made), which builds read (a build input)."""
+        return self.root / ".mpforge"
+
 
 # --- the plan ------------------------------------------------------------------------
 

@@ -116,6 +116,7 @@ def build_inputs(spec: ValidSpec, hooks: Hooks) -> list[Input]:
               Input(Path(__file__).resolve().parent, tree=True, local=False)]  # mpforge itself
     if spec.assets_dir is not None:
         inputs.append(Input(spec.assets_dir.resolve(), tree=True, local=True))
+    inputs.append(Input(spec.state_dir.resolve(), tree=True, local=True))
     for plugin, folder in template_layers(hooks, spec.root, existing=False):
         inputs.append(Input(folder.resolve(), tree=True, local=source[plugin] in _SOURCES_OF_THE_PROJECT))
     for name, info in hooks.info.items():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,15 @@ class ApiClient:
     def __init__(self, app: Starlette) -> None:
         self._portal_context = start_blocking_portal()
         self._portal = self._portal_context.__enter__()
+        self.app = app
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://serve.test",
                                         timeout=120)
+
+    def lifespan(self) -> AbstractContextManager[Any]:
+        """The app's lifespan (its job worker) running on this client's event loop, as
+        uvicorn runs it: `with api.lifespan(): ...`. Without it the app serves requests
+        but runs no background work."""
+        return self._portal.wrap_async_context_manager(self.app.router.lifespan_context(self.app))
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         return self._portal.call(functools.partial(self.client.request, method, url, **kwargs))

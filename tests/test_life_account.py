@@ -32,7 +32,9 @@ COUPON = {"backend": {"base_url": "https://api.example.com"}, "coupons": [
 def life_spec(blocks=None, with_coupons=True, **life_changes):
     life = {**copy.deepcopy(LIFE), **life_changes}
     sections = {"life_account": life, **({"coupon": copy.deepcopy(COUPON)} if with_coupons else {})}
-    return page_spec(blocks if blocks is not None else [{"type": "life-account-follow"}], assets="assets", **sections)
+    spec = page_spec(blocks if blocks is not None else [{"type": "life-account-follow"}], assets="assets", **sections)
+    spec["app"]["appid"] = "2021004123456789"
+    return spec
 
 
 def errors(project, spec, *disable):
@@ -93,6 +95,16 @@ def test_follow_reward_needs_the_coupon_plugin(project):
             in found[0])
 
 
+def test_a_follow_reward_is_issued_by_the_back_end_for_followers(project):
+    spec = life_spec(follow_reward="follow-gift")
+    spec["coupon"]["coupons"][0].update(claim_route="plugin", audience="everyone")
+    [error] = errors(project, spec)
+    assert "life_account.follow_reward: follow reward 'follow-gift' is claimed through Alipay's coupon plugin" in error
+    spec["coupon"]["coupons"][0].update(claim_route="send")
+    assert [(w.path, w.message) for w in prepare(project(spec)).warnings] == [
+        ("life_account.follow_reward", "follow reward 'follow-gift' is for audience 'everyone'")]
+
+
 def test_blocks_need_the_section(project):
     spec = page_spec([{"type": "life-account-card"}])
     assert any("pages[0].blocks[0].type: block 'life-account-card' needs a 'life_account' section" in e
@@ -108,7 +120,13 @@ global.my = {
   showLoading: () => {}, hideLoading: () => {},
   showToast: (t) => calls.push(['toast', t.content]),
   getAuthCode: (o) => o.success({ authCode: 'A' }),
-  request: (o) => { calls.push(['request', o.data.couponId, o.data.activityId]); o.success({ data: { result: 'CLAIMED' } }); },
+  // The back end: a session, then the claim (which it issues only to a verified follower).
+  request: (o) => {
+    calls.push(['request', o.method, new URL(o.url).pathname]);
+    if (o.url.endsWith('/session')) o.success({ status: 200, data: { token: 't', expiresIn: 7200 } });
+    else if (o.method === 'POST') o.success({ status: 201, data: { result: 'CLAIMED' } });
+    else o.fail({ error: 12 });
+  },
 };
 let options;
 global.Page = (o) => { options = o; };
@@ -120,7 +138,9 @@ process.stdout.write(JSON.stringify(calls));
 
 
 @pytest.mark.parametrize("reward, expected", [
-    ("follow-gift", [["request", "follow-gift", "ACT-FOLLOW"], ["toast", "领取成功"]]),
+    ("follow-gift", [["request", "POST", "/api/v1/2021004123456789/session"],
+                     ["request", "POST", "/api/v1/2021004123456789/coupons/follow-gift/claims"],
+                     ["toast", "领取成功"]]),
     (None, [["toast", "感谢关注"]]),
 ])
 def test_following_claims_the_reward(project, tmp_path, reward, expected):

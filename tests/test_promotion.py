@@ -119,7 +119,7 @@ global.getApp = () => app;
 global.Page = (o) => { page = o; };
 require(path.resolve(appFile));
 require(path.resolve(pageFile));
-app.onLaunch(JSON.parse(launch));
+app.onShow(JSON.parse(launch));
 page.onLoad(JSON.parse(query));
 const g = app.globalData;
 process.stdout.write(JSON.stringify([g.scene, g.channel, g.entryPoint, g.store, g.table, storage['mpforge.attribution'].channel]));
@@ -200,7 +200,7 @@ for (const options of JSON.parse(process.argv[2])) {
   require(path.resolve(process.argv[1]));
 }
 const results = JSON.parse(process.argv[2]).map((options, i) => {
-  launches[i].onLaunch(options);
+  launches[i].onShow(options);
   return [launches[i].globalData.channel, launches[i].globalData.entryPoint];
 });
 process.stdout.write(JSON.stringify(results));

@@ -57,6 +57,7 @@ from builder.serve.api_models import (
     SessionReply,
     SessionRequest,
 )
+from builder.serve.jobs import ClaimJobs, JobPolicy
 from builder.serve.merchant import AlipayConfig, Merchant
 from builder.serve.openapi import Operation, document
 from builder.serve.rate_limit import TokenBuckets
@@ -180,10 +181,11 @@ class Api:
     storage, the token signer and the events rate limiter."""
 
     def __init__(self, merchants: Sequence[Merchant], clients: dict[str, AlipayClient], storage: Storage,
-                 tokens: SessionTokens, limits: Limits, clock: Callable[[], datetime]) -> None:
+                 jobs: ClaimJobs, tokens: SessionTokens, limits: Limits, clock: Callable[[], datetime]) -> None:
         self.merchants = {m.appid: m for m in merchants}
         self.clients = clients
         self.storage = storage
+        self.jobs = jobs
         self.tokens = tokens
         self.limits = limits
         self.clock = clock
@@ -262,6 +264,7 @@ class Api:
         except claims.KeyReused:
             raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for another claim "
                                                           "(another coupon or chInfo); use a new key") from None
+        await self.jobs.settle_later(claim)  # a claim still pending: the job queue settles it
         status, reply = claims.answer(claim)
         return _json(status, reply, {"Retry-After": "1"} if status == 503 else None)
 
@@ -348,13 +351,15 @@ def _error(_request: Request, exc: Exception) -> Response:
 
 def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: AlipayConfig, secret: bytes,
                limits: Limits | None = None, clock: Callable[[], datetime] = utc_now, busy_timeout: float = 5.0,
-               pool_size: int = 20) -> Starlette:
+               pool_size: int = 20, job_policy: JobPolicy | None = None) -> Starlette:
     """The back end of `merchants`, storing in `database_url` (sqlite:///FILE or
     postgresql://...), whose schema is migrated to the newest revision first.
 
     alipay: the keys of every merchant's app and the gateway; secret: signs session
     tokens (at least 32 bytes; every process serving the same users needs the same one);
-    clock: now, aware (tests move it); busy_timeout and pool_size: see `Storage`.
+    clock: now, aware (tests move it); busy_timeout and pool_size: see `Storage`;
+    job_policy: how the job queue settles pending claims (builder.serve.jobs). The
+    queue's worker runs while the app's lifespan does.
     Raises UserError for a merchant served twice or a key that cannot be read.
     """
     appids = [m.appid for m in merchants]
@@ -364,14 +369,16 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
     limits = limits or Limits()
     clients = {m.appid: alipay.client(m.appid) for m in merchants}
     storage = Storage(database_url, busy_timeout=busy_timeout, pool_size=pool_size, clock=clock)
+    jobs = ClaimJobs(storage, clients, database_url, job_policy or JobPolicy())
     try:
         storage.migrate()
+        jobs.prepare()
         for merchant in merchants:
             storage.add_counters(merchant.appid, [c.id for c in merchant.coupons])
     except BaseException:
         storage.dispose()
         raise
-    api = Api(merchants, clients, storage, SessionTokens(secret, limits.session_ttl, clock), limits, clock)
+    api = Api(merchants, clients, storage, jobs, SessionTokens(secret, limits.session_ttl, clock), limits, clock)
     endpoints = [(SESSION, api.session), (CLAIM, api.claim), (EVENTS, api.events), (CONTENT, api.content)]
     openapi = document([op for op, _ in endpoints] + [OPENAPI], title="mpforge serve", version=__version__)
 
@@ -380,8 +387,11 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
-        storage.dispose()
+        try:
+            async with jobs.running():
+                yield
+        finally:
+            storage.dispose()
 
     routes = [Route(op.path, handler, methods=[op.method]) for op, handler in endpoints]
     routes.append(Route(OPENAPI.path, openapi_json, methods=[OPENAPI.method]))

@@ -53,6 +53,7 @@ class LocalSandbox:
         except BaseException:
             self._folder.cleanup()
             raise
+        self.state.public_url = f"http://{self.server.host}"  # where the code images are served
         self.alipay = AlipayConfig(apps, gateway_url=self.server.gateway_url, timeout=timeout)
 
     def _write(self, name: str, pem: str) -> KeySource:

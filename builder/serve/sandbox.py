@@ -22,7 +22,8 @@ against this app instead. It checks what Alipay checks and answers as Alipay ans
 
 Methods: alipay.system.oauth.token, alipay.marketing.activity.ordervoucher.send,
 alipay.open.public.user.follow.query, alipay.open.app.qrcode.create; what they remember
-lives in `SandboxState`. `sandbox_server.SandboxServer` runs the app for the tests, on
+lives in `SandboxState`. `GET /qrcode/<name>.png` serves the image of a code
+qrcode.create issued. `sandbox_server.SandboxServer` runs the app for the tests, on
 port 80 because the SDK cannot reach any other port (see there).
 """
 
@@ -30,11 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from urllib.parse import parse_qsl, urlsplit
 
+import segno
 from Crypto.PublicKey import RSA
 from Crypto.PublicKey.RSA import RsaKey
 from starlette.applications import Starlette
@@ -56,10 +59,12 @@ MESSAGES = {
     "40001": "Missing Required Arguments",
     "40002": "Invalid Arguments",
     "40004": "Business Failed",
+    "40006": "Insufficient Permissions",
 }
 OAUTH_TOKEN = "alipay.system.oauth.token"
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"  # "yyyy-MM-dd HH:mm:ss", Alipay's common request parameter
-# Image URLs of sandbox 小程序码: a reserved name (RFC 2606) that never resolves.
+# Image URLs of sandbox 小程序码 when the server's address is unknown: a reserved name
+# (RFC 2606) that never resolves.
 QR_HOST = "https://qr.alipay-sandbox.invalid"
 
 # ordervoucher.send's business refusals. UNVERIFIED NAMES: the API's own error table
@@ -169,7 +174,16 @@ def create_qrcode(state: SandboxState, app_id: str, params: Mapping[str, str]) -
     """alipay.open.app.qrcode.create: qr_code_url and the round variants (SDK
     AlipayOpenAppQrcodeCreateResponse), the same URLs for the same request. Limits:
     describe <= 32 and query_param <= 256 characters (secondary, alipay-platform.md 1f),
-    size s/m/l (SDK AlipayOpenAppQrcodeCreateModel)."""
+    size s/m/l (SDK AlipayOpenAppQrcodeCreateModel). An app in
+    `state.qrcode_refused_apps` gets Alipay's answer to an app without the 小程序码
+    product (AD:`support/支付宝小程序/常见问题/调用小程序二维码接口报错“ISV权限不足”.md`).
+
+    The URLs point at this server's `/qrcode/` route (`state.public_url`), which serves
+    a PNG of a QR code holding `https://qr.alipay.com/sbx<name>`, the form of Alipay's
+    code content; the round variants are drawn as the same square code."""
+    if app_id in state.qrcode_refused_apps:
+        raise _Refused("40006", "isv.insufficient-isv-permissions",
+                       "ISV权限不足，建议在开放平台控制台检查对应产品是否已经绑定")
     biz = _biz(params)
     _text(biz, "url_param")  # required: the page the code opens
     describe = _text(biz, "describe")
@@ -180,10 +194,18 @@ def create_qrcode(state: SandboxState, app_id: str, params: Mapping[str, str]) -
         raise _invalid_parameter("query_param 长度不能超过256")
     if size not in ("", "s", "m", "l"):
         raise _invalid_parameter("size 只能是 s、m、l")
-    name = hashlib.sha256(json.dumps([app_id, biz], sort_keys=True).encode()).hexdigest()[:24]
-    return {"code": SUCCESS, "msg": MESSAGES[SUCCESS], "qr_code_url": f"{QR_HOST}/{name}.jpg",
-            "qr_code_url_circle_blue": f"{QR_HOST}/{name}-circle-blue.jpg",
-            "qr_code_url_circle_white": f"{QR_HOST}/{name}-circle-white.jpg"}
+    name = state.issue_qrcode(app_id, json.dumps(biz, sort_keys=True))
+    base = f"{state.public_url}/qrcode" if state.public_url else QR_HOST
+    return {"code": SUCCESS, "msg": MESSAGES[SUCCESS], "qr_code_url": f"{base}/{name}.png",
+            "qr_code_url_circle_blue": f"{base}/{name}-circle-blue.png",
+            "qr_code_url_circle_white": f"{base}/{name}-circle-white.png"}
+
+
+def qrcode_png(content: str) -> bytes:
+    """A PNG of a QR code holding `content`, as the sandbox's code images are drawn."""
+    buffer = io.BytesIO()
+    segno.make(content, error="m", micro=False).save(buffer, kind="png", scale=10, border=4)
+    return buffer.getvalue()
 
 
 Handler = Callable[[SandboxState, str, Mapping[str, str]], dict[str, str]]
@@ -277,7 +299,17 @@ def create_sandbox_app(apps: Mapping[str, str], alipay_private_key_pem: str, sta
             await asyncio.sleep(faults.delay_seconds)
         return Response(_response_text(key, body, signer, faults.tamper), media_type="application/json")
 
-    return Starlette(routes=[Route("/gateway.do", gateway, methods=["POST"])],
+    async def qrcode_image(request: Request) -> Response:
+        """GET /qrcode/<name>[-circle-blue|-circle-white].png: an issued code's image."""
+        name = request.path_params["file"].removesuffix(".png").removesuffix("-circle-blue").removesuffix(
+            "-circle-white")
+        content = state.qrcode_content(name)
+        if content is None or not request.path_params["file"].endswith(".png"):
+            return Response("no such code", status_code=404, media_type="text/plain")
+        return Response(qrcode_png(content), media_type="image/png")
+
+    return Starlette(routes=[Route("/gateway.do", gateway, methods=["POST"]),
+                             Route("/qrcode/{file}", qrcode_image, methods=["GET"])],
                      middleware=[Middleware(AbsoluteFormTarget)])
 
 

@@ -24,8 +24,8 @@ PORT = 80  # the SDK's port for http://, see the module docstring
 
 
 def _bind_free_loopback() -> socket.socket:
-    """A listening-ready socket on port 80 of the first free 127.0.0.N (N >= 2): an
-    address no other sandbox of this or another process holds."""
+    """A listening socket on port 80 of the first free 127.0.0.N (N >= 2): an address no
+    other sandbox of this or another process holds."""
     for n in range(2, 255):
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -36,6 +36,9 @@ def _bind_free_loopback() -> socket.socket:
             if exc.errno == errno.EADDRINUSE:
                 continue
             raise
+        # Listening at once: with SO_REUSEADDR, a bound socket that does not listen yet
+        # lets another process bind the same address (and its listen then fails).
+        sock.listen(128)
         return sock
     raise OSError(errno.EADDRINUSE, "no free 127.0.0.N has port 80 free")
 

@@ -1,5 +1,5 @@
 """What the sandbox gateway remembers between calls: users, voucher activities, follows,
-and the faults a test asks it to show. One explicit object per sandbox, thread-safe
+the mini-program codes it issued, and the faults a test asks it to show. One explicit object per sandbox, thread-safe
 (uvicorn's event loop and the test thread both use it), no module state.
 """
 
@@ -84,6 +84,13 @@ class SandboxState:
         self._per_user: dict[tuple[str, str], int] = {}  # (activity_id, user_id) -> vouchers
         self._open_ids: dict[tuple[str, str], str] = {}  # (app_id, open_id) -> user_id
         self._follows: set[tuple[str, str]] = set()  # (life account app_id, user_id)
+        # Mini-program codes: the base URL the image URLs point at (the server's, once its
+        # address is known; None: an unresolvable host), the apps that have not bound the
+        # 小程序码 product (their qrcode.create is refused), and each code's content by name.
+        self.public_url: str | None = None
+        self.qrcode_refused_apps: frozenset[str] = frozenset()
+        self._qrcodes: dict[str, str] = {}  # code name -> the URL its image encodes
+        self._qrcode_calls = 0
 
     # --- users -----------------------------------------------------------------------
 
@@ -146,3 +153,25 @@ class SandboxState:
     def is_following(self, app_id: str, user_id: str) -> bool:
         with self._lock:
             return (app_id, user_id) in self._follows
+
+    # --- mini-program codes (qrcode.create) ------------------------------------------
+
+    def issue_qrcode(self, app_id: str, request: str) -> str:
+        """The name of the code for this app and request (its business parameters as
+        text): the same name for the same request, as a repeat gets the same code."""
+        name = hashlib.sha256(f"qrcode:{app_id}:{request}".encode()).hexdigest()[:24]
+        with self._lock:
+            self._qrcode_calls += 1
+            self._qrcodes[name] = f"https://qr.alipay.com/sbx{name}"
+        return name
+
+    def qrcode_content(self, name: str) -> str | None:
+        """What the image of code `name` encodes; None for a code never issued."""
+        with self._lock:
+            return self._qrcodes.get(name)
+
+    @property
+    def qrcode_calls(self) -> int:
+        """How many codes qrcode.create has issued (repeats included): what a cache saves."""
+        with self._lock:
+            return self._qrcode_calls

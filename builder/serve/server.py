@@ -1,15 +1,19 @@
 """`run_serve`: what `mpforge serve` runs. Loads the specs, builds the app, serves it
-with uvicorn until interrupted."""
+with uvicorn until interrupted. `app_from_environment`: the same app for uvicorn's own
+command line (`uvicorn --factory builder.serve.server:app_from_environment --workers N`),
+configured by environment variables only (docs/deploy.md)."""
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
 import uvicorn
+from starlette.applications import Starlette
 
 from builder.errors import UserError
 from builder.serve.alipay_client import PRODUCTION_GATEWAY
@@ -20,6 +24,11 @@ from builder.serve.sandbox_state import AUTH_CODE_PREFIX
 
 LOG = logging.getLogger(__name__)
 DATABASE_FILE = "mpforge-serve.sqlite3"
+SPECS_VARIABLE = "MPFORGE_SERVE_SPECS"
+DATABASE_VARIABLE = "MPFORGE_DATABASE_URL"
+SECRET_VARIABLE = "MPFORGE_SERVE_SECRET"
+GATEWAY_VARIABLE = "MPFORGE_ALIPAY_GATEWAY"
+MIN_SECRET_BYTES = 32
 
 
 def default_database_url(merchant: Merchant) -> str:
@@ -54,6 +63,9 @@ def run_serve(spec_paths: Sequence[str | Path], database_url: str | None = None,
     forwarded_allow_ips: the proxies whose X-Forwarded-For names the client (for the
         per-address rate limit), as uvicorn takes them; default none is trusted.
 
+    The job worker that settles pending claims (builder.serve.jobs) runs in this process.
+    For several processes and hosts, see docs/deploy.md and `app_from_environment`.
+
     Raises UserError for a spec that does not build, has no app id, or a missing key.
     """
     merchants = load_merchants(spec_paths)
@@ -77,3 +89,35 @@ def run_serve(spec_paths: Sequence[str | Path], database_url: str | None = None,
             local.remove_key_files()
         uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=forwarded_allow_ips is not None,
                     forwarded_allow_ips=forwarded_allow_ips)
+
+
+def app_from_environment() -> Starlette:
+    """The back end configured by the environment, for `uvicorn --factory
+    builder.serve.server:app_from_environment` (each of uvicorn's workers calls it):
+
+    MPFORGE_SERVE_SPECS: the spec files or project folders, separated by ":" (";" on
+        Windows); MPFORGE_DATABASE_URL: as `run_serve`'s database_url (required: workers
+        and hosts share one database); MPFORGE_SERVE_SECRET: signs session tokens, at
+        least 32 bytes, the same in every process (required: a random one per worker
+        would log users out whenever the load balancer picks another);
+        MPFORGE_ALIPAY_GATEWAY: Alipay's gateway URL (default production's); and each
+        app's keys, MPFORGE_ALIPAY_APP_PRIVATE_KEY_<appid> and MPFORGE_ALIPAY_PUBLIC_KEY_<appid>.
+
+    Raises UserError naming the variable that is missing or wrong.
+    """
+    specs = [path for path in os.environ.get(SPECS_VARIABLE, "").split(os.pathsep) if path.strip()]
+    if not specs:
+        raise UserError(f"set {SPECS_VARIABLE} to the spec files or project folders to serve, separated by "
+                        f"{os.pathsep!r}")
+    database_url = os.environ.get(DATABASE_VARIABLE, "")
+    if not database_url:
+        raise UserError(f"set {DATABASE_VARIABLE} (postgresql://USER:PASSWORD@HOST/DB, or sqlite:///FILE for a "
+                        "single host): every worker must use the same database")
+    secret = os.environ.get(SECRET_VARIABLE, "").encode("utf-8")
+    if len(secret) < MIN_SECRET_BYTES:
+        raise UserError(f"set {SECRET_VARIABLE} to a secret of at least {MIN_SECRET_BYTES} bytes, the same for "
+                        "every worker (e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(48))')")
+    merchants = load_merchants(specs)
+    alipay = AlipayConfig.from_environment([m.appid for m in merchants],
+                                           gateway_url=os.environ.get(GATEWAY_VARIABLE) or PRODUCTION_GATEWAY)
+    return create_app(merchants, database_url, alipay=alipay, secret=secret)

@@ -451,6 +451,20 @@ class Storage:
     def _claim_by_id(conn: Connection, claim_id: int) -> Claim:
         return _claim(conn.execute(select(CLAIMS).where(CLAIMS.c.id == claim_id)).one())
 
+    def claim(self, claim_id: int) -> Claim | None:
+        """The claim with this id, as it stands (None if there is none)."""
+        with self._read() as conn:
+            row = conn.execute(select(CLAIMS).where(CLAIMS.c.id == claim_id)).first()
+            return _claim(row) if row is not None else None
+
+    def pending_sends(self, created_before: datetime) -> list[int]:
+        """The ids of the claims still waiting for Alipay's voucher (pending, send route)
+        that were reserved before `created_before`, oldest first."""
+        with self._read() as conn:
+            return list(conn.execute(select(CLAIMS.c.id).where(
+                CLAIMS.c.status == Status.PENDING.value, CLAIMS.c.route == Route.SEND.value,
+                CLAIMS.c.created_at < created_before).order_by(CLAIMS.c.id)).scalars())
+
     # --- events ---------------------------------------------------------------------------
 
     def add_events(self, appid: str, user: AlipayUser | None, anonymous_id: str | None,

@@ -169,5 +169,6 @@ def mpforge_services(plan: AppPlan, spec: ValidSpec, render: Render) -> dict[str
     return {
         "services/coupon.js": render("coupon/service.js", config={"coupons": coupons, "partnerId": section.partner_id}),
         "docs/backend.md": render("coupon/backend.md", app=spec.model.app, coupons=section.coupons,
-                                  api=spec.backend_api or f"{spec.backend_url}/api/v1/(app.appid)", openapi=f"{spec.backend_url}/api/v1/openapi.json"),
+                                  api=spec.backend_api or f"{spec.backend_url}/api/v1/(app.appid)",
+                                  openapi=f"{spec.backend_url}/api/v1/openapi.json"),
     }

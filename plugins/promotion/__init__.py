@@ -4,6 +4,10 @@ Entry points (a table sticker in a store, a poster, a partner link) each open a 
 with a query that carries a channel tag (`ch`) and the entry point id (`ep`). app.js
 keeps both in globalData and storage, and the coupon service sends them to the
 backend, so the merchant sees which channel brought each visit and claim.
+
+Each entry point's QR code (promotion/qr/<id>.svg) is a labelled draft until
+`mpforge qrcodes` has fetched its real mini-program code from Alipay; from then on the
+build shows that code (codes.py), read from the project's cache, never from Alipay.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from builder.plugin_api import (
     page_path,
 )
 
+from .codes import CodeRequest, cache_folder, cached_png, code_svg, read_cache
 from .models import CampaignId, EntryPoint, PromotionSection
 
 if TYPE_CHECKING:
@@ -202,7 +207,7 @@ def mpforge_app_script(spec: ValidSpec, render: Render) -> AppScript | None:
 
 @hookimpl
 def mpforge_app_json(app_json: dict[str, Any], mini_project: dict[str, Any], spec: ValidSpec) -> None:
-    if _section(spec) is not None:  # the report, CSV and draft QR codes are not part of the app
+    if _section(spec) is not None:  # the report, CSV and QR codes are not part of the app
         mini_project["uploadExclude"].append("promotion/**")
 
 
@@ -215,8 +220,15 @@ def mpforge_services(plan: AppPlan, spec: ValidSpec, render: Render) -> dict[str
     appid = spec.model.app.appid
     if section.entry_points and appid:  # mpforge_validate requires an appid with entry points
         files["promotion/entry-points.csv"] = _entry_points_csv(section.entry_points, appid)
+        folder = cache_folder(spec.state_dir, sandbox=False)
+        try:
+            codes = read_cache(folder)
+        except ValueError:
+            codes = {}  # an unreadable cache leaves the drafts; `mpforge qrcodes` reports it
         for entry in section.entry_points:
-            files[f"promotion/qr/{entry.id}.svg"] = qr_svg(launch_url(appid, entry), draft=True)
+            png = cached_png(folder, codes, CodeRequest.for_entry(appid, entry))
+            files[f"promotion/qr/{entry.id}.svg"] = (code_svg(png, entry.name) if png is not None
+                                                     else qr_svg(launch_url(appid, entry), draft=True))
     return files
 
 
@@ -234,7 +246,8 @@ def qr_svg(url: str, *, draft: bool = False) -> str:
 
     A `draft` code encodes the alipays:// launch URL, which phone cameras and WeChat
     cannot open: it is for proofs only, so it carries a visible label. The printable
-    code is the Alipay mini-program code made by alipay.open.app.qrcode.create.
+    code is the Alipay mini-program code made by alipay.open.app.qrcode.create, which
+    `mpforge qrcodes` fetches; once it has, the build shows that code instead (codes.py).
     """
     buffer = io.BytesIO()
     # An explicit white background: transparent QR codes fail on dark backgrounds (and decoders).

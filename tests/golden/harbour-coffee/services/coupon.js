@@ -192,7 +192,9 @@ function claim(page, keys, id) {
     } else {
       my.showToast({ type: 'none', content: failureText(answer || { status: 0 }) });
     }
-    refresh(page, keys);
+    if (keys.length) {
+      refresh(page, keys);
+    }
   });
 }
 
