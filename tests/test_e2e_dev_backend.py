@@ -125,10 +125,8 @@ def test_claiming_a_coupon_goes_through_the_back_end_and_the_sandbox(coffee, str
 def test_a_plugin_route_coupon_finishes_in_the_coupon_plugin(coffee, page, screenshots):
     """claim_route plugin: the back end reserves the claim, the button becomes Alipay's
     coupon plugin (<get-coupon>), whose tap the runtime answers with onGetCouponSuccess."""
+    page.add_init_script("localStorage.setItem('mpforge-preview:sandbox-user', 'bob')")  # a user of its own
     open_page(page, coffee, "pages/menu/menu")
-    page.locator("#mpf-user").select_option("bob")  # a user of its own: kept for the next load
-    page.reload()
-    page.locator("body[data-page='pages/menu/menu']").wait_for()
     croissant = page.locator("#mpf-page-host .mf-coupon", has_text="买咖啡送可颂")
     croissant.locator(".mf-coupon-claim", has_text="立即领取").click()
     plugin = croissant.locator(".mp-get-coupon[data-mp-component='get-coupon']")
@@ -185,11 +183,10 @@ def test_following_the_life_account_records_it_in_the_sandbox(coffee, page, scre
 
 
 def test_a_user_who_refuses_authorization_gets_the_pages_refusal(coffee, page):
+    # The user refuses from the start (a new browser context: no session token either).
+    page.add_init_script("localStorage.setItem('mpforge-preview:sandbox-user', '')")
     open_page(page, coffee, "pages/menu/menu")
-    page.locator("#mpf-user").select_option("")  # kept for the next load
-    page.locator("#mpf-clear-storage").click()  # no session token from before
-    page.reload()
-    page.locator("body[data-page='pages/menu/menu']").wait_for()
+    assert page.locator("#mpf-user").input_value() == ""
     refused = "document.querySelector('#mpf-log').innerText.split('the sandbox user refuses').length - 1"
     poll(page, f"{refused} >= 1")  # the page asked on show, and was refused
     page.wait_for_timeout(300)

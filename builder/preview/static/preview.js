@@ -517,7 +517,12 @@
     var userSelect = $('mpf-user');
     var savedUser = localStorage.getItem(USER_KEY);
     if (savedUser !== null) { userSelect.value = savedUser; }
-    userSelect.addEventListener('change', function () { localStorage.setItem(USER_KEY, userSelect.value); });
+    // Another user is another phone: the app's storage (a session token, say) is not theirs.
+    userSelect.addEventListener('change', function () {
+      localStorage.setItem(USER_KEY, userSelect.value);
+      runtime.clearStorage();
+      runtimeLog('sandbox user ' + (userSelect.value || '(refuses)') + ': the app\'s storage was cleared', 'info');
+    });
     runtime = window.MpforgeRuntime.create({
       root: function () { return root; },
       entries: function () { return state.stack.concat(state.entry ? [state.entry] : []); },
