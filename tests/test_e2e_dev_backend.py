@@ -168,6 +168,21 @@ def test_handlers_navigate_set_data_and_go_back(coffee, page):
     assert page.errors == []
 
 
+def test_what_is_not_emulated_says_so_and_fails_the_call(coffee, page):
+    messages = []
+    page.on("console", lambda m: messages.append(m.text) if m.type == "warning" else None)
+    open_page(page, coffee, "pages/my-coupons/my-coupons")
+    page.locator("#mpf-page-host button", has_text="在支付宝卡包查看").click()
+    # The page's own fail callback runs: its toast shows.
+    page.locator("#mpf-ptoast:not([hidden])", has_text="卡包").wait_for()
+    warning = "my.openMerchantVoucherList is not emulated by the preview (see docs/preview-runtime.md)"
+    assert warning in runtime_log(page)
+    assert any(warning in m for m in messages)
+    page.locator("#mpf-pull").click()
+    assert "pages/my-coupons/my-coupons has no onPullDownRefresh" in runtime_log(page)
+    assert page.errors == []
+
+
 def test_following_the_life_account_records_it_in_the_sandbox(coffee, page, screenshots):
     open_page(page, coffee, "pages/life/life")
     page.locator("#mpf-user").select_option("alice")
