@@ -168,6 +168,21 @@ def test_handlers_navigate_set_data_and_go_back(coffee, page):
     assert page.errors == []
 
 
+def test_tab_pages_stay_loaded_and_pages_over_them_unload(coffee, page):
+    open_page(page, coffee, "pages/home/home")
+    for tab in ("菜单", "首页", "菜单"):
+        page.locator("#mpf-tabbar button", has_text=tab).click()
+        page.wait_for_function(f"document.querySelector('#mpf-title').textContent === '{tab if tab != '首页' else '港湾咖啡'}'")
+    page.locator("#mpf-pages button[data-path='pages/home/home']").click()  # the page list relaunches
+    page.wait_for_function("document.body.dataset.page === 'pages/home/home'")
+    page.locator("#mpf-tabbar button", has_text="菜单").click()
+    page.wait_for_function("document.body.dataset.page === 'pages/menu/menu'")
+    # The log lists the hooks a page defines (the menu page: onLoad and onShow).
+    menu = [line.split(" ")[1] for line in runtime_log(page).splitlines() if line.startswith("pages/menu/menu on")]
+    assert menu == ["onLoad", "onShow", "onShow", "onLoad", "onShow"], menu
+    assert page.errors == []
+
+
 def test_what_is_not_emulated_says_so_and_fails_the_call(coffee, page):
     messages = []
     page.on("console", lambda m: messages.append(m.text) if m.type == "warning" else None)

@@ -14,8 +14,9 @@
   var state = {
     app: null,        // app model of the build shown
     shown: -1,        // version of the build shown
-    entry: null,      // the page shown: {path, query, inst}
+    entry: null,      // the page shown: {path, query, inst, tab}
     stack: [],        // entries to go back to
+    tabs: {},         // the tab pages' entries, by path: they stay loaded
     latest: null,     // newest build message not yet applied
     busy: false,
     dismissed: -1,    // version whose error overlay was closed
@@ -238,21 +239,37 @@
   function switchTab(path) { return go(path, '', 'switchTab'); }
 
   // Open a page: 'navigate' pushes it over the current one, 'redirect' replaces the
-  // current one, 'switchTab' and 'reLaunch' (and any tab page) close all others. The
-  // instances of closed pages are unloaded. Tab pages are loaded afresh on each switch
-  // (Alipay keeps them loaded): docs/preview-runtime.md.
+  // current one, 'switchTab' (and opening any tab page) closes the pages over the tabs,
+  // 'reLaunch' closes every page. A closed page's instance is unloaded; tab pages stay
+  // loaded (hidden) until a reLaunch, as in the mini-program.
   function go(path, query, how) {
     var leaving = state.entry;
-    if (how === 'switchTab' || how === 'reLaunch' || (pageInfo(path) || {}).tab) {
-      state.stack.concat(leaving ? [leaving] : []).forEach(unload);
+    var tab = Boolean((pageInfo(path) || {}).tab);
+    if (how === 'switchTab' || how === 'reLaunch' || tab) {
+      var relaunch = how === 'reLaunch';
+      state.stack.concat(leaving ? [leaving] : []).forEach(function (entry) {
+        if (!entry.tab || relaunch) { unload(entry); }
+        else if (entry === leaving && entry.path !== path && runtime && entry.inst) { runtime.hide(entry.inst); }
+      });
       state.stack = [];
+      if (relaunch) {
+        Object.keys(state.tabs).forEach(function (key) { unload(state.tabs[key]); });
+        state.tabs = {};
+      }
+      var kept = tab ? state.tabs[path] : null;
+      if (kept) {
+        state.entry = kept;
+        if (runtime && kept.inst && kept !== leaving) { runtime.show(kept.inst); }
+        return show();
+      }
     } else if (how === 'redirect' || !leaving) {
       unload(leaving);
     } else {
       if (runtime && leaving.inst) { runtime.hide(leaving.inst); }
       state.stack.push(leaving);
     }
-    state.entry = { path: path, query: query || '', inst: null };
+    state.entry = { path: path, query: query || '', inst: null, tab: tab };
+    if (tab) { state.tabs[path] = state.entry; }
     return show();
   }
 
@@ -414,10 +431,7 @@
         var stale = restarted || message.since !== state.shown || message.appChanged || path !== currentPath()
           || (message.changed || []).indexOf(path) >= 0;
         state.stack = state.stack.filter(function (entry) { return pageInfo(entry.path); });
-        if (path !== currentPath()) {
-          unload(state.entry);
-          state.entry = { path: path, query: '', inst: null };
-        }
+        if (path !== currentPath()) { return go(path, '', 'reLaunch'); }
         return stale ? show(true) : null;
       }).then(function () {
         state.shown = status.app.version;
@@ -474,7 +488,8 @@
     showBackend(status.runtime.backend);
     return runtime.configure(status.runtime, status.app).then(function (restarted) {
       if (restarted) {
-        state.stack.concat(state.entry ? [state.entry] : []).forEach(function (entry) {
+        var tabs = Object.keys(state.tabs).map(function (key) { return state.tabs[key]; });
+        state.stack.concat(state.entry ? [state.entry] : [], tabs).forEach(function (entry) {
           unload(entry);
           entry.inst = null;
         });

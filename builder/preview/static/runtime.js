@@ -271,6 +271,7 @@
     }
 
     function lifecycle(inst, name, arg) {
+      if (typeof inst.page[name] === 'function') { log(inst.path + ' ' + name + (arg ? ' ' + JSON.stringify(arg) : '')); }
       return callHook(inst.page, name, arg, inst.path + ' ' + name);
     }
 
