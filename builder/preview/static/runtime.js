@@ -226,14 +226,15 @@
       var page = {};
       Object.keys(definition || {}).forEach(function (key) {
         var value = definition[key];
-        page[key] = typeof value === 'function' ? value : clone(value);
+        // Each instance gets its own copy of what is not a function (a value JSON cannot
+        // copy, a cycle say, is shared as it is).
+        try { page[key] = typeof value === 'function' ? value : clone(value); } catch (e) { page[key] = value; }
       });
       page.data = clone((definition && definition.data) || {});
       page.route = path;
       page.setData = function (update, callback) { setData(inst, update, callback); };
       page.$spliceData = function () { warnOnce('$spliceData', 'page.$spliceData is not emulated'); };
       inst.page = page;
-      inst.hasScript = Boolean(definition);
       return inst;
     }
 
