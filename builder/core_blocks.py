@@ -5,10 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, WithJsonSchema, model_validator
+from pydantic import Field, model_validator
 
 from .model import Block, BlockType, PlanContext, ValidSpec
-from .spec_models import Asset, HttpsUrl, Link, ShortText, StoreId, StrictModel, Text
+from .spec_models import Asset, HttpsUrl, Link, Price, ShortText, StoreId, StrictModel, Text
 
 Align = Literal["left", "center", "right"]
 
@@ -87,10 +87,6 @@ class IconGridBlock(Block):
 # Editors see a plain number (no multipleOf: 3.9 is not a float multiple of 0.01);
 # mpforge itself checks the two decimal places. pydantic's Decimal schema also varies
 # between versions, which would make the generated schema depend on the install.
-Price = Annotated[Decimal, Field(ge=0, le=1_000_000, decimal_places=2, title="price"),
-                  WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1_000_000})]
-
-
 class Product(StrictModel):
     name: ShortText
     price: Price = Field(description="price in yuan")

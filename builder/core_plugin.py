@@ -48,7 +48,10 @@ def mpforge_pages(spec: ValidSpec) -> list[Page]:
 
 @hookimpl
 def mpforge_reference_targets(spec: ValidSpec) -> dict[str, list[str]]:
-    return {"page": [p.id for p in spec.pages], "store": [s.id for s in spec.model.merchant.stores]}
+    catalogue = spec.model.catalogue
+    return {"page": [p.id for p in spec.pages], "store": [s.id for s in spec.model.merchant.stores],
+            "product": [p.id for p in catalogue.products] if catalogue else [],
+            "category": [c.id for c in catalogue.categories] if catalogue else []}
 
 
 @hookimpl
