@@ -14,8 +14,8 @@ on 127.0.0.N:80, and the database read back to check what was stored.
   every route and describes the bodies actually sent; no CORS headers; no secret in a
   response or a log record.
 
-PostgreSQL is a throwaway cluster the session starts (tests/pg_cluster.py): without the
-server binaries these tests skip, except in CI (`CI` set), where they fail.
+The fixtures are serve_support's; PostgreSQL is a throwaway cluster (tests/pg_cluster.py):
+without the server binaries these tests skip, except in CI (`CI` set), where they fail.
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -42,144 +40,31 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from helpers import REPO
-from pg_cluster import PostgresCluster, server_binaries
-from serve_support import APPID, OTHER_APPID, ApiClient, coupon, write_spec
-from sqlalchemy import select
-from starlette.applications import Starlette
+from serve_support import (
+    APPID,
+    NOON,
+    OTHER_APPID,
+    PUBLISH_TOKEN,
+    SECRET,
+    Clock,
+    Database,
+    Served,
+    claim_request,
+    coupon,
+    unavailable,
+    write_spec,
+)
 from starlette.routing import Route
 
 from builder.errors import UserError
 from builder.serve.app import Limits, create_app
-from builder.serve.claims import RetryPolicy
-from builder.serve.local_sandbox import LocalSandbox
 from builder.serve.merchant import AlipayConfig, load_merchant
 from builder.serve.rate_limit import TokenBuckets
-from builder.serve.sandbox_state import Faults, Issued, sandbox_open_id, sandbox_user_id
+from builder.serve.sandbox_state import Faults, sandbox_open_id, sandbox_user_id
 from builder.serve.session_tokens import SessionTokens
 from builder.serve.storage import CLAIMS, COUNTERS, EVENTS, METADATA, USERS, AlipayUser, Storage
 
-SECRET = b"s" * 16 + b"e" * 16 + b"cret-for-the-tests"
-# Noon in China on 2026-03-02: the date coupons are checked against.
-NOON = datetime(2026, 3, 2, 4, 0, tzinfo=timezone.utc)
-FAST_RETRY = Limits(retry=RetryPolicy(attempts=3, delays=(0.05,)))
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must run the back end's tests (.ci/run installs postgresql and runs as root)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresCluster]:
-    bin_dir = server_binaries()
-    if bin_dir is None:
-        unavailable("PostgreSQL's server binaries are not installed (apt-get install postgresql)")
-    assert bin_dir is not None
-    with PostgresCluster(bin_dir) as cluster:
-        yield cluster
-
-
-@dataclass(frozen=True)
-class Database:
-    kind: str
-    url: str
-    cluster: PostgresCluster | None  # PostgreSQL's, to take the database down
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
-    if request.param == "sqlite":
-        return Database("sqlite", f"sqlite:///{tmp_path / 'serve.sqlite3'}", None)
-    cluster: PostgresCluster = request.getfixturevalue("postgres")
-    return Database("postgresql", cluster.new_database(), cluster)
-
-
-class Clock:
-    """The app's clock, moved by the tests."""
-
-    def __init__(self) -> None:
-        self.now = NOON
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Served:
-    app: Starlette
-    api: ApiClient
-    sandbox: LocalSandbox
-    clock: Clock
-    database: Database
-
-    @property
-    def storage(self) -> Storage:
-        storage: Storage = self.app.state.api.storage
-        return storage
-
-    def login(self, name: str = "7", appid: str = APPID) -> str:
-        response = self.api.post(f"/api/v1/{appid}/session", json={"authCode": f"sandbox-user-{name}"})
-        assert response.status_code == 200, response.text
-        token: str = response.json()["token"]
-        return token
-
-    def claim(self, token: str | None, coupon_id: str = "welcome", key: str | None = "key-1", *,
-              body: Any = None, appid: str = APPID) -> httpx.Response:
-        return self.api.post(f"/api/v1/{appid}/coupons/{coupon_id}/claims", **claim_request(token, key, body))
-
-    def rows(self, table: Any) -> list[dict[str, Any]]:
-        with self.storage.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(select(table).order_by(*table.primary_key))]
-
-    def taken(self, coupon_id: str = "welcome") -> int:
-        return next((r["taken"] for r in self.rows(COUNTERS) if r["coupon_id"] == coupon_id), 0)
-
-    def vouchers(self, coupon_id: str = "welcome") -> list[Issued]:
-        return self.sandbox.state.issued(f"act-{coupon_id}")
-
-
-def claim_request(token: str | None, key: str | None, body: Any = None) -> dict[str, Any]:
-    headers: dict[str, str | bytes] = {}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}".encode("latin-1")  # HTTP's header charset, for forged ones
-    if key is not None:
-        headers["Idempotency-Key"] = key
-    request: dict[str, Any] = {"headers": headers}
-    if isinstance(body, (bytes, str)):
-        request["content"] = body
-    elif body is not None:
-        request["json"] = body
-    return request
-
-
-@pytest.fixture
-def serve(database: Database, tmp_path: Path) -> Iterator[Callable[..., Served]]:
-    """serve(coupons, ...) -> Served: the app of one shop (appid APPID; OTHER_APPID too
-    with other_app=True) on `database`, its Alipay the sandbox, its clock at NOON."""
-    stack = ExitStack()
-
-    def start(coupons: tuple[dict[str, Any], ...] = (coupon("welcome"),), *,
-              limits: Limits = FAST_RETRY, timeout: float = 5.0, busy_timeout: float = 5.0,
-              other_app: bool = False) -> Served:
-        merchants = [load_merchant(write_spec(tmp_path / "shop", coupons))]
-        if other_app:
-            merchants.append(load_merchant(write_spec(tmp_path / "other", coupons, OTHER_APPID)))
-        try:
-            sandbox = stack.enter_context(LocalSandbox(merchants, timeout=timeout))
-        except PermissionError:
-            unavailable("the sandbox listens on port 80 (the only port Alipay's SDK reaches), which needs root")
-        clock = Clock()
-        app = create_app(merchants, database.url, alipay=sandbox.alipay, secret=SECRET, limits=limits, clock=clock,
-                         busy_timeout=busy_timeout)
-        stack.callback(app.state.api.storage.dispose)
-        api = ApiClient(app)
-        stack.callback(api.close)
-        return Served(app, api, sandbox, clock, database)
-
-    yield start
-    stack.close()
-
+pytest_plugins = ["serve_fixtures"]  # database, postgres, serve
 
 # --- login -------------------------------------------------------------------------------------
 
@@ -365,8 +250,9 @@ def test_dates_audience_and_unknown_coupons_are_refused_before_anything_is_store
     assert served.claim(token, "later").json()["error"]["code"] == "coupon_not_started"
     assert served.claim(token, "over").json()["error"]["code"] == "coupon_expired"
     assert served.claim(token, "over").status_code == 409
-    assert served.claim(token, "members").status_code == 403
-    assert served.claim(token, "members").json()["error"]["code"] == "audience_not_checked"
+    members = served.claim(token, "members")
+    assert members.status_code == 403 and members.json()["error"]["code"] == "audience_not_checked"
+    assert "membership" in members.json()["error"]["message"]
     assert served.claim(token, "nope").json()["error"]["code"] == "unknown_coupon"
     assert served.rows(CLAIMS) == [] and {r["taken"] for r in served.rows(COUNTERS)} == {0}
     claimed = served.claim(token, "today")
@@ -584,7 +470,9 @@ def _schema(document: dict[str, Any], path: str, method: str, status: int) -> di
     return {**content["schema"], "components": document["components"]}
 
 
-def test_the_openapi_document_lists_every_route_and_describes_what_is_sent(serve: Callable[..., Served]) -> None:
+def test_the_openapi_document_lists_every_route_and_describes_what_is_sent(
+        serve: Callable[..., Served], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"MPFORGE_PUBLISH_TOKEN_{APPID}", PUBLISH_TOKEN)
     served = serve()
     response = served.api.get("/api/v1/openapi.json")
     assert response.status_code == 200
@@ -594,7 +482,7 @@ def test_the_openapi_document_lists_every_route_and_describes_what_is_sent(serve
                      for method in route.methods or () if method != "HEAD"}
     documented = {(path, method) for path, operations in document["paths"].items() for method in operations}
     assert served_routes == documented
-    assert len(served_routes) == 5
+    assert len(served_routes) == 9
     claim = document["paths"]["/api/v1/{appid}/coupons/{coupon_id}/claims"]["post"]
     assert claim["security"] == [{"session": []}]
     assert {p["name"] for p in claim["parameters"]} == {"appid", "coupon_id", "Idempotency-Key"}
@@ -603,10 +491,15 @@ def test_the_openapi_document_lists_every_route_and_describes_what_is_sent(serve
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate("has space", key_schema)
     names = [op["operationId"] for operations in document["paths"].values() for op in operations.values()]
-    assert sorted(names) == ["claimCoupon", "createSession", "getContent", "getOpenApi", "recordEvents"]
+    assert sorted(names) == ["claimCoupon", "createSession", "getContent", "getOpenApi", "listContentVersions",
+                             "listMyClaims", "publishContent", "recordEvents", "restoreContent"]
+    versions = document["paths"]["/api/v1/{appid}/content/versions"]
+    assert versions["post"]["security"] == versions["get"]["security"] == [{"publish": []}]
+    assert set(document["components"]["securitySchemes"]) == {"session", "publish"}
     # What the routes answer validates against what the document says they answer.
     token = served.login("7")
     claimed = served.claim(token)
+    publisher = {"Authorization": f"Bearer {PUBLISH_TOKEN}"}
     replies = [
         ("/api/v1/{appid}/session", "post", 200, served.api.post(f"/api/v1/{APPID}/session",
                                                                  json={"authCode": "sandbox-user-7"})),
@@ -618,6 +511,15 @@ def test_the_openapi_document_lists_every_route_and_describes_what_is_sent(serve
             f"/api/v1/{APPID}/events", json={"anonymousId": "device-0001",
                                              "events": [{"kind": "launch", "at": 1_760_000_000_000}]})),
         ("/api/v1/{appid}/content", "get", 200, served.api.get(f"/api/v1/{APPID}/content")),
+        ("/api/v1/{appid}/me/claims", "get", 200, served.api.get(f"/api/v1/{APPID}/me/claims",
+                                                                 headers={"Authorization": f"Bearer {token}"})),
+        ("/api/v1/{appid}/content/versions", "post", 201, served.api.post(
+            f"/api/v1/{APPID}/content/versions", headers=publisher, json={"name": "Shop", "coupons": []})),
+        ("/api/v1/{appid}/content/versions/{version}/restore", "post", 201, served.api.post(
+            f"/api/v1/{APPID}/content/versions/0/restore", headers=publisher)),
+        ("/api/v1/{appid}/content/versions", "get", 200, served.api.get(f"/api/v1/{APPID}/content/versions",
+                                                                        headers=publisher)),
+        ("/api/v1/{appid}/content/versions", "get", 401, served.api.get(f"/api/v1/{APPID}/content/versions")),
     ]
     for path, method, status, reply in replies:
         assert reply.status_code == status, (path, reply.text)
@@ -669,7 +571,7 @@ def test_the_schema_is_the_tables_and_migrating_again_changes_nothing(database: 
         storage.migrate()
         with storage.engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), METADATA) == []
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
             if database.kind == "sqlite":
                 assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
                 assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000

@@ -24,6 +24,16 @@ Methods: alipay.system.oauth.token, alipay.marketing.activity.ordervoucher.send,
 alipay.open.public.user.follow.query, alipay.open.app.qrcode.create; what they remember
 lives in `SandboxState`. `sandbox_server.SandboxServer` runs the app for the tests, on
 port 80 because the SDK cannot reach any other port (see there).
+
+One route is the sandbox's own, for a local development run (`mpforge serve --sandbox`)
+to stand in for what a user does in Alipay's app, never part of the back end's API:
+
+* `POST /sandbox/follow` with JSON `{"appId": "<app id>", "login": "<name>",
+  "following": true}` makes the user of auth code `sandbox-user-<name>` follow the
+  life account of that app (`"following": false`, the default true, unfollows), so
+  that alipay.open.public.user.follow.query then says so. It answers 200
+  `{"appId", "userId", "following"}`, 404 for an app the sandbox does not know, 400
+  for a body that is not that object. The preview's follow button calls it.
 """
 
 from __future__ import annotations
@@ -40,13 +50,13 @@ from Crypto.PublicKey.RSA import RsaKey
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from builder.serve import rsa2
 from builder.serve.alipay_errors import SERVICE_UNAVAILABLE, SUCCESS
-from builder.serve.sandbox_state import AUTH_CODE_PREFIX, Refusal, SandboxState
+from builder.serve.sandbox_state import AUTH_CODE_PREFIX, Refusal, SandboxState, sandbox_user_id
 
 # Gateway code -> msg, as Alipay words them (AD:`mini/api/开放能力API/运动数据/my.getRunData.md`
 # error table; 40004 from AD:`support/支付宝小程序/常见问题/BIZ_ERROR（没有操作权限）.md`).
@@ -277,8 +287,30 @@ def create_sandbox_app(apps: Mapping[str, str], alipay_private_key_pem: str, sta
             await asyncio.sleep(faults.delay_seconds)
         return Response(_response_text(key, body, signer, faults.tamper), media_type="application/json")
 
-    return Starlette(routes=[Route("/gateway.do", gateway, methods=["POST"])],
+    async def follow(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            return _sandbox_error(400, "the body is not a JSON object")
+        app_id, login, following = body.get("appId"), body.get("login"), body.get("following", True)
+        if not isinstance(app_id, str) or not isinstance(login, str) or not login or not isinstance(following, bool):
+            return _sandbox_error(400, 'send {"appId": "<app id>", "login": "<name of sandbox-user-<name>>", '
+                                       '"following": true|false}')
+        if app_id not in app_keys:
+            return _sandbox_error(404, f"the sandbox knows no app {app_id!r}")
+        user_id = sandbox_user_id(login)
+        state.set_following(app_id, user_id, following)
+        return JSONResponse({"appId": app_id, "userId": user_id, "following": following})
+
+    return Starlette(routes=[Route("/gateway.do", gateway, methods=["POST"]),
+                             Route("/sandbox/follow", follow, methods=["POST"])],
                      middleware=[Middleware(AbsoluteFormTarget)])
+
+
+def _sandbox_error(status: int, message: str) -> Response:
+    return JSONResponse({"error": {"message": message}}, status_code=status)
 
 
 def signed_notification(alipay_private_key_pem: str, params: Mapping[str, str]) -> dict[str, str]:
