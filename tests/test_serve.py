@@ -263,6 +263,138 @@ def test_dates_audience_and_unknown_coupons_are_refused_before_anything_is_store
     assert (replayed.status_code, replayed.json()) == (201, claimed.json())
 
 
+def test_a_followers_coupon_asks_alipay_whether_the_user_follows(serve: Callable[..., Served]) -> None:
+    served = serve((coupon("gift", audience="followers", stock=5, per_user_limit=2),))
+    token, user_id = served.login("7"), sandbox_user_id("7")
+    refused = served.claim(token, "gift", key="a")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "not_following"
+    assert "follow" in refused.json()["error"]["message"]
+    assert served.rows(CLAIMS) == [] and served.taken("gift") == 0
+    served.sandbox.state.set_following(APPID, user_id)
+    claimed = served.claim(token, "gift", key="a")
+    assert claimed.status_code == 201 and claimed.json()["result"] == "CLAIMED"
+    # A replay is answered as before without asking Alipay, which could not answer now.
+    served.sandbox.state.set_following(APPID, user_id, False)
+    served.sandbox.state.faults = Faults(busy=True)
+    replayed = served.claim(token, "gift", key="a")
+    assert (replayed.status_code, replayed.json()) == (201, claimed.json())
+    unavailable_now = served.claim(token, "gift", key="b")  # a new claim must be checked: 503, nothing stored
+    assert unavailable_now.status_code == 503 and unavailable_now.json()["error"]["code"] == "alipay_unavailable"
+    assert unavailable_now.headers["retry-after"] == "1"
+    served.sandbox.state.faults = Faults()
+    assert served.claim(token, "gift", key="b").json()["error"]["code"] == "not_following"
+    assert len(served.rows(CLAIMS)) == 1 and served.taken("gift") == 1
+    # A user known by open_id only is asked about by open_id.
+    served.sandbox.state.open_id_apps = frozenset({APPID})
+    other = served.login("8")
+    assert served.claim(other, "gift", key="a").json()["error"]["code"] == "not_following"
+    served.sandbox.state.set_following(APPID, sandbox_user_id("8"))
+    assert served.claim(other, "gift", key="a").status_code == 201
+    assert served.rows(CLAIMS)[-1]["user_kind"] == "open_id"
+
+
+def test_the_sandbox_makes_a_user_follow_over_http_and_the_api_has_no_such_route(
+        serve: Callable[..., Served]) -> None:
+    served = serve((coupon("gift", audience="followers"),))
+    token = served.login("alice")
+    follow_url = served.sandbox.alipay.gateway_url.replace("/gateway.do", "/sandbox/follow")
+    answer = httpx.post(follow_url, json={"appId": APPID, "login": "alice"})
+    assert answer.status_code == 200
+    assert answer.json() == {"appId": APPID, "userId": sandbox_user_id("alice"), "following": True}
+    assert served.claim(token, "gift").status_code == 201
+    assert httpx.post(follow_url, json={"appId": APPID, "login": "alice", "following": False}).json()["following"] \
+        is False
+    assert served.claim(token, "gift", key="k2").json()["error"]["code"] == "not_following"
+    for body, status in [({"appId": "2021009999999999", "login": "alice"}, 404), ({"appId": APPID}, 400),
+                         ({"appId": APPID, "login": "alice", "following": "yes"}, 400), ([APPID], 400)]:
+        refused = httpx.post(follow_url, json=body)
+        assert refused.status_code == status and refused.json()["error"]["message"], body
+    assert httpx.post(follow_url, content=b"{not json").status_code == 400
+    # The back end's own API never lets a caller make anyone follow.
+    assert served.api.post("/sandbox/follow", json={"appId": APPID, "login": "bob"}).status_code == 404
+    assert served.api.post(f"/api/v1/{APPID}/sandbox/follow", json={"login": "bob"}).status_code == 404
+
+
+def test_a_new_customers_coupon_goes_to_users_without_another_claim(serve: Callable[..., Served]) -> None:
+    served = serve((coupon("welcome", stock=10), coupon("newbie", audience="new_customers", per_user_limit=2),
+                    coupon("newbie2", audience="new_customers"), coupon("plug", claim_route="plugin")))
+    first = served.login("1")
+    assert served.claim(first, "newbie", key="a").json()["result"] == "CLAIMED"
+    assert served.claim(first, "newbie", key="b").json()["result"] == "CLAIMED"  # its own limit is 2
+    assert served.claim(first, "newbie", key="c").json()["result"] == "LIMIT_REACHED"
+    refused = served.claim(first, "newbie2", key="d")
+    assert (refused.status_code, refused.json()["result"]) == (409, "NOT_ELIGIBLE")
+    assert "new customers" in refused.json()["message"]
+    assert served.claim(first, "newbie2", key="d").json() == refused.json()  # the same answer on replay
+    assert served.claim(first, "welcome", key="e").json()["result"] == "CLAIMED"  # everyone's coupon
+    # An issued or reserved claim of another coupon makes a user no longer new; a failed one does not.
+    issued, reserved, failed = served.login("2"), served.login("3"), served.login("4")
+    assert served.claim(issued, "welcome").status_code == 201
+    assert served.claim(issued, "newbie", key="n").json()["result"] == "NOT_ELIGIBLE"
+    assert served.claim(reserved, "plug").json()["result"] == "RESERVED"
+    assert served.claim(reserved, "newbie", key="n").json()["result"] == "NOT_ELIGIBLE"
+    served.sandbox.state.add_activity("act-welcome", stock=0, per_user_limit=1)
+    assert served.claim(failed, "welcome").json()["result"] == "REFUSED"
+    assert served.claim(failed, "newbie", key="n").json()["result"] == "CLAIMED"
+    assert (served.taken("newbie"), served.taken("newbie2"), served.taken("welcome")) == (3, 0, 2)
+    assert [c["error"] for c in served.rows(CLAIMS) if c["coupon_id"] == "newbie2"] == ["NOT_ELIGIBLE"]
+
+
+def test_two_new_customers_coupons_at_once_give_a_user_one(serve: Callable[..., Served]) -> None:
+    """Each user claims two new customers' coupons many times at the same moment: the
+    user's row lock makes the claims of both coupons queue, so one voucher each."""
+    served = serve((coupon("newbie", audience="new_customers", stock=50),
+                    coupon("newbie2", audience="new_customers", stock=50)))
+    tokens = [served.login(str(n)) for n in range(4)]
+    url = f"/api/v1/{APPID}/coupons/{{}}/claims"
+    claims = served.api.gather([("POST", url.format(coupon_id), claim_request(token, f"{coupon_id}-{n}"))
+                                for token in tokens for n in range(5) for coupon_id in ("newbie", "newbie2")])
+    results = [r.json()["result"] for r in claims]
+    assert results.count("CLAIMED") == 4, results
+    assert set(results) == {"CLAIMED", "LIMIT_REACHED", "NOT_ELIGIBLE"}
+    vouchers = served.vouchers("newbie") + served.vouchers("newbie2")
+    assert len({v.user_id for v in vouchers}) == len(vouchers) == 4
+    assert served.taken("newbie") + served.taken("newbie2") == 4
+
+
+def test_me_claims_lists_the_users_vouchers_and_reservations_and_no_one_elses(
+        serve: Callable[..., Served]) -> None:
+    served = serve((coupon("welcome", stock=9, per_user_limit=2),
+                    coupon("spring", kind="discount", value=None, rate=0.85, min_spend=50,
+                           validity={"start": "2026-03-01", "end": "2026-03-31"}),
+                    coupon("plug", claim_route="plugin"), coupon("late")), timeout=0.3)
+    token, other = served.login("7"), served.login("8")
+    mine = f"/api/v1/{APPID}/me/claims"
+    assert served.api.get(mine, headers={"Authorization": f"Bearer {token}"}).json() == {"claims": []}
+    welcome = served.claim(token, "welcome", key="a").json()
+    served.clock.now = NOON + timedelta(hours=13)  # 01:00 on 2026-03-03 in China
+    token, other = served.login("7"), served.login("8")  # the earlier sessions have expired
+    served.claim(token, "spring", key="b")
+    served.claim(token, "plug", key="c")
+    served.claim(other, "welcome", key="a")
+    served.claim(token, "spring", key="d")  # LIMIT_REACHED: failed, not listed
+    served.sandbox.state.faults = Faults(delay_seconds=1.0)
+    assert served.claim(token, "late", key="e").json()["result"] == "PENDING"  # not listed until issued
+    served.sandbox.state.faults = Faults()
+    response = served.api.get(mine, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
+    claims = response.json()["claims"]
+    assert [(c["couponId"], c["status"]) for c in claims] == [("plug", "reserved"), ("spring", "issued"),
+                                                              ("welcome", "issued")]
+    plug, spring, first = claims
+    assert plug["voucherCode"] is None and plug["expiresOn"] == "2026-03-10"  # claimed on 03-03 in China, + 7
+    assert (spring["valueText"], spring["thresholdText"], spring["expiresOn"]) == ("8.5折", "满50元可用", "2026-03-31")
+    assert first == {"claimId": welcome["claimId"], "couponId": "welcome", "status": "issued",
+                     "voucherCode": welcome["voucherCode"], "claimedAt": "2026-03-02T04:00:00Z",
+                     "expiresOn": "2026-03-09", "title": "welcome 5 元", "valueText": "¥5", "thresholdText": "无门槛"}
+    others = served.api.get(mine, headers={"Authorization": f"Bearer {other}"}).json()["claims"]
+    assert [c["couponId"] for c in others] == ["welcome"] and others[0]["voucherCode"] != first["voucherCode"]
+    assert served.claim(token, "late", key="e").status_code == 201  # issued now: listed
+    assert served.api.get(mine, headers={"Authorization": f"Bearer {token}"}).json()["claims"][0]["couponId"] == "late"
+    for headers in ({}, {"Authorization": f"Bearer {token}x"}, {"Authorization": f"Basic {token}"}):
+        assert served.api.get(mine, headers=headers).status_code == 401
+
+
 def test_an_idempotency_key_is_one_claim(serve: Callable[..., Served]) -> None:
     served = serve((coupon("welcome"), coupon("other")))
     token = served.login("7")
