@@ -37,7 +37,9 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from helpers import REPO
 from serve_support import (
@@ -54,6 +56,7 @@ from serve_support import (
     unavailable,
     write_spec,
 )
+from sqlalchemy import select
 from starlette.routing import Route
 
 from builder.errors import UserError
@@ -62,7 +65,7 @@ from builder.serve.merchant import AlipayConfig, load_merchant
 from builder.serve.rate_limit import TokenBuckets
 from builder.serve.sandbox_state import Faults, sandbox_open_id, sandbox_user_id
 from builder.serve.session_tokens import SessionTokens
-from builder.serve.storage import CLAIMS, COUNTERS, EVENTS, METADATA, USERS, AlipayUser, Storage
+from builder.serve.storage import CLAIMS, COUNTERS, EVENTS, METADATA, MIGRATIONS, USERS, AlipayUser, Storage
 
 pytest_plugins = ["serve_fixtures"]  # database, postgres, serve
 
@@ -707,6 +710,26 @@ def test_the_schema_is_the_tables_and_migrating_again_changes_nothing(database: 
             if database.kind == "sqlite":
                 assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
                 assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+    finally:
+        storage.dispose()
+
+
+def test_a_database_of_the_first_revision_is_upgraded_and_keeps_its_rows(database: Database) -> None:
+    storage = Storage(database.url)
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with storage.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0001")
+            conn.execute(USERS.insert().values(appid=APPID, user_kind="user_id", alipay_user="2088000000000007",
+                                               created_at=NOON))
+        storage.migrate()
+        with storage.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+            assert [row.alipay_user for row in conn.execute(select(USERS))] == ["2088000000000007"]
+        assert storage.content_versions(APPID) == []
+        assert storage.add_content_version(APPID, "{}").version == 1
     finally:
         storage.dispose()
 

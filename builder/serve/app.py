@@ -325,7 +325,7 @@ class Api:
                     raise
                 claim = await claims.resume(self.storage, client, earlier, coupon_id, body.ch_info, retry)
             else:
-                # A replay of the key is found by the reservation itself, under the coupon's lock.
+                # A replay of the key is found by the reservation itself, under the user's lock.
                 new = NewClaim(appid=merchant.appid, coupon_id=coupon.id, activity_id=coupon.activity_id, user=user,
                                idempotency_key=key, route=merchant.route(coupon.id), ch_info=body.ch_info)
                 claim = await claims.claim_new(self.storage, client, new, coupon, retry)
