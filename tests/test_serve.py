@@ -4,17 +4,21 @@ on 127.0.0.N:80, and the database read back to check what was stored.
 
 - Login with an auth code gives a session token; a bad code is 401 with Alipay's sub_code.
 - A claim issues one voucher per Idempotency-Key, however often the key is replayed;
-  the per-user limit, the stock, the dates and the audience hold; Alipay refusing fails
-  the claim and gives the stock back; a timeout is retried with the same out_biz_no
-  into exactly one voucher, or leaves the claim pending for the same key to retry.
-- Concurrent claims never oversell nor issue twice, on either database.
+  the per-user limit, the stock, the dates and the audience hold (followers: Alipay is
+  asked; new customers: decided in the reservation; members: refused); Alipay refusing
+  fails the claim and gives the stock back; a timeout is retried with the same
+  out_biz_no into exactly one voucher, or leaves the claim pending for the same key.
+- GET me/claims lists the user's vouchers and reservations, never another user's.
+- Concurrent claims never oversell nor issue twice, nor give one user two new
+  customers' coupons, on either database.
 - Forged, expired or other apps' tokens are 401, unknown apps 404, bad bodies and
   headers 400/422 with nothing stored, a database that is down 503 with nothing stored.
 - Events are stored and rate limited; content has an ETag; the OpenAPI document lists
   every route and describes the bodies actually sent; no CORS headers; no secret in a
   response or a log record.
 
-The fixtures are serve_support's; PostgreSQL is a throwaway cluster (tests/pg_cluster.py):
+Content versions and `mpforge publish`: test_serve_content.py. The fixtures are
+serve_fixtures.py's; PostgreSQL is a throwaway cluster (tests/pg_cluster.py):
 without the server binaries these tests skip, except in CI (`CI` set), where they fail.
 """
 
