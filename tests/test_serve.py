@@ -317,6 +317,12 @@ def test_the_sandbox_makes_a_user_follow_over_http_and_the_api_has_no_such_route
         refused = httpx.post(follow_url, json=body)
         assert refused.status_code == status and refused.json()["error"]["message"], body
     assert httpx.post(follow_url, content=b"{not json").status_code == 400
+    # A browser page (the preview) may call it: this route answers CORS preflights.
+    preflight = httpx.options(follow_url, headers={"Origin": "http://127.0.0.1:8750",
+                                                   "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == "*"
+    assert preflight.headers["access-control-allow-headers"] == "Content-Type"
+    assert answer.headers["access-control-allow-origin"] == "*"
     # The back end's own API never lets a caller make anyone follow.
     assert served.api.post("/sandbox/follow", json={"appId": APPID, "login": "bob"}).status_code == 404
     assert served.api.post(f"/api/v1/{APPID}/sandbox/follow", json={"login": "bob"}).status_code == 404

@@ -33,7 +33,9 @@ to stand in for what a user does in Alipay's app, never part of the back end's A
   life account of that app (`"following": false`, the default true, unfollows), so
   that alipay.open.public.user.follow.query then says so. It answers 200
   `{"appId", "userId", "following"}`, 404 for an app the sandbox does not know, 400
-  for a body that is not that object. The preview's follow button calls it.
+  for a body that is not that object. It is meant for the preview's follow button,
+  which runs in a browser page of another origin: so this route, and only it, answers
+  CORS preflights and allows any origin (what it changes is the sandbox's alone).
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ MESSAGES = {
 }
 OAUTH_TOKEN = "alipay.system.oauth.token"
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"  # "yyyy-MM-dd HH:mm:ss", Alipay's common request parameter
+# POST /sandbox/follow answers pages of any origin (see the module docstring).
+FOLLOW_CORS = {"Access-Control-Allow-Origin": "*"}
 # Image URLs of sandbox 小程序码: a reserved name (RFC 2606) that never resolves.
 QR_HOST = "https://qr.alipay-sandbox.invalid"
 
@@ -288,6 +292,9 @@ def create_sandbox_app(apps: Mapping[str, str], alipay_private_key_pem: str, sta
         return Response(_response_text(key, body, signer, faults.tamper), media_type="application/json")
 
     async def follow(request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers={**FOLLOW_CORS, "Access-Control-Allow-Methods": "POST",
+                                                      "Access-Control-Allow-Headers": "Content-Type"})
         try:
             body = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
@@ -302,15 +309,15 @@ def create_sandbox_app(apps: Mapping[str, str], alipay_private_key_pem: str, sta
             return _sandbox_error(404, f"the sandbox knows no app {app_id!r}")
         user_id = sandbox_user_id(login)
         state.set_following(app_id, user_id, following)
-        return JSONResponse({"appId": app_id, "userId": user_id, "following": following})
+        return JSONResponse({"appId": app_id, "userId": user_id, "following": following}, headers=FOLLOW_CORS)
 
     return Starlette(routes=[Route("/gateway.do", gateway, methods=["POST"]),
-                             Route("/sandbox/follow", follow, methods=["POST"])],
+                             Route("/sandbox/follow", follow, methods=["POST", "OPTIONS"])],
                      middleware=[Middleware(AbsoluteFormTarget)])
 
 
 def _sandbox_error(status: int, message: str) -> Response:
-    return JSONResponse({"error": {"message": message}}, status_code=status)
+    return JSONResponse({"error": {"message": message}}, status_code=status, headers=FOLLOW_CORS)
 
 
 def signed_notification(alipay_private_key_pem: str, params: Mapping[str, str]) -> dict[str, str]:
