@@ -108,6 +108,19 @@ def test_publish_show_list_and_restore_content_versions(serve: Callable[..., Ser
     assert [r["appid"] for r in served.rows(CONTENT_VERSIONS)] == [APPID] * 4
 
 
+def test_a_coupon_the_spec_dropped_is_neither_shown_nor_listed(serve: Callable[..., Served],
+                                                               publishing: None) -> None:
+    """The server restarted with a spec without the spring coupon, on the same database."""
+    before = serve(COUPONS)
+    assert before.api.post(VERSIONS, headers=PUBLISHER, json=a_document(before)).status_code == 201
+    assert before.claim(before.login("7"), "spring").status_code == 201
+    after = serve((COUPONS[0],))
+    content = after.api.get(CONTENT).json()
+    assert (content["version"], words(content)) == (1, [("welcome", "新人 5 元")])
+    mine = after.api.get(f"/api/v1/{APPID}/me/claims", headers={"Authorization": f"Bearer {after.login('7')}"})
+    assert mine.json() == {"claims": []}
+
+
 def test_publishing_needs_the_apps_token(serve: Callable[..., Served], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(f"MPFORGE_PUBLISH_TOKEN_{OTHER_APPID}", "another-token-for-the-other-app-0123456789")
     served = serve(COUPONS, other_app=True)  # no token for APPID: its publishing is disabled

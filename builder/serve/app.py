@@ -144,8 +144,9 @@ MY_CLAIMS = Operation(
 CONTENT = Operation(
     "getContent", "GET", f"{PREFIX}/content",
     "The mini-program's runtime content: its coupons' display data and whether stock is left",
-    responses={200: ("the content: the newest published version's words (version >= 1) or the spec's (version 0), "
-                     "the spec's rules, today's state and soldOut. ETag is its hash: send it back as If-None-Match; "
+    responses={200: ("the content: the newest published version's words and order (version >= 1; a coupon it "
+                     "leaves out is not listed) or the spec's (version 0), the spec's rules, today's state and "
+                     "soldOut. ETag is its hash: send it back as If-None-Match; "
                      "it changes with the version, the day and the stock", (ContentReply,)),
                304: ("unchanged since that ETag", ()), 404: ("unknown app id", ERROR), **UNAVAILABLE},
     response_headers={200: {"ETag": "hash of the content"}})
