@@ -396,9 +396,12 @@ def test_me_claims_lists_the_users_vouchers_and_reservations_and_no_one_elses(
                                                               ("welcome", "issued")]
     plug, spring, first = claims
     assert plug["voucherCode"] is None and plug["expiresOn"] == "2026-03-10"  # claimed on 03-03 in China, + 7
+    [reservation] = [r for r in served.rows(CLAIMS) if r["coupon_id"] == "plug"]
+    assert (plug["activityId"], plug["outBizNo"]) == ("act-plug", reservation["out_biz_no"])  # for the plugin
     assert (spring["valueText"], spring["thresholdText"], spring["expiresOn"]) == ("8.5折", "满50元可用", "2026-03-31")
     assert first == {"claimId": welcome["claimId"], "couponId": "welcome", "status": "issued",
-                     "voucherCode": welcome["voucherCode"], "claimedAt": "2026-03-02T04:00:00Z",
+                     "voucherCode": welcome["voucherCode"], "activityId": None, "outBizNo": None,
+                     "claimedAt": "2026-03-02T04:00:00Z",
                      "expiresOn": "2026-03-09", "title": "welcome 5 元", "valueText": "¥5", "thresholdText": "无门槛"}
     others = served.api.get(mine, headers={"Authorization": f"Bearer {other}"}).json()["claims"]
     assert [c["couponId"] for c in others] == ["welcome"] and others[0]["voucherCode"] != first["voucherCode"]

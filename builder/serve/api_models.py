@@ -84,6 +84,8 @@ class MyClaim(Reply):
         "issued: the voucher is in the user's card pack (voucherCode); reserved: handed to Alipay's coupon plugin, "
         "which issues it"))
     voucher_code: str | None
+    activity_id: str | None = Field(None, description="reserved: what Alipay's coupon plugin takes, with outBizNo")
+    out_biz_no: str | None = Field(None, description="reserved: the reservation's out_biz_no for the coupon plugin")
     claimed_at: datetime
     expires_on: date = Field(description="the last day the voucher can be used (China time)")
     title: str

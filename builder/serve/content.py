@@ -126,6 +126,8 @@ def my_claims(merchant: Merchant, document: ContentDocument, claims: list[Claim]
         text = texts.get(coupon.id) or coupon_text(coupon)
         mine.append(MyClaim(claim_id=str(claim.id), coupon_id=claim.coupon_id, status=status,
                             voucher_code=claim.voucher_code, claimed_at=claim.created_at,
+                            activity_id=claim.activity_id if status == "reserved" else None,
+                            out_biz_no=claim.out_biz_no if status == "reserved" else None,
                             expires_on=expires_on(coupon, claim.created_at), title=text.title,
                             value_text=text.value_text, threshold_text=text.threshold_text))
     return mine
