@@ -349,7 +349,8 @@ class ProductOption(StrictModel):
     name: Annotated[str, Field(min_length=1, max_length=20)]
     choices: list[OptionChoice] = Field(min_length=1, max_length=20)
     multiple: bool = Field(False, description="several choices may be taken (add-ons)")
-    required: bool = Field(True, description="one choice must be taken (not with multiple)")
+    required: bool | None = Field(None, description="a choice must be taken; default: yes for a single choice, "
+                                                    "no with multiple")
     default: Id | None = Field(None, description="the choice taken unless the customer changes it")
 
     @model_validator(mode="after")
@@ -361,7 +362,8 @@ class ProductOption(StrictModel):
         if self.default is not None and self.default not in ids:
             raise ValueError(f"'default' ({self.default!r}) is not one of the choices ({', '.join(ids)})")
         if self.multiple and self.required:
-            raise ValueError("an option with 'multiple' choices is not 'required'; set required: false")
+            raise ValueError("an option with 'multiple' choices cannot be 'required' (add-ons are optional); "
+                             "leave 'required' out")
         return self
 
 
