@@ -523,3 +523,23 @@ def qrcodes(target: str | None, output: str | None, sandbox: bool, force: bool) 
     console.print(f"{len(result.codes)} codes written to {result.out_dir} ({result.calls} asked from "
                   f"{'the sandbox' if result.sandbox else 'Alipay'}, {len(result.codes) - result.calls} from the "
                   f"cache); list: {result.csv}")
+
+
+@main.command()
+@click.argument("target", metavar="SPEC|DIR")
+@click.option("--to", "to_url", required=True, metavar="URL",
+              help="The base URL of the mpforge serve that serves the app (https; http only to 127.0.0.1 or "
+                   "localhost).")
+@click.option("--restore", type=click.IntRange(min=0), metavar="N",
+              help="Show version N again (as a new version; 0: the spec's own content as the server has it).")
+@click.option("--list", "list_versions", is_flag=True, help="List the published versions.")
+@handle_errors
+def publish(target: str, to_url: str, restore: int | None, list_versions: bool) -> None:
+    """Publish the spec's runtime content (its coupons' words) to a running mpforge serve.
+
+    The server shows the newest version at once, without a new build of the mini-program.
+    The token is $MPFORGE_PUBLISH_TOKEN_<appid>, the same value as where the server runs.
+    """
+    from .serve.publish import run_publish
+
+    click.echo(run_publish(target, to_url, restore=restore, list_versions=list_versions))

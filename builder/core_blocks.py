@@ -5,10 +5,23 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, WithJsonSchema, model_validator
+from pydantic import Field, model_validator
 
 from .model import Block, BlockType, PlanContext, ValidSpec
-from .spec_models import Asset, HttpsUrl, Link, ShortText, StoreId, StrictModel, Text
+from .spec_models import (
+    Asset,
+    Catalogue,
+    CatalogueProduct,
+    CategoryId,
+    HttpsUrl,
+    Link,
+    Price,
+    ProductId,
+    ShortText,
+    StoreId,
+    StrictModel,
+    Text,
+)
 
 Align = Literal["left", "center", "right"]
 
@@ -87,10 +100,6 @@ class IconGridBlock(Block):
 # Editors see a plain number (no multipleOf: 3.9 is not a float multiple of 0.01);
 # mpforge itself checks the two decimal places. pydantic's Decimal schema also varies
 # between versions, which would make the generated schema depend on the install.
-Price = Annotated[Decimal, Field(ge=0, le=1_000_000, decimal_places=2, title="price"),
-                  WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1_000_000})]
-
-
 class Product(StrictModel):
     name: ShortText
     price: Price = Field(description="price in yuan")
@@ -108,18 +117,77 @@ class Product(StrictModel):
 
 
 class ProductListBlock(Block):
+    """Products written in the block (`items`), or taken from the catalogue: chosen
+    (`products`) or a whole category (`category`)."""
+
     type: Literal["product-list"]
     title: ShortText | None = None
     layout: Literal["list", "grid"] = "list"
-    items: list[Product] = Field(min_length=1, max_length=100)
+    items: list[Product] | None = Field(None, min_length=1, max_length=100, description="products written here")
+    products: list[ProductId] | None = Field(None, min_length=1, max_length=100,
+                                             description="catalogue products, in this order")
+    category: CategoryId | None = Field(None, description="every catalogue product of this category")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ProductListBlock:
+        given = [name for name in ("items", "products", "category") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give one of 'items' (products written here), 'products' (catalogue ids) or "
+                             f"'category' (a catalogue category){'; not ' + ' and '.join(given) if given else ''}")
+        return self
 
     def page_data(self, ctx: PlanContext) -> dict[str, Any]:
+        if self.items is None:
+            catalogue = ctx.spec.model.catalogue
+            assert catalogue is not None  # products and category are references into it
+            by_id = {p.id: p for p in catalogue.products}
+            chosen = ([by_id[i] for i in self.products] if self.products is not None
+                      else [p for p in catalogue.products if p.category == self.category])
+            return {"title": self.title, "items": [_listed(ctx, catalogue, p) for p in chosen]}
         data: dict[str, Any] = ctx.to_data(self)
         for item, product in zip(data["items"], self.items, strict=True):
             item["price"] = _yuan(product.price)
             if product.original_price is not None:
                 item["original_price"] = _yuan(product.original_price)
+        for unused in ("products", "category"):
+            data.pop(unused, None)
         return data
+
+
+def product_display(ctx: PlanContext, product: CatalogueProduct) -> dict[str, Any]:
+    """A catalogue product as the blocks show it (prices as text, options with their
+    surcharges)."""
+    return {"id": product.id, "name": product.name, "price": _yuan(product.price),
+            "original_price": _yuan(product.original_price) if product.original_price is not None else None,
+            "image": ctx.asset(product.image) if product.image else None, "tag": product.tag,
+            "description": product.description, "sold_out": product.sold_out,
+            "options": [{"id": o.id, "name": o.name, "multiple": o.multiple,
+                         "choices": [{"id": c.id, "name": c.name, "price_text": f"+{_yuan(c.price)}" if c.price else ""}
+                                     for c in o.choices]} for o in product.options]}
+
+
+def _listed(ctx: PlanContext, catalogue: Catalogue, product: CatalogueProduct) -> dict[str, Any]:
+    shown = product_display(ctx, product)
+    del shown["options"]
+    link = Link(page=catalogue.detail_page, query=f"item={product.id}") if catalogue.detail_page else None
+    return {**shown, "link": ctx.link(link) if link else None}
+
+
+class ProductDetailBlock(Block):
+    """The catalogue product the page is opened for (`?item=<id>`): picture, prices,
+    description and options. Opened without one (review opens every page), it shows
+    `product`, or the first product."""
+
+    type: Literal["product-detail"]
+    product: ProductId | None = Field(None, description="shown when the page is opened without ?item=")
+    missing_text: ShortText = Field("这件商品暂时找不到了", description="shown for an ?item= the catalogue lacks")
+
+    def page_data(self, ctx: PlanContext) -> dict[str, Any]:
+        catalogue = ctx.spec.model.catalogue
+        assert catalogue is not None  # requires_section
+        products = {p.id: product_display(ctx, p) for p in catalogue.products}
+        return {"products": products, "current": products[self.product or catalogue.products[0].id],
+                "missing_text": self.missing_text}
 
 
 class StoreInfoBlock(Block):
@@ -214,7 +282,10 @@ CORE_BLOCK_TYPES: list[BlockType] = [
     _block("image", ImageBlock, "single image, optionally linked"),
     _block("button", ButtonBlock, "button opening a page, phone call, map or web page"),
     _block("icon-grid", IconGridBlock, "grid of entry icons"),
-    _block("product-list", ProductListBlock, "products with price, image and tag"),
+    _block("product-list", ProductListBlock, "products with price, image and tag, written here or from the catalogue"),
+    BlockType(name="product-detail", model=ProductDetailBlock, template="blocks/product-detail.axml",
+              style="blocks/product-detail.acss", script="blocks/product-detail.js", on_load="mfShowProduct",
+              requires_section="catalogue", description="the catalogue product named by the page's ?item="),
     _block("store-info", StoreInfoBlock, "store address, hours, map and call buttons"),
     _block("notice-bar", NoticeBarBlock, "one-line notice with optional link"),
     _block("divider", DividerBlock, "horizontal line"),

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import parse_qs
 
 from . import check, review
 from .core_blocks import CORE_BLOCK_TYPES, PrivacyPolicyBlock, WebViewBlock, collected
@@ -48,14 +49,17 @@ def mpforge_pages(spec: ValidSpec) -> list[Page]:
 
 @hookimpl
 def mpforge_reference_targets(spec: ValidSpec) -> dict[str, list[str]]:
-    return {"page": [p.id for p in spec.pages], "store": [s.id for s in spec.model.merchant.stores]}
+    catalogue = spec.model.catalogue
+    return {"page": [p.id for p in spec.pages], "store": [s.id for s in spec.model.merchant.stores],
+            "product": [p.id for p in catalogue.products] if catalogue else [],
+            "category": [c.id for c in catalogue.categories] if catalogue else []}
 
 
 @hookimpl
 def mpforge_validate(spec: ValidSpec) -> list[Problem]:
     stores = spec.duplicate_ids(spec.model.merchant.stores, ("merchant", "stores"), "store id")
     return [*_page_rules(spec), *_section_rules(spec), *review.spec_rules(spec), *stores,
-            *_reference_rules(spec), *_asset_rules(spec), *_tabbar_rules(spec)]
+            *_reference_rules(spec), *_asset_rules(spec), *_tabbar_rules(spec), *_catalogue_rules(spec)]
 
 
 @hookimpl
@@ -118,6 +122,32 @@ def _reference_rules(spec: ValidSpec) -> list[Problem]:
         elif isinstance(ref, Link) and ref.query and ref.page in tab_pages:
             problems.append(spec.problem(path, f"page '{ref.page}' is a tab page, which cannot receive a query",
                                          hint="Alipay opens tab pages with my.switchTab, which drops the query"))
+    return problems
+
+
+def _catalogue_rules(spec: ValidSpec) -> list[Problem]:
+    """Ids are unique; the detail page shows products; a link opening a product page with
+    ?item= names a product the catalogue has."""
+    catalogue = spec.model.catalogue
+    if catalogue is None:
+        return []
+    problems = [*spec.duplicate_ids(catalogue.categories, ("catalogue", "categories"), "category id"),
+                *spec.duplicate_ids(catalogue.products, ("catalogue", "products"), "product id")]
+    detail_pages = {page.id for page in spec.pages if any(b.type == "product-detail" for b in page.blocks)}
+    if catalogue.detail_page is not None and catalogue.detail_page not in detail_pages:
+        problems.append(spec.problem(("catalogue", "detail_page"),
+                                     f"page '{catalogue.detail_page}' has no product-detail block",
+                                     hint="add a block 'type: product-detail' to that page, or name the page "
+                                          "that has one"))
+    products = {p.id for p in catalogue.products}
+    for path, ref in spec.references:
+        if isinstance(ref, Link) and ref.page in detail_pages and ref.query:
+            item = parse_qs(ref.query).get("item", [None])[0]
+            if item is not None and item not in products:
+                problems.append(spec.problem((*path, "query"), f"opens product '{item}', which catalogue.products "
+                                                               "does not have",
+                                             hint=did_you_mean(item, sorted(products))
+                                             or "use the id of a product in catalogue.products"))
     return problems
 
 

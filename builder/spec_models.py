@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import typing
+from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -17,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic.fields import FieldInfo
@@ -107,6 +109,16 @@ class StoreRef(Ref):
     defined_in = "merchant.stores"
 
 
+class ProductRef(Ref):
+    kind = "product"
+    defined_in = "catalogue.products"
+
+
+class CategoryRef(Ref):
+    kind = "category"
+    defined_in = "catalogue.categories"
+
+
 def ref_field(ref: type[Ref], description: str) -> Any:
     """The field type of a reference: an id checked at build time against `ref.kind` targets."""
     return Annotated[Id, AfterValidator(ref), Field(title=f"{ref.kind} id", description=description)]
@@ -116,6 +128,10 @@ def ref_field(ref: type[Ref], description: str) -> Any:
 PageId = Annotated[Id, AfterValidator(PageRef), Field(title="page id", description="id of a page")]
 StoreId = Annotated[Id, AfterValidator(StoreRef),
                     Field(title="store id", description="id of a store in merchant.stores")]
+ProductId = Annotated[Id, AfterValidator(ProductRef),
+                      Field(title="product id", description="id of a product in catalogue.products")]
+CategoryId = Annotated[Id, AfterValidator(CategoryRef),
+                       Field(title="category id", description="id of a category in catalogue.categories")]
 
 
 WebPage = Annotated[HttpsUrl, AfterValidator(WebUrl),
@@ -310,6 +326,81 @@ class Backend(StrictModel):
                                            "domain goes on the mini-program's server whitelist")
 
 
+Price = Annotated[Decimal, Field(ge=0, le=1_000_000, decimal_places=2, title="price"),
+                  WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1_000_000})]
+
+
+class Category(StrictModel):
+    id: Id
+    name: ShortText
+    icon: Asset | None = None
+
+
+class OptionChoice(StrictModel):
+    id: Id
+    name: Annotated[str, Field(min_length=1, max_length=20)]
+    price: Price = Field(Decimal(0), description="yuan added to the product's price when chosen")
+
+
+class ProductOption(StrictModel):
+    """A choice the customer makes for a product: size, temperature, add-ons."""
+
+    id: Id
+    name: Annotated[str, Field(min_length=1, max_length=20)]
+    choices: list[OptionChoice] = Field(min_length=1, max_length=20)
+    multiple: bool = Field(False, description="several choices may be taken (add-ons)")
+    required: bool | None = Field(None, description="a choice must be taken; default: yes for a single choice, "
+                                                    "no with multiple")
+    default: Id | None = Field(None, description="the choice taken unless the customer changes it")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProductOption:
+        ids = [c.id for c in self.choices]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"choice id {', '.join(repr(i) for i in twice)} appears more than once")
+        if self.default is not None and self.default not in ids:
+            raise ValueError(f"'default' ({self.default!r}) is not one of the choices ({', '.join(ids)})")
+        if self.multiple and self.required:
+            raise ValueError("an option with 'multiple' choices cannot be 'required' (add-ons are optional); "
+                             "leave 'required' out")
+        return self
+
+
+class CatalogueProduct(StrictModel):
+    id: Id
+    name: ShortText
+    category: CategoryId
+    price: Price = Field(description="price in yuan")
+    original_price: Price | None = Field(None, description="shown struck through; must be above price")
+    image: Asset | None = None
+    tag: Annotated[str, Field(min_length=1, max_length=10)] | None = None
+    description: Annotated[str, Field(max_length=200)] | None = None
+    options: list[ProductOption] = Field(default_factory=list, max_length=10)
+    stores: list[StoreId] | None = Field(None, description="stores selling it; all when omitted")
+    sold_out: bool = Field(False, description="shown as sold out (the back end's runtime content can change it)")
+
+    @model_validator(mode="after")
+    def _prices_and_options(self) -> CatalogueProduct:
+        if self.original_price is not None and self.original_price <= self.price:
+            raise ValueError("'original_price' must be higher than 'price' (it is shown struck through)")
+        ids = [o.id for o in self.options]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"option id {', '.join(repr(i) for i in twice)} appears more than once")
+        return self
+
+
+class Catalogue(StrictModel):
+    """What the merchant sells: categories and products (with options). Product lists
+    and the product detail page read from it."""
+
+    categories: list[Category] = Field(min_length=1, max_length=100)
+    products: list[CatalogueProduct] = Field(min_length=1, max_length=2000)
+    detail_page: PageId | None = Field(None, description="the page with a product-detail block: catalogue "
+                                                         "products in lists link to it with ?item=<id>")
+
+
 class CoreSpec(StrictModel):
     """The sections every spec has; plugins add their own keyed by plugin name."""
 
@@ -324,3 +415,4 @@ class CoreSpec(StrictModel):
     limits: Limits = Limits()
     backend: Backend | None = Field(None, description="the merchant back end that logs users in, issues coupons, "
                                                       "records visits and serves runtime content")
+    catalogue: Catalogue | None = None

@@ -74,6 +74,8 @@ def _core_blocks() -> list[dict[str, Any]]:
             {"name": "Free", "price": 0, "image": _REMOTE_IMAGE},
         ]},
         {"type": "product-list", "layout": "list", "items": [{"name": "List item", "price": 999999.99}]},
+        {"type": "product-list", "title": "Picked", "products": ["sink-latte", "sink-cake"]},
+        {"type": "product-list", "layout": "grid", "category": "sink-bakery"},
         {"type": "store-info", "title": NASTY, "stores": ["main", "second"]},
         {"type": "store-info"},
         {"type": "divider", "inset": True},
@@ -127,6 +129,8 @@ def kitchen_sink_spec() -> dict[str, Any]:
         "requires": {"coupon": ">=1.0", "life_account": ">=1.0", "promotion": ">=1.0"},
         "pages": [
             {"id": "home", "title": NASTY[:80], "blocks": _core_blocks()},
+            {"id": "item", "title": "Item", "blocks": [
+                {"type": "product-detail", "product": "sink-cake", "missing_text": NASTY[:40]}]},
             {"id": "deals", "title": "Deals", "window": {"title_bar_color": "#ff0000", "transparent_title": "auto",
                                                          "pull_refresh": False, "bounce": False,
                                                          "background_color": "#000000"},
@@ -142,6 +146,23 @@ def kitchen_sink_spec() -> dict[str, Any]:
             "items": [
                 {"page": "home", "text": "首页", "icon": "tab/home.png", "active_icon": "tab/home-active.png"},
                 {"page": "deals", "text": "Deals&", "icon": "tab/about.png", "active_icon": "tab/about-active.png"},
+            ],
+        },
+        "catalogue": {
+            "detail_page": "item",
+            "categories": [{"id": "sink-coffee", "name": NASTY[:20], "icon": "banner.png"},
+                           {"id": "sink-bakery", "name": "Bakery"}],
+            "products": [
+                {"id": "sink-latte", "name": NASTY, "category": "sink-coffee", "price": 28, "original_price": 30,
+                 "image": "banner.png", "tag": "<hot>", "description": LONG_NASTY[:200], "stores": ["main"],
+                 "options": [
+                     {"id": "size", "name": "Size", "default": "l", "required": True,
+                      "choices": [{"id": "m", "name": "M"}, {"id": "l", "name": "<L>", "price": 4}]},
+                     {"id": "extras", "name": "Extras", "multiple": True, "required": False,
+                      "choices": [{"id": "shot", "name": "Shot", "price": 5}]},
+                 ]},
+                {"id": "sink-cake", "name": "Cake", "category": "sink-bakery", "price": 18, "sold_out": True,
+                 "image": _REMOTE_IMAGE},
             ],
         },
         # The back end at its place, and at the place spec_version 1 first had it (still valid).

@@ -226,3 +226,12 @@ def _rerun(served: Live, storage: dict[str, str], steps: list[dict[str, Any]]) -
     assert result.returncode == 0, result.stderr
     log: dict[str, Any] = json.loads(result.stdout)
     return log
+
+
+def test_a_follow_reward_is_issued_only_after_alipay_confirms_the_follow(live: Callable[..., Live]) -> None:
+    served = live(coupon("fans", stock=5, audience="followers"))
+    before = served.run([{"do": "claim", "id": "fans"}])
+    assert before["toasts"] == ["关注生活号后才能领取"] and served.vouchers("fans") == []
+    served.sandbox.state.set_following(APPID, sandbox_user_id("7"))
+    after = served.run([{"do": "claim", "id": "fans"}])
+    assert after["toasts"] == ["领取成功"] and len(served.vouchers("fans")) == 1

@@ -4,18 +4,22 @@ on 127.0.0.N:80, and the database read back to check what was stored.
 
 - Login with an auth code gives a session token; a bad code is 401 with Alipay's sub_code.
 - A claim issues one voucher per Idempotency-Key, however often the key is replayed;
-  the per-user limit, the stock, the dates and the audience hold; Alipay refusing fails
-  the claim and gives the stock back; a timeout is retried with the same out_biz_no
-  into exactly one voucher, or leaves the claim pending for the same key to retry.
-- Concurrent claims never oversell nor issue twice, on either database.
+  the per-user limit, the stock, the dates and the audience hold (followers: Alipay is
+  asked; new customers: decided in the reservation; members: refused); Alipay refusing
+  fails the claim and gives the stock back; a timeout is retried with the same
+  out_biz_no into exactly one voucher, or leaves the claim pending for the same key.
+- GET me/claims lists the user's vouchers and reservations, never another user's.
+- Concurrent claims never oversell nor issue twice, nor give one user two new
+  customers' coupons, on either database.
 - Forged, expired or other apps' tokens are 401, unknown apps 404, bad bodies and
   headers 400/422 with nothing stored, a database that is down 503 with nothing stored.
 - Events are stored and rate limited; content has an ETag; the OpenAPI document lists
   every route and describes the bodies actually sent; no CORS headers; no secret in a
   response or a log record.
 
-PostgreSQL is a throwaway cluster the session starts (tests/pg_cluster.py): without the
-server binaries these tests skip, except in CI (`CI` set), where they fail.
+Content versions and `mpforge publish`: test_serve_content.py. The fixtures are
+serve_fixtures.py's; PostgreSQL is a throwaway cluster (tests/pg_cluster.py):
+without the server binaries these tests skip, except in CI (`CI` set), where they fail.
 """
 
 from __future__ import annotations
@@ -29,9 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -39,147 +41,37 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from helpers import REPO
-from pg_cluster import PostgresCluster, server_binaries
-from serve_support import APPID, OTHER_APPID, ApiClient, coupon, write_spec
+from serve_support import (
+    APPID,
+    NOON,
+    OTHER_APPID,
+    PUBLISH_TOKEN,
+    SECRET,
+    Clock,
+    Database,
+    Served,
+    claim_request,
+    coupon,
+    unavailable,
+    write_spec,
+)
 from sqlalchemy import select
-from starlette.applications import Starlette
 from starlette.routing import Route
 
 from builder.errors import UserError
 from builder.serve.app import Limits, create_app
-from builder.serve.claims import RetryPolicy
-from builder.serve.local_sandbox import LocalSandbox
 from builder.serve.merchant import AlipayConfig, load_merchant
 from builder.serve.rate_limit import TokenBuckets
-from builder.serve.sandbox_state import Faults, Issued, sandbox_open_id, sandbox_user_id
+from builder.serve.sandbox_state import Faults, sandbox_open_id, sandbox_user_id
 from builder.serve.session_tokens import SessionTokens
-from builder.serve.storage import CLAIMS, COUNTERS, EVENTS, METADATA, USERS, AlipayUser, Storage
+from builder.serve.storage import CLAIMS, COUNTERS, EVENTS, METADATA, MIGRATIONS, USERS, AlipayUser, Storage
 
-SECRET = b"s" * 16 + b"e" * 16 + b"cret-for-the-tests"
-# Noon in China on 2026-03-02: the date coupons are checked against.
-NOON = datetime(2026, 3, 2, 4, 0, tzinfo=timezone.utc)
-FAST_RETRY = Limits(retry=RetryPolicy(attempts=3, delays=(0.05,)))
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must run the back end's tests (.ci/run installs postgresql and runs as root)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresCluster]:
-    bin_dir = server_binaries()
-    if bin_dir is None:
-        unavailable("PostgreSQL's server binaries are not installed (apt-get install postgresql)")
-    assert bin_dir is not None
-    with PostgresCluster(bin_dir) as cluster:
-        yield cluster
-
-
-@dataclass(frozen=True)
-class Database:
-    kind: str
-    url: str
-    cluster: PostgresCluster | None  # PostgreSQL's, to take the database down
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
-    if request.param == "sqlite":
-        return Database("sqlite", f"sqlite:///{tmp_path / 'serve.sqlite3'}", None)
-    cluster: PostgresCluster = request.getfixturevalue("postgres")
-    return Database("postgresql", cluster.new_database(), cluster)
-
-
-class Clock:
-    """The app's clock, moved by the tests."""
-
-    def __init__(self) -> None:
-        self.now = NOON
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Served:
-    app: Starlette
-    api: ApiClient
-    sandbox: LocalSandbox
-    clock: Clock
-    database: Database
-
-    @property
-    def storage(self) -> Storage:
-        storage: Storage = self.app.state.api.storage
-        return storage
-
-    def login(self, name: str = "7", appid: str = APPID) -> str:
-        response = self.api.post(f"/api/v1/{appid}/session", json={"authCode": f"sandbox-user-{name}"})
-        assert response.status_code == 200, response.text
-        token: str = response.json()["token"]
-        return token
-
-    def claim(self, token: str | None, coupon_id: str = "welcome", key: str | None = "key-1", *,
-              body: Any = None, appid: str = APPID) -> httpx.Response:
-        return self.api.post(f"/api/v1/{appid}/coupons/{coupon_id}/claims", **claim_request(token, key, body))
-
-    def rows(self, table: Any) -> list[dict[str, Any]]:
-        with self.storage.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(select(table).order_by(*table.primary_key))]
-
-    def taken(self, coupon_id: str = "welcome") -> int:
-        return next((r["taken"] for r in self.rows(COUNTERS) if r["coupon_id"] == coupon_id), 0)
-
-    def vouchers(self, coupon_id: str = "welcome") -> list[Issued]:
-        return self.sandbox.state.issued(f"act-{coupon_id}")
-
-
-def claim_request(token: str | None, key: str | None, body: Any = None) -> dict[str, Any]:
-    headers: dict[str, str | bytes] = {}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}".encode("latin-1")  # HTTP's header charset, for forged ones
-    if key is not None:
-        headers["Idempotency-Key"] = key
-    request: dict[str, Any] = {"headers": headers}
-    if isinstance(body, (bytes, str)):
-        request["content"] = body
-    elif body is not None:
-        request["json"] = body
-    return request
-
-
-@pytest.fixture
-def serve(database: Database, tmp_path: Path) -> Iterator[Callable[..., Served]]:
-    """serve(coupons, ...) -> Served: the app of one shop (appid APPID; OTHER_APPID too
-    with other_app=True) on `database`, its Alipay the sandbox, its clock at NOON."""
-    stack = ExitStack()
-
-    def start(coupons: tuple[dict[str, Any], ...] = (coupon("welcome"),), *,
-              limits: Limits = FAST_RETRY, timeout: float = 5.0, busy_timeout: float = 5.0,
-              other_app: bool = False) -> Served:
-        merchants = [load_merchant(write_spec(tmp_path / "shop", coupons))]
-        if other_app:
-            merchants.append(load_merchant(write_spec(tmp_path / "other", coupons, OTHER_APPID)))
-        try:
-            sandbox = stack.enter_context(LocalSandbox(merchants, timeout=timeout))
-        except PermissionError:
-            unavailable("the sandbox listens on port 80 (the only port Alipay's SDK reaches), which needs root")
-        clock = Clock()
-        app = create_app(merchants, database.url, alipay=sandbox.alipay, secret=SECRET, limits=limits, clock=clock,
-                         busy_timeout=busy_timeout)
-        stack.callback(app.state.api.storage.dispose)
-        api = ApiClient(app)
-        stack.callback(api.close)
-        return Served(app, api, sandbox, clock, database)
-
-    yield start
-    stack.close()
-
+pytest_plugins = ["serve_fixtures"]  # database, postgres, serve
 
 # --- login -------------------------------------------------------------------------------------
 
@@ -365,8 +257,9 @@ def test_dates_audience_and_unknown_coupons_are_refused_before_anything_is_store
     assert served.claim(token, "later").json()["error"]["code"] == "coupon_not_started"
     assert served.claim(token, "over").json()["error"]["code"] == "coupon_expired"
     assert served.claim(token, "over").status_code == 409
-    assert served.claim(token, "members").status_code == 403
-    assert served.claim(token, "members").json()["error"]["code"] == "audience_not_checked"
+    members = served.claim(token, "members")
+    assert members.status_code == 403 and members.json()["error"]["code"] == "audience_not_checked"
+    assert "membership" in members.json()["error"]["message"]
     assert served.claim(token, "nope").json()["error"]["code"] == "unknown_coupon"
     assert served.rows(CLAIMS) == [] and {r["taken"] for r in served.rows(COUNTERS)} == {0}
     claimed = served.claim(token, "today")
@@ -375,6 +268,147 @@ def test_dates_audience_and_unknown_coupons_are_refused_before_anything_is_store
     assert served.claim(served.login("8"), "today").json()["error"]["code"] == "coupon_expired"
     replayed = served.claim(served.login("7"), "today")  # the key's claim stands after the coupon ended
     assert (replayed.status_code, replayed.json()) == (201, claimed.json())
+
+
+def test_a_followers_coupon_asks_alipay_whether_the_user_follows(serve: Callable[..., Served]) -> None:
+    served = serve((coupon("gift", audience="followers", stock=5, per_user_limit=2),))
+    token, user_id = served.login("7"), sandbox_user_id("7")
+    refused = served.claim(token, "gift", key="a")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "not_following"
+    assert "follow" in refused.json()["error"]["message"]
+    assert served.rows(CLAIMS) == [] and served.taken("gift") == 0
+    served.sandbox.state.set_following(APPID, user_id)
+    claimed = served.claim(token, "gift", key="a")
+    assert claimed.status_code == 201 and claimed.json()["result"] == "CLAIMED"
+    # A replay is answered as before without asking Alipay, which could not answer now.
+    served.sandbox.state.set_following(APPID, user_id, False)
+    served.sandbox.state.faults = Faults(busy=True)
+    replayed = served.claim(token, "gift", key="a")
+    assert (replayed.status_code, replayed.json()) == (201, claimed.json())
+    unavailable_now = served.claim(token, "gift", key="b")  # a new claim must be checked: 503, nothing stored
+    assert unavailable_now.status_code == 503 and unavailable_now.json()["error"]["code"] == "alipay_unavailable"
+    assert unavailable_now.headers["retry-after"] == "1"
+    served.sandbox.state.faults = Faults()
+    assert served.claim(token, "gift", key="b").json()["error"]["code"] == "not_following"
+    assert len(served.rows(CLAIMS)) == 1 and served.taken("gift") == 1
+    # A user known by open_id only is asked about by open_id.
+    served.sandbox.state.open_id_apps = frozenset({APPID})
+    other = served.login("8")
+    assert served.claim(other, "gift", key="a").json()["error"]["code"] == "not_following"
+    served.sandbox.state.set_following(APPID, sandbox_user_id("8"))
+    assert served.claim(other, "gift", key="a").status_code == 201
+    assert served.rows(CLAIMS)[-1]["user_kind"] == "open_id"
+
+
+def test_the_sandbox_makes_a_user_follow_over_http_and_the_api_has_no_such_route(
+        serve: Callable[..., Served]) -> None:
+    served = serve((coupon("gift", audience="followers"),))
+    token = served.login("alice")
+    follow_url = served.sandbox.alipay.gateway_url.replace("/gateway.do", "/sandbox/follow")
+    answer = httpx.post(follow_url, json={"appId": APPID, "login": "alice"})
+    assert answer.status_code == 200
+    assert answer.json() == {"appId": APPID, "userId": sandbox_user_id("alice"), "following": True}
+    assert served.claim(token, "gift").status_code == 201
+    assert httpx.post(follow_url, json={"appId": APPID, "login": "alice", "following": False}).json()["following"] \
+        is False
+    assert served.claim(token, "gift", key="k2").json()["error"]["code"] == "not_following"
+    for body, status in [({"appId": "2021009999999999", "login": "alice"}, 404), ({"appId": APPID}, 400),
+                         ({"appId": APPID, "login": "alice", "following": "yes"}, 400), ([APPID], 400)]:
+        refused = httpx.post(follow_url, json=body)
+        assert refused.status_code == status and refused.json()["error"]["message"], body
+    assert httpx.post(follow_url, content=b"{not json").status_code == 400
+    # A browser page (the preview) may call it: this route answers CORS preflights.
+    preflight = httpx.options(follow_url, headers={"Origin": "http://127.0.0.1:8750",
+                                                   "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == "*"
+    assert preflight.headers["access-control-allow-headers"] == "Content-Type"
+    assert answer.headers["access-control-allow-origin"] == "*"
+    # The back end's own API never lets a caller make anyone follow.
+    assert served.api.post("/sandbox/follow", json={"appId": APPID, "login": "bob"}).status_code == 404
+    assert served.api.post(f"/api/v1/{APPID}/sandbox/follow", json={"login": "bob"}).status_code == 404
+
+
+def test_a_new_customers_coupon_goes_to_users_without_another_claim(serve: Callable[..., Served]) -> None:
+    served = serve((coupon("welcome", stock=10), coupon("newbie", audience="new_customers", per_user_limit=2),
+                    coupon("newbie2", audience="new_customers"), coupon("plug", claim_route="plugin")))
+    first = served.login("1")
+    assert served.claim(first, "newbie", key="a").json()["result"] == "CLAIMED"
+    assert served.claim(first, "newbie", key="b").json()["result"] == "CLAIMED"  # its own limit is 2
+    assert served.claim(first, "newbie", key="c").json()["result"] == "LIMIT_REACHED"
+    refused = served.claim(first, "newbie2", key="d")
+    assert (refused.status_code, refused.json()["result"]) == (409, "NOT_ELIGIBLE")
+    assert "new customers" in refused.json()["message"]
+    assert served.claim(first, "newbie2", key="d").json() == refused.json()  # the same answer on replay
+    assert served.claim(first, "welcome", key="e").json()["result"] == "CLAIMED"  # everyone's coupon
+    # An issued or reserved claim of another coupon makes a user no longer new; a failed one does not.
+    issued, reserved, failed = served.login("2"), served.login("3"), served.login("4")
+    assert served.claim(issued, "welcome").status_code == 201
+    assert served.claim(issued, "newbie", key="n").json()["result"] == "NOT_ELIGIBLE"
+    assert served.claim(reserved, "plug").json()["result"] == "RESERVED"
+    assert served.claim(reserved, "newbie", key="n").json()["result"] == "NOT_ELIGIBLE"
+    served.sandbox.state.add_activity("act-welcome", stock=0, per_user_limit=1)
+    assert served.claim(failed, "welcome").json()["result"] == "REFUSED"
+    assert served.claim(failed, "newbie", key="n").json()["result"] == "CLAIMED"
+    assert (served.taken("newbie"), served.taken("newbie2"), served.taken("welcome")) == (3, 0, 2)
+    assert [c["error"] for c in served.rows(CLAIMS) if c["coupon_id"] == "newbie2"] == ["NOT_ELIGIBLE"]
+
+
+def test_two_new_customers_coupons_at_once_give_a_user_one(serve: Callable[..., Served]) -> None:
+    """Each user claims two new customers' coupons many times at the same moment: the
+    user's row lock makes the claims of both coupons queue, so one voucher each."""
+    served = serve((coupon("newbie", audience="new_customers", stock=50),
+                    coupon("newbie2", audience="new_customers", stock=50)))
+    tokens = [served.login(str(n)) for n in range(4)]
+    url = f"/api/v1/{APPID}/coupons/{{}}/claims"
+    claims = served.api.gather([("POST", url.format(coupon_id), claim_request(token, f"{coupon_id}-{n}"))
+                                for token in tokens for n in range(5) for coupon_id in ("newbie", "newbie2")])
+    results = [r.json()["result"] for r in claims]
+    assert results.count("CLAIMED") == 4, results
+    assert set(results) == {"CLAIMED", "LIMIT_REACHED", "NOT_ELIGIBLE"}
+    vouchers = served.vouchers("newbie") + served.vouchers("newbie2")
+    assert len({v.user_id for v in vouchers}) == len(vouchers) == 4
+    assert served.taken("newbie") + served.taken("newbie2") == 4
+
+
+def test_me_claims_lists_the_users_vouchers_and_reservations_and_no_one_elses(
+        serve: Callable[..., Served]) -> None:
+    served = serve((coupon("welcome", stock=9, per_user_limit=2),
+                    coupon("spring", kind="discount", value=None, rate=0.85, min_spend=50,
+                           validity={"start": "2026-03-01", "end": "2026-03-31"}),
+                    coupon("plug", claim_route="plugin"), coupon("late")), timeout=0.3)
+    token, other = served.login("7"), served.login("8")
+    mine = f"/api/v1/{APPID}/me/claims"
+    assert served.api.get(mine, headers={"Authorization": f"Bearer {token}"}).json() == {"claims": []}
+    welcome = served.claim(token, "welcome", key="a").json()
+    served.clock.now = NOON + timedelta(hours=13)  # 01:00 on 2026-03-03 in China
+    token, other = served.login("7"), served.login("8")  # the earlier sessions have expired
+    served.claim(token, "spring", key="b")
+    served.claim(token, "plug", key="c")
+    served.claim(other, "welcome", key="a")
+    served.claim(token, "spring", key="d")  # LIMIT_REACHED: failed, not listed
+    served.sandbox.state.faults = Faults(delay_seconds=1.0)
+    assert served.claim(token, "late", key="e").json()["result"] == "PENDING"  # not listed until issued
+    served.sandbox.state.faults = Faults()
+    response = served.api.get(mine, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
+    claims = response.json()["claims"]
+    assert [(c["couponId"], c["status"]) for c in claims] == [("plug", "reserved"), ("spring", "issued"),
+                                                              ("welcome", "issued")]
+    plug, spring, first = claims
+    assert plug["voucherCode"] is None and plug["expiresOn"] == "2026-03-10"  # claimed on 03-03 in China, + 7
+    [reservation] = [r for r in served.rows(CLAIMS) if r["coupon_id"] == "plug"]
+    assert (plug["activityId"], plug["outBizNo"]) == ("act-plug", reservation["out_biz_no"])  # for the plugin
+    assert (spring["valueText"], spring["thresholdText"], spring["expiresOn"]) == ("8.5折", "满50元可用", "2026-03-31")
+    assert first == {"claimId": welcome["claimId"], "couponId": "welcome", "status": "issued",
+                     "voucherCode": welcome["voucherCode"], "activityId": None, "outBizNo": None,
+                     "claimedAt": "2026-03-02T04:00:00Z",
+                     "expiresOn": "2026-03-09", "title": "welcome 5 元", "valueText": "¥5", "thresholdText": "无门槛"}
+    others = served.api.get(mine, headers={"Authorization": f"Bearer {other}"}).json()["claims"]
+    assert [c["couponId"] for c in others] == ["welcome"] and others[0]["voucherCode"] != first["voucherCode"]
+    assert served.claim(token, "late", key="e").status_code == 201  # issued now: listed
+    assert served.api.get(mine, headers={"Authorization": f"Bearer {token}"}).json()["claims"][0]["couponId"] == "late"
+    for headers in ({}, {"Authorization": f"Bearer {token}x"}, {"Authorization": f"Basic {token}"}):
+        assert served.api.get(mine, headers=headers).status_code == 401
 
 
 def test_an_idempotency_key_is_one_claim(serve: Callable[..., Served]) -> None:
@@ -584,7 +618,9 @@ def _schema(document: dict[str, Any], path: str, method: str, status: int) -> di
     return {**content["schema"], "components": document["components"]}
 
 
-def test_the_openapi_document_lists_every_route_and_describes_what_is_sent(serve: Callable[..., Served]) -> None:
+def test_the_openapi_document_lists_every_route_and_describes_what_is_sent(
+        serve: Callable[..., Served], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"MPFORGE_PUBLISH_TOKEN_{APPID}", PUBLISH_TOKEN)
     served = serve()
     response = served.api.get("/api/v1/openapi.json")
     assert response.status_code == 200
@@ -594,7 +630,7 @@ def test_the_openapi_document_lists_every_route_and_describes_what_is_sent(serve
                      for method in route.methods or () if method != "HEAD"}
     documented = {(path, method) for path, operations in document["paths"].items() for method in operations}
     assert served_routes == documented
-    assert len(served_routes) == 5
+    assert len(served_routes) == 9
     claim = document["paths"]["/api/v1/{appid}/coupons/{coupon_id}/claims"]["post"]
     assert claim["security"] == [{"session": []}]
     assert {p["name"] for p in claim["parameters"]} == {"appid", "coupon_id", "Idempotency-Key"}
@@ -603,10 +639,15 @@ def test_the_openapi_document_lists_every_route_and_describes_what_is_sent(serve
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate("has space", key_schema)
     names = [op["operationId"] for operations in document["paths"].values() for op in operations.values()]
-    assert sorted(names) == ["claimCoupon", "createSession", "getContent", "getOpenApi", "recordEvents"]
+    assert sorted(names) == ["claimCoupon", "createSession", "getContent", "getOpenApi", "listContentVersions",
+                             "listMyClaims", "publishContent", "recordEvents", "restoreContent"]
+    versions = document["paths"]["/api/v1/{appid}/content/versions"]
+    assert versions["post"]["security"] == versions["get"]["security"] == [{"publish": []}]
+    assert set(document["components"]["securitySchemes"]) == {"session", "publish"}
     # What the routes answer validates against what the document says they answer.
     token = served.login("7")
     claimed = served.claim(token)
+    publisher = {"Authorization": f"Bearer {PUBLISH_TOKEN}"}
     replies = [
         ("/api/v1/{appid}/session", "post", 200, served.api.post(f"/api/v1/{APPID}/session",
                                                                  json={"authCode": "sandbox-user-7"})),
@@ -618,6 +659,15 @@ def test_the_openapi_document_lists_every_route_and_describes_what_is_sent(serve
             f"/api/v1/{APPID}/events", json={"anonymousId": "device-0001",
                                              "events": [{"kind": "launch", "at": 1_760_000_000_000}]})),
         ("/api/v1/{appid}/content", "get", 200, served.api.get(f"/api/v1/{APPID}/content")),
+        ("/api/v1/{appid}/me/claims", "get", 200, served.api.get(f"/api/v1/{APPID}/me/claims",
+                                                                 headers={"Authorization": f"Bearer {token}"})),
+        ("/api/v1/{appid}/content/versions", "post", 201, served.api.post(
+            f"/api/v1/{APPID}/content/versions", headers=publisher, json={"name": "Shop", "coupons": []})),
+        ("/api/v1/{appid}/content/versions/{version}/restore", "post", 201, served.api.post(
+            f"/api/v1/{APPID}/content/versions/0/restore", headers=publisher)),
+        ("/api/v1/{appid}/content/versions", "get", 200, served.api.get(f"/api/v1/{APPID}/content/versions",
+                                                                        headers=publisher)),
+        ("/api/v1/{appid}/content/versions", "get", 401, served.api.get(f"/api/v1/{APPID}/content/versions")),
     ]
     for path, method, status, reply in replies:
         assert reply.status_code == status, (path, reply.text)
@@ -669,10 +719,30 @@ def test_the_schema_is_the_tables_and_migrating_again_changes_nothing(database: 
         storage.migrate()
         with storage.engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), METADATA) == []
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
             if database.kind == "sqlite":
                 assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
                 assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+    finally:
+        storage.dispose()
+
+
+def test_a_database_of_the_first_revision_is_upgraded_and_keeps_its_rows(database: Database) -> None:
+    storage = Storage(database.url)
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with storage.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0001")
+            conn.execute(USERS.insert().values(appid=APPID, user_kind="user_id", alipay_user="2088000000000007",
+                                               created_at=NOON))
+        storage.migrate()
+        with storage.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+            assert [row.alipay_user for row in conn.execute(select(USERS))] == ["2088000000000007"]
+        assert storage.content_versions(APPID) == []
+        assert storage.add_content_version(APPID, "{}").version == 1
     finally:
         storage.dispose()
 

@@ -34,14 +34,15 @@ from typing import Any
 
 import httpx
 from helpers import REPO
-from serve_support import APPID, coupon, write_spec
+from serve_support import APPID, SECRET, Database, coupon, unavailable, write_spec
 from sqlalchemy import select
-from test_serve import SECRET, Database, database, postgres, unavailable  # noqa: F401 (fixtures)
 
 from builder.serve.local_sandbox import LocalSandbox
 from builder.serve.merchant import load_merchant
 from builder.serve.sandbox_state import Faults, Issued, Refusal, SandboxState, sandbox_user_id
 from builder.serve.storage import CLAIMS, COUNTERS, Storage
+
+pytest_plugins = ["serve_fixtures"]  # database, postgres
 
 STOCK, PER_USER, USERS, KEYS_PER_USER = 24, 2, 16, 3
 KILLS = 4

@@ -26,9 +26,8 @@ from typing import Any
 import httpx
 import pytest
 from procrastinate.schema import SchemaManager
-from serve_support import APPID, ApiClient, coupon, write_spec
+from serve_support import APPID, SECRET, ApiClient, Database, claim_request, coupon, unavailable, write_spec
 from sqlalchemy import select, text
-from test_serve import SECRET, Database, claim_request, database, postgres, unavailable  # noqa: F401 (fixtures)
 
 from builder.serve.app import Limits, create_app
 from builder.serve.claims import RetryPolicy
@@ -37,6 +36,8 @@ from builder.serve.local_sandbox import LocalSandbox
 from builder.serve.merchant import Merchant, load_merchant
 from builder.serve.sandbox_state import Faults
 from builder.serve.storage import CLAIMS, COUNTERS, Storage
+
+pytest_plugins = ["serve_fixtures"]  # database, postgres
 
 FAST_RETRY = Limits(retry=RetryPolicy(attempts=2, delays=(0.05,)))
 # The job tries at once, then after 1 s each time; the sweep takes any claim.

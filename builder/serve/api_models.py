@@ -5,10 +5,13 @@ their JSON schemas, so it cannot drift from what is checked.
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from builder.spec_models import ID_PATTERN
 
 # Event times are the device's clock in milliseconds since 1970 (JavaScript's Date.now());
 # a device's clock can be wrong, so the server also keeps when it received them.
@@ -49,7 +52,7 @@ class ClaimRequest(Request):
                                 description="the chInfo Alipay passed the mini-program at launch, if any")
 
 
-ClaimResult = Literal["CLAIMED", "RESERVED", "PENDING", "SOLD_OUT", "LIMIT_REACHED", "REFUSED"]
+ClaimResult = Literal["CLAIMED", "RESERVED", "PENDING", "SOLD_OUT", "LIMIT_REACHED", "NOT_ELIGIBLE", "REFUSED"]
 
 
 class ClaimReply(Reply):
@@ -59,7 +62,9 @@ class ClaimReply(Reply):
     result: ClaimResult = Field(description=(
         "CLAIMED (201): the voucher is issued. RESERVED (201): claim it with Alipay's coupon plugin, passing "
         "activityId and outBizNo. PENDING (503): Alipay did not answer; retry with the same Idempotency-Key. "
-        "SOLD_OUT, LIMIT_REACHED (409): nothing reserved. REFUSED (409): Alipay refused the voucher "
+        "SOLD_OUT, LIMIT_REACHED (409): nothing reserved. NOT_ELIGIBLE (409): a new_customers coupon, and the user "
+        "already holds or has reserved a voucher of another coupon of this mini-program; nothing reserved. "
+        "REFUSED (409): Alipay refused the voucher "
         "(alipaySubCode says why); the stock was given back"))
     claim_id: str
     coupon_id: str
@@ -68,6 +73,28 @@ class ClaimReply(Reply):
     out_biz_no: str | None = None
     alipay_sub_code: str | None = None
     message: str
+
+
+# --- the user's coupons ------------------------------------------------------------------
+
+class MyClaim(Reply):
+    claim_id: str
+    coupon_id: str
+    status: Literal["issued", "reserved"] = Field(description=(
+        "issued: the voucher is in the user's card pack (voucherCode); reserved: handed to Alipay's coupon plugin, "
+        "which issues it"))
+    voucher_code: str | None
+    activity_id: str | None = Field(None, description="reserved: what Alipay's coupon plugin takes, with outBizNo")
+    out_biz_no: str | None = Field(None, description="reserved: the reservation's out_biz_no for the coupon plugin")
+    claimed_at: datetime
+    expires_on: date = Field(description="the last day the voucher can be used (China time)")
+    title: str
+    value_text: str
+    threshold_text: str
+
+
+class MyClaimsReply(Reply):
+    claims: list[MyClaim] = Field(description="newest first")
 
 
 # --- events ------------------------------------------------------------------------------
@@ -96,6 +123,30 @@ class EventsReply(Reply):
 
 # --- content -----------------------------------------------------------------------------
 
+CONTENT_COUPONS_MAX = 200  # as the spec's coupon section
+
+
+class CouponText(Request):
+    """What a published content version may change about a coupon: its words. What the
+    server enforces (dates, stock, audience, route) stays the spec's."""
+
+    id: str = Field(pattern=ID_PATTERN, description="a coupon id of the served spec")
+    title: str = Field(min_length=1, max_length=80)
+    value_text: str = Field(min_length=1, max_length=40, description="e.g. ¥5, 8.5折")
+    threshold_text: str = Field(min_length=1, max_length=80, description="e.g. 满50元可用, 无门槛")
+    validity_text: str = Field(min_length=1, max_length=80)
+    terms: str | None = Field(None, min_length=1, max_length=2000)
+
+
+class ContentDocument(Request):
+    """The runtime content, as `mpforge publish` sends it (the spec's own content is built
+    the same way): the app's name and its coupons' words, in display order. A coupon of
+    the spec left out is not shown (it stays claimable by its id)."""
+
+    name: str = Field(min_length=1, max_length=80)
+    coupons: list[CouponText] = Field(max_length=CONTENT_COUPONS_MAX)
+
+
 class CouponContent(Reply):
     id: str
     title: str
@@ -106,6 +157,7 @@ class CouponContent(Reply):
     terms: str | None
     state: Literal["available", "expired"] = Field(description="as of today (China time)")
     state_text: str
+    sold_out: bool = Field(description="no stock left, as of this answer")
     activity_id: str
     per_user_limit: int
     audience: str
@@ -118,9 +170,21 @@ class CouponContent(Reply):
 
 class ContentReply(Reply):
     appid: str
+    version: int = Field(description="the published content version shown; 0: the spec's own content")
     name: str
     today: str
     coupons: list[CouponContent]
+
+
+class ContentVersionReply(Reply):
+    version: int
+    published_at: datetime
+    restored_from: int | None = Field(description="the version this one copies, when it was made by a restore")
+
+
+class ContentVersionsReply(Reply):
+    current: int = Field(description="the version GET content shows; 0: the spec's own content")
+    versions: list[ContentVersionReply] = Field(description="oldest first")
 
 
 # --- errors ------------------------------------------------------------------------------

@@ -6,8 +6,15 @@ One process serves many mini-programs, each under `/api/v1/{appid}/`:
   -> a session token for that user (builder.serve.session_tokens).
 * `POST /coupons/{coupon_id}/claims`: claim a coupon, once per Idempotency-Key
   (builder.serve.claims says how).
+* `GET /me/claims`: the session user's vouchers and reservations.
 * `POST /events`: attribution events, batched, rate limited per user or address.
-* `GET /content`: the coupons' display data, with an ETag.
+* `GET /content`: the runtime content (builder.serve.content): the coupons' display
+  data, whether each has stock left, with an ETag; the newest published version's
+  words, or the spec's.
+* `GET|POST /content/versions`, `POST /content/versions/{version}/restore`: list,
+  publish and restore content versions (`mpforge publish`), with the app's publish
+  token, read at start-up from MPFORGE_PUBLISH_TOKEN_<appid>; without it publishing is
+  disabled.
 
 and `GET /api/v1/openapi.json` describes them all. Every answer is JSON, errors as
 `{"error": {"code", "message", ...}}`. No CORS headers are sent: the mini-program's
@@ -18,14 +25,16 @@ Secrets (keys, tokens, auth codes, the session secret) go into no response and n
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import math
+import os
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from anyio import to_thread
@@ -47,28 +56,37 @@ from builder.serve.api_models import (
     MAX_EVENTS,
     ClaimReply,
     ClaimRequest,
+    ContentDocument,
     ContentReply,
-    CouponContent,
+    ContentVersionReply,
+    ContentVersionsReply,
     ErrorDetail,
     ErrorReply,
     EventsReply,
     EventsRequest,
     FieldError,
+    MyClaimsReply,
     SessionReply,
     SessionRequest,
+)
+from builder.serve.content import (
+    PUBLISH_TOKEN_MIN_LENGTH,
+    PUBLISH_TOKEN_VARIABLE,
+    china_today,
+    document_problems,
+    my_claims,
+    render,
+    spec_document,
 )
 from builder.serve.jobs import ClaimJobs, JobPolicy
 from builder.serve.merchant import AlipayConfig, Merchant
 from builder.serve.openapi import Operation, document
 from builder.serve.rate_limit import TokenBuckets
 from builder.serve.session_tokens import SessionTokens
-from builder.serve.storage import AlipayUser, Event, NewClaim, Storage, utc_now
-from plugins.coupon.blocks import coupon_display
+from builder.serve.storage import AlipayUser, ContentVersion, Event, NewClaim, Storage, utc_now
 from plugins.coupon.models import Coupon
 
 LOG = logging.getLogger(__name__)
-# Coupon dates are local dates in China, which keeps one offset all year (no DST).
-CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, no spaces; a UUID fits
 NO_STORE = {"Cache-Control": "no-store"}
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -94,13 +112,22 @@ CLAIM = Operation(
                                  f"^{IDEMPOTENCY_KEY.pattern}$")},
     responses={201: ("issued (CLAIMED), or reserved for Alipay's coupon plugin (RESERVED)", (ClaimReply,)),
                **CLIENT_ERRORS, 401: ("no valid session token", ERROR),
-               403: ("the coupon's audience cannot be checked by this server yet", ERROR),
+               403: ("the user is not in the coupon's audience, before anything is stored: error.code not_following "
+                     "(a followers' coupon: Alipay says the user does not follow the life account; follow it, then "
+                     "claim again), or audience_not_checked (a members' coupon: this server cannot check "
+                     "membership yet)", ERROR),
                404: ("unknown app id or coupon id", ERROR),
-               409: ("SOLD_OUT, LIMIT_REACHED or REFUSED (a ClaimReply); or the coupon outside its dates, before "
-                     "anything is stored (error.code coupon_expired or coupon_not_started)", (ClaimReply, ErrorReply)),
+               409: ("SOLD_OUT, LIMIT_REACHED, NOT_ELIGIBLE or REFUSED (a ClaimReply, stored: a replay of the key "
+                     "gets it again). NOT_ELIGIBLE: a new_customers coupon, and the user has an issued or reserved "
+                     "claim of another coupon of this mini-program (the server knows no other purchase history). "
+                     "Or the coupon outside its dates, before anything is stored (an ErrorReply, error.code "
+                     "coupon_expired or coupon_not_started)", (ClaimReply, ErrorReply)),
                422: ("the body does not validate, or the Idempotency-Key was used for another claim", ERROR),
+               502: ("a followers' coupon: Alipay refused to say whether the user follows, or its answer did not "
+                     "verify; nothing was stored", ERROR),
                503: ("PENDING (a ClaimReply): Alipay did not answer; retry with the same Idempotency-Key. Or the "
-                     "database is unavailable (an ErrorReply)", (ClaimReply, ErrorReply))},
+                     "database is unavailable, or Alipay did not answer whether the user follows (an ErrorReply; "
+                     "nothing was stored)", (ClaimReply, ErrorReply))},
     response_headers={503: {"Retry-After": "seconds"}})
 EVENTS = Operation(
     "recordEvents", "POST", f"{PREFIX}/events", f"Record attribution events (at most {MAX_EVENTS} a request)",
@@ -108,11 +135,45 @@ EVENTS = Operation(
     responses={202: ("stored", (EventsReply,)), **CLIENT_ERRORS, 401: ("a session token that is not valid", ERROR),
                429: ("too many requests from this user or address", ERROR), **UNAVAILABLE},
     response_headers={429: {"Retry-After": "seconds"}})
+MY_CLAIMS = Operation(
+    "listMyClaims", "GET", f"{PREFIX}/me/claims", "The session user's coupons: issued vouchers and reservations",
+    session="required",
+    responses={200: ("the user's claims that hold a voucher (issued) or a reservation for Alipay's coupon plugin "
+                     "(reserved), newest first; never another user's. A claim still waiting for Alipay is listed "
+                     "once issued; one of a coupon the spec no longer has is left out", (MyClaimsReply,)),
+               401: ("no valid session token", ERROR), 404: ("unknown app id", ERROR), **UNAVAILABLE})
 CONTENT = Operation(
-    "getContent", "GET", f"{PREFIX}/content", "The mini-program's runtime content: its coupons' display data",
-    responses={200: ("the content; ETag is its hash (send it back as If-None-Match)", (ContentReply,)),
-               304: ("unchanged since that ETag", ()), 404: ("unknown app id", ERROR)},
+    "getContent", "GET", f"{PREFIX}/content",
+    "The mini-program's runtime content: its coupons' display data and whether stock is left",
+    responses={200: ("the content: the newest published version's words and order (version >= 1; a coupon it "
+                     "leaves out is not listed) or the spec's (version 0), the spec's rules, today's state and "
+                     "soldOut. ETag is its hash: send it back as If-None-Match; "
+                     "it changes with the version, the day and the stock", (ContentReply,)),
+               304: ("unchanged since that ETag", ()), 404: ("unknown app id", ERROR), **UNAVAILABLE},
     response_headers={200: {"ETag": "hash of the content"}})
+PUBLISH_ERRORS = {
+    401: ("no valid publish token (Authorization: Bearer <the value of MPFORGE_PUBLISH_TOKEN_<appid> on the server>)",
+          ERROR),
+    403: ("publishing is disabled: the server has no MPFORGE_PUBLISH_TOKEN_<appid>", ERROR),
+    404: ("unknown app id", ERROR), **UNAVAILABLE}
+LIST_VERSIONS = Operation(
+    "listContentVersions", "GET", f"{PREFIX}/content/versions", "The published content versions",
+    security="publish", session="required",
+    responses={200: ("every version, oldest first, and the one shown", (ContentVersionsReply,)), **PUBLISH_ERRORS})
+PUBLISH = Operation(
+    "publishContent", "POST", f"{PREFIX}/content/versions",
+    "Publish a content document as the next version (what mpforge publish sends)",
+    request=ContentDocument, security="publish", session="required",
+    responses={201: ("stored as the newest version: GET content shows it now", (ContentVersionReply,)),
+               400: ("malformed: not JSON", ERROR), 413: ("body too large", ERROR),
+               422: ("the document does not validate, or names a coupon the served spec does not have (or one "
+                     "twice); error.fields says where; nothing was stored", ERROR), **PUBLISH_ERRORS})
+RESTORE = Operation(
+    "restoreContent", "POST", f"{PREFIX}/content/versions/{{version}}/restore",
+    "Show an earlier version again, stored as the next version (0: the spec's own content)",
+    security="publish", session="required",
+    responses={201: ("the new version, a copy of the one restored", (ContentVersionReply,)),
+               **PUBLISH_ERRORS, 404: ("unknown app id or version", ERROR)})
 OPENAPI = Operation("getOpenApi", "GET", "/api/v1/openapi.json", "This document",
                     responses={200: ("the OpenAPI 3.1 document", ())})
 
@@ -121,13 +182,15 @@ OPENAPI = Operation("getOpenApi", "GET", "/api/v1/openapi.json", "This document"
 class Limits:
     """session_ttl: how long a session token is valid; retry: calls to Alipay per claim
     request; events_burst and events_per_second: each caller's token bucket for /events;
-    max_body_bytes: the largest request body read."""
+    max_body_bytes: the largest request body read; max_content_bytes: the largest content
+    document published."""
 
     session_ttl: timedelta = timedelta(hours=2)
     retry: claims.RetryPolicy = field(default_factory=claims.RetryPolicy)
     events_burst: float = 20
     events_per_second: float = 2
     max_body_bytes: int = 64 * 1024
+    max_content_bytes: int = 1024 * 1024
 
 
 class ApiError(Exception):
@@ -142,10 +205,6 @@ class ApiError(Exception):
 
 def _json(status: int, body: BaseModel, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers={**NO_STORE, **(headers or {})})
-
-
-def _china_today(now: datetime) -> date:
-    return now.astimezone(CHINA).date()
 
 
 async def _body(request: Request, limit: int) -> Any:
@@ -176,12 +235,19 @@ def _validated(model: type[ModelT], data: Any) -> ModelT:
         raise ApiError(422, "invalid_body", "the body does not validate", fields=fields) from None
 
 
+def _version_reply(version: ContentVersion) -> ContentVersionReply:
+    return ContentVersionReply(version=version.version, published_at=version.published_at,
+                               restored_from=version.restored_from)
+
+
 class Api:
     """The route handlers and what they share: the merchants, their Alipay clients, the
-    storage, the token signer and the events rate limiter."""
+    storage, the token signer, the events rate limiter and each app's publish token
+    (none: publishing disabled)."""
 
     def __init__(self, merchants: Sequence[Merchant], clients: dict[str, AlipayClient], storage: Storage,
-                 jobs: ClaimJobs, tokens: SessionTokens, limits: Limits, clock: Callable[[], datetime]) -> None:
+                 jobs: ClaimJobs, tokens: SessionTokens, limits: Limits, clock: Callable[[], datetime],
+                 publish_tokens: Mapping[str, str]) -> None:
         self.merchants = {m.appid: m for m in merchants}
         self.clients = clients
         self.storage = storage
@@ -190,6 +256,7 @@ class Api:
         self.limits = limits
         self.clock = clock
         self.event_buckets = TokenBuckets(limits.events_burst, limits.events_per_second)
+        self.publish_tokens = publish_tokens
 
     def _merchant(self, request: Request) -> Merchant:
         merchant = self.merchants.get(request.path_params["appid"])
@@ -249,6 +316,10 @@ class Api:
         try:
             try:
                 coupon = self._claimable(merchant, coupon_id)
+                # A replay of the key is answered as before, without asking Alipay again.
+                if coupon.audience == "followers" and await to_thread.run_sync(
+                        self.storage.find_claim, merchant.appid, user, key) is None:
+                    await self._require_following(client, user)
             except ApiError:
                 # What may not be claimed now refuses new claims only: a replayed key
                 # still gets the answer its claim had.
@@ -257,7 +328,7 @@ class Api:
                     raise
                 claim = await claims.resume(self.storage, client, earlier, coupon_id, body.ch_info, retry)
             else:
-                # A replay of the key is found by the reservation itself, under the coupon's lock.
+                # A replay of the key is found by the reservation itself, under the user's lock.
                 new = NewClaim(appid=merchant.appid, coupon_id=coupon.id, activity_id=coupon.activity_id, user=user,
                                idempotency_key=key, route=merchant.route(coupon.id), ch_info=body.ch_info)
                 claim = await claims.claim_new(self.storage, client, new, coupon, retry)
@@ -273,18 +344,38 @@ class Api:
         coupon = merchant.coupon(coupon_id)
         if coupon is None:
             raise ApiError(404, "unknown_coupon", f"no coupon {coupon_id!r} in this mini-program")
-        today = _china_today(self.clock())
+        today = china_today(self.clock())
         validity = coupon.validity
         if validity.start is not None and today < validity.start:
             raise ApiError(409, "coupon_not_started", f"the coupon can be claimed from {validity.start}")
         if validity.end is not None and today > validity.end:
             raise ApiError(409, "coupon_expired", f"the coupon could be claimed until {validity.end}")
-        if coupon.audience != "everyone":
-            # Issuing to anyone would give away what the merchant meant for some: refuse
-            # until the server can check members, new customers and followers.
-            raise ApiError(403, "audience_not_checked", f"the coupon is for {coupon.audience}, which this server "
-                                                        "cannot check yet")
+        if coupon.audience == "members":
+            # Issuing to anyone would give away what the merchant meant for members:
+            # refuse until the server can check membership.
+            raise ApiError(403, "audience_not_checked", "the coupon is for members, and this server cannot check "
+                                                        "membership yet; it cannot be claimed")
+        # followers: checked with Alipay by the caller; new_customers: by Storage.reserve.
         return coupon
+
+    async def _require_following(self, client: AlipayClient, user: AlipayUser) -> None:
+        """Nothing, when Alipay says the user follows the app's life account."""
+        by_user_id = user.kind == "user_id"
+        try:
+            following = await to_thread.run_sync(lambda: client.follow_query(
+                user_id=user.id if by_user_id else None, open_id=None if by_user_id else user.id))
+        except UnverifiedResponse:
+            raise ApiError(502, "alipay_unverified", "Alipay's answer did not verify; check the server's Alipay "
+                                                     "public key") from None
+        except AlipayError as refused:
+            raise ApiError(502, "alipay_refused", "Alipay refused to say whether the user follows the life account",
+                           alipay_sub_code=refused.sub_code or refused.code) from None
+        except AlipayUnavailable:
+            raise ApiError(503, "alipay_unavailable", "Alipay did not answer whether the user follows the life "
+                                                      "account; retry later", headers={"Retry-After": "1"}) from None
+        if not following:
+            raise ApiError(403, "not_following", "the coupon is for followers of the merchant's life account: "
+                                                 "follow it first, then claim again")
 
     async def events(self, request: Request) -> Response:
         merchant = self._merchant(request)
@@ -307,12 +398,20 @@ class Api:
         await to_thread.run_sync(self.storage.add_events, merchant.appid, user, body.anonymous_id, events)
         return _json(202, EventsReply(accepted=len(events)))
 
+    def _current_document(self, merchant: Merchant) -> tuple[int, ContentDocument]:
+        """The content shown now: the newest published version, else the spec's (0)."""
+        newest = self.storage.content_version(merchant.appid)
+        if newest is None:
+            return 0, spec_document(merchant)
+        return newest.version, ContentDocument.model_validate_json(newest.body)
+
     async def content(self, request: Request) -> Response:
         merchant = self._merchant(request)
-        today = _china_today(self.clock())
-        reply = ContentReply(appid=merchant.appid, name=merchant.name, today=today.isoformat(),
-                             coupons=[self._coupon_content(merchant, c, today) for c in merchant.coupons])
+        version, document = await to_thread.run_sync(self._current_document, merchant)
+        taken = await to_thread.run_sync(self.storage.taken, merchant.appid)
+        reply = render(merchant, document, version, china_today(self.clock()), taken)
         text = json.dumps(reply.model_dump(mode="json"), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        # The hash of everything the answer says: the version, the day's states, the stock.
         etag = '"' + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32] + '"'
         headers = {"ETag": etag, "Cache-Control": "public, max-age=60"}
         sent = [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]
@@ -320,18 +419,69 @@ class Api:
             return Response(status_code=304, headers=headers)
         return Response(text, media_type="application/json", headers=headers)
 
-    @staticmethod
-    def _coupon_content(merchant: Merchant, coupon: Coupon, today: date) -> CouponContent:
-        shown = coupon_display(coupon, today)
-        validity = coupon.validity
-        return CouponContent(
-            id=coupon.id, title=coupon.title, kind=coupon.kind, value_text=shown["value_text"],
-            threshold_text=shown["threshold_text"], validity_text=shown["validity_text"], terms=coupon.terms,
-            state=shown["state"], state_text=shown["state_text"], activity_id=coupon.activity_id,
-            per_user_limit=coupon.per_user_limit, audience=coupon.audience, stores=coupon.stores,
-            start=validity.start.isoformat() if validity.start else None,
-            end=validity.end.isoformat() if validity.end else None, days_after_claim=validity.days_after_claim,
-            claim_route=merchant.route(coupon.id).value)
+    async def my_claims(self, request: Request) -> Response:
+        merchant = self._merchant(request)
+        user = self._user(request, merchant.appid, required=True)
+        assert user is not None  # required=True raises instead
+        held = await to_thread.run_sync(self.storage.held_claims, merchant.appid, user)
+        _, document = await to_thread.run_sync(self._current_document, merchant)
+        return _json(200, MyClaimsReply(claims=my_claims(merchant, document, held)))
+
+    # --- content versions: what `mpforge publish` calls ---------------------------------------
+
+    def _publisher(self, request: Request) -> Merchant:
+        """The app whose content the request may publish, with its publish token."""
+        merchant = self._merchant(request)
+        variable = PUBLISH_TOKEN_VARIABLE.format(appid=merchant.appid)
+        expected = self.publish_tokens.get(merchant.appid)
+        if expected is None:
+            raise ApiError(403, "publishing_disabled", f"publishing is disabled for this app: set {variable} (at "
+                                                       f"least {PUBLISH_TOKEN_MIN_LENGTH} characters) where the "
+                                                       "server runs, and restart it")
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        # Compared in constant time, as bytes: a header may hold any Latin-1 character.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode("utf-8"),
+                                                                 expected.encode("utf-8")):
+            raise ApiError(401, "unauthorized", f"a valid publish token is required (Authorization: Bearer <the "
+                                                f"value of {variable} on the server>)",
+                           headers={"WWW-Authenticate": "Bearer"})
+        return merchant
+
+    async def list_versions(self, request: Request) -> Response:
+        merchant = self._publisher(request)
+        versions = await to_thread.run_sync(self.storage.content_versions, merchant.appid)
+        return _json(200, ContentVersionsReply(current=versions[-1].version if versions else 0,
+                                               versions=[_version_reply(v) for v in versions]))
+
+    async def publish(self, request: Request) -> Response:
+        merchant = self._publisher(request)
+        content = _validated(ContentDocument, await _body(request, self.limits.max_content_bytes))
+        problems = document_problems(merchant, content)
+        if problems:
+            raise ApiError(422, "invalid_body", "the content does not fit the spec this server serves",
+                           fields=problems)
+        version = await to_thread.run_sync(lambda: self.storage.add_content_version(
+            merchant.appid, content.model_dump_json(by_alias=True)))
+        LOG.info("app %s: content version %d published", merchant.appid, version.version)
+        return _json(201, _version_reply(version))
+
+    async def restore(self, request: Request) -> Response:
+        merchant = self._publisher(request)
+        raw = request.path_params["version"]
+        number = int(raw) if re.fullmatch(r"[0-9]{1,9}", raw) else None
+        if number == 0:
+            body = spec_document(merchant).model_dump_json(by_alias=True)
+        else:
+            earlier = None if number is None else await to_thread.run_sync(
+                self.storage.content_version, merchant.appid, number)
+            if earlier is None:
+                raise ApiError(404, "unknown_version", f"this app has no content version {raw!r}; GET "
+                                                       "content/versions lists them (0 is the spec's own)")
+            body = earlier.body
+        version = await to_thread.run_sync(lambda: self.storage.add_content_version(
+            merchant.appid, body, restored_from=number))
+        LOG.info("app %s: content version %d restored as %d", merchant.appid, number, version.version)
+        return _json(201, _version_reply(version))
 
 
 def _error(_request: Request, exc: Exception) -> Response:
@@ -349,6 +499,21 @@ def _error(_request: Request, exc: Exception) -> Response:
                                                            "retry later")), {"Retry-After": "1"})
 
 
+def _publish_tokens(appids: Sequence[str]) -> dict[str, str]:
+    """Each app's publish token that is set, from the environment."""
+    tokens = {}
+    for appid in appids:
+        variable = PUBLISH_TOKEN_VARIABLE.format(appid=appid)
+        token = os.environ.get(variable, "").strip()
+        if token and len(token) < PUBLISH_TOKEN_MIN_LENGTH:
+            raise UserError(f"{variable} has {len(token)} characters; a publish token needs at least "
+                            f"{PUBLISH_TOKEN_MIN_LENGTH} (make one with: python -c 'import secrets; "
+                            "print(secrets.token_urlsafe(32))')")
+        if token:
+            tokens[appid] = token
+    return tokens
+
+
 def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: AlipayConfig, secret: bytes,
                limits: Limits | None = None, clock: Callable[[], datetime] = utc_now, busy_timeout: float = 5.0,
                pool_size: int = 20, job_policy: JobPolicy | None = None) -> Starlette:
@@ -360,13 +525,17 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
     clock: now, aware (tests move it); busy_timeout and pool_size: see `Storage`;
     job_policy: how the job queue settles pending claims (builder.serve.jobs). The
     queue's worker runs while the app's lifespan does.
-    Raises UserError for a merchant served twice or a key that cannot be read.
+    Each app's publish token comes from MPFORGE_PUBLISH_TOKEN_<appid> (none: publishing
+    its content is disabled).
+    Raises UserError for a merchant served twice, a key that cannot be read or a publish
+    token too short.
     """
     appids = [m.appid for m in merchants]
     twice = sorted({a for a in appids if appids.count(a) > 1})
     if twice:
         raise UserError(f"app id {', '.join(twice)} is in more than one spec; each mini-program is served once")
     limits = limits or Limits()
+    publish_tokens = _publish_tokens(appids)
     clients = {m.appid: alipay.client(m.appid) for m in merchants}
     storage = Storage(database_url, busy_timeout=busy_timeout, pool_size=pool_size, clock=clock)
     jobs = ClaimJobs(storage, clients, database_url, job_policy or JobPolicy())
@@ -378,8 +547,11 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
     except BaseException:
         storage.dispose()
         raise
-    api = Api(merchants, clients, storage, jobs, SessionTokens(secret, limits.session_ttl, clock), limits, clock)
-    endpoints = [(SESSION, api.session), (CLAIM, api.claim), (EVENTS, api.events), (CONTENT, api.content)]
+    api = Api(merchants, clients, storage, jobs, SessionTokens(secret, limits.session_ttl, clock), limits, clock,
+              publish_tokens)
+    endpoints = [(SESSION, api.session), (CLAIM, api.claim), (MY_CLAIMS, api.my_claims), (EVENTS, api.events),
+                 (CONTENT, api.content), (LIST_VERSIONS, api.list_versions), (PUBLISH, api.publish),
+                 (RESTORE, api.restore)]
     openapi = document([op for op, _ in endpoints] + [OPENAPI], title="mpforge serve", version=__version__)
 
     async def openapi_json(_request: Request) -> Response:

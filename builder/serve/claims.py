@@ -1,8 +1,9 @@
 """Claiming a coupon: reserve stock, then have Alipay issue the voucher, exactly once.
 
 1. `Storage.reserve`, one transaction: the Idempotency-Key's earlier claim if there is
-   one; else the per-user limit and the stock are checked and a unit reserved, and the
-   claim is stored pending with a fresh out_biz_no, BEFORE Alipay is asked anything.
+   one; else the new-customer rule (for such coupons), the per-user limit and the stock
+   are checked and a unit reserved, and the claim is stored pending with a fresh
+   out_biz_no, BEFORE Alipay is asked anything.
 2. `alipay.marketing.activity.ordervoucher.send` with that out_biz_no. Alipay answers a
    repeat of an out_biz_no with the voucher it already issued, so the call is retried
    with the same out_biz_no (never a new one) when its outcome is unknown: no answer
@@ -67,7 +68,8 @@ async def claim_new(storage: Storage, client: AlipayClient, new: NewClaim, coupo
     """Reserve and settle a claim; or, when its Idempotency-Key made a claim before,
     resume that one."""
     reserved = await to_thread.run_sync(lambda: storage.reserve(
-        new, out_biz_no=new_out_biz_no(), stock=coupon.stock, per_user_limit=coupon.per_user_limit))
+        new, out_biz_no=new_out_biz_no(), stock=coupon.stock, per_user_limit=coupon.per_user_limit,
+        new_customers_only=coupon.audience == "new_customers"))
     return await resume(storage, client, reserved, new.coupon_id, new.ch_info, retry)
 
 
@@ -111,6 +113,8 @@ async def _settle(storage: Storage, client: AlipayClient, pending: Claim, retry:
 FAILURES: Mapping[ClaimError, tuple[int, ClaimResult, str]] = {
     ClaimError.SOLD_OUT: (409, "SOLD_OUT", "no stock left"),
     ClaimError.LIMIT_REACHED: (409, "LIMIT_REACHED", "this user has claimed as many as the coupon allows"),
+    ClaimError.NOT_ELIGIBLE: (409, "NOT_ELIGIBLE", "the coupon is for new customers, and this user has claimed "
+                                                   "another coupon of this mini-program before"),
     ClaimError.ALIPAY_REFUSED: (409, "REFUSED", "Alipay refused to issue the voucher"),
 }
 

@@ -20,6 +20,8 @@ PATH_PARAMETERS: Mapping[str, Mapping[str, Any]] = {
     "appid": {"description": "the mini-program's Alipay app id", "schema": {"type": "string",
                                                                               "pattern": "^20[0-9]{14}$"}},
     "coupon_id": {"description": "a coupon id of the spec's coupon section", "schema": {"type": "string"}},
+    "version": {"description": "a content version number (0: the spec's own content)",
+                "schema": {"type": "string", "pattern": "^[0-9]{1,9}$"}},
 }
 
 
@@ -27,7 +29,7 @@ PATH_PARAMETERS: Mapping[str, Mapping[str, Any]] = {
 class Operation:
     """One route. `responses`: status -> (description, body models: none, one, or one of
     several); `session`: whether `Authorization: Bearer <token>` is required, optional or
-    not used."""
+    not used, and `security` which token: a user's session or the app's publish token."""
 
     name: str  # the operationId
     method: Literal["GET", "POST"]
@@ -37,6 +39,7 @@ class Operation:
     request: type[BaseModel] | None = None
     request_required: bool = True
     session: Literal["required", "optional", "none"] = "none"
+    security: Literal["session", "publish"] = "session"
     # A required request header -> its description and the pattern its value matches.
     headers: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     response_headers: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
@@ -71,9 +74,9 @@ def _operation(op: Operation, refs: Refs) -> dict[str, Any]:
         spec["requestBody"] = {"required": op.request_required,
                                "content": {"application/json": {"schema": refs[(op.request, "validation")]}}}
     if op.session == "required":
-        spec["security"] = [{"session": []}]
+        spec["security"] = [{op.security: []}]
     elif op.session == "optional":
-        spec["security"] = [{"session": []}, {}]
+        spec["security"] = [{op.security: []}, {}]
     for status, (description, models) in sorted(op.responses.items()):
         response: dict[str, Any] = {"description": description}
         schemas = [refs[(model, "serialization")] for model in models]
@@ -102,6 +105,9 @@ def document(operations: Iterable[Operation], *, title: str, version: str) -> di
         "components": {
             "schemas": schemas.get("$defs", {}),
             "securitySchemes": {"session": {"type": "http", "scheme": "bearer",
-                                            "description": "the token POST /session returns"}},
+                                            "description": "the token POST /session returns"},
+                                "publish": {"type": "http", "scheme": "bearer",
+                                            "description": "the app's publish token: the value of "
+                                                           "MPFORGE_PUBLISH_TOKEN_<appid> where the server runs"}},
         },
     }

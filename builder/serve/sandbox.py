@@ -25,6 +25,18 @@ alipay.open.public.user.follow.query, alipay.open.app.qrcode.create; what they r
 lives in `SandboxState`. `GET /qrcode/<name>.png` serves the image of a code
 qrcode.create issued. `sandbox_server.SandboxServer` runs the app for the tests, on
 port 80 because the SDK cannot reach any other port (see there).
+
+One route is the sandbox's own, for a local development run (`mpforge serve --sandbox`)
+to stand in for what a user does in Alipay's app, never part of the back end's API:
+
+* `POST /sandbox/follow` with JSON `{"appId": "<app id>", "login": "<name>",
+  "following": true}` makes the user of auth code `sandbox-user-<name>` follow the
+  life account of that app (`"following": false`, the default true, unfollows), so
+  that alipay.open.public.user.follow.query then says so. It answers 200
+  `{"appId", "userId", "following"}`, 404 for an app the sandbox does not know, 400
+  for a body that is not that object. It is meant for the preview's follow button,
+  which runs in a browser page of another origin: so this route, and only it, answers
+  CORS preflights and allows any origin (what it changes is the sandbox's alone).
 """
 
 from __future__ import annotations
@@ -43,13 +55,13 @@ from Crypto.PublicKey.RSA import RsaKey
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from builder.serve import rsa2
 from builder.serve.alipay_errors import SERVICE_UNAVAILABLE, SUCCESS
-from builder.serve.sandbox_state import AUTH_CODE_PREFIX, Refusal, SandboxState
+from builder.serve.sandbox_state import AUTH_CODE_PREFIX, Refusal, SandboxState, sandbox_user_id
 
 # Gateway code -> msg, as Alipay words them (AD:`mini/api/开放能力API/运动数据/my.getRunData.md`
 # error table; 40004 from AD:`support/支付宝小程序/常见问题/BIZ_ERROR（没有操作权限）.md`).
@@ -63,6 +75,8 @@ MESSAGES = {
 }
 OAUTH_TOKEN = "alipay.system.oauth.token"
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"  # "yyyy-MM-dd HH:mm:ss", Alipay's common request parameter
+# POST /sandbox/follow answers pages of any origin (see the module docstring).
+FOLLOW_CORS = {"Access-Control-Allow-Origin": "*"}
 # Image URLs of sandbox 小程序码 when the server's address is unknown: a reserved name
 # (RFC 2606) that never resolves.
 QR_HOST = "https://qr.alipay-sandbox.invalid"
@@ -308,9 +322,34 @@ def create_sandbox_app(apps: Mapping[str, str], alipay_private_key_pem: str, sta
             return Response("no such code", status_code=404, media_type="text/plain")
         return Response(qrcode_png(content), media_type="image/png")
 
+    async def follow(request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers={**FOLLOW_CORS, "Access-Control-Allow-Methods": "POST",
+                                                      "Access-Control-Allow-Headers": "Content-Type"})
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            return _sandbox_error(400, "the body is not a JSON object")
+        app_id, login, following = body.get("appId"), body.get("login"), body.get("following", True)
+        if not isinstance(app_id, str) or not isinstance(login, str) or not login or not isinstance(following, bool):
+            return _sandbox_error(400, 'send {"appId": "<app id>", "login": "<name of sandbox-user-<name>>", '
+                                       '"following": true|false}')
+        if app_id not in app_keys:
+            return _sandbox_error(404, f"the sandbox knows no app {app_id!r}")
+        user_id = sandbox_user_id(login)
+        state.set_following(app_id, user_id, following)
+        return JSONResponse({"appId": app_id, "userId": user_id, "following": following}, headers=FOLLOW_CORS)
+
     return Starlette(routes=[Route("/gateway.do", gateway, methods=["POST"]),
-                             Route("/qrcode/{file}", qrcode_image, methods=["GET"])],
+                             Route("/qrcode/{file}", qrcode_image, methods=["GET"]),
+                             Route("/sandbox/follow", follow, methods=["POST", "OPTIONS"])],
                      middleware=[Middleware(AbsoluteFormTarget)])
+
+
+def _sandbox_error(status: int, message: str) -> Response:
+    return JSONResponse({"error": {"message": message}}, status_code=status, headers=FOLLOW_CORS)
 
 
 def signed_notification(alipay_private_key_pem: str, params: Mapping[str, str]) -> dict[str, str]:

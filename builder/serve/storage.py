@@ -4,12 +4,14 @@ SQLite (a file; the default) or PostgreSQL (to run several processes), through
 SQLAlchemy 2 Core. The schema is created and upgraded by Alembic (`migrations/`), run
 from here at start-up (`Storage.migrate`), never by hand.
 
-A claim takes stock in one transaction that cannot oversell (`Storage.reserve`):
+A claim takes stock in one transaction that cannot oversell nor let one user past a
+rule that depends on their other claims (`Storage.reserve`):
 
-* PostgreSQL: the coupon's counter row is locked (`SELECT ... FOR UPDATE`) first, so the
-  claims of one coupon queue on that row; under READ COMMITTED each later statement of
-  the transaction sees what the claims before it committed (the user's claims, the
-  stock taken).
+* PostgreSQL: the user's row is locked (`SELECT ... FOR UPDATE`), then the coupon's
+  counter row, always in that order (so two transactions never wait on each other in a
+  cycle): one user's claims queue on their row, and the claims of one coupon on its
+  counter. Under READ COMMITTED each later statement of the transaction sees what the
+  claims before it committed (the user's claims of any coupon, the stock taken).
 * SQLite: every write transaction starts with `BEGIN IMMEDIATE`, which takes the
   database's write lock before the first read; a deferred transaction that read first
   could not upgrade to a write in WAL mode once another writer committed (SQLITE_BUSY,
@@ -46,6 +48,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     create_engine,
     event,
@@ -56,7 +59,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
 
@@ -64,6 +66,9 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Serialises concurrent start-ups migrating one PostgreSQL database (any constant works;
 # this one spells "mpforge" in ASCII).
 MIGRATION_LOCK_ID = 0x6D70666F726765
+# With an app id's hash, serialises the content versions one app publishes at once
+# (pg_advisory_xact_lock(int, int); "mpcv" in ASCII).
+CONTENT_LOCK_CLASS = 0x6D706376
 SQLITE_PREFIX = "sqlite"
 POSTGRESQL_PREFIX = "postgresql"
 
@@ -164,6 +169,16 @@ EVENTS = Table(
     Index(None, "appid", "at"),
 )
 
+CONTENT_VERSIONS = Table(
+    "content_versions", METADATA,
+    Column("appid", String(16), primary_key=True),
+    Column("version", Integer, primary_key=True),  # 1, 2, ... per app; 0 is the spec's own content
+    Column("body", Text, nullable=False),  # the content document, JSON (api_models.ContentDocument)
+    Column("restored_from", Integer),  # the version this one copies, when made by a restore
+    Column("published_at", UtcDateTime(), nullable=False),
+    CheckConstraint("version >= 1", name="version"),
+)
+
 
 class Status(str, enum.Enum):
     PENDING = "pending"  # stock reserved; the voucher is not known to be issued (or, by plugin: handed out)
@@ -181,6 +196,7 @@ class ClaimError(str, enum.Enum):
 
     SOLD_OUT = "SOLD_OUT"
     LIMIT_REACHED = "LIMIT_REACHED"
+    NOT_ELIGIBLE = "NOT_ELIGIBLE"  # a new customers' coupon, for a user who holds another coupon's claim
     ALIPAY_REFUSED = "ALIPAY_REFUSED"
 
 
@@ -225,6 +241,15 @@ class Claim:
 
 
 @dataclasses.dataclass(frozen=True)
+class ContentVersion:
+    appid: str
+    version: int
+    body: str
+    restored_from: int | None
+    published_at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
 class Event:
     kind: str
     at: datetime
@@ -243,6 +268,11 @@ def _claim(row: Any) -> Claim:
                  out_biz_no=row.out_biz_no, route=Route(row.route), ch_info=row.ch_info, status=Status(row.status),
                  voucher_code=row.voucher_code, error=ClaimError(row.error) if row.error else None,
                  alipay_sub_code=row.alipay_sub_code, created_at=row.created_at, updated_at=row.updated_at)
+
+
+def _content_version(row: Any) -> ContentVersion:
+    return ContentVersion(appid=row.appid, version=row.version, body=row.body, restored_from=row.restored_from,
+                          published_at=row.published_at)
 
 
 def utc_now() -> datetime:
@@ -365,48 +395,62 @@ class Storage:
             CLAIMS.c.idempotency_key == idempotency_key)).first()
         return _claim(row) if row is not None else None
 
-    def reserve(self, new: NewClaim, *, out_biz_no: str, stock: int, per_user_limit: int) -> Claim:
+    def reserve(self, new: NewClaim, *, out_biz_no: str, stock: int, per_user_limit: int,
+                new_customers_only: bool = False) -> Claim:
         """The claim for `new`: the one its Idempotency-Key already made, or a new one,
         pending (a unit of stock reserved, `out_biz_no` recorded before Alipay is asked)
-        or failed (SOLD_OUT, LIMIT_REACHED), decided in one transaction."""
+        or failed (NOT_ELIGIBLE, LIMIT_REACHED, SOLD_OUT), decided in one transaction.
+
+        new_customers_only: the coupon is for new customers: users without a claim
+        (issued or pending) of any other coupon of the app. Their claims of this coupon
+        count against `per_user_limit` only, so a limit above 1 still means something."""
         now = self.clock()
-        try:
-            with self._write() as conn:
-                taken = self._lock_counter(conn, new.appid, new.coupon_id)
-                earlier = self._claim_by_key(conn, new.appid, new.user, new.idempotency_key)
-                if earlier is not None:
-                    return earlier
-                held = conn.execute(select(func.count()).select_from(CLAIMS).where(
-                    CLAIMS.c.appid == new.appid, CLAIMS.c.coupon_id == new.coupon_id,
-                    CLAIMS.c.user_kind == new.user.kind, CLAIMS.c.alipay_user == new.user.id,
-                    CLAIMS.c.status != Status.FAILED.value)).scalar_one()
-                error = (ClaimError.LIMIT_REACHED if held >= per_user_limit
-                         else ClaimError.SOLD_OUT if taken >= stock else None)
-                if error is None:
-                    conn.execute(update(COUNTERS).where(COUNTERS.c.appid == new.appid,
-                                                        COUNTERS.c.coupon_id == new.coupon_id)
-                                 .values(taken=COUNTERS.c.taken + 1))
-                status = Status.FAILED if error else Status.PENDING
-                inserted = conn.execute(CLAIMS.insert().values(
-                    appid=new.appid, coupon_id=new.coupon_id, activity_id=new.activity_id, user_kind=new.user.kind,
-                    alipay_user=new.user.id, idempotency_key=new.idempotency_key, out_biz_no=out_biz_no,
-                    route=new.route.value, ch_info=new.ch_info, status=status.value,
-                    error=error.value if error else None, created_at=now, updated_at=now))
-                key = inserted.inserted_primary_key
-                assert key is not None  # an INSERT of one row has one
-                # Built from what was written rather than read back: one statement less
-                # while the coupon's lock is held.
-                return Claim(id=key[0], appid=new.appid, coupon_id=new.coupon_id,
-                             activity_id=new.activity_id, user=new.user, idempotency_key=new.idempotency_key,
-                             out_biz_no=out_biz_no, route=new.route, ch_info=new.ch_info, status=status,
-                             voucher_code=None, error=error, alipay_sub_code=None, created_at=now, updated_at=now)
-        except IntegrityError:
-            # The same key, at the same moment, for another coupon (whose counter row is
-            # another lock): the first request's claim stands.
-            earlier = self.find_claim(new.appid, new.user, new.idempotency_key)
-            if earlier is None:
-                raise
-            return earlier
+        with self._write() as conn:
+            # The user's row first: until the end of the transaction no other claim of
+            # theirs can be made, so what is read of their claims below stays true.
+            self._lock_user(conn, new.appid, new.user, now)
+            earlier = self._claim_by_key(conn, new.appid, new.user, new.idempotency_key)
+            if earlier is not None:
+                return earlier
+            taken = self._lock_counter(conn, new.appid, new.coupon_id)
+            held: dict[str, int] = {coupon_id: count for coupon_id, count in conn.execute(
+                select(CLAIMS.c.coupon_id, func.count()).where(
+                    CLAIMS.c.appid == new.appid, CLAIMS.c.user_kind == new.user.kind,
+                    CLAIMS.c.alipay_user == new.user.id, CLAIMS.c.status != Status.FAILED.value)
+                .group_by(CLAIMS.c.coupon_id))}
+            held_elsewhere = any(coupon_id != new.coupon_id for coupon_id in held)
+            error = (ClaimError.NOT_ELIGIBLE if new_customers_only and held_elsewhere
+                     else ClaimError.LIMIT_REACHED if held.get(new.coupon_id, 0) >= per_user_limit
+                     else ClaimError.SOLD_OUT if taken >= stock else None)
+            if error is None:
+                conn.execute(update(COUNTERS).where(COUNTERS.c.appid == new.appid,
+                                                    COUNTERS.c.coupon_id == new.coupon_id)
+                             .values(taken=COUNTERS.c.taken + 1))
+            status = Status.FAILED if error else Status.PENDING
+            inserted = conn.execute(CLAIMS.insert().values(
+                appid=new.appid, coupon_id=new.coupon_id, activity_id=new.activity_id, user_kind=new.user.kind,
+                alipay_user=new.user.id, idempotency_key=new.idempotency_key, out_biz_no=out_biz_no,
+                route=new.route.value, ch_info=new.ch_info, status=status.value,
+                error=error.value if error else None, created_at=now, updated_at=now))
+            key = inserted.inserted_primary_key
+            assert key is not None  # an INSERT of one row has one
+            # Built from what was written rather than read back: one statement less
+            # while the coupon's lock is held.
+            return Claim(id=key[0], appid=new.appid, coupon_id=new.coupon_id,
+                         activity_id=new.activity_id, user=new.user, idempotency_key=new.idempotency_key,
+                         out_biz_no=out_biz_no, route=new.route, ch_info=new.ch_info, status=status,
+                         voucher_code=None, error=error, alipay_sub_code=None, created_at=now, updated_at=now)
+
+    def _lock_user(self, conn: Connection, appid: str, user: AlipayUser, now: datetime) -> None:
+        """Lock the user's row until the transaction ends (FOR UPDATE is left out on
+        SQLite, where BEGIN IMMEDIATE locked everything). A missing row is added first:
+        a session token outlives a database that was replaced."""
+        query = select(USERS.c.id).where(USERS.c.appid == appid, USERS.c.user_kind == user.kind,
+                                         USERS.c.alipay_user == user.id).with_for_update()
+        if conn.execute(query).first() is None:
+            conn.execute(self._insert_ignoring_duplicates(USERS).values(
+                appid=appid, user_kind=user.kind, alipay_user=user.id, created_at=now))
+            conn.execute(query).one()
 
     def _lock_counter(self, conn: Connection, appid: str, coupon_id: str) -> int:
         """Stock taken of the coupon, its counter row locked until the transaction ends
@@ -464,6 +508,56 @@ class Storage:
             return list(conn.execute(select(CLAIMS.c.id).where(
                 CLAIMS.c.status == Status.PENDING.value, CLAIMS.c.route == Route.SEND.value,
                 CLAIMS.c.created_at < created_before).order_by(CLAIMS.c.id)).scalars())
+
+    def taken(self, appid: str) -> dict[str, int]:
+        """Stock taken of each of the app's coupons (issued plus reserved), by coupon id."""
+        with self._read() as conn:
+            return {coupon_id: taken for coupon_id, taken in conn.execute(
+                select(COUNTERS.c.coupon_id, COUNTERS.c.taken).where(COUNTERS.c.appid == appid))}
+
+    def held_claims(self, appid: str, user: AlipayUser) -> list[Claim]:
+        """The user's claims that hold a voucher (issued) or a reservation (pending),
+        newest first."""
+        with self._read() as conn:
+            rows = conn.execute(select(CLAIMS).where(
+                CLAIMS.c.appid == appid, CLAIMS.c.user_kind == user.kind, CLAIMS.c.alipay_user == user.id,
+                CLAIMS.c.status != Status.FAILED.value).order_by(CLAIMS.c.created_at.desc(), CLAIMS.c.id.desc()))
+            return [_claim(row) for row in rows]
+
+    # --- content versions -----------------------------------------------------------------
+
+    def add_content_version(self, appid: str, body: str, *, restored_from: int | None = None) -> ContentVersion:
+        """Store `body` (a content document's JSON) as the app's next version."""
+        now = self.clock()
+        with self._write() as conn:
+            if self.dialect == POSTGRESQL_PREFIX:  # SQLite: BEGIN IMMEDIATE serialised it already
+                conn.execute(text("SELECT pg_advisory_xact_lock(:lock_class, hashtext(:appid))"),
+                             {"lock_class": CONTENT_LOCK_CLASS, "appid": appid})
+            newest = conn.execute(select(func.max(CONTENT_VERSIONS.c.version))
+                                  .where(CONTENT_VERSIONS.c.appid == appid)).scalar()
+            version = ContentVersion(appid=appid, version=(newest or 0) + 1, body=body,
+                                     restored_from=restored_from, published_at=now)
+            conn.execute(CONTENT_VERSIONS.insert().values(dataclasses.asdict(version)))
+            return version
+
+    def content_version(self, appid: str, version: int | None = None) -> ContentVersion | None:
+        """Version `version` of the app's content, or the newest when None; None when
+        there is no such version."""
+        query = select(CONTENT_VERSIONS).where(CONTENT_VERSIONS.c.appid == appid)
+        if version is None:
+            query = query.order_by(CONTENT_VERSIONS.c.version.desc()).limit(1)
+        else:
+            query = query.where(CONTENT_VERSIONS.c.version == version)
+        with self._read() as conn:
+            row = conn.execute(query).first()
+            return _content_version(row) if row is not None else None
+
+    def content_versions(self, appid: str) -> list[ContentVersion]:
+        """Every version of the app's content, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(select(CONTENT_VERSIONS).where(CONTENT_VERSIONS.c.appid == appid)
+                                .order_by(CONTENT_VERSIONS.c.version))
+            return [_content_version(row) for row in rows]
 
     # --- events ---------------------------------------------------------------------------
 

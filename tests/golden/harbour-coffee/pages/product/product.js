@@ -3,10 +3,8 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {"image": "/assets/menu/beans.png", "link": null, "mode": "aspectFill", "height": null, "rounded": true},
-    "b1": {"text": "港湾拼配咖啡豆 250g", "subtitle": "巧克力 · 坚果 · 焦糖", "align": "left"},
-    "b2": {"text": "中深烘焙，适合意式与手冲。每周二、周五新鲜烘焙，下单后 48 小时内寄出。", "align": "left", "size": "normal"},
-    "b3": {"text": "致电门店预订", "link": {"kind": "phone", "number": "021-6335 1201"}, "style": "default"}
+    "b0": {"products": {"sakura-latte": {"id": "sakura-latte", "name": "樱花拿铁", "price": "¥32.00", "original_price": "¥36.00", "image": "/assets/menu/latte.png", "tag": "新品", "description": "春季限定，樱花风味糖浆配意式浓缩与鲜奶", "sold_out": false, "options": [{"id": "temperature", "name": "温度", "multiple": false, "choices": [{"id": "hot", "name": "热", "price_text": ""}, {"id": "iced", "name": "冰", "price_text": ""}]}]}, "americano": {"id": "americano", "name": "美式", "price": "¥24.00", "original_price": null, "image": "/assets/menu/americano.png", "tag": null, "description": "埃塞俄比亚 耶加雪菲 单一产地", "sold_out": false, "options": [{"id": "temperature", "name": "温度", "multiple": false, "choices": [{"id": "hot", "name": "热", "price_text": ""}, {"id": "iced", "name": "冰", "price_text": ""}]}]}, "latte": {"id": "latte", "name": "拿铁", "price": "¥28.00", "original_price": null, "image": "/assets/menu/latte.png", "tag": null, "description": null, "sold_out": false, "options": [{"id": "size", "name": "杯型", "multiple": false, "choices": [{"id": "medium", "name": "中杯", "price_text": ""}, {"id": "large", "name": "大杯", "price_text": "+¥4.00"}]}, {"id": "milk", "name": "奶", "multiple": false, "choices": [{"id": "whole", "name": "全脂奶", "price_text": ""}, {"id": "oat", "name": "燕麦奶", "price_text": "+¥3.00"}]}, {"id": "extras", "name": "加料", "multiple": true, "choices": [{"id": "shot", "name": "浓缩 +1 份", "price_text": "+¥5.00"}, {"id": "vanilla", "name": "香草糖浆", "price_text": "+¥3.00"}]}]}, "flat-white": {"id": "flat-white", "name": "澳白", "price": "¥30.00", "original_price": null, "image": "/assets/menu/flat-white.png", "tag": "人气", "description": null, "sold_out": false, "options": []}, "cold-brew": {"id": "cold-brew", "name": "冷萃咖啡", "price": "¥30.00", "original_price": null, "image": "/assets/menu/cold-brew.png", "tag": null, "description": "18 小时低温萃取", "sold_out": false, "options": []}, "croissant": {"id": "croissant", "name": "黄油可颂", "price": "¥18.00", "original_price": null, "image": "/assets/menu/croissant.png", "tag": null, "description": null, "sold_out": false, "options": []}, "cheesecake": {"id": "cheesecake", "name": "巴斯克芝士蛋糕", "price": "¥26.00", "original_price": "¥32.00", "image": "/assets/menu/cheesecake.png", "tag": "限时", "description": null, "sold_out": false, "options": []}, "beans": {"id": "beans", "name": "港湾拼配咖啡豆 250g", "price": "¥88.00", "original_price": null, "image": "/assets/menu/beans.png", "tag": null, "description": "巧克力 · 坚果 · 焦糖。中深烘焙，适合意式与手冲；每周二、周五新鲜烘焙，下单后 48 小时内寄出。", "sold_out": false, "options": []}}, "current": {"id": "sakura-latte", "name": "樱花拿铁", "price": "¥32.00", "original_price": "¥36.00", "image": "/assets/menu/latte.png", "tag": "新品", "description": "春季限定，樱花风味糖浆配意式浓缩与鲜奶", "sold_out": false, "options": [{"id": "temperature", "name": "温度", "multiple": false, "choices": [{"id": "hot", "name": "热", "price_text": ""}, {"id": "iced", "name": "冰", "price_text": ""}]}]}, "missing_text": "这件商品暂时找不到了"},
+    "b1": {"text": "致电门店预订", "link": {"kind": "phone", "number": "021-6335 1201"}, "style": "default"}
   },
   // The query this page was opened with (shares carry it on); declared as a page member so
   // `this.mfQuery` is typed.
@@ -14,7 +12,26 @@ Page({
   onLoad(query) {
     this.mfQuery = query || {};
     mpforge.pageLoaded(this.mfQuery);
+    this.mfShowProduct(this.mfQuery);
   },
+  // The product the page was opened for (?item=<id>); an id the catalogue lacks (an old
+  // share, a removed product) says so instead of showing another product.
+  mfShowProduct(query) {
+    if (!query.item) {
+      return;
+    }
+    const update = {};
+    ["b0"].forEach((key) => {
+      const block = /** @type {{ products: Object<string, { name: string }> }} */ (this.data[key]);
+      const product = Object.prototype.hasOwnProperty.call(block.products, query.item) ? block.products[query.item] : null;
+      update[key + '.current'] = product;
+      if (product) {
+        my.setNavigationBar({ title: product.name });
+      }
+    });
+    this.setData(update);
+  },
+
   onTapLink(event) {
     mpforge.openLink(event.currentTarget.dataset.link);
   },
