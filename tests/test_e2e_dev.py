@@ -154,7 +154,8 @@ def test_tabs_links_and_back_switch_pages(coffee, page):
     # A page link (not a tab) pushes the page: back button, no tab bar.
     page.locator("#mpf-page-host .mf-grid-item", has_text="咖啡豆").click()
     page.wait_for_function("document.body.dataset.page === 'pages/product/product'")
-    assert page.locator("#mpf-title").inner_text() == "商品详情"
+    # The page's script names the product it was opened for (?item=beans) in the title.
+    page.wait_for_function("document.querySelector('#mpf-title').textContent === '港湾拼配咖啡豆 250g'")
     assert page.locator("#mpf-tabbar").is_hidden() and page.locator("#mpf-back").is_visible()
     page.locator("#mpf-back").click()
     page.wait_for_function("document.body.dataset.page === 'pages/home/home'")
