@@ -206,8 +206,11 @@ def test_following_the_life_account_records_it_in_the_sandbox(coffee, page, scre
     follow.click()
     page.locator("#mpf-page-host .mp-lifestyle-follow", has_text="已关注 (sandbox)").wait_for()
     poll(page, "document.querySelector('#mpf-log').innerText.includes('sandbox-user-alice follows the life account')")
-    # onFollow ran: the page claims its follow reward with alice's auth code.
+    # onFollow ran: the page claims its follow reward (a coupon for followers) as alice, and
+    # the back end issues it once Alipay (the sandbox) confirms that she follows.
     poll(page, "document.querySelector('#mpf-log').innerText.includes('my.getAuthCode → sandbox-user-alice')")
+    poll(page, f"/POST \\/api\\/v1\\/{APPID}\\/coupons\\/follow-gift\\/claims → 201/"
+               ".test(document.querySelector('#mpf-log').innerText)")
     page.screenshot(path=str(screenshots / "followed.png"))
     assert page.errors == []
 
