@@ -35,8 +35,8 @@ raises anything at all becomes an error overlay, never a stopped server.
 The page scripts run in the browser on a small emulation of the mini-program's `my`
 (static/runtime.js, docs/preview-runtime.md); the AXML is still rendered here. When the
 spec has a back end (`backend.base_url`) and an app id, dev runs it with a sandbox
-gateway for Alipay (`--no-backend` turns that off), restarts it when the spec's app id,
-back end or coupons change, and stops it with dev.
+gateway for Alipay (`--no-backend` turns that off), restarts it when what it serves from
+the spec changes (app id and name, back end URL, coupons), and stops it with dev.
 """
 
 from __future__ import annotations
@@ -309,8 +309,9 @@ class DevServer:
     # --- the back end -------------------------------------------------------------------
 
     def _backend_change(self, prepared: pipeline.Prepared) -> tuple[str, str | None, str | None] | None:
-        """(key, base URL, app id) when the back end must (re)start for this build: the
-        spec's app id, back end or coupons differ from what it runs with; else None."""
+        """(key, base URL, app id) when the back end must (re)start for this build: what
+        it serves from the spec (the app's id and name, the back end's URL, the coupons:
+        serve/merchant.py `Merchant`) differs from what it runs with; else None."""
         spec = prepared.spec
         if not self.backend_enabled:  # the runtime still needs the base URL, to say why requests fail
             with self.lock:
@@ -318,8 +319,8 @@ class DevServer:
             return None
         coupons = spec.section("coupon")
         appid = spec.model.app.appid
-        key = json.dumps([appid, spec.backend_url, coupons.model_dump(mode="json") if coupons else None],
-                         sort_keys=True, default=str)
+        key = json.dumps([appid, spec.model.app.name, spec.backend_url,
+                          coupons.model_dump(mode="json") if coupons else None], sort_keys=True, default=str)
         return None if key == self._backend_key else (key, spec.backend_url, appid)
 
     def _restart_backend(self, key: str, base: str | None, appid: str | None) -> None:
