@@ -126,7 +126,8 @@ class ProductListBlock(Block):
     items: list[Product] | None = Field(None, min_length=1, max_length=100, description="products written here")
     products: list[ProductId] | None = Field(None, min_length=1, max_length=100,
                                              description="catalogue products, in this order")
-    category: CategoryId | None = Field(None, description="every catalogue product of this category")
+    category: CategoryId | None = Field(None, description="every catalogue product of this category (titled with "
+                                                            "its name unless `title` is given)")
 
     @model_validator(mode="after")
     def _one_source(self) -> ProductListBlock:
@@ -143,7 +144,10 @@ class ProductListBlock(Block):
             by_id = {p.id: p for p in catalogue.products}
             chosen = ([by_id[i] for i in self.products] if self.products is not None
                       else [p for p in catalogue.products if p.category == self.category])
-            return {"title": self.title, "items": [_listed(ctx, catalogue, p) for p in chosen]}
+            # A category's list is titled with the category's name unless the block says otherwise.
+            title = self.title if self.title is not None or self.category is None else next(
+                c.name for c in catalogue.categories if c.id == self.category)
+            return {"title": title, "items": [_listed(ctx, catalogue, p) for p in chosen]}
         data: dict[str, Any] = ctx.to_data(self)
         for item, product in zip(data["items"], self.items, strict=True):
             item["price"] = _yuan(product.price)
