@@ -35,8 +35,8 @@ raises anything at all becomes an error overlay, never a stopped server.
 The page scripts run in the browser on a small emulation of the mini-program's `my`
 (static/runtime.js, docs/preview-runtime.md); the AXML is still rendered here. When the
 spec has a back end (`backend.base_url`) and an app id, dev runs it with a sandbox
-gateway for Alipay (`--no-backend` turns that off), restarts it when what it serves from
-the spec changes (app id and name, back end URL, coupons), and stops it with dev.
+gateway for Alipay (`--no-backend` turns that off), restarts it when the spec changes
+anywhere but in its pages, and stops it with dev.
 """
 
 from __future__ import annotations
@@ -309,18 +309,17 @@ class DevServer:
     # --- the back end -------------------------------------------------------------------
 
     def _backend_change(self, prepared: pipeline.Prepared) -> tuple[str, str | None, str | None] | None:
-        """(key, base URL, app id) when the back end must (re)start for this build: what
-        it serves from the spec (the app's id and name, the back end's URL, the coupons:
-        serve/merchant.py `Merchant`) differs from what it runs with; else None."""
+        """(key, base URL, app id) when the back end must (re)start for this build: the
+        spec but its pages differs from what it runs with; else None. The back end serves
+        what serve/merchant.py reads from the spec (app id and name, coupons, catalogue,
+        ...), which grows; an edit of the pages, the most frequent, keeps it running."""
         spec = prepared.spec
         if not self.backend_enabled:  # the runtime still needs the base URL, to say why requests fail
             with self.lock:
                 self.backend_status["base"] = spec.backend_url
             return None
-        coupons = spec.section("coupon")
         appid = spec.model.app.appid
-        key = json.dumps([appid, spec.model.app.name, spec.backend_url,
-                          coupons.model_dump(mode="json") if coupons else None], sort_keys=True, default=str)
+        key = json.dumps(spec.model.model_dump(mode="json", exclude={"pages"}), sort_keys=True, default=str)
         return None if key == self._backend_key else (key, spec.backend_url, appid)
 
     def _restart_backend(self, key: str, base: str | None, appid: str | None) -> None:

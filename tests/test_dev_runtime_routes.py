@@ -211,7 +211,7 @@ def test_the_back_end_restarts_when_the_coupons_change_and_stops_with_dev(tmp_pa
         assert any(line.startswith("back end started for https://api.harbourcoffee.example.com") for line in lines)
         status, _, body = call(server, "GET", "/__mpforge/backend/api/v1/2021004123456789/content", None, RUNTIME)
         assert status == 200 and json.loads(body)["coupons"][0]["title"] == "新人立减 5 元"
-        # An edit elsewhere keeps it; a coupon's edit restarts it with the new coupons.
+        # An edit of the pages keeps it; a coupon's edit restarts it with the new coupons.
         text = spec.read_text("utf-8")
         save_spec(spec, text.replace("本季推荐", "本季推荐 2"))
         server.rebuild("test")
