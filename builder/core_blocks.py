@@ -126,7 +126,8 @@ class ProductListBlock(Block):
     items: list[Product] | None = Field(None, min_length=1, max_length=100, description="products written here")
     products: list[ProductId] | None = Field(None, min_length=1, max_length=100,
                                              description="catalogue products, in this order")
-    category: CategoryId | None = Field(None, description="every catalogue product of this category")
+    category: CategoryId | None = Field(None, description="every catalogue product of this category (titled with "
+                                                            "its name unless `title` is given)")
 
     @model_validator(mode="after")
     def _one_source(self) -> ProductListBlock:
@@ -143,12 +144,15 @@ class ProductListBlock(Block):
             by_id = {p.id: p for p in catalogue.products}
             chosen = ([by_id[i] for i in self.products] if self.products is not None
                       else [p for p in catalogue.products if p.category == self.category])
-            return {"title": self.title, "items": [_listed(ctx, catalogue, p) for p in chosen]}
+            # A category's list is titled with the category's name unless the block says otherwise.
+            title = self.title if self.title is not None or self.category is None else next(
+                c.name for c in catalogue.categories if c.id == self.category)
+            return {"title": title, "items": [_listed(ctx, catalogue, p) for p in chosen]}
         data: dict[str, Any] = ctx.to_data(self)
         for item, product in zip(data["items"], self.items, strict=True):
-            item["price"] = _yuan(product.price)
+            item["price"] = yuan(product.price)
             if product.original_price is not None:
-                item["original_price"] = _yuan(product.original_price)
+                item["original_price"] = yuan(product.original_price)
         for unused in ("products", "category"):
             data.pop(unused, None)
         return data
@@ -157,12 +161,12 @@ class ProductListBlock(Block):
 def product_display(ctx: PlanContext, product: CatalogueProduct) -> dict[str, Any]:
     """A catalogue product as the blocks show it (prices as text, options with their
     surcharges)."""
-    return {"id": product.id, "name": product.name, "price": _yuan(product.price),
-            "original_price": _yuan(product.original_price) if product.original_price is not None else None,
+    return {"id": product.id, "name": product.name, "price": yuan(product.price),
+            "original_price": yuan(product.original_price) if product.original_price is not None else None,
             "image": ctx.asset(product.image) if product.image else None, "tag": product.tag,
             "description": product.description, "sold_out": product.sold_out,
             "options": [{"id": o.id, "name": o.name, "multiple": o.multiple,
-                         "choices": [{"id": c.id, "name": c.name, "price_text": f"+{_yuan(c.price)}" if c.price else ""}
+                         "choices": [{"id": c.id, "name": c.name, "price_text": f"+{yuan(c.price)}" if c.price else ""}
                                      for c in o.choices]} for o in product.options]}
 
 
@@ -266,7 +270,8 @@ def collected(spec: ValidSpec) -> list[str]:
     return list(found)
 
 
-def _yuan(value: Decimal) -> str:
+def yuan(value: Decimal) -> str:
+    """A price as the blocks show it: ¥28.00."""
     return f"¥{value:.2f}"
 
 
@@ -282,10 +287,14 @@ CORE_BLOCK_TYPES: list[BlockType] = [
     _block("image", ImageBlock, "single image, optionally linked"),
     _block("button", ButtonBlock, "button opening a page, phone call, map or web page"),
     _block("icon-grid", IconGridBlock, "grid of entry icons"),
-    _block("product-list", ProductListBlock, "products with price, image and tag, written here or from the catalogue"),
+    # Both product blocks take names, prices and stock from the back end's runtime content.
+    BlockType(name="product-list", model=ProductListBlock, template="blocks/product-list.axml",
+              style="blocks/product-list.acss", script="blocks/products.js", on_show="mfRefreshProducts",
+              description="products with price, image and tag, written here or from the catalogue"),
     BlockType(name="product-detail", model=ProductDetailBlock, template="blocks/product-detail.axml",
-              style="blocks/product-detail.acss", script="blocks/product-detail.js", on_load="mfShowProduct",
-              requires_section="catalogue", description="the catalogue product named by the page's ?item="),
+              style="blocks/product-detail.acss", script="blocks/products.js", on_load="mfShowProduct",
+              on_show="mfRefreshProducts", requires_section="catalogue",
+              description="the catalogue product named by the page's ?item="),
     _block("store-info", StoreInfoBlock, "store address, hours, map and call buttons"),
     _block("notice-bar", NoticeBarBlock, "one-line notice with optional link"),
     _block("divider", DividerBlock, "horizontal line"),

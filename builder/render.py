@@ -166,17 +166,19 @@ def render_app(plan: AppPlan, env: jinja2.Environment, hooks: Hooks, memo: Rende
     # the same content (_page_key, compared only with the last build's page of that id).
     previous = memo.pages if memo.env is env and _templates_unchanged(env) else {}
     rendered: dict[str, tuple[PagePlan, str, dict[str, bytes]]] = {}
-    # What a page's files depend on besides its plan: the theme, and whether the app
-    # window turns pull-to-refresh on (pages then need the handler).
+    # What a page's files depend on besides its plan: the theme, whether the app window
+    # turns pull-to-refresh on (pages then need the handler), whether there is a back end.
     app_refresh = bool(plan.app_json["window"].get("pullRefresh"))
-    theme_json = json.dumps([theme.model_dump_json(), app_refresh])
+    backend = spec.backend_url is not None
+    theme_json = json.dumps([theme.model_dump_json(), app_refresh, backend])
     for page in plan.pages:
         known = previous.get(page.id)
         if known and ((known[0] is page and known[1] == theme_json)
                       or _page_key(known[0], known[1]) == _page_key(page, theme_json)):
             files = known[2]
         else:  # bytes: the tree then holds the very objects the memo keeps
-            files = {path: text.encode("utf-8") for path, text in render_page(page, env, theme, app_refresh).items()}
+            files = {path: text.encode("utf-8")
+                     for path, text in render_page(page, env, theme, app_refresh, backend).items()}
         rendered[page.id] = (page, theme_json, files)
         for path, content in files.items():
             tree.add(path, content)
@@ -207,15 +209,17 @@ def _add_plugin_files(tree: FileTree, hooks: Hooks, files: list[tuple[str, str, 
 
 
 def render_page(page: PagePlan, env: jinja2.Environment, theme: Theme,
-                app_refresh: bool = False) -> dict[str, str]:
-    """A page's four files, by output path."""
+                app_refresh: bool = False, backend: bool = False) -> dict[str, str]:
+    """A page's four files, by output path. `backend`: the app has utils/backend.js, which
+    block scripts may use for runtime content."""
     # One rendering per script template: block types of a plugin can share one script
     # (e.g. every coupon block uses the same claim handler); `keys` lists their blocks.
     keys_by_script: dict[str, list[str]] = {}
     for placed in page.blocks:
         if placed.block_type.script:
             keys_by_script.setdefault(placed.block_type.script, []).append(placed.key)
-    scripts = [env.get_template(name).render(keys=keys, page=page) for name, keys in keys_by_script.items()]
+    scripts = [env.get_template(name).render(keys=keys, page=page, backend=backend)
+               for name, keys in keys_by_script.items()]
     types = [p.block_type for p in page.blocks]
     on_load = list(dict.fromkeys(t.on_load for t in types if t.on_load))
     on_show = list(dict.fromkeys(t.on_show for t in types if t.on_show))

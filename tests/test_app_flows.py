@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+import yaml
 from serve_support import APPID, coupon, write_spec
 from sqlalchemy import select
 
@@ -119,8 +120,12 @@ def live(tmp_path: Path) -> Iterator[Callable[..., Live]]:
         pytest.fail("node is required for this test (.ci/run installs it)")
     stops: list[Callable[[], None]] = []
 
-    def start(*coupons: dict[str, Any]) -> Live:
+    def start(*coupons: dict[str, Any], sections: dict[str, Any] | None = None) -> Live:
         spec = write_spec(tmp_path / "shop", coupons)
+        if sections:  # more of the spec: a catalogue, its pages
+            data = yaml.safe_load(spec.read_text("utf-8"))
+            data["pages"].extend(sections.pop("pages", []))
+            spec.write_text(yaml.safe_dump({**data, **sections}, allow_unicode=True, sort_keys=False), "utf-8")
         out = tmp_path / "out"
         build(spec, out)
         merchant = load_merchant(spec)
@@ -235,3 +240,62 @@ def test_a_follow_reward_is_issued_only_after_alipay_confirms_the_follow(live: C
     served.sandbox.state.set_following(APPID, sandbox_user_id("7"))
     after = served.run([{"do": "claim", "id": "fans"}])
     assert after["toasts"] == ["领取成功"] and len(served.vouchers("fans")) == 1
+
+
+PAGE_HARNESS = r"""
+// Loads a built page with a `my` whose request reaches the live back end; shows it.
+const path = require('path');
+const [pageFile, live] = process.argv.slice(1);
+let pending = 0;
+global.getApp = () => ({});
+const storage = {};
+global.my = {
+  getStorageSync: ({ key }) => ({ data: storage[key] }), setStorageSync: ({ key, data }) => { storage[key] = data; },
+  setNavigationBar: () => {},
+  request: (o) => {
+    pending += 1;
+    fetch(o.url.replace(BASE_URL_JSON, live), { headers: o.headers }).then(async (res) => {
+      const data = await res.json();
+      if (res.status === 200) o.success({ status: 200, data, headers: Object.fromEntries(res.headers.entries()) });
+      else o.fail({ error: 19, status: res.status, data });
+    }, () => o.fail({ error: 12 })).finally(() => { pending -= 1; });
+  },
+};
+let page;
+global.Page = (o) => { page = o; };
+require(pageFile);
+page.setData = function (update) { for (const [k, v] of Object.entries(update)) { const [key, field] = k.split('.'); this.data[key][field] = v; } };
+page.onLoad({ item: 'latte' });
+page.onShow();
+const idle = () => new Promise((resolve) => { const tick = () => (pending ? setTimeout(tick, 5) : resolve()); setTimeout(tick, 5); });
+idle().then(() => process.stdout.write(JSON.stringify(page.data)));
+""".replace("BASE_URL_JSON", json.dumps(BASE_URL))
+
+
+def test_a_published_price_reaches_the_product_pages_without_a_new_build(live: Callable[..., Live]) -> None:
+    catalogue = {"detail_page": "product", "categories": [{"id": "coffee", "name": "咖啡"}],
+                 "products": [{"id": "latte", "name": "拿铁", "category": "coffee", "price": 28},
+                              {"id": "mocha", "name": "摩卡", "category": "coffee", "price": 30}]}
+    product_page = {"id": "product", "title": "商品", "blocks": [{"type": "product-detail"},
+                                                                {"type": "product-list", "category": "coffee"}]}
+    served = live(coupon("welcome"), sections={"catalogue": catalogue, "pages": [product_page]})
+
+    def shown() -> dict[str, Any]:
+        result = subprocess.run(["node", "-e", PAGE_HARNESS, str(served.out / "pages/product/product.js"), served.url],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        data: dict[str, Any] = json.loads(result.stdout)
+        return data
+
+    before = shown()
+    assert (before["b0"]["current"]["name"], before["b0"]["current"]["price"]) == ("拿铁", "¥28.00")
+    storage = served.app.state.api.storage
+    document = {"name": "Test Shop", "coupons": [], "products": [
+        {"id": "latte", "name": "燕麦拿铁", "price": "26.00", "originalPrice": "28.00"},
+        {"id": "mocha", "name": "摩卡", "price": "30.00", "soldOut": True}]}
+    storage.add_content_version(APPID, json.dumps(document, ensure_ascii=False))
+    after = shown()
+    current = after["b0"]["current"]
+    assert (current["name"], current["price"], current["original_price"]) == ("燕麦拿铁", "¥26.00", "¥28.00")
+    assert [(i["name"], i["price"], i["sold_out"]) for i in after["b1"]["items"]] == [
+        ("燕麦拿铁", "¥26.00", False), ("摩卡", "¥30.00", True)]

@@ -44,13 +44,16 @@ def located(project, spec) -> list[str]:
 
 def test_lists_take_chosen_products_or_a_category_and_link_the_product_page(project):
     spec = catalogue_spec([{"type": "product-list", "products": ["mocha", "latte"]},
-                           {"type": "product-list", "category": "bakery", "layout": "grid", "title": "烘焙"}])
+                           {"type": "product-list", "category": "bakery", "layout": "grid", "title": "面包"},
+                           {"type": "product-list", "category": "coffee"}])
     data = prepare(project(spec)).plan.pages[0].data
     chosen = data["b0"]["items"]
     assert [(i["name"], i["price"], i["original_price"], i["sold_out"]) for i in chosen] == [
         ("摩卡", "¥30.00", "¥34.00", True), ("拿铁", "¥28.00", None, False)]
     assert chosen[1]["link"] == {"kind": "page", "url": "/pages/product/product?item=latte"}
-    assert data["b1"]["title"] == "烘焙" and [i["name"] for i in data["b1"]["items"]] == ["可颂"]
+    assert data["b1"]["title"] == "面包" and [i["name"] for i in data["b1"]["items"]] == ["可颂"]
+    assert data["b2"]["title"] == "咖啡"  # a category's list is titled with its name by default
+    assert [i["name"] for i in data["b2"]["items"]] == ["拿铁", "摩卡"]
 
 
 def test_the_product_page_shows_the_first_product_until_a_query_names_one(project):

@@ -86,7 +86,17 @@ def base_spec() -> dict[str, Any]:
         # The card on a page of its own: Alipay allows one <lifestyle> per page.
         {"id": "about", "title": "About", "blocks": [{"type": "store-info"}, {"type": "life-account-card"}]},
         {"id": "site", "title": "Site", "blocks": [{"type": "web-view", "url": "https://example.com/site"}]},
+        {"id": "item", "title": "Item", "blocks": [
+            {"type": "product-detail", "missing_text": "m"},
+            {"type": "product-list", "title": "t", "products": ["p1"]},
+            {"type": "product-list", "category": "c1"}]},
     ]
+    spec["catalogue"] = {
+        "detail_page": "item",
+        "categories": [{"id": "c1", "name": "n", "icon": "banner.png"}],
+        "products": [{"id": "p1", "name": "n", "category": "c1", "price": 9.5, "original_price": 12,
+                      "image": "banner.png", "tag": "t", "description": "d",
+                      "options": [{"id": "o1", "name": "n", "choices": [{"id": "x", "name": "n", "price": 1}]}]}]}
     spec["coupon"] = {
         "backend": {"base_url": "https://api.example.com"},
         "pages": {"centre": {"id": "coupons", "title": "c"}, "mine": {"id": "mine", "title": "m"}},

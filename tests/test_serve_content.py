@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +273,30 @@ def test_only_https_or_this_machine_gets_the_token() -> None:
                     "https://example.com#x"):
         with pytest.raises(UserError):
             versions_url(refused, APPID)
+
+
+def test_product_prices_in_a_document_are_checked_against_the_catalogue(tmp_path: Path) -> None:
+    from builder.serve.api_models import ContentDocument
+    from builder.serve.content import document_problems, render, spec_document
+    from builder.serve.merchant import Merchant
+    from builder.spec_models import Catalogue
+
+    catalogue = Catalogue.model_validate({"categories": [{"id": "coffee", "name": "咖啡"}], "products": [
+        {"id": "latte", "name": "拿铁", "category": "coffee", "price": 28, "original_price": 32}]})
+    merchant = Merchant(appid=APPID, name="Shop", spec_path=tmp_path / "mpforge.yaml",
+                        products=tuple(catalogue.products))
+    own = spec_document(merchant)
+    assert own.model_dump(mode="json", by_alias=True)["products"] == [
+        {"id": "latte", "name": "拿铁", "price": "28", "originalPrice": "32", "soldOut": False}]
+    shown = render(merchant, own, 0, date(2026, 3, 3), {}).model_dump(mode="json", by_alias=True)["products"]
+    assert shown == [{"id": "latte", "name": "拿铁", "priceText": "¥28.00", "originalPriceText": "¥32.00",
+                      "soldOut": False}]
+    changed = ContentDocument.model_validate({"name": "Shop", "coupons": [], "products": [
+        {"id": "latte", "name": "拿铁", "price": "26"}, {"id": "tea", "name": "茶", "price": "9"},
+        {"id": "latte", "name": "拿铁", "price": "25"}]})
+    assert [(p.location, p.message.split(";")[0]) for p in document_problems(merchant, changed)] == [
+        ("products.1.id", "no product 'tea' in the catalogue of the spec this server serves"),
+        ("products.2.id", "product 'latte' is listed twice")]
+    with pytest.raises(ValueError, match="originalPrice must be higher than price"):
+        ContentDocument.model_validate({"name": "Shop", "coupons": [], "products": [
+            {"id": "latte", "name": "拿铁", "price": "26", "originalPrice": "20"}]})

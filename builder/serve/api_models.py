@@ -6,9 +6,10 @@ their JSON schemas, so it cannot drift from what is checked.
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from builder.spec_models import ID_PATTERN
@@ -124,6 +125,7 @@ class EventsReply(Reply):
 # --- content -----------------------------------------------------------------------------
 
 CONTENT_COUPONS_MAX = 200  # as the spec's coupon section
+CONTENT_PRODUCTS_MAX = 2000  # as the spec's catalogue
 
 
 class CouponText(Request):
@@ -138,13 +140,33 @@ class CouponText(Request):
     terms: str | None = Field(None, min_length=1, max_length=2000)
 
 
+class ProductText(Request):
+    """What a published content version may change about a catalogue product: its name,
+    prices and whether it is sold out (a price change needs no new mini-program version)."""
+
+    id: str = Field(pattern=ID_PATTERN, description="a product id of the served spec's catalogue")
+    name: str = Field(min_length=1, max_length=80)
+    price: Decimal = Field(ge=0, le=1_000_000, decimal_places=2, description="yuan")
+    original_price: Decimal | None = Field(None, ge=0, le=1_000_000, decimal_places=2,
+                                           description="yuan, shown struck through; above price")
+    sold_out: bool = False
+
+    @model_validator(mode="after")
+    def _original_above_price(self) -> ProductText:
+        if self.original_price is not None and self.original_price <= self.price:
+            raise ValueError("originalPrice must be higher than price (it is shown struck through)")
+        return self
+
+
 class ContentDocument(Request):
     """The runtime content, as `mpforge publish` sends it (the spec's own content is built
-    the same way): the app's name and its coupons' words, in display order. A coupon of
-    the spec left out is not shown (it stays claimable by its id)."""
+    the same way): the app's name, its coupons' words in display order, and its catalogue
+    products' names, prices and sold-out state. A coupon of the spec left out is not
+    shown (it stays claimable by its id); a product left out keeps the build's data."""
 
     name: str = Field(min_length=1, max_length=80)
     coupons: list[CouponText] = Field(max_length=CONTENT_COUPONS_MAX)
+    products: list[ProductText] = Field(default_factory=list, max_length=CONTENT_PRODUCTS_MAX)
 
 
 class CouponContent(Reply):
@@ -168,12 +190,22 @@ class CouponContent(Reply):
     claim_route: Literal["send", "plugin"]
 
 
+class ProductContent(Reply):
+    id: str
+    name: str
+    price_text: str = Field(description="e.g. ¥28.00")
+    original_price_text: str | None
+    sold_out: bool
+
+
 class ContentReply(Reply):
     appid: str
     version: int = Field(description="the published content version shown; 0: the spec's own content")
     name: str
     today: str
     coupons: list[CouponContent]
+    products: list[ProductContent] = Field(description="catalogue products whose name, price or stock may have "
+                                                       "changed since the build")
 
 
 class ContentVersionReply(Reply):

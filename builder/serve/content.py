@@ -1,7 +1,8 @@
 """The mini-program's runtime content: what `GET /content` and `GET /me/claims` show.
 
 A content document (`api_models.ContentDocument`) holds what may change without a new
-build of the mini-program: the app's name and its coupons' words, in display order.
+build of the mini-program: the app's name, its coupons' words in display order, and its
+catalogue products' names, prices and sold-out state.
 Version 0 is the spec's own document (`spec_document`, which `mpforge publish` sends
 too); published versions are stored by `Storage.add_content_version`, and the newest
 one is shown. `render` joins a document with what the server keeps from the spec, the
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone
 from typing import Literal
 
+from builder.core_blocks import yuan
 from builder.serve.api_models import (
     ContentDocument,
     ContentReply,
@@ -22,9 +24,12 @@ from builder.serve.api_models import (
     CouponText,
     FieldError,
     MyClaim,
+    ProductContent,
+    ProductText,
 )
 from builder.serve.merchant import Merchant
 from builder.serve.storage import Claim, Route, Status
+from builder.spec_models import CatalogueProduct
 from plugins.coupon.blocks import coupon_display
 from plugins.coupon.models import Coupon
 
@@ -51,10 +56,17 @@ def coupon_text(coupon: Coupon) -> CouponText:
                                       "validityText": shown["validity_text"], "terms": coupon.terms})
 
 
+def product_text(product: CatalogueProduct) -> ProductText:
+    """The spec's name, prices and stock of a catalogue product."""
+    return ProductText.model_validate({"id": product.id, "name": product.name, "price": product.price,
+                                       "originalPrice": product.original_price, "soldOut": product.sold_out})
+
+
 def spec_document(merchant: Merchant) -> ContentDocument:
-    """The spec's own content (version 0): every coupon, in the spec's order."""
+    """The spec's own content (version 0): every coupon and product, in the spec's order."""
     return ContentDocument.model_validate({"name": merchant.name,
-                                           "coupons": [coupon_text(c) for c in merchant.coupons]})
+                                           "coupons": [coupon_text(c) for c in merchant.coupons],
+                                           "products": [product_text(p) for p in merchant.products]})
 
 
 def document_problems(merchant: Merchant, document: ContentDocument) -> list[FieldError]:
@@ -70,6 +82,16 @@ def document_problems(merchant: Merchant, document: ContentDocument) -> list[Fie
         elif text.id in seen:
             problems.append(FieldError(location=f"coupons.{index}.id", message=f"coupon {text.id!r} is listed twice"))
         seen.add(text.id)
+    products: set[str] = set()
+    for index, product in enumerate(document.products):
+        if merchant.product(product.id) is None:
+            problems.append(FieldError(location=f"products.{index}.id", message=(
+                f"no product {product.id!r} in the catalogue of the spec this server serves; a new product needs a "
+                "new build of the mini-program (its pages list it)")))
+        elif product.id in products:
+            problems.append(FieldError(location=f"products.{index}.id",
+                                       message=f"product {product.id!r} is listed twice"))
+        products.add(product.id)
     return problems
 
 
@@ -91,8 +113,12 @@ def render(merchant: Merchant, document: ContentDocument, version: int, today: d
             stores=coupon.stores, start=validity.start.isoformat() if validity.start else None,
             end=validity.end.isoformat() if validity.end else None, days_after_claim=validity.days_after_claim,
             claim_route=merchant.route(coupon.id).value))
+    products = [ProductContent(id=p.id, name=p.name, price_text=yuan(p.price),
+                               original_price_text=yuan(p.original_price) if p.original_price is not None else None,
+                               sold_out=p.sold_out)
+                for p in document.products if merchant.product(p.id) is not None]
     return ContentReply(appid=merchant.appid, version=version, name=document.name, today=today.isoformat(),
-                        coupons=coupons)
+                        coupons=coupons, products=products)
 
 
 def expires_on(coupon: Coupon, claimed_at: datetime) -> date:

@@ -17,6 +17,7 @@ from builder.errors import UserError
 from builder.serve.alipay_client import PRODUCTION_GATEWAY, AlipayClient
 from builder.serve.keys import KeyLoadError, KeySource
 from builder.serve.storage import Route
+from builder.spec_models import CatalogueProduct
 from plugins.coupon.models import Coupon, CouponSection
 
 PRIVATE_KEY_VARIABLE = "MPFORGE_ALIPAY_APP_PRIVATE_KEY_{appid}"
@@ -25,7 +26,7 @@ PUBLIC_KEY_VARIABLE = "MPFORGE_ALIPAY_PUBLIC_KEY_{appid}"
 
 @dataclass(frozen=True)
 class Merchant:
-    """One mini-program's back end: its coupons by id.
+    """One mini-program's back end: its coupons and catalogue products by id.
 
     A coupon's `claim_route` says who issues it: `send`, this server
     (ordervoucher.send); `plugin`, Alipay's coupon plugin (领券组件) in the mini-program,
@@ -36,9 +37,13 @@ class Merchant:
     name: str
     spec_path: Path
     coupons: tuple[Coupon, ...] = ()
+    products: tuple[CatalogueProduct, ...] = ()
 
     def coupon(self, coupon_id: str) -> Coupon | None:
         return next((c for c in self.coupons if c.id == coupon_id), None)
+
+    def product(self, product_id: str) -> CatalogueProduct | None:
+        return next((p for p in self.products if p.id == product_id), None)
 
     def route(self, coupon_id: str) -> Route:
         coupon = self.coupon(coupon_id)
@@ -55,7 +60,8 @@ def load_merchant(spec_path: str | Path) -> Merchant:
                                       hint="add 'appid:' under 'app:' (16 digits, from the Alipay console)")])
     section = spec.section(CouponSection)
     return Merchant(appid=appid, name=spec.model.app.name, spec_path=spec.loaded.path,
-                    coupons=tuple(section.coupons) if section else ())
+                    coupons=tuple(section.coupons) if section else (),
+                    products=tuple(spec.model.catalogue.products) if spec.model.catalogue else ())
 
 
 @dataclass(frozen=True)
