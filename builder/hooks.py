@@ -27,7 +27,7 @@ from functools import cached_property
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from pydantic import BaseModel
@@ -38,6 +38,12 @@ from .filetree import FileTree
 from .model import AppPlan, AppScript, Block, BlockType, LoadedSpec, PagePlan, Render, ValidSpec
 from .spec_models import Page
 from .write import WriteResult
+
+if TYPE_CHECKING:  # the back end's types: imported by the serve hooks' methods when called
+    from starlette.routing import Route
+
+    from .serve.openapi import Endpoint
+    from .serve.sandbox_methods import SandboxMethod
 
 ENTRY_POINT_GROUP = "mpforge"
 HOOK_NAMES = frozenset(name for name in dir(hookspecs) if name.startswith("mpforge_"))
@@ -432,6 +438,50 @@ class Hooks:
 
     def after_build(self, result: WriteResult, spec: ValidSpec) -> None:
         self._call("mpforge_after_build", result=result, spec=spec)
+
+    # --- the back end's hooks: called by `mpforge serve` and its sandbox, never by a build ---
+
+    def serve_migrations(self) -> list[tuple[str, Path]]:
+        """(plugin, folder) of every plugin's Alembic revisions; each folder must exist."""
+        found = self._lists("mpforge_serve_migrations", (str, Path), "a list of folders (str or Path)")
+        for plugin, folder in found:
+            if not Path(folder).is_dir():
+                raise self._failure(plugin, "mpforge_serve_migrations",
+                                    FileNotFoundError(f"no folder of Alembic revisions at {folder}"))
+        return [(plugin, Path(folder)) for plugin, folder in found]
+
+    def serve_endpoints(self) -> list[tuple[str, Endpoint]]:
+        """(plugin, endpoint) of every route plugins add to the back end; one method and
+        path, or one operation name, claimed twice is an error naming both plugins."""
+        from .serve.openapi import Endpoint
+
+        found = self._lists("mpforge_serve_routes", Endpoint, "a list of Endpoint")
+        routes: dict[str, tuple[str, Any]] = {}
+        names: dict[str, tuple[str, Any]] = {}
+        for plugin, endpoint in found:
+            operation = endpoint.operation
+            self._claim(routes, f"{operation.method} {operation.path}", plugin, endpoint, "route",
+                        "mpforge_serve_routes")
+            self._claim(names, operation.name, plugin, endpoint, "operation", "mpforge_serve_routes")
+        return found
+
+    def sandbox_methods(self) -> dict[str, SandboxMethod]:
+        """Alipay method name -> the sandbox's handler, from every plugin."""
+        found: dict[str, tuple[str, Any]] = {}
+        for plugin, methods in self._call("mpforge_sandbox_methods"):
+            if not isinstance(methods, dict) or not all(
+                    isinstance(name, str) and callable(handler) for name, handler in methods.items()):
+                raise self._wrong_result(plugin, "mpforge_sandbox_methods", methods,
+                                         "a dict of Alipay method name to handler(state, app_id, params)")
+            for name, handler in methods.items():
+                self._claim(found, name, plugin, handler, "sandbox method", "mpforge_sandbox_methods")
+        return {name: handler for name, (_, handler) in found.items()}
+
+    def sandbox_routes(self) -> list[Route]:
+        """Every route plugins add to the sandbox gateway's app."""
+        from starlette.routing import Route
+
+        return [route for _, route in self._lists("mpforge_sandbox_routes", Route, "a list of starlette Route")]
 
 
 def _describe(value: Any) -> str:

@@ -14,13 +14,21 @@ Pipeline (and the order of this module): load -> validate (`mpforge_spec_section
 `mpforge_page_json`) -> render (`mpforge_template_dirs`, `mpforge_app_script`,
 `mpforge_services`) -> check
 (`mpforge_checks`) -> write -> `mpforge_after_build`.
+
+The back end (`mpforge serve`, builder/serve/) calls the last hooks, never a build:
+`mpforge_serve_migrations` when its database is migrated at start-up,
+`mpforge_serve_routes` when its app is made, and the sandbox gateway
+`mpforge_sandbox_methods` and `mpforge_sandbox_routes`. Their types are the back end's
+(Starlette, SQLAlchemy), named here only for type checkers, so a build never imports
+them; a plugin implements these hooks in a module of its own (e.g. ``serve.py``) that
+its hook imports when called.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from pydantic import BaseModel
@@ -30,6 +38,12 @@ from .filetree import FileTree
 from .model import AppPlan, AppScript, BlockType, PagePlan, ValidSpec
 from .spec_models import Page
 from .write import WriteResult
+
+if TYPE_CHECKING:  # the back end's types; a build never loads them
+    from starlette.routing import Route
+
+    from .serve.openapi import Endpoint
+    from .serve.sandbox_methods import SandboxMethod
 
 HOOK_API_VERSION = 1
 hookspec = pluggy.HookspecMarker("mpforge")
@@ -153,3 +167,58 @@ def mpforge_checks() -> list[Callable[[FileTree], list[Problem]]]:
 @hookspec
 def mpforge_after_build(result: WriteResult, spec: ValidSpec) -> None:
     """Run after the output was written (not after ``mpforge check``). Return value is ignored."""
+
+
+@hookspec
+def mpforge_serve_migrations() -> list[Path]:
+    """Add folders of Alembic revisions: the tables the plugin's back-end routes use.
+
+    Called once when `mpforge serve` starts, before its database is migrated. Each folder
+    holds the plugin's own branch: its first revision has ``down_revision = None``,
+    ``branch_labels = ("<plugin name>",)`` and ``depends_on = "0001"`` (the core's first
+    revision), later ones revise the plugin's own. They are run with the core's, every
+    branch to its newest revision, in the start-up's one transaction; a revision already
+    applied is not run again. Tables go into the plugin's revisions, never into a change
+    of the core's (which databases in use have already applied).
+    """
+
+
+@hookspec
+def mpforge_serve_routes() -> list[Endpoint]:
+    """Add routes to the back end's API (`mpforge serve`).
+
+    Called once when the back end's app is made. Return a list of
+    `builder.serve.plugin_api.Endpoint`: an `Operation` (method, path under
+    ``/api/v1/{appid}``, request and response models, errors), which the OpenAPI
+    document describes, and its handler, ``async def handler(request) -> Response``.
+    A handler finds what it shares with the core's (the merchants, their Alipay
+    clients, the storage, the session tokens, the limits, the clock, the job queue)
+    with ``serve_api(request)``, and answers errors by raising `ApiError`. Two routes
+    with the same method and path, or the same operation name, are an error naming both
+    plugins.
+    """
+
+
+@hookspec
+def mpforge_sandbox_methods() -> dict[str, SandboxMethod]:
+    """Add Alipay OpenAPI methods to the sandbox gateway, which stands in for Alipay.
+
+    Called once when the sandbox's app is made. Return a dict mapping an Alipay method
+    name (``"alipay.marketing.activity.ordervoucher.send"``) to its handler,
+    ``handler(state, app_id, params) -> dict``: the `SandboxState`, the calling app and
+    the request's parameters (``biz_content`` still JSON text), answering the fields of
+    Alipay's response (code and msg included), or raising `SandboxRefusal` as Alipay
+    refuses. The gateway has checked the app, the signature and the timestamp first,
+    and signs the answer. A method two plugins answer is an error naming both.
+    """
+
+
+@hookspec
+def mpforge_sandbox_routes() -> list[Route]:
+    """Add routes to the sandbox gateway's app besides ``/gateway.do`` (e.g. the images
+    of the mini-program codes it issued).
+
+    Called once when the sandbox's app is made. Return a list of
+    ``starlette.routing.Route``; a handler finds the `SandboxState` as
+    ``request.app.state.sandbox``.
+    """

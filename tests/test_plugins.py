@@ -16,6 +16,10 @@ from builder.testing import page_spec
 
 ALL_HOOKS = sorted(name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction)
                    if name.startswith("mpforge_"))
+# The back end's hooks (`mpforge serve` and its sandbox call them, never a build) are
+# exercised by test_serve_plugins.py's plugin; the build's by LOCAL_PLUGIN here.
+SERVE_HOOKS = [name for name in ALL_HOOKS if name.startswith(("mpforge_serve_", "mpforge_sandbox_"))]
+BUILD_HOOKS = [name for name in ALL_HOOKS if name not in SERVE_HOOKS]
 
 # A plugin file exercising every hook; RAISE_IN names the hook that fails.
 LOCAL_PLUGIN = '''
@@ -146,9 +150,12 @@ def test_every_hook_is_documented():
 
 
 def test_this_file_tests_every_hook():
-    source = LOCAL_PLUGIN
-    for name in ALL_HOOKS:
-        assert f"def {name}(" in source, f"{name} has no implementation in the test plugin"
+    assert SERVE_HOOKS and BUILD_HOOKS
+    for name in BUILD_HOOKS:
+        assert f"def {name}(" in LOCAL_PLUGIN, f"{name} has no implementation in the test plugin"
+    serve_tests = (REPO / "tests/test_serve_plugins.py").read_text("utf-8")
+    for name in SERVE_HOOKS:
+        assert f"def {name}(" in serve_tests, f"{name} has no implementation in test_serve_plugins.py's plugin"
 
 
 def test_local_plugin_contributes_through_every_hook(project, cli, tmp_path):
@@ -234,7 +241,7 @@ def test_plugin_check_stops_the_build(project, cli, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("hook", ALL_HOOKS)
+@pytest.mark.parametrize("hook", BUILD_HOOKS)
 def test_hook_failure_names_the_plugin_and_keeps_output(project, cli, tmp_path, hook):
     spec = stamp_project(project)
     out = tmp_path / "out"
@@ -360,7 +367,7 @@ def test_plugins_command_lists_core_and_local(project, cli):
                                                                       "coupon-banner", "my-coupons"]
     assert core["source"] == "core" and "banner" in core["blocks"] and "mpforge_block_types" in core["hooks"]
     assert stamps == {"name": "stamps", "version": "1.0.0", "source": "spec", "module": stamps["module"],
-                      "sections": ["stamps"], "blocks": ["stamp"], "pages": ["stamps"], "hooks": ALL_HOOKS}
+                      "sections": ["stamps"], "blocks": ["stamp"], "pages": ["stamps"], "hooks": BUILD_HOOKS}
     table = cli("plugins", spec)
     assert table.exit_code == 0 and "stamps" in table.stdout
 
@@ -446,7 +453,7 @@ def test_what_plugins_print_goes_to_stderr_and_json_reports_stay_readable(projec
     assert "stamps" in [p["name"] for p in json.loads(listed.stdout)] and "importing" in listed.stderr
 
 
-@pytest.mark.parametrize("hook", ALL_HOOKS)
+@pytest.mark.parametrize("hook", BUILD_HOOKS)
 def test_sys_exit_in_a_hook_is_that_plugins_failure(project, cli, tmp_path, hook):
     """sys.exit(0) in a hook ended mpforge with exit 0, having built nothing."""
     spec = stamp_project(project)

@@ -1,13 +1,9 @@
 """The back end as an ASGI app: `create_app(merchants, database_url, ...)`.
 
-One process serves many mini-programs, each under `/api/v1/{appid}/`:
+One process serves many mini-programs, each under `/api/v1/{appid}/`. The core's routes:
 
 * `POST /session`: an auth code (my.getAuthCode) -> Alipay's alipay.system.oauth.token
   -> a session token for that user (builder.serve.session_tokens).
-* `POST /coupons/{coupon_id}/claims`: claim a coupon, once per Idempotency-Key
-  (builder.serve.claims says how).
-* `GET /me/claims`: the session user's vouchers and reservations.
-* `POST /events`: attribution events, batched, rate limited per user or address.
 * `GET /content`: the runtime content (builder.serve.content): the coupons' display
   data, whether each has stock left, with an ETag; the newest published version's
   words, or the spec's.
@@ -16,7 +12,16 @@ One process serves many mini-programs, each under `/api/v1/{appid}/`:
   token, read at start-up from MPFORGE_PUBLISH_TOKEN_<appid>; without it publishing is
   disabled.
 
-and `GET /api/v1/openapi.json` describes them all. Every answer is JSON, errors as
+and the plugins' routes, from the `mpforge_serve_routes` hook (each an `Endpoint`: its
+`Operation` and handler): the coupon plugin's `POST /coupons/{coupon_id}/claims` and
+`GET /me/claims`, the promotion plugin's `POST /events`. The app loads the plugins as a
+build with default options does (the installed ones, none disabled), once, unless given
+its `Hooks`: a spec's own plugins and `--disable-plugin` do not change what is served.
+A plugin's handler reaches what the routes share (the `Api`: merchants, Alipay clients,
+storage, session tokens, limits, clock, job queue) with `serve_api(request)`, and the
+helpers here (`reply`, `read_json`, `validated`, `ApiError`); its tables come with its
+own Alembic revisions (`mpforge_serve_migrations`, run by `Storage.migrate`).
+`GET /api/v1/openapi.json` describes every route, the core's and the plugins'. Every answer is JSON, errors as
 `{"error": {"code", "message", ...}}`. No CORS headers are sent: the mini-program's
 my.request is not a browser page and needs none, and no web page should call this API.
 Secrets (keys, tokens, auth codes, the session secret) go into no response and no log.
@@ -28,13 +33,12 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from anyio import to_thread
@@ -49,23 +53,19 @@ from starlette.routing import Route
 
 from builder import __version__
 from builder.errors import UserError
+from builder.hooks import Hooks
+from builder.pipeline import load_plugins
 from builder.serve import claims
 from builder.serve.alipay_client import AlipayClient
 from builder.serve.alipay_errors import AlipayError, AlipayUnavailable, UnverifiedResponse
 from builder.serve.api_models import (
-    MAX_EVENTS,
-    ClaimReply,
-    ClaimRequest,
     ContentDocument,
     ContentReply,
     ContentVersionReply,
     ContentVersionsReply,
     ErrorDetail,
     ErrorReply,
-    EventsReply,
-    EventsRequest,
     FieldError,
-    MyClaimsReply,
     SessionReply,
     SessionRequest,
 )
@@ -74,20 +74,17 @@ from builder.serve.content import (
     PUBLISH_TOKEN_VARIABLE,
     china_today,
     document_problems,
-    my_claims,
     render,
     spec_document,
 )
 from builder.serve.jobs import ClaimJobs, JobPolicy
 from builder.serve.merchant import AlipayConfig, Merchant
-from builder.serve.openapi import Operation, document
+from builder.serve.openapi import Endpoint, Handler, Operation, document
 from builder.serve.rate_limit import TokenBuckets
 from builder.serve.session_tokens import SessionTokens
-from builder.serve.storage import AlipayUser, ContentVersion, Event, NewClaim, Storage, utc_now
-from plugins.coupon.models import Coupon
+from builder.serve.storage import AlipayUser, ContentVersion, Storage, utc_now
 
 LOG = logging.getLogger(__name__)
-IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, no spaces; a UUID fits
 NO_STORE = {"Cache-Control": "no-store"}
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -104,44 +101,6 @@ SESSION = Operation(
                401: ("Alipay refused the auth code (error.alipaySubCode, e.g. isv.code-invalid)", ERROR),
                502: ("Alipay refused the server (its keys or app id), or its answer did not verify", ERROR),
                **UNAVAILABLE})
-CLAIM = Operation(
-    "claimCoupon", "POST", f"{PREFIX}/coupons/{{coupon_id}}/claims", "Claim a coupon for the session's user",
-    request=ClaimRequest, request_required=False, session="required",
-    headers={"Idempotency-Key": ("the client's id of this claim attempt (1 to 64 printable ASCII characters); a "
-                                 "retry of the same attempt sends the same key and gets the same answer",
-                                 f"^{IDEMPOTENCY_KEY.pattern}$")},
-    responses={201: ("issued (CLAIMED), or reserved for Alipay's coupon plugin (RESERVED)", (ClaimReply,)),
-               **CLIENT_ERRORS, 401: ("no valid session token", ERROR),
-               403: ("the user is not in the coupon's audience, before anything is stored: error.code not_following "
-                     "(a followers' coupon: Alipay says the user does not follow the life account; follow it, then "
-                     "claim again), or audience_not_checked (a members' coupon: this server cannot check "
-                     "membership yet)", ERROR),
-               404: ("unknown app id or coupon id", ERROR),
-               409: ("SOLD_OUT, LIMIT_REACHED, NOT_ELIGIBLE or REFUSED (a ClaimReply, stored: a replay of the key "
-                     "gets it again). NOT_ELIGIBLE: a new_customers coupon, and the user has an issued or reserved "
-                     "claim of another coupon of this mini-program (the server knows no other purchase history). "
-                     "Or the coupon outside its dates, before anything is stored (an ErrorReply, error.code "
-                     "coupon_expired or coupon_not_started)", (ClaimReply, ErrorReply)),
-               422: ("the body does not validate, or the Idempotency-Key was used for another claim", ERROR),
-               502: ("a followers' coupon: Alipay refused to say whether the user follows, or its answer did not "
-                     "verify; nothing was stored", ERROR),
-               503: ("PENDING (a ClaimReply): Alipay did not answer; retry with the same Idempotency-Key. Or the "
-                     "database is unavailable, or Alipay did not answer whether the user follows (an ErrorReply; "
-                     "nothing was stored)", (ClaimReply, ErrorReply))},
-    response_headers={503: {"Retry-After": "seconds"}})
-EVENTS = Operation(
-    "recordEvents", "POST", f"{PREFIX}/events", f"Record attribution events (at most {MAX_EVENTS} a request)",
-    request=EventsRequest, session="optional",
-    responses={202: ("stored", (EventsReply,)), **CLIENT_ERRORS, 401: ("a session token that is not valid", ERROR),
-               429: ("too many requests from this user or address", ERROR), **UNAVAILABLE},
-    response_headers={429: {"Retry-After": "seconds"}})
-MY_CLAIMS = Operation(
-    "listMyClaims", "GET", f"{PREFIX}/me/claims", "The session user's coupons: issued vouchers and reservations",
-    session="required",
-    responses={200: ("the user's claims that hold a voucher (issued) or a reservation for Alipay's coupon plugin "
-                     "(reserved), newest first; never another user's. A claim still waiting for Alipay is listed "
-                     "once issued; one of a coupon the spec no longer has is left out", (MyClaimsReply,)),
-               401: ("no valid session token", ERROR), 404: ("unknown app id", ERROR), **UNAVAILABLE})
 CONTENT = Operation(
     "getContent", "GET", f"{PREFIX}/content",
     "The mini-program's runtime content: its coupons' display data and whether stock is left",
@@ -203,11 +162,12 @@ class ApiError(Exception):
         self.detail = ErrorDetail(code=code, message=message, alipay_sub_code=alipay_sub_code, fields=fields)
 
 
-def _json(status: int, body: BaseModel, headers: dict[str, str] | None = None) -> JSONResponse:
+def reply(status: int, body: BaseModel, headers: dict[str, str] | None = None) -> JSONResponse:
+    """`body` as the JSON answer, never cached."""
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers={**NO_STORE, **(headers or {})})
 
 
-async def _body(request: Request, limit: int) -> Any:
+async def read_json(request: Request, limit: int) -> Any:
     """The request's JSON (None for an empty body), read up to `limit` bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -225,7 +185,8 @@ async def _body(request: Request, limit: int) -> Any:
         raise ApiError(400, "invalid_json", "the body is not JSON") from None
 
 
-def _validated(model: type[ModelT], data: Any) -> ModelT:
+def validated(model: type[ModelT], data: Any) -> ModelT:
+    """`data` as a `model`; an ApiError 422 saying which fields do not validate."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -241,8 +202,9 @@ def _version_reply(version: ContentVersion) -> ContentVersionReply:
 
 
 class Api:
-    """The route handlers and what they share: the merchants, their Alipay clients, the
-    storage, the token signer, the events rate limiter and each app's publish token
+    """The core's route handlers and what every route shares, the plugins' too: the
+    merchants, their Alipay clients, the storage, the claims' job queue, the token
+    signer, the limits, the clock, the events rate limiter and each app's publish token
     (none: publishing disabled)."""
 
     def __init__(self, merchants: Sequence[Merchant], clients: dict[str, AlipayClient], storage: Storage,
@@ -258,13 +220,16 @@ class Api:
         self.event_buckets = TokenBuckets(limits.events_burst, limits.events_per_second)
         self.publish_tokens = publish_tokens
 
-    def _merchant(self, request: Request) -> Merchant:
+    def merchant(self, request: Request) -> Merchant:
+        """The app the request's path names; an ApiError 404 when it is not served here."""
         merchant = self.merchants.get(request.path_params["appid"])
         if merchant is None:
             raise ApiError(404, "unknown_app", "no mini-program with this app id is served here")
         return merchant
 
-    def _user(self, request: Request, appid: str, *, required: bool) -> AlipayUser | None:
+    def user(self, request: Request, appid: str, *, required: bool) -> AlipayUser | None:
+        """The user of the request's session token (None: no token, when not required);
+        an ApiError 401 for a token that is not valid."""
         header = request.headers.get("authorization")
         if header is None and not required:
             return None
@@ -276,8 +241,8 @@ class Api:
         return user
 
     async def session(self, request: Request) -> Response:
-        merchant = self._merchant(request)
-        body = _validated(SessionRequest, await _body(request, self.limits.max_body_bytes))
+        merchant = self.merchant(request)
+        body = validated(SessionRequest, await read_json(request, self.limits.max_body_bytes))
         client = self.clients[merchant.appid]
         try:
             token = await to_thread.run_sync(client.oauth_token, body.auth_code)
@@ -297,108 +262,10 @@ class Api:
         # Apps on Alipay's OpenID scheme get no user_id: the open_id is who the user is.
         user = AlipayUser("user_id", token.user_id) if token.user_id else AlipayUser("open_id", token.open_id or "")
         await to_thread.run_sync(self.storage.add_user, merchant.appid, user)
-        return _json(200, SessionReply(token=self.tokens.issue(merchant.appid, user),
+        return reply(200, SessionReply(token=self.tokens.issue(merchant.appid, user),
                                        expires_in=int(self.tokens.ttl.total_seconds())))
 
-    async def claim(self, request: Request) -> Response:
-        merchant = self._merchant(request)
-        user = self._user(request, merchant.appid, required=True)
-        assert user is not None  # required=True raises instead
-        key = request.headers.get("idempotency-key")
-        if key is None:
-            raise ApiError(400, "missing_idempotency_key", "send an Idempotency-Key header, the same on retries")
-        if not IDEMPOTENCY_KEY.fullmatch(key):
-            raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key is 1 to 64 printable ASCII characters")
-        data = await _body(request, self.limits.max_body_bytes)
-        body = _validated(ClaimRequest, {} if data is None else data)
-        coupon_id = request.path_params["coupon_id"]
-        client, retry = self.clients[merchant.appid], self.limits.retry
-        try:
-            try:
-                coupon = self._claimable(merchant, coupon_id)
-                # A replay of the key is answered as before, without asking Alipay again.
-                if coupon.audience == "followers" and await to_thread.run_sync(
-                        self.storage.find_claim, merchant.appid, user, key) is None:
-                    await self._require_following(client, user)
-            except ApiError:
-                # What may not be claimed now refuses new claims only: a replayed key
-                # still gets the answer its claim had.
-                earlier = await to_thread.run_sync(self.storage.find_claim, merchant.appid, user, key)
-                if earlier is None:
-                    raise
-                claim = await claims.resume(self.storage, client, earlier, coupon_id, body.ch_info, retry)
-            else:
-                # A replay of the key is found by the reservation itself, under the user's lock.
-                new = NewClaim(appid=merchant.appid, coupon_id=coupon.id, activity_id=coupon.activity_id, user=user,
-                               idempotency_key=key, route=merchant.route(coupon.id), ch_info=body.ch_info)
-                claim = await claims.claim_new(self.storage, client, new, coupon, retry)
-        except claims.KeyReused:
-            raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for another claim "
-                                                          "(another coupon or chInfo); use a new key") from None
-        await self.jobs.settle_later(claim)  # a claim still pending: the job queue settles it
-        status, reply = claims.answer(claim)
-        return _json(status, reply, {"Retry-After": "1"} if status == 503 else None)
-
-    def _claimable(self, merchant: Merchant, coupon_id: str) -> Coupon:
-        """The coupon, when a new claim of it may go ahead today."""
-        coupon = merchant.coupon(coupon_id)
-        if coupon is None:
-            raise ApiError(404, "unknown_coupon", f"no coupon {coupon_id!r} in this mini-program")
-        today = china_today(self.clock())
-        validity = coupon.validity
-        if validity.start is not None and today < validity.start:
-            raise ApiError(409, "coupon_not_started", f"the coupon can be claimed from {validity.start}")
-        if validity.end is not None and today > validity.end:
-            raise ApiError(409, "coupon_expired", f"the coupon could be claimed until {validity.end}")
-        if coupon.audience == "members":
-            # Issuing to anyone would give away what the merchant meant for members:
-            # refuse until the server can check membership.
-            raise ApiError(403, "audience_not_checked", "the coupon is for members, and this server cannot check "
-                                                        "membership yet; it cannot be claimed")
-        # followers: checked with Alipay by the caller; new_customers: by Storage.reserve.
-        return coupon
-
-    async def _require_following(self, client: AlipayClient, user: AlipayUser) -> None:
-        """Nothing, when Alipay says the user follows the app's life account."""
-        by_user_id = user.kind == "user_id"
-        try:
-            following = await to_thread.run_sync(lambda: client.follow_query(
-                user_id=user.id if by_user_id else None, open_id=None if by_user_id else user.id))
-        except UnverifiedResponse:
-            raise ApiError(502, "alipay_unverified", "Alipay's answer did not verify; check the server's Alipay "
-                                                     "public key") from None
-        except AlipayError as refused:
-            raise ApiError(502, "alipay_refused", "Alipay refused to say whether the user follows the life account",
-                           alipay_sub_code=refused.sub_code or refused.code) from None
-        except AlipayUnavailable:
-            raise ApiError(503, "alipay_unavailable", "Alipay did not answer whether the user follows the life "
-                                                      "account; retry later", headers={"Retry-After": "1"}) from None
-        if not following:
-            raise ApiError(403, "not_following", "the coupon is for followers of the merchant's life account: "
-                                                 "follow it first, then claim again")
-
-    async def events(self, request: Request) -> Response:
-        merchant = self._merchant(request)
-        user = self._user(request, merchant.appid, required=False)
-        # Behind a proxy the address is the proxy's unless uvicorn is told to trust its
-        # X-Forwarded-For (server.run_serve: forwarded_allow_ips).
-        address = request.client.host if request.client else ""
-        caller = f"{merchant.appid}:{user.kind}:{user.id}" if user else f"ip:{address}"
-        wait = self.event_buckets.take(caller)
-        if wait:
-            raise ApiError(429, "rate_limited", "too many event requests; slow down",
-                           headers={"Retry-After": str(math.ceil(wait))})
-        body = _validated(EventsRequest, await _body(request, self.limits.max_body_bytes))
-        if user is None and body.anonymous_id is None:
-            raise ApiError(422, "invalid_body", "without a session token, the body needs anonymousId",
-                           fields=[FieldError(location="anonymousId", message="Field required")])
-        events = [Event(kind=e.kind, at=datetime.fromtimestamp(e.at / 1000, timezone.utc), scene=e.scene,
-                        channel=e.channel, entry_point=e.entry_point, store=e.store, table_no=e.table,
-                        ch_info=e.ch_info, page=e.page) for e in body.events]
-        await to_thread.run_sync(self.storage.add_events, merchant.appid, user, body.anonymous_id, events)
-        return _json(202, EventsReply(accepted=len(events)))
-
-    def _current_document(self, merchant: Merchant) -> tuple[int, ContentDocument]:
+    def current_document(self, merchant: Merchant) -> tuple[int, ContentDocument]:
         """The content shown now: the newest published version, else the spec's (0)."""
         newest = self.storage.content_version(merchant.appid)
         if newest is None:
@@ -406,11 +273,11 @@ class Api:
         return newest.version, ContentDocument.model_validate_json(newest.body)
 
     async def content(self, request: Request) -> Response:
-        merchant = self._merchant(request)
-        version, document = await to_thread.run_sync(self._current_document, merchant)
+        merchant = self.merchant(request)
+        version, document = await to_thread.run_sync(self.current_document, merchant)
         taken = await to_thread.run_sync(self.storage.taken, merchant.appid)
-        reply = render(merchant, document, version, china_today(self.clock()), taken)
-        text = json.dumps(reply.model_dump(mode="json"), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        shown = render(merchant, document, version, china_today(self.clock()), taken)
+        text = json.dumps(shown.model_dump(mode="json"), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         # The hash of everything the answer says: the version, the day's states, the stock.
         etag = '"' + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32] + '"'
         headers = {"ETag": etag, "Cache-Control": "public, max-age=60"}
@@ -419,19 +286,11 @@ class Api:
             return Response(status_code=304, headers=headers)
         return Response(text, media_type="application/json", headers=headers)
 
-    async def my_claims(self, request: Request) -> Response:
-        merchant = self._merchant(request)
-        user = self._user(request, merchant.appid, required=True)
-        assert user is not None  # required=True raises instead
-        held = await to_thread.run_sync(self.storage.held_claims, merchant.appid, user)
-        _, document = await to_thread.run_sync(self._current_document, merchant)
-        return _json(200, MyClaimsReply(claims=my_claims(merchant, document, held)))
-
     # --- content versions: what `mpforge publish` calls ---------------------------------------
 
     def _publisher(self, request: Request) -> Merchant:
         """The app whose content the request may publish, with its publish token."""
-        merchant = self._merchant(request)
+        merchant = self.merchant(request)
         variable = PUBLISH_TOKEN_VARIABLE.format(appid=merchant.appid)
         expected = self.publish_tokens.get(merchant.appid)
         if expected is None:
@@ -450,12 +309,12 @@ class Api:
     async def list_versions(self, request: Request) -> Response:
         merchant = self._publisher(request)
         versions = await to_thread.run_sync(self.storage.content_versions, merchant.appid)
-        return _json(200, ContentVersionsReply(current=versions[-1].version if versions else 0,
+        return reply(200, ContentVersionsReply(current=versions[-1].version if versions else 0,
                                                versions=[_version_reply(v) for v in versions]))
 
     async def publish(self, request: Request) -> Response:
         merchant = self._publisher(request)
-        content = _validated(ContentDocument, await _body(request, self.limits.max_content_bytes))
+        content = validated(ContentDocument, await read_json(request, self.limits.max_content_bytes))
         problems = document_problems(merchant, content)
         if problems:
             raise ApiError(422, "invalid_body", "the content does not fit the spec this server serves",
@@ -463,7 +322,7 @@ class Api:
         version = await to_thread.run_sync(lambda: self.storage.add_content_version(
             merchant.appid, content.model_dump_json(by_alias=True)))
         LOG.info("app %s: content version %d published", merchant.appid, version.version)
-        return _json(201, _version_reply(version))
+        return reply(201, _version_reply(version))
 
     async def restore(self, request: Request) -> Response:
         merchant = self._publisher(request)
@@ -481,20 +340,28 @@ class Api:
         version = await to_thread.run_sync(lambda: self.storage.add_content_version(
             merchant.appid, body, restored_from=number))
         LOG.info("app %s: content version %d restored as %d", merchant.appid, number, version.version)
-        return _json(201, _version_reply(version))
+        return reply(201, _version_reply(version))
+
+
+def serve_api(request: Request) -> Api:
+    """What the routes share, for a plugin's handler: the `Api` of the app serving `request`."""
+    api = request.app.state.api
+    if not isinstance(api, Api):
+        raise TypeError("the request was not made to an app of builder.serve.app.create_app")
+    return api
 
 
 def _error(_request: Request, exc: Exception) -> Response:
     if isinstance(exc, ApiError):
-        return _json(exc.status, ErrorReply(error=exc.detail), exc.headers)
+        return reply(exc.status, ErrorReply(error=exc.detail), exc.headers)
     if isinstance(exc, HTTPException):  # the router's 404 and 405
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _json(exc.status_code, ErrorReply(error=ErrorDetail(code=code, message=str(exc.detail))),
+        return reply(exc.status_code, ErrorReply(error=ErrorDetail(code=code, message=str(exc.detail))),
                      dict(exc.headers or {}))
     # The database refused or could not be reached: the transaction rolled back whole.
     # Its class, never its message (the SQL and the driver's text), goes to the log.
     LOG.error("database unavailable: %s", type(getattr(exc, "orig", None) or exc).__name__)
-    return _json(503, ErrorReply(error=ErrorDetail(code="database_unavailable",
+    return reply(503, ErrorReply(error=ErrorDetail(code="database_unavailable",
                                                    message="the database is unavailable; nothing was stored, "
                                                            "retry later")), {"Retry-After": "1"})
 
@@ -516,7 +383,7 @@ def _publish_tokens(appids: Sequence[str]) -> dict[str, str]:
 
 def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: AlipayConfig, secret: bytes,
                limits: Limits | None = None, clock: Callable[[], datetime] = utc_now, busy_timeout: float = 5.0,
-               pool_size: int = 20, job_policy: JobPolicy | None = None) -> Starlette:
+               pool_size: int = 20, job_policy: JobPolicy | None = None, plugins: Hooks | None = None) -> Starlette:
     """The back end of `merchants`, storing in `database_url` (sqlite:///FILE or
     postgresql://...), whose schema is migrated to the newest revision first.
 
@@ -524,23 +391,26 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
     tokens (at least 32 bytes; every process serving the same users needs the same one);
     clock: now, aware (tests move it); busy_timeout and pool_size: see `Storage`;
     job_policy: how the job queue settles pending claims (builder.serve.jobs). The
-    queue's worker runs while the app's lifespan does.
+    queue's worker runs while the app's lifespan does. plugins: whose routes and
+    migrations are served besides the core's (default: the plugins a build loads with
+    default options).
     Each app's publish token comes from MPFORGE_PUBLISH_TOKEN_<appid> (none: publishing
     its content is disabled).
-    Raises UserError for a merchant served twice, a key that cannot be read or a publish
-    token too short.
+    Raises UserError for a merchant served twice, a key that cannot be read, a publish
+    token too short or a plugin route the core serves already.
     """
     appids = [m.appid for m in merchants]
     twice = sorted({a for a in appids if appids.count(a) > 1})
     if twice:
         raise UserError(f"app id {', '.join(twice)} is in more than one spec; each mini-program is served once")
     limits = limits or Limits()
+    plugins = plugins or load_plugins()
     publish_tokens = _publish_tokens(appids)
     clients = {m.appid: alipay.client(m.appid) for m in merchants}
     storage = Storage(database_url, busy_timeout=busy_timeout, pool_size=pool_size, clock=clock)
     jobs = ClaimJobs(storage, clients, database_url, job_policy or JobPolicy())
     try:
-        storage.migrate()
+        storage.migrate([folder for _, folder in plugins.serve_migrations()])
         jobs.prepare()
         for merchant in merchants:
             storage.add_counters(merchant.appid, [c.id for c in merchant.coupons])
@@ -549,10 +419,11 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
         raise
     api = Api(merchants, clients, storage, jobs, SessionTokens(secret, limits.session_ttl, clock), limits, clock,
               publish_tokens)
-    endpoints = [(SESSION, api.session), (CLAIM, api.claim), (MY_CLAIMS, api.my_claims), (EVENTS, api.events),
-                 (CONTENT, api.content), (LIST_VERSIONS, api.list_versions), (PUBLISH, api.publish),
-                 (RESTORE, api.restore)]
-    openapi = document([op for op, _ in endpoints] + [OPENAPI], title="mpforge serve", version=__version__)
+    core: list[tuple[Operation, Handler]] = [
+        (SESSION, api.session), (CONTENT, api.content), (LIST_VERSIONS, api.list_versions),
+        (PUBLISH, api.publish), (RESTORE, api.restore)]
+    endpoints = [Endpoint(op, handler) for op, handler in core] + _plugin_endpoints(plugins, [op for op, _ in core])
+    openapi = document([e.operation for e in endpoints] + [OPENAPI], title="mpforge serve", version=__version__)
 
     async def openapi_json(_request: Request) -> Response:
         return JSONResponse(openapi)
@@ -565,10 +436,27 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
         finally:
             storage.dispose()
 
-    routes = [Route(op.path, handler, methods=[op.method]) for op, handler in endpoints]
+    routes = [Route(e.operation.path, e.handler, methods=[e.operation.method]) for e in endpoints]
     routes.append(Route(OPENAPI.path, openapi_json, methods=[OPENAPI.method]))
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={ApiError: _error, HTTPException: _error, DBAPIError: _error,
                                         PoolTimeout: _error})
     app.state.api = api
     return app
+
+
+def _plugin_endpoints(plugins: Hooks, core: Sequence[Operation]) -> list[Endpoint]:
+    """The plugins' endpoints; one that takes a core route's method and path or operation
+    name is refused, naming the plugin."""
+    found = []
+    by_route = {(op.method, op.path): op for op in [*core, OPENAPI]}
+    by_name = {op.name: op for op in [*core, OPENAPI]}
+    for plugin, endpoint in plugins.serve_endpoints():
+        op = endpoint.operation
+        clash = by_route.get((op.method, op.path)) or by_name.get(op.name)
+        if clash is not None:
+            raise UserError(f"plugin '{plugin}' adds the route {op.name} ({op.method} {op.path}), which takes the "
+                            f"core's {clash.name} ({clash.method} {clash.path}); give the plugin's route another "
+                            "path and operation name")
+        found.append(endpoint)
+    return found

@@ -1,25 +1,29 @@
 """The back end's routes described once (`Operation`), and the OpenAPI 3.1 document made
 from those descriptions and the pydantic models' JSON schemas. `app.create_app` mounts
-the same `Operation`s, so a route cannot be served without being documented.
+the same `Operation`s, so a route cannot be served without being documented: the core's,
+and each plugin's `Endpoint` (an `Operation` and its handler, from the
+`mpforge_serve_routes` hook).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from starlette.requests import Request
+from starlette.responses import Response
 
 from builder.serve.api_models import ErrorReply
 
 SCHEMAS = "#/components/schemas/{model}"
+# The path parameters every route may use; a route's own are in Operation.parameters.
 PATH_PARAMETERS: Mapping[str, Mapping[str, Any]] = {
     "appid": {"description": "the mini-program's Alipay app id", "schema": {"type": "string",
                                                                               "pattern": "^20[0-9]{14}$"}},
-    "coupon_id": {"description": "a coupon id of the spec's coupon section", "schema": {"type": "string"}},
     "version": {"description": "a content version number (0: the spec's own content)",
                 "schema": {"type": "string", "pattern": "^[0-9]{1,9}$"}},
 }
@@ -43,10 +47,30 @@ class Operation:
     # A required request header -> its description and the pattern its value matches.
     headers: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     response_headers: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
+    # A path parameter of this route's own -> its OpenAPI parameter fields (description, schema).
+    parameters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.path_parameters if name not in {**PATH_PARAMETERS, **self.parameters}]
+        if unknown:
+            raise ValueError(f"operation {self.name}: path parameter {', '.join(unknown)} is not described; "
+                             "describe it in Operation(parameters={name: {'description': ..., 'schema': ...}})")
 
     @property
     def path_parameters(self) -> list[str]:
         return re.findall(r"{(\w+)}", self.path)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A route and what answers it: `handler(request)`, which finds the state it shares
+    with the other routes with `builder.serve.app.serve_api(request)`."""
+
+    operation: Operation
+    handler: Handler
 
 
 def _models(operations: Iterable[Operation]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
@@ -64,7 +88,8 @@ Refs = Mapping[tuple[Any, JsonSchemaMode], Any]  # (model, mode) -> its {"$ref":
 
 
 def _operation(op: Operation, refs: Refs) -> dict[str, Any]:
-    parameters: list[dict[str, Any]] = [{"name": name, "in": "path", "required": True, **PATH_PARAMETERS[name]}
+    described = {**PATH_PARAMETERS, **op.parameters}
+    parameters: list[dict[str, Any]] = [{"name": name, "in": "path", "required": True, **described[name]}
                                         for name in op.path_parameters]
     parameters += [{"name": name, "in": "header", "required": True, "description": text,
                     "schema": {"type": "string", "pattern": pattern}} for name, (text, pattern) in op.headers.items()]

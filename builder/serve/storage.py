@@ -1,8 +1,11 @@
 """The back end's database: tables, migrations, and every read and write of them.
 
 SQLite (a file; the default) or PostgreSQL (to run several processes), through
-SQLAlchemy 2 Core. The schema is created and upgraded by Alembic (`migrations/`), run
-from here at start-up (`Storage.migrate`), never by hand.
+SQLAlchemy 2 Core. The schema is created and upgraded by Alembic (`migrations/`, and
+each plugin's own branch of revisions from the `mpforge_serve_migrations` hook), run
+from here at start-up (`Storage.migrate`), never by hand. The tables the first-party
+plugins' routes use (claims, counters, events) are the core's, from revision 0001:
+databases in use have applied it, so they stay there.
 
 A claim takes stock in one transaction that cannot oversell nor let one user past a
 rule that depends on their other claims (`Storage.reserve`):
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -35,6 +39,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.util.exc import CommandError
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -61,6 +66,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
+
+from builder.errors import Problem, UserError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Serialises concurrent start-ups migrating one PostgreSQL database (any constant works;
@@ -350,16 +357,31 @@ class Storage:
 
     # --- schema -------------------------------------------------------------------------
 
-    def migrate(self) -> None:
-        """Upgrade the schema to the newest revision (creating it in an empty database),
-        in one transaction that concurrent start-ups wait for."""
+    def migrate(self, plugin_versions: Sequence[Path] = ()) -> None:
+        """Upgrade the schema to the newest revision of the core's and of every plugin's
+        branch (creating it in an empty database), in one transaction that concurrent
+        start-ups wait for. `plugin_versions`: the plugins' folders of revisions (the
+        `mpforge_serve_migrations` hook), each a branch of its own that depends on the
+        core's first revision."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
+        locations = [MIGRATIONS / "versions", *plugin_versions]
+        config.set_main_option("version_locations", os.pathsep.join(str(folder) for folder in locations))
+        # Both names: Alembic 1.16 reads path_separator, older ones version_path_separator.
+        config.set_main_option("path_separator", "os")
+        config.set_main_option("version_path_separator", "os")
         with self._write() as conn:
             if self.dialect == POSTGRESQL_PREFIX:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
             config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            try:
+                command.upgrade(config, "heads")
+            except CommandError as exc:
+                # The database was migrated with a plugin that is not loaded now: its
+                # revisions are unknown, and Alembic cannot place the database.
+                raise UserError([Problem(f"the database's schema cannot be upgraded: {exc}",
+                                         hint="a plugin whose tables this database holds may be missing: install "
+                                              "it again, then start again")]) from None
 
     def _insert_ignoring_duplicates(self, table: Table) -> Insert:
         """INSERT that does nothing when a unique key already has the row."""

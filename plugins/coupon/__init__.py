@@ -6,17 +6,22 @@ the merchant back end (`utils/backend.js`; `mpforge serve`, or a server implemen
 OpenAPI document), which either issues the voucher (`claim_route: send`) or reserves one
 whose out_biz_no Alipay's coupon plugin (领券组件) then claims (`claim_route: plugin`).
 `docs/backend.md` in the output says where the back end is and which coupon goes which way.
+The claim routes and the sandbox's ordervoucher.send are this plugin's too (`serve.py`,
+through the serve hooks).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.plugin_api import AppPlan, Block, BlockType, Page, PagePlan, Problem, Render, ValidSpec, hookimpl
 
 from .blocks import BLOCK_TYPES, CouponBannerBlock, CouponCardBlock, CouponListBlock, MyCouponsBlock
 from .models import CouponId, CouponSection
+
+if TYPE_CHECKING:  # the back end's types: a build never loads them
+    from builder.serve.plugin_api import Endpoint, SandboxMethod
 
 __version__ = "1.0.0"
 __all__ = ["CouponId", "CouponSection"]
@@ -172,3 +177,19 @@ def mpforge_services(plan: AppPlan, spec: ValidSpec, render: Render) -> dict[str
                                   api=spec.backend_api or f"{spec.backend_url}/api/v1/(app.appid)",
                                   openapi=f"{spec.backend_url}/api/v1/openapi.json"),
     }
+
+
+# --- the back end (`mpforge serve`): serve.py, imported only when the back end calls ---
+
+@hookimpl
+def mpforge_serve_routes() -> list[Endpoint]:
+    from .serve import ENDPOINTS
+
+    return list(ENDPOINTS)
+
+
+@hookimpl
+def mpforge_sandbox_methods() -> dict[str, SandboxMethod]:
+    from .serve import SANDBOX_METHODS
+
+    return dict(SANDBOX_METHODS)

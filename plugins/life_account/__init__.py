@@ -6,7 +6,8 @@ account linked to the same Alipay account as the mini-program, and shows nothing
 the mini-program has been published once and the account linked (so it is empty in the
 IDE and during the first review). Its `onFollow` event fires after a follow; the reward
 coupon is then claimed through the coupon plugin's service, and the back end issues it
-only when Alipay confirms the follow (alipay.open.public.user.follow.query).
+only when Alipay confirms the follow (alipay.open.public.user.follow.query, which the
+sandbox answers through this plugin's `serve.py`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from plugins.coupon import CouponId
 
 if TYPE_CHECKING:
     from builder.plugin_api import PlanContext
+    from builder.serve.plugin_api import SandboxMethod
 
 __version__ = "1.0.0"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -189,3 +191,13 @@ def mpforge_pages(spec: ValidSpec) -> list[Page]:
         return []
     return [Page(id=section.page.id, title=section.page.title,
                  blocks=[CardBlock(type="life-account-card"), FeedBlock(type="life-account-feed")])]
+
+
+# --- the back end (`mpforge serve`): serve.py, imported only when the back end calls ---
+
+
+@hookimpl
+def mpforge_sandbox_methods() -> dict[str, SandboxMethod]:
+    from .serve import SANDBOX_METHODS
+
+    return dict(SANDBOX_METHODS)

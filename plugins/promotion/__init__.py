@@ -8,6 +8,8 @@ backend, so the merchant sees which channel brought each visit and claim.
 Each entry point's QR code (promotion/qr/<id>.svg) is a labelled draft until
 `mpforge qrcodes` has fetched its real mini-program code from Alipay; from then on the
 build shows that code (codes.py), read from the project's cache, never from Alipay.
+The back end's events route, and the sandbox's qrcode.create with its code images, are
+this plugin's too (`serve.py`, through the serve hooks).
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ from .codes import CodeRequest, cache_folder, cached_png, code_svg, read_cache
 from .models import CampaignId, EntryPoint, PromotionSection
 
 if TYPE_CHECKING:
+    from starlette.routing import Route
+
     from builder.plugin_api import PlanContext
+    from builder.serve.plugin_api import Endpoint, SandboxMethod
 
 __version__ = "1.0.0"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -295,3 +300,26 @@ def _report(section: PromotionSection, spec: ValidSpec) -> dict[str, Any]:
         "entry_points": [{"id": e.id, "channel": e.channel, "page": e.page, "query": e.full_query}
                          for e in section.entry_points],
     }
+
+
+# --- the back end (`mpforge serve`): serve.py, imported only when the back end calls ---
+
+@hookimpl
+def mpforge_serve_routes() -> list[Endpoint]:
+    from .serve import ENDPOINTS
+
+    return list(ENDPOINTS)
+
+
+@hookimpl
+def mpforge_sandbox_methods() -> dict[str, SandboxMethod]:
+    from .serve import SANDBOX_METHODS
+
+    return dict(SANDBOX_METHODS)
+
+
+@hookimpl
+def mpforge_sandbox_routes() -> list[Route]:
+    from .serve import SANDBOX_ROUTES
+
+    return list(SANDBOX_ROUTES)

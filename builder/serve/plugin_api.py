@@ -1,0 +1,41 @@
+"""The back-end API for plugin authors: what a plugin's `serve.py` imports to implement
+`mpforge_serve_routes`, `mpforge_sandbox_methods`, `mpforge_sandbox_routes` and
+`mpforge_serve_migrations` (builder.hookspecs documents them).
+
+    from builder.serve.plugin_api import ApiError, Endpoint, Operation, reply, serve_api
+
+Separate from `builder.plugin_api`, which a build imports: this one loads Starlette,
+SQLAlchemy and the rest of the back end, which a build never needs. A plugin's hook
+imports its `serve.py` when called, so building with the plugin stays as light.
+"""
+
+from builder.serve.api_models import ErrorReply, FieldError
+from builder.serve.app import (
+    CLIENT_ERRORS,
+    ERROR,
+    PREFIX,
+    UNAVAILABLE,
+    Api,
+    ApiError,
+    read_json,
+    reply,
+    serve_api,
+    validated,
+)
+from builder.serve.openapi import Endpoint, Handler, Operation
+from builder.serve.sandbox_methods import (
+    SandboxMethod,
+    SandboxRefusal,
+    biz_content,
+    invalid_parameter,
+    succeeded,
+    text_field,
+    user_id_of,
+)
+from builder.serve.sandbox_state import SandboxState
+
+__all__ = [
+    "CLIENT_ERRORS", "ERROR", "PREFIX", "UNAVAILABLE", "Api", "ApiError", "Endpoint", "ErrorReply", "FieldError",
+    "Handler", "Operation", "SandboxMethod", "SandboxRefusal", "SandboxState", "biz_content", "invalid_parameter",
+    "read_json", "reply", "serve_api", "succeeded", "text_field", "user_id_of", "validated",
+]
