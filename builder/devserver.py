@@ -81,6 +81,7 @@ LISTEN_BACKLOG = 128  # connections the kernel holds until accepted; the stdlib'
 REQUEST_THREADS = 16  # for everything but event streams: each is answered from memory, quickly
 MAX_EVENT_STREAMS = 32  # browsers with live reload at once; each holds a thread while open
 CLIENT_TIMEOUT = 30.0  # seconds a connection may stall reading or writing before it is dropped
+SIGNAL_POLL = 0.25  # seconds between the main thread's checks for Ctrl-C and SIGTERM
 MAX_RENDER_BYTES = 2 * 1024 * 1024  # the page data one setData render may post
 MAX_RENDER_DEPTH = 64  # nesting of that data (objects and lists)
 MAX_PROXY_BYTES = 1024 * 1024  # a request body proxied to the back end, and its answer (x8)
@@ -851,8 +852,10 @@ def run_dev_server(target: str | None, out_dir: str | None, options: PluginOptio
             f" and its assets, templates and local plugins. Ctrl-C stops.")
         if open_browser:
             webbrowser.open(server.url)
+        # Short sleeps: a signal the kernel hands to another thread only runs its Python
+        # handler once the main thread runs again, which a long sleep would put off.
         while True:
-            time.sleep(3600)
+            time.sleep(SIGNAL_POLL)
     except KeyboardInterrupt:
         log("mpforge dev: stopped")
     finally:
