@@ -351,6 +351,17 @@ def test_reconciliation_marks_a_payment_whose_notification_was_lost(shop: Shop) 
     assert shop.stored(unpaid["id"]).status == orders.Status.CREATED  # WAIT_BUYER_PAY: still unpaid
 
 
+def test_looking_at_an_unpaid_order_asks_alipay(shop: Shop) -> None:
+    """The page was closed after paying and the notification is late: the next GET of the
+    order asks Alipay (trade.query) and shows it paid."""
+    token = shop.served.login("ann")
+    order = shop.order(token).json()
+    assert shop.get(token, order["id"]).json()["status"] == "created"  # WAIT_BUYER_PAY
+    shop.pay(order["id"], notify=False)
+    assert shop.get(token, order["id"]).json()["status"] == "paid"
+    assert shop.stored(order["id"]).status == orders.Status.PAID
+
+
 def test_the_routes_are_documented(shop: Shop) -> None:
     paths = shop.api.get("/api/v1/openapi.json").json()["paths"]
     assert paths["/api/v1/{appid}/orders"]["post"]["operationId"] == "createOrder"

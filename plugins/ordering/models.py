@@ -19,7 +19,7 @@ from builder.plugin_api import StoreId, StrictModel
 Yuan = Annotated[Decimal, Field(ge=0, le=100_000, decimal_places=2, title="amount in yuan"),
                  WithJsonSchema({"type": "number", "minimum": 0, "maximum": 100_000})]
 Mode = Literal["dine_in", "takeaway", "delivery"]
-TableMode = Literal["dine_in", "takeaway"]  # the modes without a fee of their own
+BasicMode = Literal["dine_in", "takeaway"]  # `modes`; delivery is offered by `delivery`, with its fee
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = datetime.weekday()
 SPAN = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])")
 
@@ -64,7 +64,7 @@ class StoreHours(StrictModel):
         return spans
 
 
-def _both_modes() -> list[TableMode]:
+def _both_modes() -> list[BasicMode]:
     return ["dine_in", "takeaway"]
 
 
@@ -75,7 +75,7 @@ class Delivery(StrictModel):
 class OrderingSection(StrictModel):
     """Ordering from the catalogue, paid with Alipay (my.tradePay)."""
 
-    modes: list[TableMode] = Field(
+    modes: list[BasicMode] = Field(
         default_factory=_both_modes, min_length=1,
         description="dine_in: at a table (the table sticker names it); takeaway: picked up at the counter")
     delivery: Delivery | None = Field(None, description="delivery is offered only when given, with its fee")

@@ -8,7 +8,10 @@ Routes under /api/v1/{appid}/:
   buyer; notify_url from MPFORGE_PUBLIC_URL), answer the order with `tradeNo` for
   my.tradePay. A replay of the key answers the same order, creating its trade if Alipay
   did not answer the first time (same out_trade_no).
-* `GET orders/{order_id}`, `GET me/orders`: the session user's orders.
+* `GET orders/{order_id}`, `GET me/orders`: the session user's orders. GET of an order
+  still created asks Alipay first (alipay.trade.query), as my.tradePay's doc says to
+  after resultCode 9000, 8000 or 6004: a payment whose notification is late or lost, or
+  whose page was closed, shows as paid when the order is next looked at.
 * `POST alipay/notify`: Alipay's asynchronous notification (form-encoded). Trusted only
   when its RSA2 signature verifies with Alipay's key and its app_id is this app's
   (AlipayClient.verify_notification); then out_trade_no must be an order of this app and
@@ -17,8 +20,9 @@ Routes under /api/v1/{appid}/:
   trusted is answered `fail` and changes nothing.
 
 `refund_order` (the order board's refund, which comes with the board) and `reconcile`
-(created orders whose notification never came, settled with alipay.trade.query) are
-plain functions here; the board's route and the job-queue schedule are not built yet.
+(created orders older than N minutes, settled with alipay.trade.query) are plain
+functions here; the board's route and reconcile's schedule on the job queue are not
+built yet (the job queue, builder.serve.jobs, has no hook for a plugin's tasks).
 
 The sandbox's alipay.trade.create, .query and .refund and its `POST /sandbox/pay`
 (a buyer paying) are in sandbox.py.
@@ -107,7 +111,8 @@ CREATE_ORDER = Operation(
 GET_ORDER = Operation(
     "getOrder", "GET", f"{PREFIX}/orders/{{order_id}}", "One of the session user's orders", session="required",
     parameters=ORDER_ID,
-    responses={200: ("the order as it is now", (OrderReply,)), 401: ("no valid session token", ERROR),
+    responses={200: ("the order as it is now; one still created is checked with Alipay (trade.query) first, so "
+                     "poll this after my.tradePay", (OrderReply,)), 401: ("no valid session token", ERROR),
                404: ("unknown app id, or no such order of this user", ERROR), **UNAVAILABLE})
 MY_ORDERS = Operation(
     "listMyOrders", "GET", f"{PREFIX}/me/orders", "The session user's orders, newest first (at most 50)",
@@ -246,6 +251,8 @@ async def get_order(request: Request) -> Response:
     order = await to_thread.run_sync(orders.find, api.storage, merchant.appid, request.path_params["order_id"])
     if order is None or order.user != user:
         raise ApiError(404, "unknown_order", "no such order of this user")
+    if order.status == Status.CREATED and order.trade_no is not None:
+        order = await to_thread.run_sync(ask_alipay, api.storage, api.clients[merchant.appid], order)
     return reply(200, _reply(order))
 
 
@@ -326,25 +333,30 @@ def refund_order(storage: Storage, client: AlipayClient, order: Order, reason: s
     return refunded
 
 
+def ask_alipay(storage: Storage, client: AlipayClient, order: Order) -> Order:
+    """The order after recording what alipay.trade.query says of its trade (as a
+    notification would be); unchanged when Alipay does not know it (ACQ.TRADE_NOT_EXIST),
+    refuses or does not answer."""
+    try:
+        state = client.trade_query(order.out_trade_no)
+    except (AlipayError, AlipayUnavailable) as exc:
+        LOG.info("app %s: order %s: trade.query gave no state (%s)", order.appid, order.out_trade_no, exc)
+        return order
+    settle(storage, order.appid, {"out_trade_no": state.out_trade_no, "trade_no": state.trade_no,
+                                  "trade_status": state.trade_status, "total_amount": state.total_amount})
+    return orders.find(storage, order.appid, order.out_trade_no) or order
+
+
 def reconcile(storage: Storage, clients: Mapping[str, AlipayClient], older_than: timedelta) -> int:
     """Ask Alipay (alipay.trade.query) about every created order with a trade older than
     `older_than`, and record what it says as a notification would be: a payment whose
     notification was lost still marks its order paid. How many orders changed."""
     changed = 0
     for appid, out_trade_no in orders.unpaid_before(storage, storage.clock() - older_than):
-        client = clients.get(appid)
-        if client is None:
+        client, before = clients.get(appid), orders.find(storage, appid, out_trade_no)
+        if client is None or before is None:
             continue
-        try:
-            state = client.trade_query(out_trade_no)
-        except (AlipayError, AlipayUnavailable) as exc:  # ACQ.TRADE_NOT_EXIST: not paid yet either
-            LOG.info("app %s: order %s: trade.query gave no state (%s)", appid, out_trade_no, exc)
-            continue
-        before = orders.find(storage, appid, out_trade_no)
-        settle(storage, appid, {"out_trade_no": state.out_trade_no, "trade_no": state.trade_no,
-                                "trade_status": state.trade_status, "total_amount": state.total_amount})
-        after = orders.find(storage, appid, out_trade_no)
-        changed += before is not None and after is not None and before.status != after.status
+        changed += ask_alipay(storage, client, before).status != before.status
     return changed
 
 
