@@ -5,7 +5,9 @@ trade.query, trade.refund), on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
@@ -264,6 +266,17 @@ def test_an_order_is_created_paid_by_a_signed_notification_once(shop: Shop) -> N
     assert (again["notifyStatus"], again["notifyAnswer"]) == (200, "success")
     assert shop.stored(order["id"]) == first
     assert shop.get(token, order["id"]).json()["status"] == "paid"
+
+
+def test_notifications_at_once_mark_the_order_paid_once(shop: Shop, caplog: pytest.LogCaptureFixture) -> None:
+    order = shop.order(shop.served.login("ann")).json()
+    caplog.set_level(logging.INFO, logger="plugins.ordering.serve")
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: shop.pay(order["id"]), range(4)))
+    assert [(a["notifyStatus"], a["notifyAnswer"]) for a in answers] == [(200, "success")] * 4
+    assert [r.getMessage() for r in caplog.records if r.getMessage().endswith(" paid")] == [
+        f"app {APPID}: order {order['id']} paid"]
+    assert shop.stored(order["id"]).status == orders.Status.PAID
 
 
 def test_a_replayed_key_answers_the_same_order(shop: Shop) -> None:

@@ -152,9 +152,9 @@ def price_order(menu: Menu, request: OrderRequest, now: datetime) -> Priced:
     if not problems and subtotal < fen(ordering.minimum):
         problems.append(Problem("below_minimum", "lines", f"the products cost {yuan_text(subtotal)} yuan; the "
                                                           f"minimum order is {yuan_text(fen(ordering.minimum))}"))
-    if problems:
+    mode = next((m for m in offered if m == request.mode), None)
+    if problems or mode is None:
         raise Refused(problems)
-    mode: Mode = request.mode  # type: ignore[assignment]  # checked against offered() above
     packaging = fen(ordering.packaging_fee) if mode in ("takeaway", "delivery") else 0
     delivery = fen(ordering.delivery.fee) if mode == "delivery" and ordering.delivery is not None else 0
     return Priced(store=request.store, mode=mode, lines=tuple(lines), subtotal=subtotal, packaging_fee=packaging,
