@@ -22,11 +22,13 @@ from serve_support import APPID, NOON, SECRET, ApiClient, Clock, Database, LiveS
 
 from builder.errors import UserError
 from builder.pipeline import prepare
+from builder.serve.alipay_errors import AlipayError
 from builder.serve.app import create_app
 from builder.serve.local_sandbox import LocalSandbox
 from builder.serve.merchant import Merchant, load_merchant
 from builder.serve.sandbox import signed_notification
 from builder.serve.sandbox_keys import generate_key_pair
+from builder.serve.sandbox_state import Faults, sandbox_user_id
 from plugins.ordering import orders
 from plugins.ordering.models import OrderingSection
 from plugins.ordering.pricing import LineRequest, Menu, OrderRequest, Refused, price_order
@@ -373,6 +375,49 @@ def test_looking_at_an_unpaid_order_asks_alipay(shop: Shop) -> None:
     shop.pay(order["id"], notify=False)
     assert shop.get(token, order["id"]).json()["status"] == "paid"
     assert shop.stored(order["id"]).status == orders.Status.PAID
+
+
+def test_an_order_alipay_did_not_answer_gets_its_trade_on_the_retry(shop: Shop) -> None:
+    token = shop.served.login("ann")
+    shop.served.sandbox.state.faults = Faults(busy=True)  # 20000: Alipay did not create the trade
+    busy = shop.order(token)
+    assert (busy.status_code, busy.json()["error"]["code"]) == (503, "alipay_unavailable")
+    [stored] = orders.users_orders(shop.served.storage, APPID, orders.AlipayUser("user_id", sandbox_user_id("ann")))
+    assert (stored.status, stored.trade_no) == (orders.Status.CREATED, None)
+    shop.served.sandbox.state.faults = Faults()
+    retried = shop.order(token)
+    assert retried.status_code == 201 and retried.json()["id"] == stored.out_trade_no and retried.json()["tradeNo"]
+
+
+def test_the_sandbox_refuses_trades_as_alipay_does(shop: Shop) -> None:
+    token = shop.served.login("ann")
+    order = shop.order(token).json()
+    client = shop.served.app.state.api.clients[APPID]
+
+    def refused(call: Callable[[], Any]) -> str:
+        with pytest.raises(AlipayError) as info:
+            call()
+        return info.value.sub_code
+
+    notify = f"{shop.live.url}/api/v1/{APPID}/alipay/notify"
+    assert refused(lambda: client.trade_query("HC-none")) == "ACQ.TRADE_NOT_EXIST"
+    assert refused(lambda: client.trade_refund(out_trade_no=order["id"], refund_amount="1.00",
+                                               out_request_no="r1")) == "ACQ.TRADE_STATUS_ERROR"  # unpaid
+    assert refused(lambda: client.trade_create(out_trade_no="HC2", total_amount="1.00", subject="x",
+                                               notify_url=notify, buyer_open_id="unknown")) == "ACQ.INVALID_PARAMETER"
+    assert refused(lambda: client.trade_create(out_trade_no=order["id"], total_amount="1.00", subject="x",
+                                               notify_url=notify, buyer_id=sandbox_user_id("ann"))) == (
+        "ACQ.CONTEXT_INCONSISTENT")  # the same out_trade_no with other parameters
+    shop.pay(order["id"])
+    assert client.trade_query(order["id"]).trade_status == "TRADE_SUCCESS"
+    assert refused(lambda: client.trade_refund(out_trade_no=order["id"], refund_amount="64.01",
+                                               out_request_no="r1")) == "ACQ.REASON_TRADE_REFUND_FEE_ERR"
+    part = client.trade_refund(out_trade_no=order["id"], refund_amount="4.00", out_request_no="r1")
+    assert (part.fund_change, part.refund_fee, client.trade_query(order["id"]).trade_status) == (
+        "Y", "4.00", "TRADE_SUCCESS")  # a partial refund leaves the trade paid
+    assert refused(lambda: client.trade_create(out_trade_no=order["id"], total_amount="64.00", subject="x",
+                                               notify_url=notify, buyer_id=sandbox_user_id("ann"))) == (
+        "ACQ.TRADE_HAS_SUCCESS")
 
 
 def test_the_routes_are_documented(shop: Shop) -> None:
