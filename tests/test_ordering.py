@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from helpers import MINIMAL_SPEC, write_project
 from serve_support import APPID, NOON, SECRET, ApiClient, Clock, Database, LiveServer, Served, unavailable
@@ -420,9 +421,27 @@ def test_the_sandbox_refuses_trades_as_alipay_does(shop: Shop) -> None:
         "ACQ.TRADE_HAS_SUCCESS")
 
 
-def test_the_routes_are_documented(shop: Shop) -> None:
-    paths = shop.api.get("/api/v1/openapi.json").json()["paths"]
+def test_the_routes_are_documented_and_answer_what_the_document_says(shop: Shop) -> None:
+    document = shop.api.get("/api/v1/openapi.json").json()
+    paths = document["paths"]
     assert paths["/api/v1/{appid}/orders"]["post"]["operationId"] == "createOrder"
     assert paths["/api/v1/{appid}/orders/{order_id}"]["get"]["operationId"] == "getOrder"
     assert paths["/api/v1/{appid}/me/orders"]["get"]["operationId"] == "listMyOrders"
     assert paths["/api/v1/{appid}/alipay/notify"]["post"]["operationId"] == "alipayNotify"
+    token = shop.served.login("ann")
+    created = shop.order(token)
+    replies = [
+        ("/api/v1/{appid}/orders", "post", 201, created),
+        ("/api/v1/{appid}/orders", "post", 409, shop.order(token, key="k2", body={
+            "store": "main", "mode": "dine_in", "lines": [{"product": "mocha", "quantity": 1}]})),
+        ("/api/v1/{appid}/orders", "post", 422, shop.order(token, key="k3", body={
+            "store": "main", "mode": "dine_in", "lines": [{"product": "latte", "quantity": 1}]})),
+        ("/api/v1/{appid}/orders/{order_id}", "get", 200, shop.get(token, created.json()["id"])),
+        ("/api/v1/{appid}/orders/{order_id}", "get", 404, shop.get(token, "HC0")),
+        ("/api/v1/{appid}/me/orders", "get", 200, shop.api.get(f"/api/v1/{APPID}/me/orders",
+                                                               headers={"Authorization": f"Bearer {token}"})),
+    ]
+    for path, method, status, answer in replies:
+        assert answer.status_code == status, (path, answer.text)
+        content = document["paths"][path][method]["responses"][str(status)]["content"]["application/json"]
+        jsonschema.validate(answer.json(), {**content["schema"], "components": document["components"]})
