@@ -275,9 +275,11 @@ def _same_amount(text: str | None, fen: int) -> bool:
 async def alipay_notify(request: Request) -> Response:
     api = serve_api(request)
     merchant = api.merchant(request)
-    raw = await request.body()
-    if len(raw) > NOTIFY_MAX_BYTES:
-        return PlainTextResponse("fail", status_code=400)
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > NOTIFY_MAX_BYTES:  # a notification is a few hundred bytes
+            return PlainTextResponse("fail", status_code=400)
     try:
         params = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
     except UnicodeDecodeError:
@@ -291,7 +293,8 @@ async def alipay_notify(request: Request) -> Response:
 
 def settle(storage: Storage, appid: str, trade: Mapping[str, str]) -> bool:
     """Record what Alipay says of a trade (a verified notification's fields, or
-    trade.query's): False when it names no order of `appid` or another amount."""
+    trade.query's): False when it names no order of `appid`, or another amount or trade
+    than the order's."""
     order = orders.find(storage, appid, trade.get("out_trade_no", ""))
     if order is None:
         LOG.warning("app %s: Alipay reports a trade of no order here", appid)
@@ -300,8 +303,12 @@ def settle(storage: Storage, appid: str, trade: Mapping[str, str]) -> bool:
         LOG.error("app %s: order %s: Alipay reports another total_amount; left unchanged", appid,
                   order.out_trade_no)
         return False
-    if order.trade_no is None and trade.get("trade_no"):
-        order = orders.set_trade_no(storage, order, trade["trade_no"])
+    trade_no = trade.get("trade_no")
+    if order.trade_no is not None and trade_no and trade_no != order.trade_no:
+        LOG.error("app %s: order %s: Alipay reports another trade_no; left unchanged", appid, order.out_trade_no)
+        return False
+    if order.trade_no is None and trade_no:
+        order = orders.set_trade_no(storage, order, trade_no)
     status = trade.get("trade_status")
     try:
         if status in PAID_STATUSES:
