@@ -1,4 +1,4 @@
-"""What the sandbox gateway remembers between calls: users, voucher activities, follows,
+"""What the sandbox gateway remembers between calls: users, voucher activities, follows, the plugins' own state,
 the mini-program codes it issued, and the faults a test asks it to show. One explicit object per sandbox, thread-safe
 (uvicorn's event loop and the test thread both use it), no module state.
 """
