@@ -25,7 +25,9 @@ from builder.serve.sandbox_keys import generate_key_pair
 DOC = (REPO / "docs" / "deploy.md").read_text("utf-8")
 CODE = "\n".join(re.findall(r"```[a-z]*\n(.*?)```", DOC, flags=re.DOTALL))
 PROSE = re.sub(r"```.*?```", "", DOC, flags=re.DOTALL)
-SOURCE = "\n".join(path.read_text("utf-8") for path in (REPO / "builder" / "serve").glob("*.py"))
+# The back end's code: the core's and the plugins' serve.py (ordering reads MPFORGE_PUBLIC_URL).
+SOURCE = "\n".join(path.read_text("utf-8") for path in [*(REPO / "builder" / "serve").glob("*.py"),
+                                                        *(REPO / "plugins").glob("*/serve.py")])
 
 
 def options_of(command: str) -> set[str]:

@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from builder import pipeline
 from builder.errors import UserError
 from builder.serve.alipay_client import PRODUCTION_GATEWAY, AlipayClient
 from builder.serve.keys import KeyLoadError, KeySource
 from builder.serve.storage import Route
-from builder.spec_models import CatalogueProduct
+from builder.spec_models import CatalogueProduct, CoreSpec
 from plugins.coupon.models import Coupon, CouponSection
 
 PRIVATE_KEY_VARIABLE = "MPFORGE_ALIPAY_APP_PRIVATE_KEY_{appid}"
@@ -38,6 +39,9 @@ class Merchant:
     spec_path: Path
     coupons: tuple[Coupon, ...] = ()
     products: tuple[CatalogueProduct, ...] = ()
+    stores: tuple[str, ...] = ()  # merchant.stores' ids
+    # The plugins' spec sections the spec has, by key (e.g. "ordering"), validated.
+    sections: Mapping[str, Any] = field(default_factory=dict)
 
     def coupon(self, coupon_id: str) -> Coupon | None:
         return next((c for c in self.coupons if c.id == coupon_id), None)
@@ -61,7 +65,10 @@ def load_merchant(spec_path: str | Path) -> Merchant:
     section = spec.section(CouponSection)
     return Merchant(appid=appid, name=spec.model.app.name, spec_path=spec.loaded.path,
                     coupons=tuple(section.coupons) if section else (),
-                    products=tuple(spec.model.catalogue.products) if spec.model.catalogue else ())
+                    products=tuple(spec.model.catalogue.products) if spec.model.catalogue else (),
+                    stores=tuple(store.id for store in spec.model.merchant.stores),
+                    sections={key: value for key in type(spec.model).model_fields
+                              if key not in CoreSpec.model_fields and (value := getattr(spec.model, key)) is not None})
 
 
 @dataclass(frozen=True)

@@ -222,6 +222,8 @@ def create_sandbox_app(apps: Mapping[str, str], alipay_private_key_pem: str, sta
                             *plugins.sandbox_routes()],
                     middleware=[Middleware(AbsoluteFormTarget)])
     app.state.sandbox = state
+    # For plugin routes that post signed notifications, as Alipay does (signed_notification).
+    app.state.alipay_private_key_pem = alipay_private_key_pem
     return app
 
 

@@ -1,4 +1,4 @@
-"""What the sandbox gateway remembers between calls: users, voucher activities, follows,
+"""What the sandbox gateway remembers between calls: users, voucher activities, follows, the plugins' own state,
 the mini-program codes it issued, and the faults a test asks it to show. One explicit object per sandbox, thread-safe
 (uvicorn's event loop and the test thread both use it), no module state.
 """
@@ -11,6 +11,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
+
+PluginStateT = TypeVar("PluginStateT")
 
 # Auth codes of this form log in as user <id>: sandbox-user-42, sandbox-user-alice.
 AUTH_CODE_PREFIX = "sandbox-user-"
@@ -91,6 +94,16 @@ class SandboxState:
         self.qrcode_refused_apps: frozenset[str] = frozenset()
         self._qrcodes: dict[str, str] = {}  # code name -> the URL its image encodes
         self._qrcode_calls = 0
+        self._plugin_states: dict[str, object] = {}  # a plugin's own state, by its name
+
+    def plugin_state(self, name: str, kind: type[PluginStateT]) -> PluginStateT:
+        """Plugin `name`'s state, a `kind()` made on first use: what its sandbox methods
+        remember (e.g. the ordering plugin's trades). It guards itself for threads."""
+        with self._lock:
+            found = self._plugin_states.setdefault(name, kind())
+        if not isinstance(found, kind):
+            raise TypeError(f"sandbox state {name!r} is a {type(found).__name__}, not a {kind.__name__}")
+        return found
 
     # --- users -----------------------------------------------------------------------
 

@@ -1,0 +1,269 @@
+"""Orders in the database: the `orders` table (this plugin's Alembic branch, `versions/`)
+and every read and change of it. Each change is one transaction, and moves an order only
+along an allowed transition (`TRANSITIONS`); the row is locked first (PostgreSQL:
+SELECT ... FOR UPDATE; SQLite: BEGIN IMMEDIATE takes the write lock before the read), so
+two notifications of one payment change it once.
+
+    created --(payment verified)--> paid --> accepted --> ready --> completed
+    created --(trade refused or closed)--> closed
+    paid, accepted, ready, completed --(refund)--> refunded
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from builder.serve.storage import ROW_ID, AlipayUser, Storage, UtcDateTime
+
+from .pricing import Priced
+
+
+class Status(str, enum.Enum):
+    CREATED = "created"  # stored; the trade created or being created; not paid
+    PAID = "paid"  # a verified notification or trade.query said TRADE_SUCCESS / TRADE_FINISHED
+    ACCEPTED = "accepted"  # the shop took it
+    READY = "ready"  # ready to pick up or serve
+    COMPLETED = "completed"
+    CLOSED = "closed"  # never paid: Alipay refused the trade, or closed it unpaid
+    REFUNDED = "refunded"
+
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.CREATED: frozenset({Status.PAID, Status.CLOSED}),
+    Status.PAID: frozenset({Status.ACCEPTED, Status.REFUNDED}),
+    Status.ACCEPTED: frozenset({Status.READY, Status.REFUNDED}),
+    Status.READY: frozenset({Status.COMPLETED, Status.REFUNDED}),
+    Status.COMPLETED: frozenset({Status.REFUNDED}),
+    Status.CLOSED: frozenset(),
+    Status.REFUNDED: frozenset(),
+}
+
+METADATA = MetaData()
+ORDERS = Table(
+    "orders", METADATA,
+    Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    Column("appid", String(16), nullable=False),
+    Column("out_trade_no", String(64), nullable=False, unique=True),
+    Column("trade_no", String(64)),
+    Column("user_kind", String(8), nullable=False),
+    Column("alipay_user", String(128), nullable=False),
+    Column("idempotency_key", String(64), nullable=False),
+    # The hash of what the client asked: a replayed key must ask the same.
+    Column("request_digest", String(64), nullable=False),
+    Column("store", String(64), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("table_no", String(32)),
+    Column("lines", Text, nullable=False),  # JSON: the priced lines
+    Column("subtotal", Integer, nullable=False),  # fen, as every amount here
+    Column("packaging_fee", Integer, nullable=False),
+    Column("delivery_fee", Integer, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("alipay_sub_code", String(64)),  # why Alipay refused the trade, for a closed order
+    Column("refund_request_no", String(64)),  # the refund's out_request_no, stored before Alipay is asked
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("paid_at", UtcDateTime()),
+    UniqueConstraint("appid", "user_kind", "alipay_user", "idempotency_key"),
+    CheckConstraint("total > 0", name="total"),
+    Index(None, "status", "created_at"),
+)
+
+
+class IllegalTransition(Exception):
+    def __init__(self, current: Status, wanted: Status) -> None:
+        super().__init__(f"an order {current.value} cannot become {wanted.value}")
+        self.current, self.wanted = current, wanted
+
+
+@dataclass(frozen=True)
+class Order:
+    id: int
+    appid: str
+    out_trade_no: str
+    trade_no: str | None
+    user: AlipayUser
+    idempotency_key: str
+    request_digest: str
+    store: str
+    mode: str
+    table_no: str | None
+    lines: list[dict[str, Any]]
+    subtotal: int
+    packaging_fee: int
+    delivery_fee: int
+    total: int
+    status: Status
+    alipay_sub_code: str | None
+    refund_request_no: str | None
+    created_at: datetime
+    updated_at: datetime
+    paid_at: datetime | None
+
+
+def _order(row: Any) -> Order:
+    m = dict(row._mapping)
+    return Order(id=m["id"], appid=m["appid"], out_trade_no=m["out_trade_no"], trade_no=m["trade_no"],
+                 user=AlipayUser(m["user_kind"], m["alipay_user"]), idempotency_key=m["idempotency_key"],
+                 request_digest=m["request_digest"], store=m["store"], mode=m["mode"], table_no=m["table_no"],
+                 lines=json.loads(m["lines"]), subtotal=m["subtotal"], packaging_fee=m["packaging_fee"],
+                 delivery_fee=m["delivery_fee"], total=m["total"], status=Status(m["status"]),
+                 alipay_sub_code=m["alipay_sub_code"], refund_request_no=m["refund_request_no"],
+                 created_at=m["created_at"], updated_at=m["updated_at"], paid_at=m["paid_at"])
+
+
+def _lines(priced: Priced) -> str:
+    return json.dumps([{"product": line.product, "name": line.name, "quantity": line.quantity,
+                        "choices": [{"option": c.option, "choice": c.choice, "name": c.name, "price": c.price}
+                                    for c in line.choices],
+                        "unitPrice": line.unit_price, "amount": line.amount} for line in priced.lines],
+                      ensure_ascii=False)
+
+
+@contextmanager
+def _write(storage: Storage) -> Iterator[Connection]:
+    """A write transaction (SQLite: BEGIN IMMEDIATE, as Storage's own writes)."""
+    with storage.engine.connect() as conn:
+        conn.execution_options(write=True)
+        with conn.begin():
+            yield conn
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    appid: str
+    out_trade_no: str
+    user: AlipayUser
+    idempotency_key: str
+    request_digest: str
+    table_no: str | None
+    priced: Priced
+
+
+def add_order(storage: Storage, new: NewOrder) -> tuple[Order, bool]:
+    """Store a created order: (the order, True); or, when the user already sent this
+    Idempotency-Key, (that order, False) untouched."""
+    now = storage.clock()
+    p = new.priced
+    try:
+        with _write(storage) as conn:
+            earlier = _by_key(conn, new.appid, new.user, new.idempotency_key)
+            if earlier is not None:
+                return earlier, False
+            conn.execute(ORDERS.insert().values(
+                appid=new.appid, out_trade_no=new.out_trade_no, user_kind=new.user.kind, alipay_user=new.user.id,
+                idempotency_key=new.idempotency_key, request_digest=new.request_digest, store=p.store, mode=p.mode,
+                table_no=new.table_no, lines=_lines(p), subtotal=p.subtotal, packaging_fee=p.packaging_fee,
+                delivery_fee=p.delivery_fee, total=p.total, status=Status.CREATED.value, created_at=now,
+                updated_at=now))
+            return _one(conn, ORDERS.c.out_trade_no == new.out_trade_no), True
+    except IntegrityError:
+        # PostgreSQL: a concurrent request with the same key committed first.
+        found = find_by_key(storage, new.appid, new.user, new.idempotency_key)
+        if found is None:
+            raise
+        return found, False
+
+
+def _one(conn: Connection, where: Any, *, lock: bool = False) -> Order:
+    query = select(ORDERS).where(where)
+    return _order(conn.execute(query.with_for_update() if lock else query).one())
+
+
+def _by_key(conn: Connection, appid: str, user: AlipayUser, key: str) -> Order | None:
+    row = conn.execute(select(ORDERS).where(
+        ORDERS.c.appid == appid, ORDERS.c.user_kind == user.kind, ORDERS.c.alipay_user == user.id,
+        ORDERS.c.idempotency_key == key)).one_or_none()
+    return None if row is None else _order(row)
+
+
+def find_by_key(storage: Storage, appid: str, user: AlipayUser, key: str) -> Order | None:
+    with storage.engine.connect() as conn:
+        return _by_key(conn, appid, user, key)
+
+
+def find(storage: Storage, appid: str, out_trade_no: str) -> Order | None:
+    with storage.engine.connect() as conn:
+        row = conn.execute(select(ORDERS).where(ORDERS.c.appid == appid,
+                                                ORDERS.c.out_trade_no == out_trade_no)).one_or_none()
+    return None if row is None else _order(row)
+
+
+def users_orders(storage: Storage, appid: str, user: AlipayUser, limit: int = 50) -> list[Order]:
+    """The user's orders, newest first."""
+    with storage.engine.connect() as conn:
+        rows = conn.execute(select(ORDERS).where(
+            ORDERS.c.appid == appid, ORDERS.c.user_kind == user.kind, ORDERS.c.alipay_user == user.id)
+            .order_by(ORDERS.c.created_at.desc(), ORDERS.c.id.desc()).limit(limit)).all()
+    return [_order(row) for row in rows]
+
+
+def unpaid_before(storage: Storage, created_before: datetime) -> list[tuple[str, str]]:
+    """(appid, out_trade_no) of created orders with a trade, older than `created_before`."""
+    with storage.engine.connect() as conn:
+        rows = conn.execute(select(ORDERS.c.appid, ORDERS.c.out_trade_no).where(
+            ORDERS.c.status == Status.CREATED.value, ORDERS.c.trade_no.is_not(None),
+            ORDERS.c.created_at < created_before)).all()
+    return [(row.appid, row.out_trade_no) for row in rows]
+
+
+def set_trade_no(storage: Storage, order: Order, trade_no: str) -> Order:
+    with _write(storage) as conn:
+        conn.execute(update(ORDERS).where(ORDERS.c.id == order.id, ORDERS.c.trade_no.is_(None))
+                     .values(trade_no=trade_no, updated_at=storage.clock()))
+        return _one(conn, ORDERS.c.id == order.id)
+
+
+def set_refund_request_no(storage: Storage, order: Order, out_request_no: str) -> Order:
+    """Keep the refund's out_request_no before Alipay is asked, so a retry repeats it."""
+    with _write(storage) as conn:
+        conn.execute(update(ORDERS).where(ORDERS.c.id == order.id, ORDERS.c.refund_request_no.is_(None))
+                     .values(refund_request_no=out_request_no, updated_at=storage.clock()))
+        return _one(conn, ORDERS.c.id == order.id)
+
+
+def transition(storage: Storage, order_id: int, wanted: Status, *, already: frozenset[Status] = frozenset(),
+               alipay_sub_code: str | None = None) -> tuple[Order, bool]:
+    """Move the order to `wanted` in one transaction: (the order, True). When it is
+    already `wanted` or in one of `already` (a later state that implies it), nothing
+    changes: (the order, False). Any other state: IllegalTransition."""
+    with _write(storage) as conn:
+        current = _one(conn, ORDERS.c.id == order_id, lock=True)
+        if current.status == wanted or current.status in already:
+            return current, False
+        if wanted not in TRANSITIONS[current.status]:
+            raise IllegalTransition(current.status, wanted)
+        now = storage.clock()
+        values: dict[str, Any] = {"status": wanted.value, "updated_at": now}
+        if wanted == Status.PAID:
+            values["paid_at"] = now
+        if alipay_sub_code is not None:
+            values["alipay_sub_code"] = alipay_sub_code
+        conn.execute(update(ORDERS).where(ORDERS.c.id == order_id).values(**values))
+        return _one(conn, ORDERS.c.id == order_id), True
+
+
+# A payment is settled once the order is paid or any state after it.
+AFTER_PAYMENT = frozenset({Status.ACCEPTED, Status.READY, Status.COMPLETED, Status.REFUNDED})
