@@ -43,6 +43,7 @@ from .expr import (
     segments,
 )
 
+LIFESTYLE_NOTE = "：小程序首次发布并关联生活号前，真机与审核中此组件不显示"
 MAX_NODES = 50_000  # elements rendered per page, loops included
 MAX_LOOP = 5_000  # items one a:for renders
 MAX_DEPTH = 80  # element nesting (the parser already flattens deeper markup)
@@ -395,7 +396,10 @@ class PageRenderer:
         public_id = self.attr_text(node, "public-id", scope)
         memo = self.attr_text(node, "memo", scope)
         attrs = self.common(node, scope)
-        attrs.append(f'title="{esc("生活号 life account " + public_id)}"')
+        # Alipay's component shows nothing until the app has been published once and the
+        # life account linked to it: the preview says so, as the merchant would otherwise
+        # see a follow button that the IDE and the first review do not.
+        attrs.append(f'title="{esc("生活号 life account " + public_id + LIFESTYLE_NOTE)}"')
         attrs.append(f'data-mp-public-id="{esc(public_id)}"')
         memo_html = f'<span class="mp-lifestyle-memo">{esc(memo)}</span>' if memo else ""
         return (self.open("div", attrs) + '<span class="mp-lifestyle-badge">生活号</span>' + memo_html
