@@ -32,6 +32,8 @@ LONG_NASTY = NASTY + "\nsecond line\twith a tab; </view> <script>alert(1)</scrip
 # (model name, field): options that are not about the output, with the reason.
 NOT_COVERED = {
     ("Spec", "plugins"): "loads local plugin files; tests/test_plugins.py covers it",
+    ("OrderingSection", "product_code"): "one ordering section per spec: the sink takes FACE_TO_FACE_PAYMENT, "
+                                         "tests/test_ordering.py the default JSAPI_PAY",
 }
 
 _REMOTE_IMAGE = "https://img.example.com/kitchen/sink.png"
@@ -164,6 +166,13 @@ def kitchen_sink_spec() -> dict[str, Any]:
                 {"id": "sink-cake", "name": "Cake", "category": "sink-bakery", "price": 18, "sold_out": True,
                  "image": _REMOTE_IMAGE},
             ],
+        },
+        "ordering": {
+            "modes": ["takeaway", "dine_in"], "delivery": {"fee": 5}, "minimum": 20, "packaging_fee": 1.5,
+            "order_prefix": "SINK", "product_code": "FACE_TO_FACE_PAYMENT",
+            "hours": [{"store": "main", "mon": ["07:30-11:00", "13:00-21:00"], "tue": ["07:30-21:00"],
+                       "wed": ["07:30-21:00"], "thu": ["07:30-21:00"], "fri": ["07:30-22:00"],
+                       "sat": ["09:00-22:00"], "sun": ["09:00-20:00"]}],
         },
         # The back end at its place, and at the place spec_version 1 first had it (still valid).
         "backend": {"base_url": "https://api.example.com/shop/"},

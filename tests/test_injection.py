@@ -91,6 +91,8 @@ def base_spec() -> dict[str, Any]:
             {"type": "product-list", "title": "t", "products": ["p1"]},
             {"type": "product-list", "category": "c1"}]},
     ]
+    spec["ordering"] = {"hours": [{"store": "main", "mon": ["08:00-20:00"]}], "order_prefix": "A"}
+    spec["backend"] = {"base_url": "https://api.example.com"}
     spec["catalogue"] = {
         "detail_page": "item",
         "categories": [{"id": "c1", "name": "n", "icon": "banner.png"}],
@@ -98,7 +100,6 @@ def base_spec() -> dict[str, Any]:
                       "image": "banner.png", "tag": "t", "description": "d",
                       "options": [{"id": "o1", "name": "n", "choices": [{"id": "x", "name": "n", "price": 1}]}]}]}
     spec["coupon"] = {
-        "backend": {"base_url": "https://api.example.com"},
         "pages": {"centre": {"id": "coupons", "title": "c"}, "mine": {"id": "mine", "title": "m"}},
         "coupons": [
             {"id": "cash-5", "kind": "cash", "title": "t", "value": 5, "validity": {"days_after_claim": 7},
