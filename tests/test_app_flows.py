@@ -78,9 +78,12 @@ const idle = () => new Promise((resolve) => { const tick = () => (pending ? setT
     if (step.do === 'show') page.data.b0.coupons = step.coupons.map((id) => ({ id: id, title: id }));
     if (step.do === 'refresh') coupon.refresh(page, ['b0', 'mine']);
     if (step.do === 'claim') coupon.claim(page, ['b0', 'mine'], step.id);
+    if (step.do === 'double-tap') { coupon.claim(page, ['b0', 'mine'], step.id); coupon.claim(page, ['b0', 'mine'], step.id); }
     if (step.do === 'plugin-success') coupon.pluginSucceeded(page, ['b0', 'mine'], step.id);
     if (step.do === 'record') backend.record(step.kind, step.fields);
     if (step.do === 'flush') backend.flush();
+    if (step.do === 'flush-twice') { backend.flush(); backend.flush(); }
+    if (step.do === 'login') backend.authorized({ path: '/me/claims' }, () => {});
     await idle();
     if (step.do === 'refresh') log.pages[step.as || 'last'] = JSON.parse(JSON.stringify(page.data));
   }
@@ -177,7 +180,7 @@ def test_claim_issues_one_voucher_and_the_button_says_so(live: Callable[..., Liv
 
 def test_a_claim_alipay_did_not_answer_is_retried_with_the_same_key(live: Callable[..., Live]) -> None:
     served = live(coupon("welcome", stock=5))
-    signed_in = served.run([{"do": "show", "coupons": ["welcome"]}, {"do": "refresh"}])
+    signed_in = served.run([{"do": "login"}])
     served.sandbox.state.faults = Faults(busy=True)  # 20000: the outcome is unknown, retried
     first = _rerun(served, signed_in["storage"], [{"do": "show", "coupons": ["welcome"]},
                                                   {"do": "claim", "id": "welcome"}])
@@ -220,6 +223,22 @@ def test_events_reach_the_back_end_in_a_batch(live: Callable[..., Live]) -> None
         rows = conn.execute(select(EVENTS).where(EVENTS.c.appid == APPID).order_by(EVENTS.c.id)).mappings().all()
     assert [(e["kind"], e["scene"], e["channel"], e["entry_point"], e["store"]) for e in rows] == [
         ("open", "1011", "poster", None, None), ("visit", None, None, "table-1", "main")]
+
+
+def test_a_double_tap_claims_once_and_flushes_never_overlap(live: Callable[..., Live]) -> None:
+    served = live(coupon("welcome", stock=9, per_user_limit=3))
+    log = served.run([{"do": "show", "coupons": ["welcome"]}, {"do": "double-tap", "id": "welcome"},
+                      {"do": "record", "kind": "open", "fields": {"channel": "c" * 100, "chInfo": "x" * 300}},
+                      {"do": "record", "kind": "visit", "fields": {"store": "main"}}, {"do": "flush-twice"}])
+    assert len([r for r in log["requests"] if r["method"] == "POST" and r["path"].endswith("/claims")]) == 1
+    assert len(served.vouchers("welcome")) == 1 and log["toasts"] == ["领取成功"]
+    assert len([r for r in log["requests"] if r["path"].endswith("/events")]) == 1
+    assert json.loads(log["storage"]["mpforge.events"]) == []  # what was sent, and only that, is gone
+    with served.app.state.api.storage.engine.connect() as conn:
+        rows = conn.execute(select(EVENTS).where(EVENTS.c.appid == APPID).order_by(EVENTS.c.id)).mappings().all()
+    # Over-long values (a hand-edited query) are cut to what the back end takes, not refused.
+    assert [(e["kind"], len(e["channel"] or ""), len(e["ch_info"] or "")) for e in rows] == [
+        ("claim", 0, 0), ("open", 64, 128), ("visit", 0, 0)]  # the claim's own event first
 
 
 def _rerun(served: Live, storage: dict[str, str], steps: list[dict[str, Any]]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ const EVENTS_KEPT = 200; // events a device holds while offline; the oldest go f
 const FLUSH_DELAY_MS = 5000;
 
 let flushTimer = 0;
+let flushing = false;
 
 // What the device keeps under `key` (this module's own values), or null.
 /** @returns {any} */
@@ -137,19 +138,23 @@ function deviceId() {
 }
 
 // Events are queued on the device and sent in batches: a few seconds after the first,
-// or at once when the app goes to the background (flush). A batch that fails stays queued.
+// or at once when the app goes to the background (flush). One batch is in flight at a
+// time; a batch that fails stays queued. Values longer than the back end takes are cut
+// (a query can be edited by hand), so one long value cannot get a whole batch refused.
+const EVENT_LIMITS = { scene: 16, channel: 64, entryPoint: 64, store: 64, table: 32, chInfo: 128, page: 128 };
+
 function record(kind, fields) {
   const queue = stored(EVENTS_KEY) || [];
-  const event = { kind: kind, at: Date.now() };
+  const event = { kind: kind, at: Date.now(), id: Date.now().toString(36) + Math.random().toString(36).slice(2, 8) };
   Object.keys(fields || {}).forEach(function (name) {
     const value = fields[name];
-    if (value !== '' && value !== null && value !== undefined) {
-      event[name] = String(value);
+    if (value !== '' && value !== null && value !== undefined && EVENT_LIMITS[name]) {
+      event[name] = String(value).slice(0, EVENT_LIMITS[name]);
     }
   });
   queue.push(event);
   my.setStorageSync({ key: EVENTS_KEY, data: queue.slice(-EVENTS_KEPT) });
-  if (!flushTimer) {
+  if (!flushTimer && !flushing) {
     flushTimer = setTimeout(flush, FLUSH_DELAY_MS);
   }
 }
@@ -158,27 +163,55 @@ function flush() {
   clearTimeout(flushTimer);
   flushTimer = 0;
   const queue = stored(EVENTS_KEY) || [];
-  if (!queue.length) {
+  if (flushing || !queue.length) {
     return;
   }
+  flushing = true;
   const batch = queue.slice(0, EVENTS_PER_REQUEST);
+  const sent = batch.map(function (event) { return event.id; });
   const saved = stored(SESSION_KEY);
   const signedIn = saved && saved.expiresAt > Date.now();
   request({
     path: '/events',
     method: 'POST',
     headers: signedIn ? { Authorization: 'Bearer ' + saved.token } : {},
-    data: signedIn ? { events: batch } : { anonymousId: deviceId(), events: batch },
+    data: {
+      anonymousId: signedIn ? undefined : deviceId(),
+      events: batch.map(function (event) {
+        const copy = Object.assign({}, event);
+        delete copy.id; // the device's own bookkeeping, not the back end's
+        return copy;
+      }),
+    },
   }, function (answer) {
+    flushing = false;
+    if (answer.status === 401) {
+      // The token is no longer taken: drop it; the batch goes again without it.
+      my.removeStorageSync({ key: SESSION_KEY });
+    }
     // 202: stored; 422: the back end will never take this batch (drop it, not the rest).
     if (answer.status === 202 || answer.status === 422) {
-      const left = (stored(EVENTS_KEY) || []).slice(batch.length);
+      const left = (stored(EVENTS_KEY) || []).filter(function (event) { return sent.indexOf(event.id) < 0; });
       my.setStorageSync({ key: EVENTS_KEY, data: left });
-      if (left.length) {
-        flushTimer = setTimeout(flush, FLUSH_DELAY_MS);
-      }
+    }
+    const pending = (stored(EVENTS_KEY) || []).length;
+    if (pending && (answer.status === 202 || answer.status === 422 || answer.status === 401)) {
+      flushTimer = setTimeout(flush, FLUSH_DELAY_MS);
     }
   });
 }
 
-module.exports = { request: request, authorized: authorized, content: content, record: record, flush: flush };
+// A request as the user when a session is already held (never asking for an auth code,
+// so a page being shown logs nobody in); else done(null).
+function ifSignedIn(options, done) {
+  const saved = stored(SESSION_KEY);
+  if (!saved || saved.expiresAt <= Date.now()) {
+    done(null);
+    return;
+  }
+  authorized(options, done);
+}
+
+module.exports = {
+  request: request, authorized: authorized, ifSignedIn: ifSignedIn, content: content, record: record, flush: flush,
+};

@@ -31,7 +31,12 @@ const REFUSAL_TOAST = {
   not_following: '关注生活号后才能领取',
   audience_not_checked: '该券暂不可在此领取',
   NOT_ELIGIBLE: '该券仅限新顾客领取',
+  auth_refused: '需要授权后才能领券',
+  no_app_id: '该券暂不可领取',
 };
+// Coupons with a claim on its way (request, then the refresh after it): a second tap
+// meanwhile would be a new claim on a coupon allowing several.
+const claiming = {};
 
 function stored(key, fallback) {
   const entry = my.getStorageSync({ key: key });
@@ -118,17 +123,21 @@ function show(page, keys, view) {
 
 // Every coupon block on the page, from the back end: the content (text, stock) and the
 // user's claims. Without an answer the blocks keep what they show.
-function refresh(page, keys) {
+function refresh(page, keys, done) {
   backend.content(function (content) {
     const view = newView();
     ((content && content.coupons) || []).forEach(function (c) { view.content[c.id] = c; });
-    backend.authorized({ path: '/me/claims' }, function (answer) {
+    // Only a user who already has a session: showing a page asks nobody for an auth code.
+    backend.ifSignedIn({ path: '/me/claims' }, function (answer) {
       if (answer && answer.status === 200) {
         view.claims = answer.body.claims || [];
       } else if (page.mfCouponView) {
         view.claims = page.mfCouponView.claims;
       }
       show(page, keys, view);
+      if (done) {
+        done();
+      }
     });
   });
 }
@@ -163,9 +172,10 @@ function failureText(answer) {
 function claim(page, keys, id) {
   // Only an available coupon is claimed (a reserved one is the coupon plugin's to finish);
   // before the back end first answered, the back end decides.
-  if (!CONFIG.coupons[id] || (page.mfCouponView && stateOf(id, page.mfCouponView) !== 'available')) {
+  if (!CONFIG.coupons[id] || claiming[id] || (page.mfCouponView && stateOf(id, page.mfCouponView) !== 'available')) {
     return;
   }
+  claiming[id] = true;
   const key = attempt(id) || attempt(id, newKey());
   const app = getApp();
   const chInfo = app && app.globalData && app.globalData.chInfo;
@@ -178,7 +188,9 @@ function claim(page, keys, id) {
   }, function (answer) {
     my.hideLoading();
     const result = answer && answer.body && answer.body.result;
-    const unsettled = !answer || answer.status === 0 || result === 'PENDING';
+    // No answer, PENDING, or a server or proxy error without a result: the claim may have
+    // been made, so the next tap sends the same key.
+    const unsettled = !answer || answer.status === 0 || result === 'PENDING' || (answer.status >= 500 && !result);
     if (!unsettled) {
       attempt(id, null); // a final answer: the next claim is a new attempt
     }
@@ -192,8 +204,11 @@ function claim(page, keys, id) {
     } else {
       my.showToast({ type: 'none', content: failureText(answer || { status: 0 }) });
     }
+    const finished = function () { delete claiming[id]; };
     if (keys.length) {
-      refresh(page, keys);
+      refresh(page, keys, finished);
+    } else {
+      finished();
     }
   });
 }
