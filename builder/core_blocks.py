@@ -21,6 +21,7 @@ from .spec_models import (
     StoreId,
     StrictModel,
     Text,
+    check_original_price,
 )
 
 Align = Literal["left", "center", "right"]
@@ -111,8 +112,7 @@ class Product(StrictModel):
 
     @model_validator(mode="after")
     def _original_above_price(self) -> Product:
-        if self.original_price is not None and self.original_price <= self.price:
-            raise ValueError("'original_price' must be higher than 'price' (it is shown struck through)")
+        check_original_price(self.price, self.original_price)
         return self
 
 

@@ -330,6 +330,18 @@ Price = Annotated[Decimal, Field(ge=0, le=1_000_000, decimal_places=2, title="pr
                   WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1_000_000})]
 
 
+def check_original_price(price: Decimal, original_price: Decimal | None) -> None:
+    """A struck-through price must be above the price (products in blocks and in the catalogue)."""
+    if original_price is not None and original_price <= price:
+        raise ValueError("'original_price' must be higher than 'price' (it is shown struck through)")
+
+
+def _repeated(what: str, ids: list[str]) -> None:
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"{what} id {', '.join(repr(i) for i in twice)} appears more than once")
+
+
 class Category(StrictModel):
     id: Id
     name: ShortText
@@ -356,9 +368,7 @@ class ProductOption(StrictModel):
     @model_validator(mode="after")
     def _consistent(self) -> ProductOption:
         ids = [c.id for c in self.choices]
-        twice = sorted({i for i in ids if ids.count(i) > 1})
-        if twice:
-            raise ValueError(f"choice id {', '.join(repr(i) for i in twice)} appears more than once")
+        _repeated("choice", ids)
         if self.default is not None and self.default not in ids:
             raise ValueError(f"'default' ({self.default!r}) is not one of the choices ({', '.join(ids)})")
         if self.multiple and self.required:
@@ -382,12 +392,8 @@ class CatalogueProduct(StrictModel):
 
     @model_validator(mode="after")
     def _prices_and_options(self) -> CatalogueProduct:
-        if self.original_price is not None and self.original_price <= self.price:
-            raise ValueError("'original_price' must be higher than 'price' (it is shown struck through)")
-        ids = [o.id for o in self.options]
-        twice = sorted({i for i in ids if ids.count(i) > 1})
-        if twice:
-            raise ValueError(f"option id {', '.join(repr(i) for i in twice)} appears more than once")
+        check_original_price(self.price, self.original_price)
+        _repeated("option", [o.id for o in self.options])
         return self
 
 
