@@ -539,8 +539,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self) -> None:  # noqa: N802
+        self._dispatch(self._get, "forbidden: unexpected Host header (open the address mpforge dev printed)")
+
+    def _other(self) -> None:
+        """POST, PUT, PATCH, DELETE: only the runtime's routes take them."""
+        self._dispatch(self._post, "forbidden: unexpected Host header")
+
+    def _dispatch(self, answer: Callable[[DevServer, list[str], dict[str, list[str]]], None], forbidden: str) -> None:
+        """What every method shares: the Host check, the route, and a bug in the preview
+        answered and logged rather than stopping the server."""
         if not self._host_allowed():
-            self._text(403, "forbidden: unexpected Host header (open the address mpforge dev printed)")
+            self._text(403, forbidden)
             return
         route = self._route()
         if route is None:
@@ -549,30 +558,7 @@ class _Handler(BaseHTTPRequestHandler):
         segments, query = route
         dev = self.server.dev
         try:
-            if segments == [""]:
-                self._shell(dev)
-            elif segments[:2] == ["__mpforge", "static"] and len(segments) == 3 and segments[2] in STATIC_FILES:
-                self._send(200, (STATIC_DIR / segments[2]).read_bytes(), STATIC_FILES[segments[2]],
-                           cache="no-cache")
-            elif segments == ["__mpforge", "app"]:
-                status = dev.status()
-                app = status.pop("app")
-                status["app"] = app.app_model() if app else None
-                status["runtime"] = {"scripts": app.scripts() if app else {}, "backend": status.pop("backend"),
-                                     "appid": dev.appid, "proxy": "/__mpforge/backend"}
-                self._json(status)
-            elif segments == ["__mpforge", "page"]:
-                self._page(dev, (query.get("path") or [""])[0])
-            elif segments == ["__mpforge", "module"]:
-                self._module(dev, (query.get("path") or [""])[0])
-            elif segments[:2] == ["__mpforge", "backend"]:
-                self._backend(dev)
-            elif segments == ["__mpforge", "events"]:
-                self._events(dev)
-            elif segments[0] == "app" and len(segments) > 1:
-                self._app_file(dev, "/".join(segments[1:]))
-            else:
-                self._text(404, "not found")
+            answer(dev, segments, query)
         except (BrokenPipeError, ConnectionResetError):
             pass
         except Exception as exc:  # a bug in the preview: answer, log, keep serving
@@ -582,36 +568,43 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
 
-    def _other(self) -> None:
-        """POST, PUT, PATCH, DELETE: only the runtime's routes take them."""
-        if not self._host_allowed():
-            self._text(403, "forbidden: unexpected Host header")
-            return
-        route = self._route()
-        if route is None:
+    def _get(self, dev: DevServer, segments: list[str], query: dict[str, list[str]]) -> None:
+        if segments == [""]:
+            self._shell(dev)
+        elif segments[:2] == ["__mpforge", "static"] and len(segments) == 3 and segments[2] in STATIC_FILES:
+            self._send(200, (STATIC_DIR / segments[2]).read_bytes(), STATIC_FILES[segments[2]],
+                       cache="no-cache")
+        elif segments == ["__mpforge", "app"]:
+            status = dev.status()
+            app = status.pop("app")
+            status["app"] = app.app_model() if app else None
+            status["runtime"] = {"scripts": app.scripts() if app else {}, "backend": status.pop("backend"),
+                                 "appid": dev.appid, "proxy": "/__mpforge/backend"}
+            self._json(status)
+        elif segments == ["__mpforge", "page"]:
+            self._page(dev, (query.get("path") or [""])[0])
+        elif segments == ["__mpforge", "module"]:
+            self._module(dev, (query.get("path") or [""])[0])
+        elif segments[:2] == ["__mpforge", "backend"]:
+            self._backend(dev)
+        elif segments == ["__mpforge", "events"]:
+            self._events(dev)
+        elif segments[0] == "app" and len(segments) > 1:
+            self._app_file(dev, "/".join(segments[1:]))
+        else:
             self._text(404, "not found")
-            return
-        segments, query = route
-        dev = self.server.dev
-        try:
-            if segments[:2] == ["__mpforge", "backend"]:
-                self._backend(dev)
-            elif self.command != "POST":
-                self._text(405, "method not allowed")
-            elif segments == ["__mpforge", "render"]:
-                self._render(dev, (query.get("path") or [""])[0])
-            elif segments == ["__mpforge", "sandbox", "follow"]:
-                self._follow(dev)
-            else:
-                self._text(405, "method not allowed")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        except Exception as exc:  # a bug in the preview: answer, log, keep serving
-            dev.log("internal error in the preview:\n" + "".join(traceback.format_exception(exc)).rstrip())
-            try:
-                self._text(500, f"internal error in mpforge's preview: {type(exc).__name__}: {exc}")
-            except OSError:
-                pass
+
+    def _post(self, dev: DevServer, segments: list[str], query: dict[str, list[str]]) -> None:
+        if segments[:2] == ["__mpforge", "backend"]:
+            self._backend(dev)
+        elif self.command != "POST":
+            self._text(405, "method not allowed")
+        elif segments == ["__mpforge", "render"]:
+            self._render(dev, (query.get("path") or [""])[0])
+        elif segments == ["__mpforge", "sandbox", "follow"]:
+            self._follow(dev)
+        else:
+            self._text(405, "method not allowed")
 
     do_POST = do_PUT = do_DELETE = do_PATCH = _other  # noqa: N815
 
