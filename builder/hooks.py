@@ -42,6 +42,7 @@ from .write import WriteResult
 if TYPE_CHECKING:  # the back end's types: imported by the serve hooks' methods when called
     from starlette.routing import Route
 
+    from .serve.jobs import PeriodicTask
     from .serve.openapi import Endpoint
     from .serve.sandbox_methods import SandboxMethod
 
@@ -464,6 +465,16 @@ class Hooks:
                         "mpforge_serve_routes")
             self._claim(names, operation.name, plugin, endpoint, "operation", "mpforge_serve_routes")
         return found
+
+    def serve_tasks(self) -> list[PeriodicTask]:
+        """Every periodic task plugins add to the back end; a name claimed twice is an
+        error naming both plugins."""
+        from .serve.jobs import PeriodicTask
+
+        found: dict[str, tuple[str, Any]] = {}
+        for plugin, task in self._lists("mpforge_serve_tasks", PeriodicTask, "a list of PeriodicTask"):
+            self._claim(found, task.name, plugin, task, "periodic task", "mpforge_serve_tasks")
+        return [task for _, task in found.values()]
 
     def sandbox_methods(self) -> dict[str, SandboxMethod]:
         """Alipay method name -> the sandbox's handler, from every plugin."""

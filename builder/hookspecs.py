@@ -17,7 +17,7 @@ Pipeline (and the order of this module): load -> validate (`mpforge_spec_section
 
 The back end (`mpforge serve`, builder/serve/) calls the last hooks, never a build:
 `mpforge_serve_migrations` when its database is migrated at start-up,
-`mpforge_serve_routes` when its app is made, and the sandbox gateway
+`mpforge_serve_routes` and `mpforge_serve_tasks` when its app is made, and the sandbox gateway
 `mpforge_sandbox_methods` and `mpforge_sandbox_routes`. Their types are the back end's
 (Starlette, SQLAlchemy), named here only for type checkers, so a build never imports
 them; a plugin implements these hooks in a module of its own (e.g. ``serve.py``) that
@@ -42,6 +42,7 @@ from .write import WriteResult
 if TYPE_CHECKING:  # the back end's types; a build never loads them
     from starlette.routing import Route
 
+    from .serve.jobs import PeriodicTask
     from .serve.openapi import Endpoint
     from .serve.sandbox_methods import SandboxMethod
 
@@ -196,6 +197,23 @@ def mpforge_serve_routes() -> list[Endpoint]:
     with ``serve_api(request)``, and answers errors by raising `ApiError`. Two routes
     with the same method and path, or the same operation name, are an error naming both
     plugins.
+    """
+
+
+@hookspec
+def mpforge_serve_tasks() -> list[PeriodicTask]:
+    """Add periodic tasks to the back end (`mpforge serve`): work that no request starts,
+    e.g. settling orders whose payment never came.
+
+    Called once when the back end's app is made. Return a list of
+    `builder.serve.plugin_api.PeriodicTask`: a name unique among every plugin's tasks,
+    a blocking function ``run(context)`` given the `TaskContext` (the storage, each app's
+    Alipay client, the merchants served), and a cron (every minute by default). The job
+    queue runs each at start-up and then by its cron, in a thread, one run at a time
+    even when several processes share a PostgreSQL database (builder.serve.jobs). A run
+    may still be repeated (a retry, a process dying in it), so a task changes only what
+    it can change once. An exception is logged, and the next tick runs it again. A name
+    two plugins use is an error naming both.
     """
 
 

@@ -157,6 +157,7 @@ def kitchen_sink_spec() -> dict[str, Any]:
             "products": [
                 {"id": "sink-latte", "name": NASTY, "category": "sink-coffee", "price": 28, "original_price": 30,
                  "image": "banner.png", "tag": "<hot>", "description": LONG_NASTY[:200], "stores": ["main"],
+                 "stock": 50,
                  "options": [
                      {"id": "size", "name": "Size", "default": "l", "required": True,
                       "choices": [{"id": "m", "name": "M"}, {"id": "l", "name": "<L>", "price": 4}]},
@@ -169,7 +170,7 @@ def kitchen_sink_spec() -> dict[str, Any]:
         },
         "ordering": {
             "modes": ["takeaway", "dine_in"], "delivery": {"fee": 5}, "minimum": 20, "packaging_fee": 1.5,
-            "order_prefix": "SINK", "product_code": "FACE_TO_FACE_PAYMENT",
+            "order_prefix": "SINK", "product_code": "FACE_TO_FACE_PAYMENT", "pay_within_minutes": 20,
             "hours": [{"store": "main", "mon": ["07:30-11:00", "13:00-21:00"], "tue": ["07:30-21:00"],
                        "wed": ["07:30-21:00"], "thu": ["07:30-21:00"], "fri": ["07:30-22:00"],
                        "sat": ["09:00-22:00"], "sun": ["09:00-20:00"]}],

@@ -31,6 +31,7 @@ from alipay.aop.api.domain.AlipayMarketingActivityOrdervoucherSendModel import (
 )
 from alipay.aop.api.domain.AlipayOpenAppQrcodeCreateModel import AlipayOpenAppQrcodeCreateModel
 from alipay.aop.api.domain.AlipayOpenPublicUserFollowQueryModel import AlipayOpenPublicUserFollowQueryModel
+from alipay.aop.api.domain.AlipayTradeCloseModel import AlipayTradeCloseModel
 from alipay.aop.api.domain.AlipayTradeCreateModel import AlipayTradeCreateModel
 from alipay.aop.api.domain.AlipayTradeQueryModel import AlipayTradeQueryModel
 from alipay.aop.api.domain.AlipayTradeRefundModel import AlipayTradeRefundModel
@@ -41,6 +42,7 @@ from alipay.aop.api.request.AlipayMarketingActivityOrdervoucherSendRequest impor
 from alipay.aop.api.request.AlipayOpenAppQrcodeCreateRequest import AlipayOpenAppQrcodeCreateRequest
 from alipay.aop.api.request.AlipayOpenPublicUserFollowQueryRequest import AlipayOpenPublicUserFollowQueryRequest
 from alipay.aop.api.request.AlipaySystemOauthTokenRequest import AlipaySystemOauthTokenRequest
+from alipay.aop.api.request.AlipayTradeCloseRequest import AlipayTradeCloseRequest
 from alipay.aop.api.request.AlipayTradeCreateRequest import AlipayTradeCreateRequest
 from alipay.aop.api.request.AlipayTradeQueryRequest import AlipayTradeQueryRequest
 from alipay.aop.api.request.AlipayTradeRefundRequest import AlipayTradeRefundRequest
@@ -50,6 +52,7 @@ from alipay.aop.api.response.AlipayMarketingActivityOrdervoucherSendResponse imp
 from alipay.aop.api.response.AlipayOpenAppQrcodeCreateResponse import AlipayOpenAppQrcodeCreateResponse
 from alipay.aop.api.response.AlipayOpenPublicUserFollowQueryResponse import AlipayOpenPublicUserFollowQueryResponse
 from alipay.aop.api.response.AlipaySystemOauthTokenResponse import AlipaySystemOauthTokenResponse
+from alipay.aop.api.response.AlipayTradeCloseResponse import AlipayTradeCloseResponse
 from alipay.aop.api.response.AlipayTradeCreateResponse import AlipayTradeCreateResponse
 from alipay.aop.api.response.AlipayTradeQueryResponse import AlipayTradeQueryResponse
 from alipay.aop.api.response.AlipayTradeRefundResponse import AlipayTradeRefundResponse
@@ -307,6 +310,15 @@ class AlipayClient:
                             AlipayTradeQueryResponse())
         return TradeState(trade_no=str(answer.trade_no), out_trade_no=str(answer.out_trade_no),
                           trade_status=str(answer.trade_status), total_amount=str(answer.total_amount))
+
+    def trade_close(self, out_trade_no: str) -> None:
+        """Close a trade still waiting for the buyer (WAIT_BUYER_PAY), so it can no longer
+        be paid. AlipayError otherwise: ACQ.TRADE_STATUS_ERROR (paid or closed already),
+        ACQ.TRADE_NOT_EXIST."""
+        model = AlipayTradeCloseModel()
+        model.out_trade_no = out_trade_no
+        LOG.info("alipay trade close: out_trade_no %s", out_trade_no)
+        self._call("alipay.trade.close", AlipayTradeCloseRequest(biz_model=model), AlipayTradeCloseResponse())
 
     def trade_refund(self, *, out_trade_no: str, refund_amount: str, out_request_no: str,
                      refund_reason: str | None = None) -> Refund:

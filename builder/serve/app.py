@@ -408,7 +408,8 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
     publish_tokens = _publish_tokens(appids)
     clients = {m.appid: alipay.client(m.appid) for m in merchants}
     storage = Storage(database_url, busy_timeout=busy_timeout, pool_size=pool_size, clock=clock)
-    jobs = ClaimJobs(storage, clients, database_url, job_policy or JobPolicy())
+    jobs = ClaimJobs(storage, clients, database_url, job_policy or JobPolicy(), merchants=merchants,
+                     tasks=plugins.serve_tasks())
     try:
         storage.migrate([folder for _, folder in plugins.serve_migrations()])
         jobs.prepare()

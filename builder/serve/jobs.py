@@ -1,5 +1,5 @@
-"""Background work of `mpforge serve`: settling the claims Alipay did not answer, on
-procrastinate's job queue.
+"""Background work of `mpforge serve` on procrastinate's job queue: settling the claims
+Alipay did not answer, and the plugins' periodic tasks.
 
 The claims table stays the source of truth; a job only says "look at claim N again".
 `settle_claim(claim_id)` asks Alipay once more for a pending send-route claim, with the
@@ -14,6 +14,16 @@ sweep (`sweep_pending_claims`) at start-up and every few minutes, which defers a
 for every pending send-route claim older than a few seconds. So a queue that loses its
 jobs (the in-memory one, when the process dies) loses nothing: the next start finds the
 claims in the table.
+
+The plugins' periodic tasks (`PeriodicTask`, from the mpforge_serve_tasks hook; e.g.
+the ordering plugin's reconciliation of unpaid orders) are procrastinate periodic tasks
+on the same queue: deferred at start-up and then by their cron (every minute by default),
+each run a blocking call in a thread, given the `TaskContext` (storage, Alipay clients,
+merchants). On PostgreSQL each tick is deferred once however many processes run
+(procrastinate records the tick in procrastinate_periodic_defers), the task's lock lets
+one run at a time across every process, and its queueing lock keeps at most one run
+waiting; the task's own changes must still be safe to repeat (a run may be retried, or
+started again after a process died in it).
 
 Where the queue lives:
 
@@ -32,7 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -48,12 +58,14 @@ from sqlalchemy.engine import make_url
 
 from builder.serve import claims
 from builder.serve.alipay_client import AlipayClient
+from builder.serve.merchant import Merchant
 from builder.serve.storage import MIGRATION_LOCK_ID, POSTGRESQL_PREFIX, Claim, Route, Status, Storage
 
 LOG = logging.getLogger(__name__)
 QUEUE = "claims"
 SETTLE_TASK = "mpforge.settle_claim"
 SWEEP_TASK = "mpforge.sweep_pending_claims"
+PLUGIN_TASK = "mpforge.task.{name}"  # a plugin's periodic task's name in procrastinate
 # The newest of procrastinate's migrations that its schema.sql (applied by
 # `apply_queue_schema`) includes. pyproject.toml pins procrastinate to the releases
 # whose schema this is; moving the pin means applying its newer migrations
@@ -85,6 +97,28 @@ class JobPolicy:
         if self.attempts < 2 or self.first_delay < 0 or self.backoff < 1 or self.concurrency < 1:
             raise ValueError("a job policy makes at least 2 attempts, waits no negative time and runs at least one "
                              "job at once")
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a plugin's periodic task works with: the storage, each app's Alipay client,
+    the merchants served (their specs' sections)."""
+
+    storage: Storage
+    clients: Mapping[str, AlipayClient]
+    merchants: Sequence[Merchant]
+
+
+@dataclass(frozen=True)
+class PeriodicTask:
+    """A plugin's task run on the job queue by `mpforge serve`: at start-up, then by
+    `cron` (five-field cron, UTC; every minute by default). name: unique among every
+    plugin's tasks (e.g. "ordering.reconcile"); run: blocking, called in a thread with
+    the TaskContext; an exception is logged and the next tick runs it again."""
+
+    name: str
+    run: Callable[[TaskContext], None]
+    cron: str = "* * * * *"
 
 
 class StillPending(Exception):
@@ -139,10 +173,11 @@ class ClaimJobs:
     """The job queue of one serve process: its procrastinate app, the tasks, the worker."""
 
     def __init__(self, storage: Storage, clients: Mapping[str, AlipayClient], database_url: str,
-                 policy: JobPolicy) -> None:
+                 policy: JobPolicy, *, merchants: Sequence[Merchant] = (), tasks: Sequence[PeriodicTask] = ()) -> None:
         self.storage = storage
         self.clients = clients
         self.policy = policy
+        self.context = TaskContext(storage, clients, merchants)
         self.shared = storage.dialect == POSTGRESQL_PREFIX
         connector: procrastinate.BaseConnector = (
             procrastinate.PsycopgConnector(conninfo=queue_conninfo(database_url), min_size=1, max_size=4)
@@ -153,7 +188,20 @@ class ClaimJobs:
             retry_exceptions={StillPending}))(self._settle_claim)
         sweep = self.app.task(name=SWEEP_TASK, queue=QUEUE)(self._sweep)
         self.app.periodic(cron=policy.sweep_cron, periodic_id=QUEUE)(sweep)
+        self.tasks = [self._add_task(task) for task in tasks]
         self._running = False
+
+    def _add_task(self, task: PeriodicTask) -> procrastinate.tasks.Task[..., Any, ...]:
+        """`task` as a procrastinate periodic task: one run at a time (lock), at most one
+        waiting (queueing_lock)."""
+        name = PLUGIN_TASK.format(name=task.name)
+
+        async def run(timestamp: int) -> None:
+            await to_thread.run_sync(task.run, self.context)
+
+        registered = self.app.task(name=name, queue=QUEUE, lock=name, queueing_lock=name)(run)
+        self.app.periodic(cron=task.cron, periodic_id=name)(registered)
+        return registered
 
     def prepare(self) -> None:
         """Make the queue's storage ready (PostgreSQL: its tables); at start-up, before serving."""
@@ -173,6 +221,8 @@ class ClaimJobs:
             self._running = True
             try:
                 await self._sweep(timestamp=0)
+                for task in self.tasks:
+                    await self._defer_task(task)
                 yield
             finally:
                 self._running = False
@@ -202,6 +252,15 @@ class ClaimJobs:
             # The queue's database is unreachable: the request still gets its answer, and
             # the claim, in the table, is the next sweep's.
             LOG.warning("claim %s: could not queue its job (%s); the next sweep will", claim_id, type(exc).__name__)
+
+    async def _defer_task(self, task: procrastinate.tasks.Task[..., Any, ...]) -> None:
+        """A run of a plugin's task now (at start-up: what happened while no process ran)."""
+        try:
+            await task.defer_async(timestamp=0)
+        except AlreadyEnqueued:
+            pass  # a run is waiting already (another process deferred it)
+        except ConnectorException as exc:
+            LOG.warning("task %s: could not queue its run (%s); its next tick will", task.name, type(exc).__name__)
 
     async def _sweep(self, timestamp: int) -> None:
         """Defer a job for every pending send-route claim old enough not to be in its

@@ -1,6 +1,6 @@
 """The back-end API for plugin authors: what a plugin's `serve.py` imports to implement
-`mpforge_serve_routes`, `mpforge_sandbox_methods`, `mpforge_sandbox_routes` and
-`mpforge_serve_migrations` (builder.hookspecs documents them).
+`mpforge_serve_routes`, `mpforge_serve_tasks`, `mpforge_sandbox_methods`,
+`mpforge_sandbox_routes` and `mpforge_serve_migrations` (builder.hookspecs documents them).
 
     from builder.serve.plugin_api import ApiError, Endpoint, Operation, reply, serve_api
 
@@ -22,6 +22,7 @@ from builder.serve.app import (
     serve_api,
     validated,
 )
+from builder.serve.jobs import PeriodicTask, TaskContext
 from builder.serve.openapi import Endpoint, Handler, Operation
 from builder.serve.sandbox_methods import (
     SandboxMethod,
@@ -36,6 +37,7 @@ from builder.serve.sandbox_state import SandboxState
 
 __all__ = [
     "CLIENT_ERRORS", "ERROR", "PREFIX", "UNAVAILABLE", "Api", "ApiError", "Endpoint", "ErrorReply", "FieldError",
-    "Handler", "Operation", "SandboxMethod", "SandboxRefusal", "SandboxState", "biz_content", "invalid_parameter",
-    "read_json", "reply", "serve_api", "succeeded", "text_field", "user_id_of", "validated",
+    "Handler", "Operation", "PeriodicTask", "SandboxMethod", "SandboxRefusal", "SandboxState", "TaskContext",
+    "biz_content", "invalid_parameter", "read_json", "reply", "serve_api", "succeeded", "text_field", "user_id_of",
+    "validated",
 ]

@@ -20,7 +20,7 @@ from .models import OrderingSection
 if TYPE_CHECKING:  # the back end's types: a build never loads them
     from starlette.routing import Route
 
-    from builder.serve.plugin_api import Endpoint, SandboxMethod
+    from builder.serve.plugin_api import Endpoint, PeriodicTask, SandboxMethod
 
 __version__ = "0.1.0"
 __all__ = ["OrderingSection"]
@@ -77,3 +77,10 @@ def mpforge_sandbox_routes() -> list[Route]:
     from .sandbox import SANDBOX_ROUTES
 
     return list(SANDBOX_ROUTES)
+
+
+@hookimpl
+def mpforge_serve_tasks() -> list[PeriodicTask]:
+    from .serve import TASKS
+
+    return list(TASKS)

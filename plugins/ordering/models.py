@@ -88,6 +88,9 @@ class OrderingSection(StrictModel):
     product_code: Literal["JSAPI_PAY", "FACE_TO_FACE_PAYMENT"] = Field(
         "JSAPI_PAY", description="the Alipay product the trades are paid with: JSAPI_PAY (小程序支付, with the "
                                  "mini-program's app id as op_app_id) or FACE_TO_FACE_PAYMENT (当面付 contracts)")
+    pay_within_minutes: int = Field(
+        15, ge=1, le=120, description="an order not paid within this many minutes is closed and its stock given "
+                                      "back (Alipay closes the trade too: timeout_express)")
 
     def offered(self) -> list[Mode]:
         modes: list[Mode] = list(self.modes)

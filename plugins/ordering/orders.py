@@ -4,6 +4,9 @@ along an allowed transition (`TRANSITIONS`); the row is locked first (PostgreSQL
 SELECT ... FOR UPDATE; SQLite: BEGIN IMMEDIATE takes the write lock before the read), so
 two notifications of one payment change it once.
 
+Limited stock (stock.py) is reserved in the transaction that stores the order, and given
+back in the one that moves it to closed: an order closes once, so it gives back once.
+
     created --(payment verified)--> paid --> accepted --> ready --> completed
     created --(trade refused or closed)--> closed
     paid, accepted, ready, completed --(refund)--> refunded
@@ -13,9 +16,10 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +41,7 @@ from sqlalchemy.exc import IntegrityError
 
 from builder.serve.storage import ROW_ID, AlipayUser, Storage, UtcDateTime
 
+from . import stock
 from .pricing import Priced
 
 
@@ -160,11 +165,23 @@ class NewOrder:
     request_digest: str
     table_no: str | None
     priced: Priced
+    # The spec's stock of each limited product (product id -> units), which seeds its
+    # count the first time it is ordered; products not here are unlimited.
+    stock: Mapping[str, int] = field(default_factory=dict)
+
+    def wanted(self) -> dict[str, int]:
+        """Units of each product the order takes (a product may be on several lines)."""
+        units: Counter[str] = Counter()
+        for line in self.priced.lines:
+            units[line.product] += line.quantity
+        return dict(units)
 
 
 def add_order(storage: Storage, new: NewOrder) -> tuple[Order, bool]:
-    """Store a created order: (the order, True); or, when the user already sent this
-    Idempotency-Key, (that order, False) untouched."""
+    """Store a created order and reserve its limited products' units, in one
+    transaction: (the order, True); or, when the user already sent this
+    Idempotency-Key, (that order, False) untouched. stock.SoldOut when a product has too
+    few units left: nothing stored, nothing taken."""
     now = storage.clock()
     p = new.priced
     try:
@@ -178,7 +195,9 @@ def add_order(storage: Storage, new: NewOrder) -> tuple[Order, bool]:
                 table_no=new.table_no, lines=_lines(p), subtotal=p.subtotal, packaging_fee=p.packaging_fee,
                 delivery_fee=p.delivery_fee, total=p.total, status=Status.CREATED.value, created_at=now,
                 updated_at=now))
-            return _one(conn, ORDERS.c.out_trade_no == new.out_trade_no), True
+            order = _one(conn, ORDERS.c.out_trade_no == new.out_trade_no)
+            stock.reserve(conn, new.appid, order.id, new.wanted(), new.stock)
+            return order, True
     except IntegrityError:
         # PostgreSQL: a concurrent request with the same key committed first.
         found = find_by_key(storage, new.appid, new.user, new.idempotency_key)
@@ -220,13 +239,20 @@ def users_orders(storage: Storage, appid: str, user: AlipayUser, limit: int = 50
     return [_order(row) for row in rows]
 
 
-def unpaid_before(storage: Storage, created_before: datetime) -> list[tuple[str, str]]:
-    """(appid, out_trade_no) of created orders with a trade, older than `created_before`."""
+def unpaid_before(storage: Storage, appid: str, created_before: datetime) -> list[Order]:
+    """`appid`'s orders still created (with a trade or not) that were created before
+    `created_before`, oldest first."""
     with storage.engine.connect() as conn:
-        rows = conn.execute(select(ORDERS.c.appid, ORDERS.c.out_trade_no).where(
-            ORDERS.c.status == Status.CREATED.value, ORDERS.c.trade_no.is_not(None),
-            ORDERS.c.created_at < created_before)).all()
-    return [(row.appid, row.out_trade_no) for row in rows]
+        rows = conn.execute(select(ORDERS).where(
+            ORDERS.c.appid == appid, ORDERS.c.status == Status.CREATED.value, ORDERS.c.created_at < created_before)
+            .order_by(ORDERS.c.created_at, ORDERS.c.id)).all()
+    return [_order(row) for row in rows]
+
+
+def remaining_stock(storage: Storage, appid: str) -> dict[str, int]:
+    """The units left of each limited product of `appid` ordered so far."""
+    with storage.engine.connect() as conn:
+        return stock.remaining(conn, appid)
 
 
 def set_trade_no(storage: Storage, order: Order, trade_no: str) -> Order:
@@ -246,7 +272,8 @@ def set_refund_request_no(storage: Storage, order: Order, out_request_no: str) -
 
 def transition(storage: Storage, order_id: int, wanted: Status, *, already: frozenset[Status] = frozenset(),
                alipay_sub_code: str | None = None) -> tuple[Order, bool]:
-    """Move the order to `wanted` in one transaction: (the order, True). When it is
+    """Move the order to `wanted` in one transaction: (the order, True); an order that
+    becomes closed gives its reserved stock back in the same transaction. When it is
     already `wanted` or in one of `already` (a later state that implies it), nothing
     changes: (the order, False). Any other state: IllegalTransition."""
     with _write(storage) as conn:
@@ -262,6 +289,8 @@ def transition(storage: Storage, order_id: int, wanted: Status, *, already: froz
         if alipay_sub_code is not None:
             values["alipay_sub_code"] = alipay_sub_code
         conn.execute(update(ORDERS).where(ORDERS.c.id == order_id).values(**values))
+        if wanted == Status.CLOSED:
+            stock.release(conn, current.appid, order_id)
         return _one(conn, ORDERS.c.id == order_id), True
 
 

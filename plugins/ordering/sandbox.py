@@ -1,7 +1,11 @@
-"""The sandbox gateway's part of ordering: alipay.trade.create, alipay.trade.query and
-alipay.trade.refund as Alipay answers them (fields: the SDK's response classes; rules
-and sub_codes: /work/prompts/ordering-facts.md), and `POST /sandbox/pay`, which stands in
-for the buyer paying in Alipay's cashier.
+"""The sandbox gateway's part of ordering: alipay.trade.create, alipay.trade.query,
+alipay.trade.close and alipay.trade.refund as Alipay answers them (fields: the SDK's
+response classes; rules and sub_codes: /work/prompts/ordering-facts.md), and
+`POST /sandbox/pay`, which stands in for the buyer paying in Alipay's cashier.
+
+A trade created with timeout_express (`15m`, `2h`, `1d`; `1c`: at the next midnight) is
+closed once that time has passed on the gateway's clock, unpaid, as Alipay closes it:
+the next call that looks at it finds it TRADE_CLOSED.
 
 The trades live in `SandboxTrades`, the plugin's state in the gateway's SandboxState.
 
@@ -24,6 +28,7 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 import httpx
@@ -40,6 +45,10 @@ AMOUNT = re.compile(r"[0-9]{1,9}(\.[0-9]{1,2})?")
 MIN_AMOUNT, MAX_AMOUNT = Decimal("0.01"), Decimal("100000000")  # total_amount's range (facts 1)
 WAIT_BUYER_PAY, TRADE_SUCCESS, TRADE_CLOSED = "WAIT_BUYER_PAY", "TRADE_SUCCESS", "TRADE_CLOSED"
 NOTIFY_TIMEOUT = 10.0
+# timeout_express: 1m to 15d, whole numbers (facts 1); 1c closes at the next midnight.
+TIMEOUT_EXPRESS = re.compile(r"([1-9][0-9]{0,4})([mhd])|1c")
+TIMEOUT_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+MAX_TIMEOUT = timedelta(days=15)
 
 
 @dataclass
@@ -55,6 +64,7 @@ class Trade:
     status: str = WAIT_BUYER_PAY
     created: str = ""
     paid: str = ""
+    expires: datetime | None = None  # timeout_express, on the gateway's clock
     refunds: dict[str, Decimal] = field(default_factory=dict)  # out_request_no -> amount
 
     @property
@@ -69,16 +79,25 @@ class SandboxTrades:
         self._lock = threading.Lock()
         self._trades: dict[tuple[str, str], Trade] = {}
 
-    def get(self, app_id: str, out_trade_no: str) -> Trade | None:
+    def get(self, app_id: str, out_trade_no: str, now: datetime | None = None) -> Trade | None:
+        """A copy of the trade (closed first if its timeout passed by `now`)."""
         with self._lock:
-            trade = self._trades.get((app_id, out_trade_no))
+            trade = self._current(app_id, out_trade_no, now)
             return None if trade is None else replace(trade, refunds=dict(trade.refunds))
 
-    def create(self, trade: Trade) -> Trade:
+    def _current(self, app_id: str, out_trade_no: str, now: datetime | None) -> Trade | None:
+        """The stored trade, closed if its timeout passed by `now`; under the lock."""
+        trade = self._trades.get((app_id, out_trade_no))
+        if (trade is not None and now is not None and trade.status == WAIT_BUYER_PAY and trade.expires is not None
+                and now >= trade.expires):
+            trade.status = TRADE_CLOSED
+        return trade
+
+    def create(self, trade: Trade, now: datetime) -> Trade:
         """The trade stored; a repeat of its out_trade_no answers the first, if unpaid and
         asked the same (Alipay's refusals otherwise)."""
         with self._lock:
-            earlier = self._trades.get((trade.app_id, trade.out_trade_no))
+            earlier = self._current(trade.app_id, trade.out_trade_no, now)
             if earlier is None:
                 self._trades[(trade.app_id, trade.out_trade_no)] = trade
                 return trade
@@ -91,20 +110,32 @@ class SandboxTrades:
                 raise SandboxRefusal("40004", "ACQ.CONTEXT_INCONSISTENT", "交易信息被篡改")
             return earlier
 
-    def pay(self, app_id: str, out_trade_no: str, when: str) -> Trade | None:
-        """Mark the trade paid (a paid one stays as it is); None for an unknown trade."""
+    def pay(self, app_id: str, out_trade_no: str, now: datetime) -> Trade | None:
+        """Mark the trade paid (a paid or closed one stays as it is); None for an unknown trade."""
         with self._lock:
-            trade = self._trades.get((app_id, out_trade_no))
+            trade = self._current(app_id, out_trade_no, now)
             if trade is None:
                 return None
             if trade.status == WAIT_BUYER_PAY:
-                trade.status, trade.paid = TRADE_SUCCESS, when
+                trade.status, trade.paid = TRADE_SUCCESS, now.strftime(TIMESTAMP_FORMAT)
+            return replace(trade, refunds=dict(trade.refunds))
+
+    def close(self, app_id: str, out_trade_no: str, now: datetime) -> Trade:
+        """Close a trade waiting for the buyer (alipay.trade.close's rule); Alipay's
+        refusals otherwise."""
+        with self._lock:
+            trade = self._current(app_id, out_trade_no, now)
+            if trade is None:
+                raise SandboxRefusal("40004", "ACQ.TRADE_NOT_EXIST", "交易不存在")
+            if trade.status != WAIT_BUYER_PAY:
+                raise SandboxRefusal("40004", "ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
+            trade.status = TRADE_CLOSED
             return replace(trade, refunds=dict(trade.refunds))
 
     def refund(self, app_id: str, out_trade_no: str, out_request_no: str, amount: Decimal) -> tuple[Trade, bool]:
         """(the trade, whether money moved): a repeated out_request_no moves none."""
         with self._lock:
-            trade = self._trades.get((app_id, out_trade_no))
+            trade = self._current(app_id, out_trade_no, None)
             if trade is None:
                 raise SandboxRefusal("40004", "ACQ.TRADE_NOT_EXIST", "交易不存在")
             if out_request_no in trade.refunds:
@@ -138,6 +169,22 @@ def _acq_invalid(message: str) -> SandboxRefusal:
     return SandboxRefusal("40004", "ACQ.INVALID_PARAMETER", message)
 
 
+def _expires(biz: Mapping[str, object], now: datetime) -> datetime | None:
+    """When the trade closes unpaid, by timeout_express (none: never, in the sandbox)."""
+    text = biz.get("timeout_express")
+    if text is None:
+        return None
+    match = TIMEOUT_EXPRESS.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise _acq_invalid("参数无效：timeout_express")
+    if text == "1c":
+        return datetime.combine(now.date() + timedelta(days=1), datetime.min.time())
+    length = int(match.group(1)) * TIMEOUT_UNITS[match.group(2)]
+    if length > MAX_TIMEOUT:
+        raise _acq_invalid("参数无效：timeout_express")
+    return now + length
+
+
 def _trade_fields(trade: Trade) -> dict[str, str]:
     return {"trade_no": trade.trade_no, "out_trade_no": trade.out_trade_no}
 
@@ -169,16 +216,17 @@ def trade_create(state: SandboxState, app_id: str, params: Mapping[str, str]) ->
     notify_url = params.get("notify_url", "")
     request = json.dumps(biz, sort_keys=True) + notify_url
     trade_no = "2026" + hashlib.sha256(f"trade:{app_id}:{out_trade_no}".encode()).hexdigest()[:24]
-    now = state.clock().strftime(TIMESTAMP_FORMAT)
+    now = state.clock()
     trade = trades(state).create(Trade(app_id=app_id, trade_no=trade_no, out_trade_no=out_trade_no,
                                        total_amount=amount, subject=subject, buyer_id=buyer_id,
-                                       notify_url=notify_url, request=request, created=now))
+                                       notify_url=notify_url, request=request,
+                                       created=now.strftime(TIMESTAMP_FORMAT), expires=_expires(biz, now)), now)
     return succeeded(**_trade_fields(trade))
 
 
 def _trade_of(state: SandboxState, app_id: str, biz: Mapping[str, object]) -> Trade:
     out_trade_no = biz.get("out_trade_no")
-    trade = trades(state).get(app_id, out_trade_no) if isinstance(out_trade_no, str) else None
+    trade = trades(state).get(app_id, out_trade_no, state.clock()) if isinstance(out_trade_no, str) else None
     if trade is None:
         raise SandboxRefusal("40004", "ACQ.TRADE_NOT_EXIST", "交易不存在")
     return trade
@@ -192,6 +240,14 @@ def trade_query(state: SandboxState, app_id: str, params: Mapping[str, str]) -> 
     if trade.paid:
         answer["send_pay_date"] = trade.paid
     return succeeded(**answer)
+
+
+def trade_close(state: SandboxState, app_id: str, params: Mapping[str, str]) -> dict[str, str]:
+    """alipay.trade.close by out_trade_no: only a trade waiting for the buyer closes;
+    ACQ.TRADE_STATUS_ERROR for a paid or closed one, ACQ.TRADE_NOT_EXIST for none
+    (facts 4). Answers trade_no and out_trade_no (SDK AlipayTradeCloseResponse)."""
+    trade = _trade_of(state, app_id, biz_content(params))
+    return succeeded(**_trade_fields(trades(state).close(app_id, trade.out_trade_no, state.clock())))
 
 
 def trade_refund(state: SandboxState, app_id: str, params: Mapping[str, str]) -> dict[str, str]:
@@ -233,7 +289,7 @@ async def pay(request: Request) -> Response:
         return _error(400, 'send {"appId": "<app id>", "outTradeNo": "<out_trade_no>", "notify": true|false, '
                            '"totalAmount": "<yuan, to notify another amount>"}')
     state: SandboxState = request.app.state.sandbox
-    trade = trades(state).pay(body["appId"], body["outTradeNo"], state.clock().strftime(TIMESTAMP_FORMAT))
+    trade = trades(state).pay(body["appId"], body["outTradeNo"], state.clock())
     if trade is None:
         return _error(404, "the sandbox has no such trade (alipay.trade.create first)")
     if trade.status != TRADE_SUCCESS:
@@ -262,5 +318,5 @@ def _error(status: int, message: str) -> Response:
 
 
 SANDBOX_METHODS = {"alipay.trade.create": trade_create, "alipay.trade.query": trade_query,
-                   "alipay.trade.refund": trade_refund}
+                   "alipay.trade.close": trade_close, "alipay.trade.refund": trade_refund}
 SANDBOX_ROUTES = [Route("/sandbox/pay", pay, methods=["POST"])]

@@ -19,13 +19,23 @@ Routes under /api/v1/{appid}/:
   and refund notices change nothing); the answer is the literal `success`. Anything not
   trusted is answered `fail` and changes nothing.
 
-`refund_order` (the order board's refund, which comes with the board) and `reconcile`
-(created orders older than N minutes, settled with alipay.trade.query) are plain
-functions here; the board's route and reconcile's schedule on the job queue are not
-built yet (the job queue, builder.serve.jobs, has no hook for a plugin's tasks).
+Limited stock (a catalogue product's `stock:`; stock.py) is reserved in the
+transaction that stores the order: too few units left answers 409 sold_out naming the
+product, and nothing is stored. An order that ends closed gives its units back.
 
-The sandbox's alipay.trade.create, .query and .refund and its `POST /sandbox/pay`
-(a buyer paying) are in sandbox.py.
+Unpaid orders do not hold stock for ever: the trade is created with timeout_express
+`ordering.pay_within_minutes` (so Alipay closes its side too), and `reconcile`, run
+every minute on the job queue (`TASKS`, through the mpforge_serve_tasks hook), settles
+every order still created after that long: alipay.trade.query; paid -> paid;
+WAIT_BUYER_PAY -> alipay.trade.close, then closed; TRADE_CLOSED or ACQ.TRADE_NOT_EXIST
+(Alipay never made the trade) -> closed. Run twice at once (two processes, or a run
+that outlasts the minute), it changes each order once: every change is a transition
+under the order's row lock, and a transition already made is not made again.
+
+`refund_order` (the order board's refund) is a plain function here.
+
+The sandbox's alipay.trade.create, .query, .close and .refund and its
+`POST /sandbox/pay` (a buyer paying) are in sandbox.py.
 
 MPFORGE_PUBLIC_URL: the server's public base URL, which Alipay posts notifications to
 (`{MPFORGE_PUBLIC_URL}/api/v1/{appid}/alipay/notify`). It must be https (Alipay requires
@@ -41,7 +51,8 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl, urlsplit
@@ -63,6 +74,8 @@ from builder.serve.plugin_api import (
     Endpoint,
     FieldError,
     Operation,
+    PeriodicTask,
+    TaskContext,
     read_json,
     reply,
     serve_api,
@@ -74,16 +87,18 @@ from . import orders
 from .api_models import OrderLineReply, OrderReply, OrderRequest, OrdersReply
 from .models import OrderingSection
 from .orders import AFTER_PAYMENT, NewOrder, Order, Status
-from .pricing import CHINA, LineRequest, Menu, Refused, price_order, yuan_text
+from .pricing import CHINA, LineRequest, Menu, Priced, Refused, price_order, yuan_text
 from .pricing import OrderRequest as PricingRequest
+from .stock import SoldOut
 
 LOG = logging.getLogger(__name__)
 PUBLIC_URL_VARIABLE = "MPFORGE_PUBLIC_URL"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,64}")  # as the coupon claims': printable ASCII, no spaces
 PAID_STATUSES = ("TRADE_SUCCESS", "TRADE_FINISHED")  # the only ones that mean paid (facts 3)
+WAIT_BUYER_PAY, TRADE_CLOSED = "WAIT_BUYER_PAY", "TRADE_CLOSED"
+TRADE_NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
 NOTIFY_MAX_BYTES = 16 * 1024
-TRADE_TIMEOUT = "15m"  # an unpaid trade closes after this (timeout_express)
 SUBJECT_UNSAFE = re.compile(r"[/=&]")  # characters Alipay refuses in subject
 
 ORDER_ID = {"order_id": {"description": "an order number (out_trade_no) of the session user",
@@ -97,8 +112,8 @@ CREATE_ORDER = Operation(
                      "Alipay's verified notification (or trade.query) marks it paid", (OrderReply,)),
                **CLIENT_ERRORS, 401: ("no valid session token", ERROR),
                404: ("unknown app id, or the app takes no orders (its spec has no ordering section)", ERROR),
-               409: ("sold_out, store_closed or below_minimum: error.fields says which line; nothing was stored",
-                     ERROR),
+               409: ("sold_out (marked sold out, or fewer units of a limited product left than ordered), "
+                     "store_closed or below_minimum: error.fields says which line; nothing was stored", ERROR),
                422: ("invalid_order (an unknown product, option or choice, a required option left out, several "
                      "choices of a single option, a product not sold at the store, a mode not offered: "
                      "error.fields locates each), the body does not validate, or the Idempotency-Key was used for "
@@ -204,14 +219,28 @@ async def create_order(request: Request) -> Response:
                            fields=[FieldError(location=p.location, message=p.message)
                                    for p in refused.problems]) from None
         new = NewOrder(appid=merchant.appid, out_trade_no=_out_trade_no(section, api.clock()), user=user,
-                       idempotency_key=key, request_digest=digest, table_no=body.table, priced=priced)
-        created, _ = await to_thread.run_sync(orders.add_order, api.storage, new)
+                       idempotency_key=key, request_digest=digest, table_no=body.table, priced=priced,
+                       stock={p.id: p.stock for p in merchant.products if p.stock is not None})
+        try:
+            created, _ = await to_thread.run_sync(orders.add_order, api.storage, new)
+        except SoldOut as gone:
+            raise _sold_out(priced, gone) from None
         order = created
     if order.request_digest != digest:
         raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for another order; use a new "
                                                       "key")
     order = await _with_trade(api, merchant, section, order, url)
     return reply(201, _reply(order))
+
+
+def _sold_out(priced: Priced, gone: SoldOut) -> ApiError:
+    """409 sold_out locating the first line of each product short of units."""
+    fields = []
+    for short in gone.short:
+        at, line = next((i, ln) for i, ln in enumerate(priced.lines) if ln.product == short.product)
+        left = f" (fewer than {short.wanted} left)" if short.wanted > 1 else ""
+        fields.append(FieldError(location=f"lines.{at}.product", message=f"{line.name!r} is sold out{left}"))
+    return ApiError(409, "sold_out", "the order cannot be taken as sent; error.fields says why", fields=fields)
 
 
 async def _with_trade(api: Api, merchant: Merchant, section: OrderingSection, order: Order, url: str) -> Order:
@@ -228,7 +257,8 @@ async def _with_trade(api: Api, merchant: Merchant, section: OrderingSection, or
         trade_no = await to_thread.run_sync(lambda: client.trade_create(
             out_trade_no=order.out_trade_no, total_amount=yuan_text(order.total), subject=subject, notify_url=url,
             buyer_id=order.user.id if by_user_id else None, buyer_open_id=None if by_user_id else order.user.id,
-            product_code=section.product_code, op_app_id=merchant.appid, timeout_express=TRADE_TIMEOUT))
+            product_code=section.product_code, op_app_id=merchant.appid,
+            timeout_express=f"{section.pay_within_minutes}m"))
     except UnverifiedResponse:
         raise ApiError(502, "alipay_unverified", "Alipay's answer did not verify; check the server's Alipay public "
                                                  "key") from None
@@ -315,7 +345,7 @@ def settle(storage: Storage, appid: str, trade: Mapping[str, str]) -> bool:
             _, changed = orders.transition(storage, order.id, Status.PAID, already=AFTER_PAYMENT)
             if changed:
                 LOG.info("app %s: order %s paid", appid, order.out_trade_no)
-        elif status == "TRADE_CLOSED" and order.status == Status.CREATED:
+        elif status == TRADE_CLOSED and order.status == Status.CREATED:
             orders.transition(storage, order.id, Status.CLOSED)
     except orders.IllegalTransition as exc:
         # E.g. a payment of an order closed after Alipay refused its trade: the
@@ -354,18 +384,73 @@ def ask_alipay(storage: Storage, client: AlipayClient, order: Order) -> Order:
     return orders.find(storage, order.appid, order.out_trade_no) or order
 
 
-def reconcile(storage: Storage, clients: Mapping[str, AlipayClient], older_than: timedelta) -> int:
-    """Ask Alipay (alipay.trade.query) about every created order with a trade older than
-    `older_than`, and record what it says as a notification would be: a payment whose
-    notification was lost still marks its order paid. How many orders changed."""
-    changed = 0
-    for appid, out_trade_no in orders.unpaid_before(storage, storage.clock() - older_than):
-        client, before = clients.get(appid), orders.find(storage, appid, out_trade_no)
-        if client is None or before is None:
+def close_unpaid(storage: Storage, client: AlipayClient, order: Order) -> Order:
+    """Settle an order whose time to pay is over, by what Alipay says of its trade
+    (alipay.trade.query): paid -> paid; still WAIT_BUYER_PAY -> alipay.trade.close, then
+    closed; TRADE_CLOSED, or no trade at all (ACQ.TRADE_NOT_EXIST) -> closed, its stock
+    given back. Unchanged while Alipay does not answer (the next run tries again)."""
+    try:
+        state = client.trade_query(order.out_trade_no)
+    except AlipayUnavailable as exc:
+        LOG.info("app %s: order %s: trade.query did not answer (%s)", order.appid, order.out_trade_no, exc)
+        return order
+    except AlipayError as exc:
+        if exc.sub_code != TRADE_NOT_EXIST:
+            LOG.warning("app %s: order %s: trade.query refused (%s)", order.appid, order.out_trade_no, exc)
+            return order
+        return _close(storage, order)  # Alipay never made the trade: nothing can pay it
+    if state.trade_status == WAIT_BUYER_PAY:
+        try:
+            client.trade_close(order.out_trade_no)
+        except AlipayUnavailable:
+            return order
+        except AlipayError as exc:
+            # Paid (or closed) between the query and the close: what Alipay says now decides.
+            LOG.info("app %s: order %s: trade.close refused (%s); asking again", order.appid, order.out_trade_no, exc)
+            return ask_alipay(storage, client, order)
+        state = replace(state, trade_status=TRADE_CLOSED)
+    settle(storage, order.appid, {"out_trade_no": state.out_trade_no, "trade_no": state.trade_no,
+                                  "trade_status": state.trade_status, "total_amount": state.total_amount})
+    return orders.find(storage, order.appid, order.out_trade_no) or order
+
+
+def _close(storage: Storage, order: Order) -> Order:
+    try:
+        closed, _ = orders.transition(storage, order.id, Status.CLOSED)
+    except orders.IllegalTransition as exc:
+        LOG.error("app %s: order %s: %s; left unchanged", order.appid, order.out_trade_no, exc)
+        return order
+    return closed
+
+
+def reconcile(storage: Storage, clients: Mapping[str, AlipayClient], pay_within: Mapping[str, timedelta]) -> int:
+    """Settle (`close_unpaid`) every order still created after its app's time to pay
+    (`pay_within`: app id -> ordering.pay_within_minutes): a payment whose notification
+    was lost marks its order paid, an order never paid is closed and gives its stock
+    back. How many orders changed."""
+    changed, now = 0, storage.clock()
+    for appid, window in pay_within.items():
+        client = clients.get(appid)
+        if client is None:
             continue
-        changed += ask_alipay(storage, client, before).status != before.status
+        for order in orders.unpaid_before(storage, appid, now - window):
+            changed += close_unpaid(storage, client, order).status != order.status
     return changed
+
+
+def pay_windows(merchants: Sequence[Merchant]) -> dict[str, timedelta]:
+    """App id -> its time to pay, for every app that takes orders."""
+    return {m.appid: timedelta(minutes=section.pay_within_minutes) for m in merchants
+            if isinstance(section := m.sections.get("ordering"), OrderingSection)}
+
+
+def reconcile_task(context: TaskContext) -> None:
+    """The job queue's run of `reconcile`, every minute."""
+    changed = reconcile(context.storage, context.clients, pay_windows(context.merchants))
+    if changed:
+        LOG.info("reconcile: %d unpaid orders settled", changed)
 
 
 ENDPOINTS = (Endpoint(CREATE_ORDER, create_order), Endpoint(GET_ORDER, get_order),
              Endpoint(MY_ORDERS, list_my_orders), Endpoint(NOTIFY, alipay_notify))
+TASKS = (PeriodicTask("ordering.reconcile", reconcile_task, cron="* * * * *"),)
