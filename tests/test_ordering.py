@@ -354,17 +354,20 @@ def test_a_paid_order_is_refunded_once(shop: Shop) -> None:
         refund_order(shop.served.storage, client, refunded)
 
 
-def test_reconciliation_marks_a_payment_whose_notification_was_lost(shop: Shop) -> None:
+def test_reconciliation_marks_a_lost_payment_paid_and_closes_an_unpaid_order(shop: Shop) -> None:
     token = shop.served.login("ann")
     lost = shop.order(token).json()
     unpaid = shop.order(token, key="order-2").json()
     assert shop.pay(lost["id"], notify=False)["notifyAnswer"] is None
     clients = shop.served.app.state.api.clients
-    assert reconcile(shop.served.storage, clients, timedelta(minutes=5)) == 0  # too young to ask about
+    assert reconcile(shop.served.storage, clients, {APPID: timedelta(minutes=5)}) == 0  # still time to pay
     shop.served.clock.now = NOON + timedelta(minutes=10)
-    assert reconcile(shop.served.storage, clients, timedelta(minutes=5)) == 1
+    assert reconcile(shop.served.storage, clients, {APPID: timedelta(minutes=5)}) == 2
     assert shop.stored(lost["id"]).status == orders.Status.PAID
-    assert shop.stored(unpaid["id"]).status == orders.Status.CREATED  # WAIT_BUYER_PAY: still unpaid
+    # WAIT_BUYER_PAY after its time: the trade is closed (alipay.trade.close), then the order.
+    assert shop.stored(unpaid["id"]).status == orders.Status.CLOSED
+    trade = trades(shop.served.sandbox.state).get(APPID, unpaid["id"])
+    assert trade is not None and trade.status == "TRADE_CLOSED"
 
 
 def test_looking_at_an_unpaid_order_asks_alipay(shop: Shop) -> None:
