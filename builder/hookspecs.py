@@ -209,7 +209,8 @@ def mpforge_serve_tasks() -> list[PeriodicTask]:
     `builder.serve.plugin_api.PeriodicTask`: a name unique among every plugin's tasks,
     a blocking function ``run(context)`` given the `TaskContext` (the storage, each app's
     Alipay client, the merchants served), and a cron (every minute by default). The job
-    queue runs each at start-up and then by its cron, in a thread, one run at a time
+    queue runs each by its cron (and at start-up, its latest tick if less than 10 minutes
+    old), in a thread, one run at a time
     even when several processes share a PostgreSQL database (builder.serve.jobs). A run
     may still be repeated (a retry, a process dying in it), so a task changes only what
     it can change once. An exception is logged, and the next tick runs it again. A name

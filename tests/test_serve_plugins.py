@@ -1,6 +1,6 @@
 """The back end's plugin hooks: a plugin adds routes (described in the OpenAPI document),
-tables through its own Alembic branch (on SQLite and PostgreSQL, applied once), sandbox
-methods and sandbox routes; the first-party plugins serve theirs through the same hooks.
+tables through its own Alembic branch (on SQLite and PostgreSQL, applied once), periodic
+tasks on the job queue, sandbox methods and sandbox routes; the first-party plugins serve theirs through the same hooks.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,7 +46,7 @@ from starlette.routing import Route
 
 from builder.plugin_api import hookimpl
 from builder.serve.plugin_api import (
-    ERROR, PREFIX, Endpoint, Operation, biz_content, reply, serve_api, succeeded, text_field,
+    ERROR, PREFIX, Endpoint, Operation, PeriodicTask, biz_content, reply, serve_api, succeeded, text_field,
 )
 
 PLUGIN_NAME = "stamps"
@@ -85,6 +86,19 @@ def mpforge_serve_migrations():
 def mpforge_serve_routes():
     _maybe_raise("mpforge_serve_routes")
     return [Endpoint(CARDS, count_cards)]
+
+
+def tally(context):
+    """Counts its runs in the stamp_cards row of app id 'tally'."""
+    with context.storage.engine.begin() as conn:
+        conn.execute(text("INSERT INTO stamp_cards (appid, cups) VALUES ('tally', 1) "
+                          "ON CONFLICT (appid) DO UPDATE SET cups = stamp_cards.cups + 1"))
+
+
+@hookimpl
+def mpforge_serve_tasks():
+    _maybe_raise("mpforge_serve_tasks")
+    return [PeriodicTask("stamps.tally", tally)]
 
 
 def stamp_card_query(state, app_id, params):
@@ -274,13 +288,47 @@ def test_two_plugins_adding_one_route_are_named(tmp_path: Path) -> None:
         plugins.serve_endpoints()
 
 
-@pytest.mark.parametrize("hook", ["mpforge_serve_migrations", "mpforge_serve_routes", "mpforge_sandbox_methods",
-                                  "mpforge_sandbox_routes"])
+def test_a_plugins_periodic_task_runs_on_the_job_queue(tmp_path: Path) -> None:
+    """At start-up (the latest tick of its cron, every minute) in the serve process's
+    worker, with no request."""
+    url = f"sqlite:///{tmp_path / 'serve.sqlite3'}"
+    app = create_app([], url, alipay=AlipayConfig(), secret=SECRET, plugins=with_plugin(stamp_plugin(tmp_path)))
+    storage: Storage = app.state.api.storage
+    assert [task.name for task in app.state.api.jobs.tasks] == ["mpforge.task.stamps.tally"]
+
+    def runs() -> int:
+        with storage.engine.connect() as conn:
+            return int(conn.execute(text("SELECT coalesce(sum(cups), 0) FROM stamp_cards")).scalar_one())
+
+    try:
+        with http(app) as api, api.lifespan():
+            deadline = time.monotonic() + 10
+            while runs() == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert runs() >= 1  # 2 if a minute began meanwhile
+    finally:
+        storage.dispose()
+
+
+def test_two_plugins_adding_one_periodic_task_are_named(tmp_path: Path) -> None:
+    first = stamp_plugin(tmp_path / "a")
+    second = tmp_path / "b/other_plugin.py"
+    second.parent.mkdir()
+    second.write_text(first.read_text().replace('PLUGIN_NAME = "stamps"', 'PLUGIN_NAME = "other"'), "utf-8")
+    plugins = load_plugins(PluginOptions(extra=(str(first), str(second))))
+    with pytest.raises(UserError, match=r"periodic task 'stamps.tally' is defined by both plugin 'other' "
+                                        r"\(.*other_plugin.py\) and plugin 'stamps'"):
+        plugins.serve_tasks()
+
+
+@pytest.mark.parametrize("hook", ["mpforge_serve_migrations", "mpforge_serve_routes", "mpforge_serve_tasks",
+                                  "mpforge_sandbox_methods", "mpforge_sandbox_routes"])
 def test_a_serve_hook_failure_names_the_plugin(tmp_path: Path, hook: str) -> None:
     plugin = stamp_plugin(tmp_path, raise_in=hook)
     plugins = with_plugin(plugin)
     call = {"mpforge_serve_migrations": plugins.serve_migrations, "mpforge_serve_routes": plugins.serve_endpoints,
-            "mpforge_sandbox_methods": plugins.sandbox_methods, "mpforge_sandbox_routes": plugins.sandbox_routes}
+            "mpforge_serve_tasks": plugins.serve_tasks, "mpforge_sandbox_methods": plugins.sandbox_methods,
+            "mpforge_sandbox_routes": plugins.sandbox_routes}
     with pytest.raises(PluginError) as failure:
         call[hook]()
     assert f"plugin 'stamps' ({plugin}) failed in {hook}: RuntimeError: stamp machine jammed" in str(failure.value)

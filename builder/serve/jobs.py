@@ -17,9 +17,10 @@ claims in the table.
 
 The plugins' periodic tasks (`PeriodicTask`, from the mpforge_serve_tasks hook; e.g.
 the ordering plugin's reconciliation of unpaid orders) are procrastinate periodic tasks
-on the same queue: deferred at start-up and then by their cron (every minute by default),
-each run a blocking call in a thread, given the `TaskContext` (storage, Alipay clients,
-merchants). On PostgreSQL each tick is deferred once however many processes run
+on the same queue, deferred by their cron (every minute by default; when the worker
+starts, procrastinate defers each task's latest tick if it is less than 10 minutes
+old, so a start runs them at once), each run a blocking call in a thread, given the
+`TaskContext` (storage, Alipay clients, merchants). On PostgreSQL each tick is deferred once however many processes run
 (procrastinate records the tick in procrastinate_periodic_defers), the task's lock lets
 one run at a time across every process, and its queueing lock keeps at most one run
 waiting; the task's own changes must still be safe to repeat (a run may be retried, or
@@ -111,8 +112,9 @@ class TaskContext:
 
 @dataclass(frozen=True)
 class PeriodicTask:
-    """A plugin's task run on the job queue by `mpforge serve`: at start-up, then by
-    `cron` (five-field cron, UTC; every minute by default). name: unique among every
+    """A plugin's task run on the job queue by `mpforge serve`, by `cron` (five-field
+    cron; every minute by default), and at start-up when its latest tick is less than
+    10 minutes old. name: unique among every
     plugin's tasks (e.g. "ordering.reconcile"); run: blocking, called in a thread with
     the TaskContext; an exception is logged and the next tick runs it again."""
 
@@ -221,8 +223,6 @@ class ClaimJobs:
             self._running = True
             try:
                 await self._sweep(timestamp=0)
-                for task in self.tasks:
-                    await self._defer_task(task)
                 yield
             finally:
                 self._running = False
@@ -252,15 +252,6 @@ class ClaimJobs:
             # The queue's database is unreachable: the request still gets its answer, and
             # the claim, in the table, is the next sweep's.
             LOG.warning("claim %s: could not queue its job (%s); the next sweep will", claim_id, type(exc).__name__)
-
-    async def _defer_task(self, task: procrastinate.tasks.Task[..., Any, ...]) -> None:
-        """A run of a plugin's task now (at start-up: what happened while no process ran)."""
-        try:
-            await task.defer_async(timestamp=0)
-        except AlreadyEnqueued:
-            pass  # a run is waiting already (another process deferred it)
-        except ConnectorException as exc:
-            LOG.warning("task %s: could not queue its run (%s); its next tick will", task.name, type(exc).__name__)
 
     async def _sweep(self, timestamp: int) -> None:
         """Defer a job for every pending send-route claim old enough not to be in its
