@@ -43,8 +43,10 @@ if TYPE_CHECKING:  # the back end's types: imported by the serve hooks' methods 
     from starlette.routing import Route
 
     from .serve.jobs import PeriodicTask
+    from .serve.merchant import Merchant
     from .serve.openapi import Endpoint
     from .serve.sandbox_methods import SandboxMethod
+    from .serve.storage import Storage
 
 ENTRY_POINT_GROUP = "mpforge"
 HOOK_NAMES = frozenset(name for name in dir(hookspecs) if name.startswith("mpforge_"))
@@ -475,6 +477,11 @@ class Hooks:
         for plugin, task in self._lists("mpforge_serve_tasks", PeriodicTask, "a list of PeriodicTask"):
             self._claim(found, task.name, plugin, task, "periodic task", "mpforge_serve_tasks")
         return [task for _, task in found.values()]
+
+    def serve_sold_out(self, storage: Storage, merchant: Merchant) -> set[str]:
+        """The products of `merchant` some plugin counts as sold out now."""
+        return {product for _, product in self._lists("mpforge_serve_sold_out", str, "a list of product ids",
+                                                      storage=storage, merchant=merchant)}
 
     def sandbox_methods(self) -> dict[str, SandboxMethod]:
         """Alipay method name -> the sandbox's handler, from every plugin."""

@@ -17,7 +17,8 @@ Pipeline (and the order of this module): load -> validate (`mpforge_spec_section
 
 The back end (`mpforge serve`, builder/serve/) calls the last hooks, never a build:
 `mpforge_serve_migrations` when its database is migrated at start-up,
-`mpforge_serve_routes` and `mpforge_serve_tasks` when its app is made, and the sandbox gateway
+`mpforge_serve_routes` and `mpforge_serve_tasks` when its app is made,
+`mpforge_serve_sold_out` for each GET content, and the sandbox gateway
 `mpforge_sandbox_methods` and `mpforge_sandbox_routes`. Their types are the back end's
 (Starlette, SQLAlchemy), named here only for type checkers, so a build never imports
 them; a plugin implements these hooks in a module of its own (e.g. ``serve.py``) that
@@ -43,8 +44,10 @@ if TYPE_CHECKING:  # the back end's types; a build never loads them
     from starlette.routing import Route
 
     from .serve.jobs import PeriodicTask
+    from .serve.merchant import Merchant
     from .serve.openapi import Endpoint
     from .serve.sandbox_methods import SandboxMethod
+    from .serve.storage import Storage
 
 HOOK_API_VERSION = 1
 hookspec = pluggy.HookspecMarker("mpforge")
@@ -215,6 +218,19 @@ def mpforge_serve_tasks() -> list[PeriodicTask]:
     may still be repeated (a retry, a process dying in it), so a task changes only what
     it can change once. An exception is logged, and the next tick runs it again. A name
     two plugins use is an error naming both.
+    """
+
+
+@hookspec
+def mpforge_serve_sold_out(storage: Storage, merchant: Merchant) -> list[str]:
+    """Name the catalogue products of `merchant` that are sold out by the plugin's own
+    count (e.g. the ordering plugin's stock, at 0): the back end's GET content shows them
+    ``soldOut`` besides those its content marks.
+
+    Called for every GET content, in a worker thread; `storage` is the back end's
+    `builder.serve.storage.Storage` (read the plugin's tables with
+    ``storage.engine.connect()``). Return a list of product ids; keep it to one quick
+    query, and none for a merchant that has nothing the plugin counts.
     """
 
 

@@ -36,9 +36,10 @@ from builder.serve.local_sandbox import LocalSandbox
 from builder.serve.merchant import Merchant, load_merchant
 from builder.serve.plugin_api import SandboxRefusal, SandboxState
 from builder.serve.sandbox_state import Faults, sandbox_user_id
-from plugins.ordering import orders, stock
+from builder.serve.storage import Storage
+from plugins.ordering import MIGRATIONS, orders, stock
 from plugins.ordering.sandbox import trade_close, trade_create, trade_query, trades
-from plugins.ordering.serve import TASKS, reconcile
+from plugins.ordering.serve import TASKS, products_gone, reconcile
 
 pytest_plugins = ["serve_fixtures"]  # database, postgres
 
@@ -247,6 +248,35 @@ def test_the_job_queue_runs_reconcile(shop: StockShop) -> None:
         while shop.stored(order["id"]).status == orders.Status.CREATED and time.monotonic() < deadline:
             time.sleep(0.1)
     assert shop.stored(order["id"]).status == orders.Status.CLOSED and shop.remaining() == 10
+
+
+@pytest.mark.parametrize("shop", [2], indirect=True)
+def test_the_content_shows_a_product_sold_out_while_its_stock_is_gone(shop: StockShop) -> None:
+    def sold_out() -> tuple[bool, str]:
+        answer = shop.api.get(f"/api/v1/{APPID}/content")
+        croissant = next(p for p in answer.json()["products"] if p["id"] == "croissant")
+        return croissant["soldOut"], answer.headers["etag"]
+
+    available, etag = sold_out()
+    assert available is False
+    order = shop.order(shop.served.login("ann"), body=croissants(2)).json()
+    gone, gone_etag = sold_out()
+    assert gone is True and gone_etag != etag  # a client's cached copy is out of date
+    orders.transition(shop.served.storage, shop.stored(order["id"]).id, orders.Status.CLOSED)
+    assert sold_out() == (False, etag)
+
+
+def test_a_product_with_no_stock_in_the_spec_is_sold_out_before_anyone_orders(database: Database,
+                                                                              tmp_path: Path) -> None:
+    merchant = stocked_merchant(tmp_path / "shop", 0)
+    storage = Storage(database.url)
+    try:
+        storage.migrate([MIGRATIONS])
+        assert products_gone(storage, merchant) == ["croissant"]
+        plain = load_merchant(write_project(tmp_path / "plain", shop_spec()))
+        assert products_gone(storage, plain) == []
+    finally:
+        storage.dispose()
 
 
 # --- the sandbox's trades: timeout_express and alipay.trade.close ---------------------------

@@ -101,6 +101,12 @@ def mpforge_serve_tasks():
     return [PeriodicTask("stamps.tally", tally)]
 
 
+@hookimpl
+def mpforge_serve_sold_out(storage, merchant):
+    _maybe_raise("mpforge_serve_sold_out")
+    return []
+
+
 def stamp_card_query(state, app_id, params):
     return succeeded(card=text_field(biz_content(params), "card"), app=app_id)
 
@@ -322,12 +328,14 @@ def test_two_plugins_adding_one_periodic_task_are_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("hook", ["mpforge_serve_migrations", "mpforge_serve_routes", "mpforge_serve_tasks",
-                                  "mpforge_sandbox_methods", "mpforge_sandbox_routes"])
+                                  "mpforge_serve_sold_out", "mpforge_sandbox_methods", "mpforge_sandbox_routes"])
 def test_a_serve_hook_failure_names_the_plugin(tmp_path: Path, hook: str) -> None:
     plugin = stamp_plugin(tmp_path, raise_in=hook)
     plugins = with_plugin(plugin)
     call = {"mpforge_serve_migrations": plugins.serve_migrations, "mpforge_serve_routes": plugins.serve_endpoints,
-            "mpforge_serve_tasks": plugins.serve_tasks, "mpforge_sandbox_methods": plugins.sandbox_methods,
+            "mpforge_serve_tasks": plugins.serve_tasks,
+            "mpforge_serve_sold_out": lambda: plugins.serve_sold_out(None, None),  # the plugin reads neither
+            "mpforge_sandbox_methods": plugins.sandbox_methods,
             "mpforge_sandbox_routes": plugins.sandbox_routes}
     with pytest.raises(PluginError) as failure:
         call[hook]()

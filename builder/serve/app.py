@@ -204,12 +204,14 @@ def _version_reply(version: ContentVersion) -> ContentVersionReply:
 class Api:
     """The core's route handlers and what every route shares, the plugins' too: the
     merchants, their Alipay clients, the storage, the claims' job queue, the token
-    signer, the limits, the clock, the events rate limiter and each app's publish token
-    (none: publishing disabled)."""
+    signer, the limits, the clock, the events rate limiter, each app's publish token
+    (none: publishing disabled) and `products_gone`: the products of an app the plugins
+    count as sold out (mpforge_serve_sold_out)."""
 
     def __init__(self, merchants: Sequence[Merchant], clients: dict[str, AlipayClient], storage: Storage,
                  jobs: ClaimJobs, tokens: SessionTokens, limits: Limits, clock: Callable[[], datetime],
-                 publish_tokens: Mapping[str, str]) -> None:
+                 publish_tokens: Mapping[str, str],
+                 products_gone: Callable[[Merchant], set[str]] = lambda _merchant: set()) -> None:
         self.merchants = {m.appid: m for m in merchants}
         self.clients = clients
         self.storage = storage
@@ -219,6 +221,7 @@ class Api:
         self.clock = clock
         self.event_buckets = TokenBuckets(limits.events_burst, limits.events_per_second)
         self.publish_tokens = publish_tokens
+        self.products_gone = products_gone
 
     def merchant(self, request: Request) -> Merchant:
         """The app the request's path names; an ApiError 404 when it is not served here."""
@@ -276,7 +279,8 @@ class Api:
         merchant = self.merchant(request)
         version, document = await to_thread.run_sync(self.current_document, merchant)
         taken = await to_thread.run_sync(self.storage.taken, merchant.appid)
-        shown = render(merchant, document, version, china_today(self.clock()), taken)
+        gone = await to_thread.run_sync(self.products_gone, merchant)
+        shown = render(merchant, document, version, china_today(self.clock()), taken, gone)
         text = json.dumps(shown.model_dump(mode="json"), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         # The hash of everything the answer says: the version, the day's states, the stock.
         etag = '"' + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32] + '"'
@@ -419,7 +423,7 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
         storage.dispose()
         raise
     api = Api(merchants, clients, storage, jobs, SessionTokens(secret, limits.session_ttl, clock), limits, clock,
-              publish_tokens)
+              publish_tokens, lambda merchant: plugins.serve_sold_out(storage, merchant))
     core: list[tuple[Operation, Handler]] = [
         (SESSION, api.session), (CONTENT, api.content), (LIST_VERSIONS, api.list_versions),
         (PUBLISH, api.publish), (RESTORE, api.restore)]

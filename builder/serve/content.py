@@ -12,7 +12,7 @@ day or the minute: a coupon's state today, whether stock is left.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import date, datetime, timedelta, timezone
 from typing import Literal
 
@@ -96,9 +96,11 @@ def document_problems(merchant: Merchant, document: ContentDocument) -> list[Fie
 
 
 def render(merchant: Merchant, document: ContentDocument, version: int, today: date,
-           taken: Mapping[str, int]) -> ContentReply:
+           taken: Mapping[str, int], products_gone: Collection[str] = frozenset()) -> ContentReply:
     """GET content's answer: `document`'s words (version `version`), the spec's rules,
-    each coupon's state on `today` and whether its stock (`taken` of it) is gone."""
+    each coupon's state on `today` and whether its stock (`taken` of it) is gone; a
+    product is sold out when the document says so or it is in `products_gone` (the
+    plugins' count of its stock is at 0: mpforge_serve_sold_out)."""
     coupons = []
     for text in document.coupons:
         coupon = merchant.coupon(text.id)
@@ -115,7 +117,7 @@ def render(merchant: Merchant, document: ContentDocument, version: int, today: d
             claim_route=merchant.route(coupon.id).value))
     products = [ProductContent(id=p.id, name=p.name, price_text=yuan(p.price),
                                original_price_text=yuan(p.original_price) if p.original_price is not None else None,
-                               sold_out=p.sold_out)
+                               sold_out=p.sold_out or p.id in products_gone)
                 for p in document.products if merchant.product(p.id) is not None]
     return ContentReply(appid=merchant.appid, version=version, name=document.name, today=today.isoformat(),
                         coupons=coupons, products=products)

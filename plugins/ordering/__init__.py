@@ -20,7 +20,9 @@ from .models import OrderingSection
 if TYPE_CHECKING:  # the back end's types: a build never loads them
     from starlette.routing import Route
 
+    from builder.serve.merchant import Merchant
     from builder.serve.plugin_api import Endpoint, PeriodicTask, SandboxMethod
+    from builder.serve.storage import Storage
 
 __version__ = "0.1.0"
 __all__ = ["OrderingSection"]
@@ -84,3 +86,10 @@ def mpforge_serve_tasks() -> list[PeriodicTask]:
     from .serve import TASKS
 
     return list(TASKS)
+
+
+@hookimpl
+def mpforge_serve_sold_out(storage: Storage, merchant: Merchant) -> list[str]:
+    from .serve import products_gone
+
+    return products_gone(storage, merchant)

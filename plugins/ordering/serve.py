@@ -438,6 +438,17 @@ def reconcile(storage: Storage, clients: Mapping[str, AlipayClient], pay_within:
     return changed
 
 
+def products_gone(storage: Storage, merchant: Merchant) -> list[str]:
+    """The limited products of `merchant` with no units left (GET content's soldOut): by
+    the count kept since the first order, or by the spec's stock of 0 before one. No
+    query for a catalogue without limited products."""
+    limited = {p.id: p.stock for p in merchant.products if p.stock is not None}
+    if not limited:
+        return []
+    left = orders.remaining_stock(storage, merchant.appid)
+    return [product for product, stock in limited.items() if left.get(product, stock) == 0]
+
+
 def pay_windows(merchants: Sequence[Merchant]) -> dict[str, timedelta]:
     """App id -> its time to pay, for every app that takes orders."""
     return {m.appid: timedelta(minutes=section.pay_within_minutes) for m in merchants
