@@ -36,14 +36,13 @@ from . import __version__, hookspecs
 from .errors import PluginError, PluginLoadError, Problem, SpecError, UserError, did_you_mean
 from .filetree import FileTree
 from .model import AppPlan, AppScript, Block, BlockType, LoadedSpec, PagePlan, Render, ValidSpec
-from .spec_models import Page
+from .spec_models import CatalogueProduct, Page
 from .write import WriteResult
 
 if TYPE_CHECKING:  # the back end's types: imported by the serve hooks' methods when called
     from starlette.routing import Route
 
     from .serve.jobs import PeriodicTask
-    from .serve.merchant import Merchant
     from .serve.openapi import Endpoint
     from .serve.sandbox_methods import SandboxMethod
     from .serve.storage import Storage
@@ -478,10 +477,10 @@ class Hooks:
             self._claim(found, task.name, plugin, task, "periodic task", "mpforge_serve_tasks")
         return [task for _, task in found.values()]
 
-    def serve_sold_out(self, storage: Storage, merchant: Merchant) -> set[str]:
-        """The products of `merchant` some plugin counts as sold out now."""
+    def serve_sold_out(self, storage: Storage, appid: str, products: Sequence[CatalogueProduct]) -> set[str]:
+        """The products of app `appid` some plugin counts as sold out now."""
         return {product for _, product in self._lists("mpforge_serve_sold_out", str, "a list of product ids",
-                                                      storage=storage, merchant=merchant)}
+                                                      storage=storage, appid=appid, products=products)}
 
     def sandbox_methods(self) -> dict[str, SandboxMethod]:
         """Alipay method name -> the sandbox's handler, from every plugin."""

@@ -27,7 +27,7 @@ its hook imports when called.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,14 +37,13 @@ from pydantic import BaseModel
 from .errors import Problem
 from .filetree import FileTree
 from .model import AppPlan, AppScript, BlockType, PagePlan, ValidSpec
-from .spec_models import Page
+from .spec_models import CatalogueProduct, Page
 from .write import WriteResult
 
 if TYPE_CHECKING:  # the back end's types; a build never loads them
     from starlette.routing import Route
 
     from .serve.jobs import PeriodicTask
-    from .serve.merchant import Merchant
     from .serve.openapi import Endpoint
     from .serve.sandbox_methods import SandboxMethod
     from .serve.storage import Storage
@@ -210,8 +209,8 @@ def mpforge_serve_tasks() -> list[PeriodicTask]:
 
     Called once when the back end's app is made. Return a list of
     `builder.serve.plugin_api.PeriodicTask`: a name unique among every plugin's tasks,
-    a blocking function ``run(context)`` given the `TaskContext` (the storage, each app's
-    Alipay client, the merchants served), and a cron (every minute by default). The job
+    a blocking function ``run(context)`` given the `TaskContext` (the storage, and by
+    app id each app's Alipay client and its spec's plugin sections), and a cron (every minute by default). The job
     queue runs each by its cron (and at start-up, its latest tick if less than 10 minutes
     old), in a thread, one run at a time
     even when several processes share a PostgreSQL database (builder.serve.jobs). A run
@@ -222,15 +221,15 @@ def mpforge_serve_tasks() -> list[PeriodicTask]:
 
 
 @hookspec
-def mpforge_serve_sold_out(storage: Storage, merchant: Merchant) -> list[str]:
-    """Name the catalogue products of `merchant` that are sold out by the plugin's own
-    count (e.g. the ordering plugin's stock, at 0): the back end's GET content shows them
-    ``soldOut`` besides those its content marks.
+def mpforge_serve_sold_out(storage: Storage, appid: str, products: Sequence[CatalogueProduct]) -> list[str]:
+    """Name the catalogue products of app `appid` (`products`: its spec's) that are sold
+    out by the plugin's own count (e.g. the ordering plugin's stock, at 0): the back
+    end's GET content shows them ``soldOut`` besides those its content marks.
 
     Called for every GET content, in a worker thread; `storage` is the back end's
     `builder.serve.storage.Storage` (read the plugin's tables with
     ``storage.engine.connect()``). Return a list of product ids; keep it to one quick
-    query, and none for a merchant that has nothing the plugin counts.
+    query, and none for an app with nothing the plugin counts.
     """
 
 

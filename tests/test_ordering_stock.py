@@ -272,9 +272,9 @@ def test_a_product_with_no_stock_in_the_spec_is_sold_out_before_anyone_orders(da
     storage = Storage(database.url)
     try:
         storage.migrate([MIGRATIONS])
-        assert products_gone(storage, merchant) == ["croissant"]
+        assert products_gone(storage, merchant.appid, merchant.products) == ["croissant"]
         plain = load_merchant(write_project(tmp_path / "plain", shop_spec()))
-        assert products_gone(storage, plain) == []
+        assert products_gone(storage, plain.appid, plain.products) == []
     finally:
         storage.dispose()
 

@@ -102,7 +102,7 @@ def mpforge_serve_tasks():
 
 
 @hookimpl
-def mpforge_serve_sold_out(storage, merchant):
+def mpforge_serve_sold_out(storage, appid, products):
     _maybe_raise("mpforge_serve_sold_out")
     return []
 
@@ -334,7 +334,7 @@ def test_a_serve_hook_failure_names_the_plugin(tmp_path: Path, hook: str) -> Non
     plugins = with_plugin(plugin)
     call = {"mpforge_serve_migrations": plugins.serve_migrations, "mpforge_serve_routes": plugins.serve_endpoints,
             "mpforge_serve_tasks": plugins.serve_tasks,
-            "mpforge_serve_sold_out": lambda: plugins.serve_sold_out(None, None),  # the plugin reads neither
+            "mpforge_serve_sold_out": lambda: plugins.serve_sold_out(None, APPID, []),
             "mpforge_sandbox_methods": plugins.sandbox_methods,
             "mpforge_sandbox_routes": plugins.sandbox_routes}
     with pytest.raises(PluginError) as failure:

@@ -412,8 +412,8 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
     publish_tokens = _publish_tokens(appids)
     clients = {m.appid: alipay.client(m.appid) for m in merchants}
     storage = Storage(database_url, busy_timeout=busy_timeout, pool_size=pool_size, clock=clock)
-    jobs = ClaimJobs(storage, clients, database_url, job_policy or JobPolicy(), merchants=merchants,
-                     tasks=plugins.serve_tasks())
+    jobs = ClaimJobs(storage, clients, database_url, job_policy or JobPolicy(),
+                     sections={m.appid: m.sections for m in merchants}, tasks=plugins.serve_tasks())
     try:
         storage.migrate([folder for _, folder in plugins.serve_migrations()])
         jobs.prepare()
@@ -423,7 +423,7 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
         storage.dispose()
         raise
     api = Api(merchants, clients, storage, jobs, SessionTokens(secret, limits.session_ttl, clock), limits, clock,
-              publish_tokens, lambda merchant: plugins.serve_sold_out(storage, merchant))
+              publish_tokens, lambda merchant: plugins.serve_sold_out(storage, merchant.appid, merchant.products))
     core: list[tuple[Operation, Handler]] = [
         (SESSION, api.session), (CONTENT, api.content), (LIST_VERSIONS, api.list_versions),
         (PUBLISH, api.publish), (RESTORE, api.restore)]

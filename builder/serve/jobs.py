@@ -20,11 +20,12 @@ the ordering plugin's reconciliation of unpaid orders) are procrastinate periodi
 on the same queue, deferred by their cron (every minute by default; when the worker
 starts, procrastinate defers each task's latest tick if it is less than 10 minutes
 old, so a start runs them at once), each run a blocking call in a thread, given the
-`TaskContext` (storage, Alipay clients, merchants). On PostgreSQL each tick is deferred once however many processes run
-(procrastinate records the tick in procrastinate_periodic_defers), the task's lock lets
-one run at a time across every process, and its queueing lock keeps at most one run
-waiting; the task's own changes must still be safe to repeat (a run may be retried, or
-started again after a process died in it).
+`TaskContext` (storage, Alipay clients, each app's spec sections). On PostgreSQL each
+tick is deferred once however many processes run (procrastinate records the tick in
+procrastinate_periodic_defers), the task's lock lets one run at a time across every
+process, and its queueing lock keeps at most one run waiting; the task's own changes
+must still be safe to repeat (a run may be retried, or started again after a process
+died in it).
 
 Where the queue lives:
 
@@ -59,7 +60,6 @@ from sqlalchemy.engine import make_url
 
 from builder.serve import claims
 from builder.serve.alipay_client import AlipayClient
-from builder.serve.merchant import Merchant
 from builder.serve.storage import MIGRATION_LOCK_ID, POSTGRESQL_PREFIX, Claim, Route, Status, Storage
 
 LOG = logging.getLogger(__name__)
@@ -103,11 +103,12 @@ class JobPolicy:
 @dataclass(frozen=True)
 class TaskContext:
     """What a plugin's periodic task works with: the storage, each app's Alipay client,
-    the merchants served (their specs' sections)."""
+    and each app's spec sections of the plugins (Merchant.sections, e.g. "ordering"),
+    both by app id."""
 
     storage: Storage
     clients: Mapping[str, AlipayClient]
-    merchants: Sequence[Merchant]
+    sections: Mapping[str, Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -175,11 +176,12 @@ class ClaimJobs:
     """The job queue of one serve process: its procrastinate app, the tasks, the worker."""
 
     def __init__(self, storage: Storage, clients: Mapping[str, AlipayClient], database_url: str,
-                 policy: JobPolicy, *, merchants: Sequence[Merchant] = (), tasks: Sequence[PeriodicTask] = ()) -> None:
+                 policy: JobPolicy, *, sections: Mapping[str, Mapping[str, Any]] | None = None,
+                 tasks: Sequence[PeriodicTask] = ()) -> None:
         self.storage = storage
         self.clients = clients
         self.policy = policy
-        self.context = TaskContext(storage, clients, merchants)
+        self.context = TaskContext(storage, clients, sections or {})
         self.shared = storage.dialect == POSTGRESQL_PREFIX
         connector: procrastinate.BaseConnector = (
             procrastinate.PsycopgConnector(conninfo=queue_conninfo(database_url), min_size=1, max_size=4)

@@ -18,11 +18,13 @@ from builder.plugin_api import Problem, ValidSpec, hookimpl
 from .models import OrderingSection
 
 if TYPE_CHECKING:  # the back end's types: a build never loads them
+    from collections.abc import Sequence
+
     from starlette.routing import Route
 
-    from builder.serve.merchant import Merchant
     from builder.serve.plugin_api import Endpoint, PeriodicTask, SandboxMethod
     from builder.serve.storage import Storage
+    from builder.spec_models import CatalogueProduct
 
 __version__ = "0.1.0"
 __all__ = ["OrderingSection"]
@@ -89,7 +91,7 @@ def mpforge_serve_tasks() -> list[PeriodicTask]:
 
 
 @hookimpl
-def mpforge_serve_sold_out(storage: Storage, merchant: Merchant) -> list[str]:
+def mpforge_serve_sold_out(storage: Storage, appid: str, products: Sequence[CatalogueProduct]) -> list[str]:
     from .serve import products_gone
 
-    return products_gone(storage, merchant)
+    return products_gone(storage, appid, products)

@@ -82,6 +82,7 @@ from builder.serve.plugin_api import (
     validated,
 )
 from builder.serve.storage import Storage
+from builder.spec_models import CatalogueProduct
 
 from . import orders
 from .api_models import OrderLineReply, OrderReply, OrderRequest, OrdersReply
@@ -438,26 +439,27 @@ def reconcile(storage: Storage, clients: Mapping[str, AlipayClient], pay_within:
     return changed
 
 
-def products_gone(storage: Storage, merchant: Merchant) -> list[str]:
-    """The limited products of `merchant` with no units left (GET content's soldOut): by
-    the count kept since the first order, or by the spec's stock of 0 before one. No
+def products_gone(storage: Storage, appid: str, products: Sequence[CatalogueProduct]) -> list[str]:
+    """The limited products of app `appid` with no units left (GET content's soldOut):
+    by the count kept since the first order, or by the spec's stock of 0 before one. No
     query for a catalogue without limited products."""
-    limited = {p.id: p.stock for p in merchant.products if p.stock is not None}
+    limited = {p.id: p.stock for p in products if p.stock is not None}
     if not limited:
         return []
-    left = orders.remaining_stock(storage, merchant.appid)
+    left = orders.remaining_stock(storage, appid)
     return [product for product, stock in limited.items() if left.get(product, stock) == 0]
 
 
-def pay_windows(merchants: Sequence[Merchant]) -> dict[str, timedelta]:
-    """App id -> its time to pay, for every app that takes orders."""
-    return {m.appid: timedelta(minutes=section.pay_within_minutes) for m in merchants
-            if isinstance(section := m.sections.get("ordering"), OrderingSection)}
+def pay_windows(sections: Mapping[str, Mapping[str, object]]) -> dict[str, timedelta]:
+    """App id -> its time to pay, for every app that takes orders (`sections`: each
+    app's spec sections)."""
+    return {appid: timedelta(minutes=section.pay_within_minutes) for appid, by_name in sections.items()
+            if isinstance(section := by_name.get("ordering"), OrderingSection)}
 
 
 def reconcile_task(context: TaskContext) -> None:
     """The job queue's run of `reconcile`, every minute."""
-    changed = reconcile(context.storage, context.clients, pay_windows(context.merchants))
+    changed = reconcile(context.storage, context.clients, pay_windows(context.sections))
     if changed:
         LOG.info("reconcile: %d unpaid orders settled", changed)
 
