@@ -97,6 +97,8 @@ def line(product: str, quantity: int = 1, **choices: list[str]) -> LineRequest:
      "ordering.hours[0].tue[0]: opening hours '21:00-09:00' end before they start"),
     (lambda s: s["ordering"].update(product_code="WAP_PAY"), "ordering.product_code"),
     (lambda s: s["ordering"].update(modes=["delivery"]), "ordering.modes[0]"),
+    (lambda s: s["ordering"].update(pay_within_minutes=121), "ordering.pay_within_minutes"),
+    (lambda s: s["catalogue"]["products"][2].update(stock=-1), "catalogue.products[2].stock"),
 ])
 def test_ordering_mistakes_are_located(tmp_path: Path, change: Callable[[dict[str, Any]], Any],
                                        expected: str) -> None:

@@ -17,6 +17,9 @@ order's move to closed (orders.py):
   take turns). What it took is written down as the order's reservations.
 * `release`: gives an order's reservations back and deletes them, so a second release
   of the same order finds nothing to give.
+
+Only a closed order (never paid) gives units back; a refunded one does not (what was
+sold was made), and a paid order's reservations stay as the record of what it took.
 """
 
 from __future__ import annotations
