@@ -210,13 +210,13 @@ def mpforge_serve_tasks() -> list[PeriodicTask]:
     Called once when the back end's app is made. Return a list of
     `builder.serve.plugin_api.PeriodicTask`: a name unique among every plugin's tasks,
     a blocking function ``run(context)`` given the `TaskContext` (the storage, and by
-    app id each app's Alipay client and its spec's plugin sections), and a cron (every minute by default). The job
-    queue runs each by its cron (and at start-up, its latest tick if less than 10 minutes
-    old), in a thread, one run at a time
-    even when several processes share a PostgreSQL database (builder.serve.jobs). A run
-    may still be repeated (a retry, a process dying in it), so a task changes only what
-    it can change once. An exception is logged, and the next tick runs it again. A name
-    two plugins use is an error naming both.
+    app id each app's Alipay client and its spec's plugin sections), and a cron (every
+    minute by default). The job queue runs each by its cron (and at start-up, its latest
+    tick if less than 10 minutes old), in a thread, each tick in one process even when
+    several share a PostgreSQL database (builder.serve.jobs). Runs may still overlap
+    (one outlasting its tick) or repeat (a process dying in one), so a task's changes
+    must be safe to make twice at once. An exception is logged, and the next tick runs
+    it again. A name two plugins use is an error naming both.
     """
 
 

@@ -22,10 +22,12 @@ starts, procrastinate defers each task's latest tick if it is less than 10 minut
 old, so a start runs them at once), each run a blocking call in a thread, given the
 `TaskContext` (storage, Alipay clients, each app's spec sections). On PostgreSQL each
 tick is deferred once however many processes run (procrastinate records the tick in
-procrastinate_periodic_defers), the task's lock lets one run at a time across every
-process, and its queueing lock keeps at most one run waiting; the task's own changes
-must still be safe to repeat (a run may be retried, or started again after a process
-died in it).
+procrastinate_periodic_defers), so one process runs it, and the task's queueing lock
+keeps at most one run waiting. Runs are not otherwise kept apart: a procrastinate
+`lock` would, but a process dying mid-run leaves its job `doing` for good, which would
+hold every later run up. So a run that outlasts its tick may overlap the next, and a
+task's changes must be safe to make twice at once (the ordering plugin's are: each is
+a state-machine move under the order's row lock).
 
 Where the queue lives:
 
@@ -115,9 +117,9 @@ class TaskContext:
 class PeriodicTask:
     """A plugin's task run on the job queue by `mpforge serve`, by `cron` (five-field
     cron; every minute by default), and at start-up when its latest tick is less than
-    10 minutes old. name: unique among every
-    plugin's tasks (e.g. "ordering.reconcile"); run: blocking, called in a thread with
-    the TaskContext; an exception is logged and the next tick runs it again."""
+    10 minutes old. name: unique among every plugin's tasks (e.g. "ordering.reconcile");
+    run: blocking, called in a thread with the TaskContext, safe to run twice at once;
+    an exception is logged and the next tick runs it again."""
 
     name: str
     run: Callable[[TaskContext], None]
@@ -196,14 +198,13 @@ class ClaimJobs:
         self._running = False
 
     def _add_task(self, task: PeriodicTask) -> procrastinate.tasks.Task[..., Any, ...]:
-        """`task` as a procrastinate periodic task: one run at a time (lock), at most one
-        waiting (queueing_lock)."""
+        """`task` as a procrastinate periodic task, at most one run waiting (queueing_lock)."""
         name = PLUGIN_TASK.format(name=task.name)
 
         async def run(timestamp: int) -> None:
             await to_thread.run_sync(task.run, self.context)
 
-        registered = self.app.task(name=name, queue=QUEUE, lock=name, queueing_lock=name)(run)
+        registered = self.app.task(name=name, queue=QUEUE, queueing_lock=name)(run)
         self.app.periodic(cron=task.cron, periodic_id=name)(registered)
         return registered
 
