@@ -1,7 +1,8 @@
 // The order board: polls orders/feed every 2 seconds with the cursor of the last answer,
 // keeps the store's orders by id, and draws them in columns by status. Buttons are the
 // actions the server lists for each order (only the transitions allowed from its status).
-// Everything is built with textContent: nothing an order holds is read as HTML.
+// Everything is built with textContent: nothing an order holds is read as HTML. No emoji:
+// a counter tablet's fonts may have none.
 "use strict";
 (function () {
   const POLL_MS = 2000;
@@ -136,7 +137,7 @@
 
   function announce(newOrders) {
     const names = newOrders.map((o) => shortNumber(o.id) + " " + where(o)).join("，");
-    banner.textContent = "🔔 新订单 " + names;
+    banner.textContent = "新订单 " + names;
     banner.hidden = false;
     clearTimeout(bannerTimer);
     bannerTimer = setTimeout(() => { banner.hidden = true; }, 8000);
@@ -255,7 +256,8 @@
   }
 
   function showSound() {
-    soundButton.textContent = soundOn ? "🔔 提示音：开" : "🔕 提示音：关";
+    soundButton.textContent = soundOn ? "提示音：开" : "提示音：关";
+    soundButton.dataset.on = String(soundOn);
   }
 
   soundButton.addEventListener("click", () => {
