@@ -121,6 +121,10 @@ def test_staff_log_in_with_the_staff_token_and_get_a_strict_cookie(board: Board)
     assert f"Path=/merchant/{APPID}/; Max-Age=43200; HttpOnly; SameSite=Strict" in cookie
     assert "Secure" not in cookie  # plain http here; over https (or X-Forwarded-Proto https) it is Secure
     assert STAFF_TOKEN not in cookie
+    over_https = board.api.post(f"https://serve.test{BOARD}/login", json={"token": STAFF_TOKEN},
+                                headers={"Origin": "https://serve.test"})
+    board.api.client.cookies.clear()
+    assert over_https.headers["set-cookie"].endswith("; HttpOnly; SameSite=Strict; Secure")
     staff = board.cookie()
     assert 'id="store"' in board.api.get(f"{BOARD}/orders", headers=staff).text  # the board itself
     assert board.feed(staff).status_code == 200
