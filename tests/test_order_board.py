@@ -130,6 +130,20 @@ def test_staff_log_in_with_the_staff_token_and_get_a_strict_cookie(board: Board)
     assert board.feed(staff).status_code == 200
 
 
+def test_logging_out_clears_the_cookie_and_the_page_files_are_served(board: Board) -> None:
+    staff = board.cookie()
+    assert board.api.post(f"{BOARD}/logout", headers={**staff, "Origin": "http://evil.example"}).status_code == 403
+    out = board.api.post(f"{BOARD}/logout", headers={**staff, "Origin": ORIGIN})
+    assert out.status_code == 204
+    assert out.headers["set-cookie"].startswith(f"mpforge_staff=; Path=/merchant/{APPID}/; Max-Age=0;")
+    script = board.api.get(f"{BOARD}/static/board.js")
+    assert script.status_code == 200 and script.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert "orders/feed" in script.text
+    assert board.api.get(f"{BOARD}/static/board.css").headers["content-type"] == "text/css; charset=utf-8"
+    assert board.api.get(f"{BOARD}/static/board.html").status_code == 404  # only the listed files
+    assert board.api.get("/merchant/2021000000000099/orders").json()["error"]["code"] == "unknown_app"
+
+
 def test_a_wrong_token_is_401_and_logins_are_rate_limited(board: Board) -> None:
     wrong = board.login("not-the-staff-token-not-the-staff-token")
     assert wrong.status_code == 401
