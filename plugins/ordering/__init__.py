@@ -18,7 +18,7 @@ from builder.plugin_api import Problem, ValidSpec, hookimpl
 from .models import OrderingSection
 
 if TYPE_CHECKING:  # the back end's types: a build never loads them
-    from starlette.routing import Route
+    from starlette.routing import BaseRoute, Route
 
     from builder.serve.plugin_api import Endpoint, SandboxMethod
 
@@ -77,3 +77,10 @@ def mpforge_sandbox_routes() -> list[Route]:
     from .sandbox import SANDBOX_ROUTES
 
     return list(SANDBOX_ROUTES)
+
+
+@hookimpl
+def mpforge_serve_pages() -> list[BaseRoute]:
+    from .board import Board
+
+    return Board().routes()
