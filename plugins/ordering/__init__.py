@@ -20,7 +20,7 @@ from .models import OrderingSection
 if TYPE_CHECKING:  # the back end's types: a build never loads them
     from collections.abc import Sequence
 
-    from starlette.routing import Route
+    from starlette.routing import BaseRoute, Route
 
     from builder.serve.plugin_api import Endpoint, PeriodicTask, SandboxMethod
     from builder.serve.storage import Storage
@@ -81,6 +81,13 @@ def mpforge_sandbox_routes() -> list[Route]:
     from .sandbox import SANDBOX_ROUTES
 
     return list(SANDBOX_ROUTES)
+
+
+@hookimpl
+def mpforge_serve_pages() -> list[BaseRoute]:
+    from .board import Board
+
+    return Board().routes()
 
 
 @hookimpl
