@@ -213,8 +213,7 @@ class Api:
 
     def __init__(self, merchants: Sequence[Merchant], clients: dict[str, AlipayClient], storage: Storage,
                  jobs: ClaimJobs, tokens: SessionTokens, limits: Limits, clock: Callable[[], datetime],
-                 publish_tokens: Mapping[str, str],
-                 products_gone: Callable[[Merchant], set[str]] = lambda _merchant: set()) -> None:
+                 publish_tokens: Mapping[str, str], products_gone: Callable[[Merchant], set[str]]) -> None:
         self.merchants = {m.appid: m for m in merchants}
         self.clients = clients
         self.storage = storage
