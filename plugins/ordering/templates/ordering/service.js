@@ -233,9 +233,10 @@ function menuShow(page, key) {
       return Object.assign({}, section, {
         products: section.products.map(function (p) {
           const fresh = live[p.id];
+          const price = fresh ? Math.round(Number(String(fresh.priceText).replace(/[^0-9.]/g, '')) * 100) : NaN;
           return fresh ? Object.assign({}, p, {
-            name: fresh.name, price: Math.round(Number(fresh.price) * 100), price_text: '¥' + fresh.price,
-            sold_out: Boolean(fresh.soldOut),
+            name: fresh.name, price: isNaN(price) ? p.price : price,
+            price_text: isNaN(price) ? p.price_text : fresh.priceText, sold_out: Boolean(fresh.soldOut),
           }) : p;
         }),
       });
