@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -19,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 from helpers import write_project
 from serve_support import APPID, SECRET, LiveServer, unavailable
+from sqlalchemy import text
 from test_ordering import shop_spec
 
 from builder.api import build
@@ -30,6 +31,8 @@ from builder.pipeline import prepare
 from builder.serve.app import create_app
 from builder.serve.local_sandbox import LocalSandbox
 from builder.serve.merchant import load_merchant
+from plugins.ordering import orders
+from plugins.ordering.pricing import CHINA
 
 BASE_URL = "https://api.example.com"  # shop_spec's back end; the harness sends it to the live server
 STICKER = {"id": "table-a3", "name": "A3", "kind": "table-sticker", "description": "A3 桌", "page": "menu",
@@ -210,7 +213,8 @@ class Device:
     def run(self, steps: list[dict[str, Any]], storage: dict[str, str] | None = None) -> dict[str, Any]:
         result = subprocess.run(["node", "-e", HARNESS, str(self.out), self.url, self.sandbox_url, APPID,
                                  json.dumps(steps), json.dumps(storage or {})],
-                                capture_output=True, text=True, timeout=60)
+                                capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "TZ": "Asia/Shanghai"})  # a phone in China
         assert result.returncode == 0, result.stderr
         log: dict[str, Any] = json.loads(result.stdout)
         return log
@@ -294,6 +298,8 @@ def test_a_table_sticker_order_is_paid_and_shown_paid(device: Device) -> None:
     assert shown["lines"] == [{"name": "拿铁", "quantity": 2, "amount_text": "¥74.00",
                                "choices_text": "大杯/热/浓缩"}]
     assert not shown["payable"]
+    stored = orders.find(device.app.state.api.storage, APPID, shown["id"])
+    assert stored is not None and shown["created_text"] == f"{stored.created_at.astimezone(CHINA):%Y-%m-%d %H:%M}"
     # The cart is empty after ordering; the attempt's key is gone (settled).
     storage = log["storage"]
     assert json.loads(storage[f"mpforge.ordering.{APPID}.cart.east"]) == []

@@ -73,8 +73,9 @@ class Delivery(StrictModel):
 
 
 class OrderingPages(StrictModel):
-    """The pages the plugin adds (ids and titles); `orders` may be null to leave "my
-    orders" out. The menu leads to the confirm page, which leads to the order's page."""
+    """The pages the plugin adds, by id and title; `orders: null` leaves "my orders" out.
+
+    The menu leads to the confirm page, which leads to the order's page."""
 
     menu: PageOptions = PageOptions(id="menu", title="点单")
     confirm: PageOptions = PageOptions(id="order-confirm", title="确认订单")

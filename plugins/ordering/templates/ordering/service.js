@@ -566,12 +566,23 @@ function submit(page, key) {
 
 // --- an order's page and "my orders" -------------------------------------------------------
 
+// When an order was made, in the phone's own time (the back end answers UTC).
+function timeText(iso) {
+  const d = new Date(iso);
+  if (isNaN(d.getTime())) {
+    return '';
+  }
+  const pad = function (n) { return (n < 10 ? '0' : '') + n; };
+  return d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' +
+    pad(d.getHours()) + ':' + pad(d.getMinutes());
+}
+
 function orderView(order) {
   const store = storeOf(order.store);
   return {
     id: order.id, status: order.status, status_text: STATUS_TEXT[order.status] || order.status,
     store_name: store ? store.name : order.store, mode_text: MODE_TEXT[order.mode] || order.mode,
-    table: order.table || '', created_text: String(order.createdAt).slice(0, 16).replace('T', ' '),
+    table: order.table || '', created_text: timeText(order.createdAt),
     lines: order.lines.map(function (line) {
       return {
         name: line.name, quantity: line.quantity, amount_text: yuan(line.amount),
