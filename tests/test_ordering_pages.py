@@ -119,7 +119,8 @@ const tradeOrders = {};
 let pending = 0;
 let location = null;
 let sheetIndex = 0;
-global.getApp = () => ({ globalData: {} });
+let globalData = {};
+global.getApp = () => ({ globalData: globalData });
 const later = (fn) => { pending += 1; setTimeout(() => { try { fn(); } finally { pending -= 1; } }, 0); };
 global.my = {
   getStorageSync: ({ key }) => ({ data: storage[key] === undefined ? null : JSON.parse(storage[key]) }),
@@ -185,6 +186,7 @@ const idle = () => new Promise((resolve) => { const tick = () => (pending ? setT
   for (const step of steps) {
     if (step.location !== undefined) location = step.location;
     if (step.sheet !== undefined) sheetIndex = step.sheet;
+    if (step.app !== undefined) globalData = Object.assign({}, step.app, { at: Date.now() });
     if (step.do === 'open') page = open(step.route, step.query);
     if (step.do === 'follow') page = follow(log.navigations[log.navigations.length - 1]);
     if (step.do === 'tap') page[step.handler]({ currentTarget: { dataset: step.dataset || {} } });
@@ -317,6 +319,20 @@ def test_without_a_sticker_the_nearest_store_is_chosen_and_can_be_changed(device
     assert log["snapshots"]["changed"]["store"]["id"] == "main"
     refused = device.run([{"do": "open", "route": MENU, "location": None, "as": "first"}])
     assert refused["snapshots"]["first"]["store"]["id"] == "main"  # location refused: the first store
+
+
+def test_a_sticker_scanned_while_the_menu_is_open_moves_the_order_to_its_table(device: Device) -> None:
+    first = device.run([{"do": "open", "route": MENU, "query": {"store": "main", "table": "B1"}, "as": "b1"}])
+    assert (first["snapshots"]["b1"]["store"]["id"], first["snapshots"]["b1"]["table"]) == ("main", "B1")
+    # The app was open; the scan reaches the app's attribution (globalData), not onLoad.
+    log = device.run([{"do": "open", "route": MENU, "as": "before"},
+                      {"do": "show", "app": {"store": "east", "table": "A9", "channel": "table"}, "as": "scanned"},
+                      {"do": "tap", "handler": "onOrderStore", "sheet": 0},
+                      {"do": "show", "as": "changed"}], first["storage"])
+    assert (log["snapshots"]["before"]["store"]["id"], log["snapshots"]["before"]["table"]) == ("main", "B1")
+    assert (log["snapshots"]["scanned"]["store"]["id"], log["snapshots"]["scanned"]["table"]) == ("east", "A9")
+    # Choosing another store afterwards sticks: the same scan is not applied again.
+    assert (log["snapshots"]["changed"]["store"]["id"], log["snapshots"]["changed"]["table"]) == ("main", "")
 
 
 def test_a_product_sold_out_before_paying_is_refused_in_words(device: Device) -> None:

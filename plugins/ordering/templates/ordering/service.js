@@ -61,7 +61,7 @@ function offers(mode) {
 
 // --- the store, the mode and the table ---------------------------------------------------
 
-/** @returns {{ store: string, table: string, mode: string, at: number } | null} */
+/** @returns {{ store: string, table: string, mode: string, at: number, sticker: number } | null} */
 function context() {
   const saved = stored(CONTEXT_KEY, null);
   if (!saved || !storeOf(saved.store)) {
@@ -73,8 +73,11 @@ function context() {
   return saved;
 }
 
-function saveContext(store, table, mode) {
-  const ctx = { store: store, table: table, mode: offers(mode) ? mode : CONFIG.modes[0].id, at: Date.now() };
+// `sticker`: when the table sticker this context came from was scanned (0: none).
+function saveContext(store, table, mode, sticker) {
+  const ctx = {
+    store: store, table: table, mode: offers(mode) ? mode : CONFIG.modes[0].id, at: Date.now(), sticker: sticker || 0,
+  };
   my.setStorageSync({ key: CONTEXT_KEY, data: ctx });
   return ctx;
 }
@@ -96,12 +99,24 @@ function nearest(lat, lng) {
 // Where the customer orders: a table sticker's store and table (?store=&table=); else
 // the store chosen before; else the nearest store (my.getLocation), or the first one
 // when the location is refused or fails. The customer can change the store on the menu.
+function fromSticker(saved, store, table, at) {
+  const dineIn = offers('dine_in') && TABLE.test(table || '') ? table : '';
+  const mode = dineIn ? 'dine_in' : (saved && saved.store === store ? saved.mode : '');
+  return saveContext(store, dineIn, mode, at);
+}
+
+// A sticker scanned while the app was already open (the menu, a tab page, is not loaded
+// again): the promotion plugin's attribution in globalData, newer than the context's.
+function launchSticker() {
+  const app = getApp();
+  const data = /** @type {any} */ ((app && app.globalData) || {});
+  return data.store && data.at && storeOf(data.store) ? { store: data.store, table: data.table || '', at: data.at } : null;
+}
+
 function chooseStore(query, done) {
   const saved = context();
   if (query.store && storeOf(query.store)) {
-    const table = offers('dine_in') && TABLE.test(query.table || '') ? query.table : '';
-    const mode = table ? 'dine_in' : (saved && saved.store === query.store ? saved.mode : '');
-    done(saveContext(query.store, table, mode));
+    done(fromSticker(saved, query.store, query.table, Date.now()));
     return;
   }
   if (saved) {
@@ -181,9 +196,13 @@ function unitPrice(product, choices) {
 // The menu as this store sells it, with the cart's counts; lines of products gone from
 // the menu (or sold out now) are dropped, and prices follow the menu's newest.
 function showMenu(page, key) {
-  const ctx = context();
+  let ctx = context();
   if (!ctx) {
     return;
+  }
+  const scanned = launchSticker();
+  if (scanned && scanned.at > (ctx.sticker || 0)) {
+    ctx = fromSticker(ctx, scanned.store, scanned.table, scanned.at);
   }
   const all = products(page, key);
   const lines = cart(ctx.store).filter(function (line) {
@@ -261,7 +280,7 @@ function changeStore(page, key) {
       const store = CONFIG.stores[res.index];
       const ctx = context();
       if (store && (!ctx || ctx.store !== store.id)) {
-        saveContext(store.id, '', ctx ? ctx.mode : ''); // a table belongs to its store
+        saveContext(store.id, '', ctx ? ctx.mode : '', ctx ? ctx.sticker : 0); // a table belongs to its store
         showMenu(page, key);
       }
     },
@@ -456,7 +475,7 @@ function confirmShow(page, key) {
 function chooseMode(page, key, mode) {
   const ctx = context();
   if (ctx && offers(mode)) {
-    saveContext(ctx.store, ctx.table, mode);
+    saveContext(ctx.store, ctx.table, mode, ctx.sticker);
   }
   confirmShow(page, key);
 }
@@ -465,7 +484,7 @@ function enterTable(page, key, value) {
   const ctx = context();
   const table = String(value || '').trim();
   if (ctx) {
-    saveContext(ctx.store, TABLE.test(table) ? table : '', ctx.mode);
+    saveContext(ctx.store, TABLE.test(table) ? table : '', ctx.mode, ctx.sticker);
   }
   confirmShow(page, key);
 }
