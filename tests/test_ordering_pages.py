@@ -85,7 +85,8 @@ def test_the_pages_and_the_service_are_generated(tmp_path: Path) -> None:
     app = json.loads(tree.text("app.json"))
     assert {"pages/diancan/diancan", "pages/order-confirm/order-confirm", "pages/order/order"} <= set(app["pages"])
     assert "pages/orders/orders" not in app["pages"]  # set to null: left out
-    assert json.loads(tree.text("pages/order/order.json"))["pullRefresh"] is True
+    order_json = json.loads(tree.text("pages/order/order.json"))
+    assert (order_json["pullRefresh"], order_json["allowsBounceVertical"]) == (True, "YES")
     assert json.loads(tree.text("pages/diancan/diancan.json"))["usingComponents"] == {}
     service = tree.text("services/ordering.js")
     config = json.loads(service.split("const CONFIG = ", 1)[1].split(";\n", 1)[0])

@@ -44,6 +44,9 @@ MIGRATIONS = Path(__file__).parent / "versions"
 TEMPLATES = Path(__file__).parent / "templates"
 TABLE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # as the back end takes a table (api_models.OrderRequest)
 MODE_NAMES = {"dine_in": "堂食", "takeaway": "自取"}
+# The order pages pull down to refresh, which Alipay does only while a page may bounce
+# (the app's window may turn bounce off).
+REFRESHING = {"pull_refresh": True, "bounce": True}
 
 
 @hookimpl
@@ -69,12 +72,10 @@ def mpforge_pages(spec: ValidSpec) -> list[Page]:
     pages = section.pages
     added = [Page(id=pages.menu.id, title=pages.menu.title, blocks=[OrderMenuBlock(type="order-menu")]),
              Page(id=pages.confirm.id, title=pages.confirm.title, blocks=[OrderConfirmBlock(type="order-confirm")]),
-             # Pull down to refresh an order's status.
-             Page.model_validate({"id": pages.order.id, "title": pages.order.title, "window": {"pull_refresh": True},
+             Page.model_validate({"id": pages.order.id, "title": pages.order.title, "window": REFRESHING,
                                   "blocks": [OrderDetailBlock(type="order-detail")]})]
     if pages.orders is not None:
-        added.append(Page.model_validate({"id": pages.orders.id, "title": pages.orders.title,
-                                          "window": {"pull_refresh": True},
+        added.append(Page.model_validate({"id": pages.orders.id, "title": pages.orders.title, "window": REFRESHING,
                                           "blocks": [MyOrdersBlock(type="my-orders")]}))
     return added
 

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from builder.plugin_api import Block, BlockType, ShortText
 
-from .pricing import fen
+from .pricing import fen, yuan_text
 
 if TYPE_CHECKING:
     from builder.plugin_api import PlanContext
@@ -29,7 +29,7 @@ COLLECTS = ("支付宝用户标识（user_id 或 open_id）: 创建订单、发�
 
 
 def _yuan(amount: int) -> str:
-    return f"¥{amount // 100}.{amount % 100:02d}"
+    return f"¥{yuan_text(amount)}"
 
 
 def menu_product(ctx: PlanContext, product: CatalogueProduct) -> dict[str, Any]:
