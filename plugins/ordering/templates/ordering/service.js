@@ -363,7 +363,8 @@ function sheetChoose(page, key, optionId, choiceId) {
     choices[optionId] = taken.indexOf(choiceId) >= 0 ?
       taken.filter(function (c) { return c !== choiceId; }) : taken.concat([choiceId]);
   } else {
-    choices[optionId] = [choiceId];
+    // An optional single choice is taken back by tapping it again.
+    choices[optionId] = !option.required && taken.indexOf(choiceId) >= 0 ? [] : [choiceId];
   }
   const update = {};
   update[key + '.sheet'] = sheetView(product, choices, sheet.quantity);
