@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # the back end's types: a build never loads them
 
     from builder.serve.plugin_api import Endpoint, SandboxMethod
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["OrderingSection"]
 MIGRATIONS = Path(__file__).parent / "versions"
 TEMPLATES = Path(__file__).parent / "templates"
