@@ -15,11 +15,14 @@ with the reason, which dev prints and shows, and the preview runs without a back
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -28,6 +31,7 @@ from typing import Any
 from .errors import UserError
 
 START_TIMEOUT = 15.0  # seconds for uvicorn to start listening
+PAY_TIMEOUT = 20.0  # seconds for the sandbox to pay and hear the back end answer its notification
 
 
 class BackendUnavailable(Exception):
@@ -38,9 +42,11 @@ class DevBackend:
     """A running back end for one spec: `url` is where it listens, `appid` the app it
     serves; `follow(login)` makes a sandbox user follow the app's life account."""
 
-    def __init__(self, url: str, appid: str, stack: ExitStack, follow: Callable[[str], None]) -> None:
+    def __init__(self, url: str, appid: str, stack: ExitStack, follow: Callable[[str], None],
+                 sandbox_url: str) -> None:
         self.url = url
         self.appid = appid
+        self.sandbox_url = sandbox_url  # the sandbox gateway's base, e.g. http://127.0.0.2
         self._stack = stack
         self._follow = follow
 
@@ -89,12 +95,27 @@ class DevBackend:
         def follow(login: str) -> None:
             state.set_following(appid, sandbox_user_id(login))
 
-        return cls(server.url, appid, stack, follow)
+        return cls(server.url, appid, stack, follow, sandbox.server.gateway_url.removesuffix("/gateway.do"))
 
     def follow(self, login: str) -> None:
         """Sandbox user `login` follows the life account of the app (what Alipay records
         when a user taps 关注 in the lifestyle component)."""
         self._follow(login)
+
+    def pay(self, trade_no: str) -> tuple[int, bytes]:
+        """The sandbox buyer pays trade `trade_no` of the app (the sandbox's POST
+        /sandbox/pay, which sends the back end Alipay's signed notification): the
+        sandbox's status and JSON answer."""
+        body = json.dumps({"appId": self.appid, "tradeNo": trade_no}).encode()
+        request = urllib.request.Request(f"{self.sandbox_url}/sandbox/pay", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=PAY_TIMEOUT) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as refused:
+            return refused.code, refused.read()
+        except OSError as exc:
+            return 502, json.dumps({"error": {"message": f"the sandbox gateway did not answer: {exc}"}}).encode()
 
     def stop(self) -> None:
         """Stop uvicorn, then the sandbox; remove the database's folder."""

@@ -31,6 +31,7 @@ raises anything at all becomes an error overlay, never a stopped server.
     POST /__mpforge/render?path=P    page P's AXML rendered with the JSON data posted (setData)
     *    /__mpforge/backend/PATH     proxied to the back end dev runs (builder/dev_backend.py)
     POST /__mpforge/sandbox/follow   a sandbox user follows the app's life account
+    POST /__mpforge/sandbox/pay      my.tradePay's cashier: the sandbox buyer pays a trade
 
 The page scripts run in the browser on a small emulation of the mini-program's `my`
 (static/runtime.js, docs/preview-runtime.md); the AXML is still rendered here. When the
@@ -90,6 +91,7 @@ BACKEND_TIMEOUT = 35.0  # seconds; longer than my.request's default 30 s, so the
 PROXY_REQUEST_HEADERS = ("content-type", "authorization", "idempotency-key", "if-none-match", "accept")
 PROXY_RESPONSE_HEADERS = ("etag", "retry-after", "www-authenticate", "location")
 SANDBOX_LOGIN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+TRADE_NO = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
 @dataclass
@@ -189,6 +191,7 @@ class DevServer:
                                                "note": "" if backend else "turned off (--no-backend)"}
         self._backend_key: str | None = None  # what the running back end was started for
         self.appid: str | None = None  # the app id of the last good build (the runtime's storage namespace)
+        self.stores: list[dict[str, Any]] = []  # the last good build's stores: where my.getLocation may be
 
     @property
     def url(self) -> str:
@@ -265,6 +268,8 @@ class DevServer:
                 backend_change = self._backend_change(prepared)
                 with self.lock:
                     self.appid = prepared.spec.model.app.appid
+                    self.stores = [{"id": st.id, "name": st.name, "lat": st.lat, "lng": st.lng}
+                                   for st in prepared.spec.model.merchant.stores]
             except UserError as exc:
                 problems = list(exc.problems)
             except BaseException as exc:  # a bug in mpforge or a plugin: report, keep serving
@@ -579,7 +584,7 @@ class _Handler(BaseHTTPRequestHandler):
             app = status.pop("app")
             status["app"] = app.app_model() if app else None
             status["runtime"] = {"scripts": app.scripts() if app else {}, "backend": status.pop("backend"),
-                                 "appid": dev.appid, "proxy": "/__mpforge/backend"}
+                                 "appid": dev.appid, "proxy": "/__mpforge/backend", "stores": dev.stores}
             self._json(status)
         elif segments == ["__mpforge", "page"]:
             self._page(dev, (query.get("path") or [""])[0])
@@ -603,6 +608,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._render(dev, (query.get("path") or [""])[0])
         elif segments == ["__mpforge", "sandbox", "follow"]:
             self._follow(dev)
+        elif segments == ["__mpforge", "sandbox", "pay"]:
+            self._pay(dev)
         else:
             self._text(405, "method not allowed")
 
@@ -759,6 +766,25 @@ class _Handler(BaseHTTPRequestHandler):
             return
         backend.follow(login)
         self._json({"following": True, "login": login, "appid": backend.appid})
+
+    def _pay(self, dev: DevServer) -> None:
+        """my.tradePay's cashier: the sandbox buyer pays the trade `tradeNo`, and the
+        sandbox sends the back end its signed notification (as Alipay would)."""
+        if self._refuse_foreign():
+            return
+        data = self._read_json(4096)
+        if data is None:
+            return
+        trade_no = data.get("tradeNo")
+        if not isinstance(trade_no, str) or not TRADE_NO.fullmatch(trade_no):
+            self._json({"error": "tradeNo: alipay.trade.create's trade_no (1 to 64 letters and digits)"}, 400)
+            return
+        backend = dev.current_backend()
+        if backend is None:
+            self._json({"error": f"mpforge dev runs no back end: {dev.status()['backend']['note']}"}, 503)
+            return
+        status, answer = backend.pay(trade_no)
+        self._send(status, answer, "application/json; charset=utf-8")
 
     def _shell(self, dev: DevServer) -> None:
         app = dev.status()["app"]

@@ -40,7 +40,7 @@ from .spec_models import Page
 from .write import WriteResult
 
 if TYPE_CHECKING:  # the back end's types: imported by the serve hooks' methods when called
-    from starlette.routing import Route
+    from starlette.routing import BaseRoute, Route
 
     from .serve.openapi import Endpoint
     from .serve.sandbox_methods import SandboxMethod
@@ -482,6 +482,12 @@ class Hooks:
         from starlette.routing import Route
 
         return [route for _, route in self._lists("mpforge_sandbox_routes", Route, "a list of starlette Route")]
+
+    def serve_pages(self) -> list[tuple[str, BaseRoute]]:
+        """(plugin, route) of every web page plugins add to the back end."""
+        from starlette.routing import BaseRoute
+
+        return self._lists("mpforge_serve_pages", BaseRoute, "a list of starlette Route or Mount")
 
 
 def _describe(value: Any) -> str:

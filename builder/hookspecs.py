@@ -17,8 +17,8 @@ Pipeline (and the order of this module): load -> validate (`mpforge_spec_section
 
 The back end (`mpforge serve`, builder/serve/) calls the last hooks, never a build:
 `mpforge_serve_migrations` when its database is migrated at start-up,
-`mpforge_serve_routes` when its app is made, and the sandbox gateway
-`mpforge_sandbox_methods` and `mpforge_sandbox_routes`. Their types are the back end's
+`mpforge_serve_routes` and `mpforge_serve_pages` when its app is made, and the sandbox
+gateway `mpforge_sandbox_methods` and `mpforge_sandbox_routes`. Their types are the back end's
 (Starlette, SQLAlchemy), named here only for type checkers, so a build never imports
 them; a plugin implements these hooks in a module of its own (e.g. ``serve.py``) that
 its hook imports when called.
@@ -40,7 +40,7 @@ from .spec_models import Page
 from .write import WriteResult
 
 if TYPE_CHECKING:  # the back end's types; a build never loads them
-    from starlette.routing import Route
+    from starlette.routing import BaseRoute, Route
 
     from .serve.openapi import Endpoint
     from .serve.sandbox_methods import SandboxMethod
@@ -221,4 +221,21 @@ def mpforge_sandbox_routes() -> list[Route]:
     Called once when the sandbox's app is made. Return a list of
     ``starlette.routing.Route``; a handler finds the `SandboxState` as
     ``request.app.state.sandbox``.
+    """
+
+
+@hookspec
+def mpforge_serve_pages() -> list[BaseRoute]:
+    """Add web pages to the back end (`mpforge serve`) outside its API: pages people open
+    in a browser, such as the ordering plugin's order board at ``/merchant/{appid}/orders``,
+    with their scripts, styles and the JSON only those pages call.
+
+    Called once when the back end's app is made (so an object made in the call lives as
+    long as the app: per-app state such as a rate limiter belongs there, never in a module
+    global). Return a list of ``starlette.routing.BaseRoute`` (``Route`` or ``Mount``),
+    served as given; a path under ``/api/`` is refused, naming the plugin (the API is
+    `mpforge_serve_routes`', documented in OpenAPI). A handler finds what the API's
+    handlers share with ``serve_api(request)`` and may raise `ApiError`, answered as JSON.
+    The page itself answers for what a browser needs: its login, CSRF checks and
+    Content-Security-Policy.
     """

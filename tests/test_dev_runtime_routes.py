@@ -148,6 +148,10 @@ def test_without_a_back_end_the_proxy_and_follow_say_why(dev):
     follow = {**RUNTIME, "Content-Type": "application/json"}
     assert call(dev, "POST", "/__mpforge/sandbox/follow", b'{"login": "bad login!"}', follow)[0] == 400
     assert call(dev, "POST", "/__mpforge/sandbox/follow", b'{"login": "alice"}', follow)[0] == 503
+    assert call(dev, "POST", "/__mpforge/sandbox/pay", b'{"tradeNo": "a/b"}', follow)[0] == 400
+    assert call(dev, "POST", "/__mpforge/sandbox/pay", b'{"tradeNo": "2026120222001"}', follow)[0] == 503
+    assert call(dev, "POST", "/__mpforge/sandbox/pay", b'{"tradeNo": "2026120222001"}',
+                {"Content-Type": "application/json"})[0] == 403  # not the runtime
 
 
 def test_the_shell_loads_the_runtime_and_the_static_preview_does_not(dev, tmp_path):

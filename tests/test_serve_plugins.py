@@ -40,7 +40,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 from sqlalchemy import text
-from starlette.responses import PlainTextResponse
+from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.routing import Route
 
 from builder.plugin_api import hookimpl
@@ -105,6 +105,16 @@ async def ping(request):
 def mpforge_sandbox_routes():
     _maybe_raise("mpforge_sandbox_routes")
     return [Route("/stamps/ping", ping, methods=["GET"])]
+
+
+async def stamp_page(request):
+    return HTMLResponse(f"<p>stamp cards of {serve_api(request).merchants.get(request.path_params['appid'])}</p>")
+
+
+@hookimpl
+def mpforge_serve_pages():
+    _maybe_raise("mpforge_serve_pages")
+    return [Route("PAGE", stamp_page, methods=["GET"])]
 '''
 
 # The plugin's own branch: a root revision labelled with the plugin's name, after the core's first.
@@ -132,12 +142,13 @@ def upgrade():
 '''
 
 
-def stamp_plugin(folder: Path, *, method: str = "GET", path: str = "/stamps", raise_in: str | None = None) -> Path:
+def stamp_plugin(folder: Path, *, method: str = "GET", path: str = "/stamps", raise_in: str | None = None,
+                 page: str = "/stamps/{appid}/card") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "stamp_versions").mkdir(exist_ok=True)
     (folder / "stamp_versions/stamps01_stamp_cards.py").write_text(STAMP_REVISION, "utf-8")
     plugin = folder / "stamp_plugin.py"
-    source = STAMP_PLUGIN.replace('"METHOD"', repr(method)).replace("ROUTE", path)
+    source = STAMP_PLUGIN.replace('"METHOD"', repr(method)).replace("ROUTE", path).replace('"PAGE"', repr(page))
     plugin.write_text(source.replace("RAISE_IN = None", f"RAISE_IN = {raise_in!r}"), "utf-8")
     return plugin
 
@@ -224,6 +235,8 @@ def test_a_plugins_route_is_served_and_described(tmp_path: Path) -> None:
             answer = api.get(f"/api/v1/{APPID}/stamps")
             assert (answer.status_code, answer.json()) == (200, {"appid": APPID, "cards": 1})
             assert answer.headers["cache-control"] == "no-store"  # the core's reply()
+            page = api.get(f"/stamps/{APPID}/card")  # mpforge_serve_pages: outside the API, not in OpenAPI
+            assert (page.status_code, page.text) == (200, "<p>stamp cards of None</p>")
             document = api.get("/api/v1/openapi.json").json()
     finally:
         storage.dispose()
@@ -232,6 +245,7 @@ def test_a_plugins_route_is_served_and_described(tmp_path: Path) -> None:
     assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/StampCards"}
     assert "StampCards" in document["components"]["schemas"]
+    assert "/stamps/{appid}/card" not in document["paths"]
     # The first-party plugins' routes are there too, beside the core's.
     names = {op["operationId"] for path in document["paths"].values() for op in path.values()}
     assert {"claimCoupon", "listMyClaims", "recordEvents", "createSession", "getContent"} <= names
@@ -263,6 +277,13 @@ def test_a_plugin_route_that_takes_a_core_route_is_refused(tmp_path: Path) -> No
         create_app([], f"sqlite:///{tmp_path / 'db.sqlite3'}", alipay=AlipayConfig(), secret=SECRET, plugins=plugins)
 
 
+def test_a_plugin_page_under_the_api_is_refused(tmp_path: Path) -> None:
+    plugins = with_plugin(stamp_plugin(tmp_path, page="/api/v1/{appid}/card"))
+    with pytest.raises(UserError, match=r"plugin 'stamps' adds the web page /api/v1/\{appid\}/card, under the API's "
+                                        r"/api/"):
+        create_app([], f"sqlite:///{tmp_path / 'db.sqlite3'}", alipay=AlipayConfig(), secret=SECRET, plugins=plugins)
+
+
 def test_two_plugins_adding_one_route_are_named(tmp_path: Path) -> None:
     first = stamp_plugin(tmp_path / "a")
     second = tmp_path / "b/other_plugin.py"
@@ -274,13 +295,14 @@ def test_two_plugins_adding_one_route_are_named(tmp_path: Path) -> None:
         plugins.serve_endpoints()
 
 
-@pytest.mark.parametrize("hook", ["mpforge_serve_migrations", "mpforge_serve_routes", "mpforge_sandbox_methods",
-                                  "mpforge_sandbox_routes"])
+@pytest.mark.parametrize("hook", ["mpforge_serve_migrations", "mpforge_serve_routes", "mpforge_serve_pages",
+                                  "mpforge_sandbox_methods", "mpforge_sandbox_routes"])
 def test_a_serve_hook_failure_names_the_plugin(tmp_path: Path, hook: str) -> None:
     plugin = stamp_plugin(tmp_path, raise_in=hook)
     plugins = with_plugin(plugin)
     call = {"mpforge_serve_migrations": plugins.serve_migrations, "mpforge_serve_routes": plugins.serve_endpoints,
-            "mpforge_sandbox_methods": plugins.sandbox_methods, "mpforge_sandbox_routes": plugins.sandbox_routes}
+            "mpforge_serve_pages": plugins.serve_pages, "mpforge_sandbox_methods": plugins.sandbox_methods,
+            "mpforge_sandbox_routes": plugins.sandbox_routes}
     with pytest.raises(PluginError) as failure:
         call[hook]()
     assert f"plugin 'stamps' ({plugin}) failed in {hook}: RuntimeError: stamp machine jammed" in str(failure.value)

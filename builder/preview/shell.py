@@ -66,6 +66,10 @@ _RUNTIME_PANEL = """
           <option value="bob">sandbox-user-bob</option>
           <option value="">refuses to authorize</option>
         </select></label>
+      <label class="mpf-field">Location
+        <select id="mpf-location">
+          <option value="">refuses to share it</option>
+        </select></label>
       <div class="mpf-actions">
         <button type="button" id="mpf-pull">Pull down to refresh</button>
         <button type="button" id="mpf-share">Share…</button>

@@ -21,7 +21,10 @@ A plugin's handler reaches what the routes share (the `Api`: merchants, Alipay c
 storage, session tokens, limits, clock, job queue) with `serve_api(request)`, and the
 helpers here (`reply`, `read_json`, `validated`, `ApiError`); its tables come with its
 own Alembic revisions (`mpforge_serve_migrations`, run by `Storage.migrate`).
-`GET /api/v1/openapi.json` describes every route, the core's and the plugins'. Every answer is JSON, errors as
+Web pages outside the API come from the `mpforge_serve_pages` hook (e.g. the ordering
+plugin's order board under `/merchant/{appid}/`), served as the plugin gives them; none
+may take a path under `/api/`. `GET /api/v1/openapi.json` describes every API route, the
+core's and the plugins'. Every answer is JSON, errors as
 `{"error": {"code", "message", ...}}`. No CORS headers are sent: the mini-program's
 my.request is not a browser page and needs none, and no web page should call this API.
 Secrets (keys, tokens, auth codes, the session secret) go into no response and no log.
@@ -49,7 +52,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from builder import __version__
 from builder.errors import UserError
@@ -436,8 +439,9 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
         finally:
             storage.dispose()
 
-    routes = [Route(e.operation.path, e.handler, methods=[e.operation.method]) for e in endpoints]
+    routes: list[BaseRoute] = [Route(e.operation.path, e.handler, methods=[e.operation.method]) for e in endpoints]
     routes.append(Route(OPENAPI.path, openapi_json, methods=[OPENAPI.method]))
+    routes += _plugin_pages(plugins)
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={ApiError: _error, HTTPException: _error, DBAPIError: _error,
                                         PoolTimeout: _error})
@@ -459,4 +463,17 @@ def _plugin_endpoints(plugins: Hooks, core: Sequence[Operation]) -> list[Endpoin
                             f"core's {clash.name} ({clash.method} {clash.path}); give the plugin's route another "
                             "path and operation name")
         found.append(endpoint)
+    return found
+
+
+def _plugin_pages(plugins: Hooks) -> list[BaseRoute]:
+    """The plugins' web pages; one under /api/ (the API's, documented in OpenAPI) is
+    refused, naming the plugin."""
+    found = []
+    for plugin, route in plugins.serve_pages():
+        path = str(getattr(route, "path", ""))
+        if path == "/api" or path.startswith("/api/"):
+            raise UserError(f"plugin '{plugin}' adds the web page {path}, under the API's /api/; serve a page "
+                            "elsewhere (e.g. /merchant/{appid}/...), and add API routes with mpforge_serve_routes")
+        found.append(route)
     return found

@@ -1,6 +1,8 @@
 """The back-end API for plugin authors: what a plugin's `serve.py` imports to implement
-`mpforge_serve_routes`, `mpforge_sandbox_methods`, `mpforge_sandbox_routes` and
-`mpforge_serve_migrations` (builder.hookspecs documents them).
+`mpforge_serve_routes`, `mpforge_serve_pages` (web pages outside the API: starlette
+routes whose handlers may use `serve_api` and raise `ApiError` too),
+`mpforge_sandbox_methods`, `mpforge_sandbox_routes` and `mpforge_serve_migrations`
+(builder.hookspecs documents them).
 
     from builder.serve.plugin_api import ApiError, Endpoint, Operation, reply, serve_api
 

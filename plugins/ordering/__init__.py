@@ -34,7 +34,7 @@ from .models import OrderingSection
 from .pricing import fen
 
 if TYPE_CHECKING:  # the back end's types: a build never loads them
-    from starlette.routing import Route
+    from starlette.routing import BaseRoute, Route
 
     from builder.serve.plugin_api import Endpoint, SandboxMethod
 
@@ -188,3 +188,10 @@ def mpforge_sandbox_routes() -> list[Route]:
     from .sandbox import SANDBOX_ROUTES
 
     return list(SANDBOX_ROUTES)
+
+
+@hookimpl
+def mpforge_serve_pages() -> list[BaseRoute]:
+    from .board import Board
+
+    return Board().routes()

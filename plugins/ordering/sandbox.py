@@ -74,6 +74,12 @@ class SandboxTrades:
             trade = self._trades.get((app_id, out_trade_no))
             return None if trade is None else replace(trade, refunds=dict(trade.refunds))
 
+    def out_trade_no(self, app_id: str, trade_no: str) -> str | None:
+        """The out_trade_no of the app's trade `trade_no` (what my.tradePay is given)."""
+        with self._lock:
+            return next((t.out_trade_no for t in self._trades.values()
+                         if t.app_id == app_id and t.trade_no == trade_no), None)
+
     def create(self, trade: Trade) -> Trade:
         """The trade stored; a repeat of its out_trade_no answers the first, if unpaid and
         asked the same (Alipay's refusals otherwise)."""
@@ -227,12 +233,15 @@ async def pay(request: Request) -> Response:
         body = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError):
         body = None
+    state: SandboxState = request.app.state.sandbox
+    if isinstance(body, dict) and isinstance(body.get("tradeNo"), str) and isinstance(body.get("appId"), str):
+        # my.tradePay's view: the page has only the trade_no
+        body.setdefault("outTradeNo", trades(state).out_trade_no(body["appId"], body["tradeNo"]) or "")
     if (not isinstance(body, dict) or not isinstance(body.get("appId"), str)
             or not isinstance(body.get("outTradeNo"), str) or not isinstance(body.get("notify", True), bool)
             or not isinstance(body.get("totalAmount", ""), str)):
-        return _error(400, 'send {"appId": "<app id>", "outTradeNo": "<out_trade_no>", "notify": true|false, '
-                           '"totalAmount": "<yuan, to notify another amount>"}')
-    state: SandboxState = request.app.state.sandbox
+        return _error(400, 'send {"appId": "<app id>", "outTradeNo": "<out_trade_no>" (or "tradeNo": "<trade_no>"), '
+                           '"notify": true|false, "totalAmount": "<yuan, to notify another amount>"}')
     trade = trades(state).pay(body["appId"], body["outTradeNo"], state.clock().strftime(TIMESTAMP_FORMAT))
     if trade is None:
         return _error(404, "the sandbox has no such trade (alipay.trade.create first)")

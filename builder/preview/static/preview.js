@@ -486,6 +486,7 @@
   function configureRuntime(status) {
     if (!runtime || !status.runtime) { return Promise.resolve(false); }
     showBackend(status.runtime.backend);
+    showLocations(status.runtime.stores || []);
     return runtime.configure(status.runtime, status.app).then(function (restarted) {
       if (restarted) {
         var tabs = Object.keys(state.tabs).map(function (key) { return state.tabs[key]; });
@@ -496,6 +497,25 @@
       }
       return restarted;
     });
+  }
+
+  // The Location choices: a spot about 60 m from each store of the spec, or refused.
+  // The choice is kept across reloads while that spot is still offered; the first store
+  // is the default.
+  function showLocations(stores) {
+    var select = $('mpf-location');
+    if (!select) { return; }
+    var saved = localStorage.getItem('mpforge-preview:location');
+    while (select.options.length > 1) { select.remove(1); }
+    stores.forEach(function (store) {
+      var option = document.createElement('option');
+      option.value = JSON.stringify({ lat: Math.round((store.lat + 0.0004) * 1e6) / 1e6,
+        lng: Math.round((store.lng + 0.0004) * 1e6) / 1e6 });
+      option.textContent = 'near ' + store.name;
+      select.appendChild(option);
+    });
+    var values = Array.prototype.map.call(select.options, function (o) { return o.value; });
+    select.value = saved !== null && values.indexOf(saved) >= 0 ? saved : (values[1] || '');
   }
 
   function showBackend(backend) {
@@ -538,6 +558,12 @@
       runtime.clearStorage();
       runtimeLog('sandbox user ' + (userSelect.value || '(refuses)') + ': the app\'s storage was cleared', 'info');
     });
+    var LOCATION_KEY = 'mpforge-preview:location';
+    var locationSelect = $('mpf-location');
+    locationSelect.addEventListener('change', function () {
+      localStorage.setItem(LOCATION_KEY, locationSelect.value);
+      runtimeLog('my.getLocation now answers: ' + locationSelect.selectedOptions[0].textContent, 'info');
+    });
     runtime = window.MpforgeRuntime.create({
       root: function () { return root; },
       entries: function () { return state.stack.concat(state.entry ? [state.entry] : []); },
@@ -547,6 +573,10 @@
       open: open,
       back: back,
       user: function () { return userSelect.value; },
+      location: function () {
+        var spot = locationSelect.value ? JSON.parse(locationSelect.value) : null;
+        return spot && { latitude: spot.lat, longitude: spot.lng };
+      },
       log: runtimeLog,
       notice: toast,
       phoneToast: phoneToast,

@@ -591,6 +591,45 @@
         log(text);
         succeed(options, {});
       },
+      // Alipay's cashier: the sandbox buyer confirms (or cancels) in a dialog; the sandbox
+      // then pays the trade and sends its signed notification to the back end. Like
+      // Alipay, resultCode comes in success either way: 9000 paid, 6001 cancelled.
+      tradePay: function (options) {
+        options = options || {};
+        var tradeNO = String(options.tradeNO || '');
+        if (!tradeNO) {
+          failWith(options, { error: 2, errorMessage: 'my.tradePay: tradeNO is required (alipay.trade.create\'s trade_no)' });
+          return;
+        }
+        if (!window.confirm('支付宝沙箱收银台\n支付交易 ' + tradeNO + '？\n(mpforge preview: the sandbox pays it)')) {
+          log('my.tradePay ' + tradeNO + ': the buyer cancelled (6001)');
+          succeed(options, { resultCode: '6001' });
+          return;
+        }
+        post('/__mpforge/sandbox/pay', { tradeNo: tradeNO }).then(function (result) {
+          if (result.ok) {
+            log('my.tradePay ' + tradeNO + ': paid in the sandbox; notification answered ' + result.body.notifyAnswer);
+            succeed(options, { resultCode: '9000' });
+          } else {
+            var why = (result.body.error && result.body.error.message) || result.body.error || result.status;
+            log('my.tradePay ' + tradeNO + ': the sandbox did not pay: ' + why, 'warn');
+            succeed(options, { resultCode: '4000' });
+          }
+        });
+      },
+      // Where the phone is: the runtime panel's Location (near a store of the spec, or
+      // refused: error 2001 as Alipay answers when the user declines).
+      getLocation: function (options) {
+        var spot = host.location();
+        if (!spot) {
+          log('my.getLocation: the user refuses (2001)', 'warn');
+          failWith(options, { error: 2001, errorMessage: '用户拒绝给小程序授权' });
+          return;
+        }
+        log('my.getLocation → ' + spot.latitude + ', ' + spot.longitude);
+        succeed(options, { latitude: String(spot.latitude), longitude: String(spot.longitude), accuracy: 30,
+          horizontalAccuracy: 30 });
+      },
       getSystemInfoSync: systemInfo,
       getSystemInfo: function (options) { succeed(options, systemInfo()); },
       setNavigationBar: function (options) {
