@@ -360,7 +360,9 @@ def test_an_unsettled_attempt_keeps_its_key_and_the_retry_gets_one_order(device:
     monkeypatch.delenv("MPFORGE_PUBLIC_URL")  # the server answers 503: the outcome is not final
     first = device.run([{"do": "open", "route": "pages/order-confirm/order-confirm"},
                         {"do": "tap", "handler": "onOrderSubmit"}], filled["storage"])
-    assert first["toasts"] == ["网络异常，请再点一次去支付"] and not first["navigations"]
+    [alert] = first["alerts"]
+    assert alert["title"] == "门店暂未开通在线点单" and "MPFORGE_PUBLIC_URL" in alert["content"]
+    assert not first["navigations"]
     monkeypatch.setenv("MPFORGE_PUBLIC_URL", device.url)
     again = device.run([{"do": "open", "route": "pages/order-confirm/order-confirm"},
                         {"do": "tap", "handler": "onOrderSubmit"}], first["storage"])

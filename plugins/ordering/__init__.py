@@ -1,15 +1,16 @@
 """ordering: customers order from the catalogue and pay with Alipay (点单).
 
-This first slice is the back end: the `ordering:` spec section (models.py), pricing on
-the server in integer fen (pricing.py), orders with a state machine in the plugin's own
-table (orders.py, Alembic branch `versions/`), the routes that create an order with its
-Alipay trade and take Alipay's signed payment notification (serve.py), and the sandbox's
-trade methods and buyer's payment (sandbox.py).
+The back end: the `ordering:` spec section (models.py), pricing on the server in
+integer fen (pricing.py), orders with a state machine in the plugin's own table
+(orders.py, Alembic branch `versions/`), the routes that create an order with its
+Alipay trade and take Alipay's signed payment notification (serve.py), the sandbox's
+trade methods and buyer's payment (sandbox.py), and the staff's order board (board*.py,
+static/).
 
 The mini-program's side: the pages `ordering.pages` names (menu, confirm, order, my
 orders), each one block of blocks.py, and `services/ordering.js` (the cart and the
 chosen store and table on the device, orders through utils/backend.js, my.tradePay),
-from templates/. The merchant's order board comes later.
+from templates/ (docs/ordering.md).
 """
 
 from __future__ import annotations
