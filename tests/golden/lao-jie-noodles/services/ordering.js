@@ -578,6 +578,9 @@ function submit(page, key) {
       }
       const shown = refusal(answer);
       my.alert({ title: shown.title, content: shown.content || '请稍后再试', buttonText: '知道了' });
+    } else if (REFUSAL_TITLE[((answer && answer.body && answer.body.error) || {}).code]) {
+      const shown = refusal(answer); // e.g. the server is not set up for orders yet
+      my.alert({ title: shown.title, content: shown.content || '请稍后再试', buttonText: '知道了' });
     } else {
       my.showToast({ type: 'none', content: '网络异常，请再点一次去支付' });
     }
