@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import write_project
+import yaml
+from helpers import DevProcess, copy_sample, shown_text, wait_until, write_project
 from serve_support import APPID, SECRET, LiveServer, unavailable
 from sqlalchemy import text
 from test_ordering import shop_spec
@@ -380,3 +381,44 @@ def test_an_order_page_without_a_session_asks_for_a_tap(device: Device) -> None:
     tapped = device.run([{"do": "open", "route": "pages/order/order", "query": {"id": "HC1"}},
                          {"do": "tap", "handler": "onOrderLogin", "as": "missing"}])
     assert tapped["snapshots"]["missing"]["state"] == "missing"  # no such order of this user: 404
+
+
+# --- the sample in `mpforge dev`, in Chromium ----------------------------------------------
+
+def test_the_restaurant_sample_orders_and_pays_in_the_preview(tmp_path: Path, page: Any,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """lao-jie-noodles in `mpforge dev`: the menu, an options sheet, the cart, the confirm
+    page, the sandbox's cashier (the preview's my.tradePay) and the order page saying 已支付."""
+    # The back end dev runs needs a public URL to create trades; the notification goes
+    # nowhere here, so the order page's GET (trade.query) is what finds the payment.
+    monkeypatch.setenv("MPFORGE_PUBLIC_URL", "http://127.0.0.1:9")
+    spec = copy_sample("lao-jie-noodles", tmp_path / "project")
+    data = yaml.safe_load(spec.read_text("utf-8"))
+    del data["ordering"]["hours"]  # open at any hour the test runs
+    spec.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
+    dev = DevProcess(spec, tmp_path / "out")
+    try:
+        wait_until(lambda: any("back end started" in line for line in dev.lines), 40, "the back end's start")
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+        page.goto(dev.url + "#pages/menu/menu")
+        page.locator("body[data-page='pages/menu/menu']").wait_for()
+        wait_until(lambda: "春熙路店" in shown_text(page), 20, "the nearest store")
+        page.locator("[data-mp-on-tap='onOrderAdd']").first.click()  # 红烧牛肉面: its options
+        page.locator(".mf-order-sheet").wait_for()
+        page.locator("[data-mp-on-tap='onOrderChoice'][data-mp-dataset*='three']").first.click()  # 三两 +3
+        wait_until(lambda: "¥31.00" in shown_text(page), 10, "the sheet's price")
+        page.locator("[data-mp-on-tap='onOrderSheetAdd']").click()
+        wait_until(lambda: "¥31.00" in page.locator(".mf-order-cartbar").inner_text(), 10, "the cart's total")
+        page.locator("[data-mp-on-tap='onOrderCheckout']").click()
+        page.locator("body[data-page='pages/order-confirm/order-confirm']").wait_for()
+        page.locator("[data-mp-on-tap='onOrderMode'][data-mp-dataset*='takeaway']").click()  # 自取: +¥1 packaging
+        wait_until(lambda: "去支付 ¥32.00" in shown_text(page), 10, "the confirm page's total")
+        page.screenshot(path=str(tmp_path / "confirm.png"))
+        page.locator("[data-mp-on-tap='onOrderSubmit']").click()
+        page.locator("body[data-page='pages/order/order']").wait_for(timeout=30000)
+        wait_until(lambda: "已支付" in shown_text(page), 20, "the order paid")
+        assert "¥32.00" in shown_text(page) and dialogs and "支付宝沙箱收银台" in dialogs[0]
+        page.screenshot(path=str(tmp_path / "order.png"))
+    finally:
+        assert dev.stop() == 0, "".join(dev.lines)
