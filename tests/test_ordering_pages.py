@@ -3,7 +3,8 @@ stickers leading to the menu (located errors), the generated files, and the page
 JavaScript run in Node on an emulated `my` against a live `mpforge serve` and the sandbox
 gateway: a table sticker sets store and table, options price the cart, 去支付 creates the
 order and my.tradePay (the sandbox's buyer paying) pays it, the order's page says 已支付,
-a product sold out meanwhile is refused in words, and my orders lists the order.
+a product sold out meanwhile is refused in words, and my orders lists the order. Last,
+the restaurant sample ordered and paid in `mpforge dev`'s preview, in Chromium.
 """
 
 from __future__ import annotations
