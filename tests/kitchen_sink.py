@@ -142,6 +142,11 @@ def kitchen_sink_spec() -> dict[str, Any]:
              "blocks": [{"type": "text", "text": "About us"}, {"type": "button", "text": "Deals", "link": "deals"},
                         {"type": "life-account-card"}]},
             {"id": "web", "title": "Web", "blocks": [{"type": "web-view", "url": "https://www.example.com/embedded?a=1&b=2"}]},
+            # The ordering blocks with every option, each on a page as the plugin's pages have them.
+            {"id": "order-here", "title": "Order", "blocks": [{"type": "order-menu", "notice": NASTY[:80]}]},
+            {"id": "pay-here", "title": "Pay", "blocks": [{"type": "order-confirm", "note": NASTY[:80]}]},
+            {"id": "one-order", "title": "Order", "blocks": [{"type": "order-detail", "missing_text": NASTY[:80]}]},
+            {"id": "all-orders", "title": "Orders", "blocks": [{"type": "my-orders", "empty_text": NASTY[:80]}]},
         ],
         "tabbar": {
             "text_color": "#999999", "selected_color": "#ff0000", "background_color": "#eeeeee",
@@ -171,6 +176,8 @@ def kitchen_sink_spec() -> dict[str, Any]:
         "ordering": {
             "modes": ["takeaway", "dine_in"], "delivery": {"fee": 5}, "minimum": 20, "packaging_fee": 1.5,
             "order_prefix": "SINK", "product_code": "FACE_TO_FACE_PAYMENT", "pay_within_minutes": 20,
+            "pages": {"menu": {"id": "diancan", "title": NASTY[:40]}, "confirm": {"id": "queren", "title": "确认"},
+                      "order": {"id": "dingdan", "title": "<order>"}, "orders": {"id": "wode", "title": "我的"}},
             "hours": [{"store": "main", "mon": ["07:30-11:00", "13:00-21:00"], "tue": ["07:30-21:00"],
                        "wed": ["07:30-21:00"], "thu": ["07:30-21:00"], "fri": ["07:30-22:00"],
                        "sat": ["09:00-22:00"], "sun": ["09:00-20:00"]}],

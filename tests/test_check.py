@@ -41,7 +41,7 @@ def replace(tree: FileTree, path: str, content: str) -> FileTree:
 
 def test_good_tree_and_samples_pass():
     assert problems(good_tree()) == []
-    for sample in ("harbour-coffee", "linli-fresh"):
+    for sample in ("harbour-coffee", "linli-fresh", "lao-jie-noodles"):
         assert problems(prepare(SAMPLES / sample).tree) == []
 
 

@@ -55,6 +55,7 @@ def test_kitchen_sink_uses_every_block_and_option(tmp_path):
     # Only review findings the sink means to have: its followers' coupon in public blocks,
     # and what review says of any web-view.
     assert [(w.rule, w.message) for w in prepared.warnings] == [
+        (None, "the ordering pages offer dine-in and takeaway only: they cannot take a delivery address yet"),
         (None, "coupon.backend is ignored: the top-level backend is used"),
         (None, "claim_path is no longer used"),
         ("review/reward-coupon-public", "shows follow-reward coupon swap to everyone"),

@@ -90,6 +90,11 @@ def base_spec() -> dict[str, Any]:
             {"type": "product-detail", "missing_text": "m"},
             {"type": "product-list", "title": "t", "products": ["p1"]},
             {"type": "product-list", "category": "c1"}]},
+        # The ordering blocks, each on a page of its own as the plugin's pages have them.
+        {"id": "o-menu", "title": "t", "blocks": [{"type": "order-menu", "notice": "n"}]},
+        {"id": "o-confirm", "title": "t", "blocks": [{"type": "order-confirm", "note": "n"}]},
+        {"id": "o-detail", "title": "t", "blocks": [{"type": "order-detail", "missing_text": "m"}]},
+        {"id": "o-mine", "title": "t", "blocks": [{"type": "my-orders", "empty_text": "e"}]},
     ]
     spec["ordering"] = {"hours": [{"store": "main", "mon": ["08:00-20:00"]}], "order_prefix": "A"}
     spec["backend"] = {"base_url": "https://api.example.com"}

@@ -35,7 +35,7 @@ def assert_same(text: str, tmp_path: Path) -> None:
     assert by_page.keys == whole.keys
 
 
-@pytest.mark.parametrize("sample", ["harbour-coffee", "linli-fresh"])
+@pytest.mark.parametrize("sample", ["harbour-coffee", "linli-fresh", "lao-jie-noodles"])
 def test_samples_parse_the_same_by_page(sample, tmp_path):
     assert_same((SAMPLES / sample / "mpforge.yaml").read_text("utf-8"), tmp_path)
 

@@ -20,7 +20,7 @@ from builder.preview.model import read_page_data, text_color_for
 from builder.testing import page_spec
 
 
-@pytest.fixture(scope="module", params=["harbour-coffee", "linli-fresh"])
+@pytest.fixture(scope="module", params=["harbour-coffee", "linli-fresh", "lao-jie-noodles"])
 def sample(request):
     return prepare(SAMPLES / request.param)
 

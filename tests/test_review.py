@@ -90,7 +90,7 @@ def test_web_view_domains_are_listed_and_capped():
     assert "at most 20" in problems[1].message
 
 
-@pytest.mark.parametrize("sample", ["harbour-coffee", "linli-fresh"])
+@pytest.mark.parametrize("sample", ["harbour-coffee", "linli-fresh", "lao-jie-noodles"])
 def test_the_check_report_lists_the_domains_to_whitelist(sample):
     report = check_project(SAMPLES / sample)
     assert report.ok

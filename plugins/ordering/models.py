@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, WithJsonSchema
 
-from builder.plugin_api import StoreId, StrictModel
+from builder.plugin_api import PageOptions, StoreId, StrictModel
 
 Yuan = Annotated[Decimal, Field(ge=0, le=100_000, decimal_places=2, title="amount in yuan"),
                  WithJsonSchema({"type": "number", "minimum": 0, "maximum": 100_000})]
@@ -72,6 +72,17 @@ class Delivery(StrictModel):
     fee: Yuan = Field(description="added to every delivery order")
 
 
+class OrderingPages(StrictModel):
+    """The pages the plugin adds, by id and title; `orders: null` leaves "my orders" out.
+
+    The menu leads to the confirm page, which leads to the order's page."""
+
+    menu: PageOptions = PageOptions(id="menu", title="点单")
+    confirm: PageOptions = PageOptions(id="order-confirm", title="确认订单")
+    order: PageOptions = PageOptions(id="order", title="订单详情")
+    orders: PageOptions | None = PageOptions(id="orders", title="我的订单")
+
+
 class OrderingSection(StrictModel):
     """Ordering from the catalogue, paid with Alipay (my.tradePay)."""
 
@@ -91,6 +102,8 @@ class OrderingSection(StrictModel):
     pay_within_minutes: int = Field(
         15, ge=1, le=120, description="an order not paid within this many minutes is closed and its stock given "
                                       "back (Alipay closes the trade too: timeout_express)")
+    pages: OrderingPages = Field(default_factory=OrderingPages,
+                                 description="the menu, confirm, order and my-orders pages the plugin adds")
 
     def offered(self) -> list[Mode]:
         modes: list[Mode] = list(self.modes)
