@@ -4,7 +4,8 @@
 process: the spec's merchant (builder/serve/merchant.py `load_merchant`), a sandbox
 gateway standing in for Alipay (`LocalSandbox`, on 127.0.0.N:80), the back end's app
 (`create_app`) on a SQLite file in a temporary folder with a fresh session secret, and
-uvicorn serving it in a thread on 127.0.0.1 and a free port. `stop()` ends all of it and
+uvicorn serving it in a thread on 127.0.0.1 and a free port, which is also the app's
+public URL (the sandbox posts payment notifications there). `stop()` ends all of it and
 removes the folder: every dev run starts with an empty database and sandbox.
 
 Nothing here is needed for the preview itself: when the back end cannot run (the serve
@@ -78,15 +79,15 @@ class DevBackend:
             except OSError as exc:
                 raise BackendUnavailable(f"the sandbox gateway could not start: {exc}") from None
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mpforge-dev-backend-")))
+            server = _ThreadedServer(uvicorn)  # its port first: the app's public URL (payment notifications)
+            stack.callback(server.stop)
             try:
                 app = create_app([merchant], f"sqlite:///{folder / 'dev.sqlite3'}", alipay=sandbox.alipay,
-                                 secret=secrets.token_bytes(32))
+                                 secret=secrets.token_bytes(32), public_url=server.url)
             except UserError as exc:
                 raise BackendUnavailable(f"the back end could not start: {exc}") from None
             sandbox.remove_key_files()  # the clients hold the keys now
-            server = _ThreadedServer(uvicorn, app)
-            stack.callback(server.stop)
-            server.start()
+            server.start(app)
         except BaseException:
             stack.close()
             raise
@@ -123,31 +124,36 @@ class DevBackend:
 
 
 class _ThreadedServer:
-    """uvicorn serving `app` in a daemon thread on 127.0.0.1 and a free port; its
-    lifespan runs, so the app's storage is disposed when it stops."""
+    """uvicorn serving an app in a daemon thread on 127.0.0.1 and a free port, bound
+    when made (so `url` is known before the app is); its lifespan runs, so the app's
+    storage is disposed when it stops."""
 
-    def __init__(self, uvicorn: Any, app: Any) -> None:
+    def __init__(self, uvicorn: Any) -> None:
+        self._uvicorn = uvicorn
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, app: Any) -> None:
         # log_config=None: uvicorn leaves the process's logging alone (dev prints builds,
         # not requests).
-        config = uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=2)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
-                                        name="mpforge-dev-backend", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
+        config = self._uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=2)
+        server = self._server = self._uvicorn.Server(config)
+        thread = self._thread = threading.Thread(target=server.run, kwargs={"sockets": [self._socket]},
+                                                 name="mpforge-dev-backend", daemon=True)
+        thread.start()
         deadline = time.monotonic() + START_TIMEOUT
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
                 self.stop()
                 raise BackendUnavailable("the back end did not start (see the terminal for its error)")
             time.sleep(0.01)
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        if self._thread.is_alive():
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout=10)
         self._socket.close()

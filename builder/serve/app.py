@@ -208,12 +208,14 @@ class Api:
     """The core's route handlers and what every route shares, the plugins' too: the
     merchants, their Alipay clients, the storage, the claims' job queue, the token
     signer, the limits, the clock, the events rate limiter, each app's publish token
-    (none: publishing disabled) and `products_gone`: the products of an app the plugins
-    count as sold out (mpforge_serve_sold_out)."""
+    (none: publishing disabled), `products_gone`: the products of an app the plugins
+    count as sold out (mpforge_serve_sold_out), and `public_url`: the server's public
+    base URL when the process knows it (`mpforge dev`; None: MPFORGE_PUBLIC_URL says)."""
 
     def __init__(self, merchants: Sequence[Merchant], clients: dict[str, AlipayClient], storage: Storage,
                  jobs: ClaimJobs, tokens: SessionTokens, limits: Limits, clock: Callable[[], datetime],
-                 publish_tokens: Mapping[str, str], products_gone: Callable[[Merchant], set[str]]) -> None:
+                 publish_tokens: Mapping[str, str], products_gone: Callable[[Merchant], set[str]],
+                 public_url: str | None = None) -> None:
         self.merchants = {m.appid: m for m in merchants}
         self.clients = clients
         self.storage = storage
@@ -224,6 +226,7 @@ class Api:
         self.event_buckets = TokenBuckets(limits.events_burst, limits.events_per_second)
         self.publish_tokens = publish_tokens
         self.products_gone = products_gone
+        self.public_url = public_url
 
     def merchant(self, request: Request) -> Merchant:
         """The app the request's path names; an ApiError 404 when it is not served here."""
@@ -389,7 +392,8 @@ def _publish_tokens(appids: Sequence[str]) -> dict[str, str]:
 
 def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: AlipayConfig, secret: bytes,
                limits: Limits | None = None, clock: Callable[[], datetime] = utc_now, busy_timeout: float = 5.0,
-               pool_size: int = 20, job_policy: JobPolicy | None = None, plugins: Hooks | None = None) -> Starlette:
+               pool_size: int = 20, job_policy: JobPolicy | None = None, plugins: Hooks | None = None,
+               public_url: str | None = None) -> Starlette:
     """The back end of `merchants`, storing in `database_url` (sqlite:///FILE or
     postgresql://...), whose schema is migrated to the newest revision first.
 
@@ -399,7 +403,8 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
     job_policy: how the job queue settles pending claims (builder.serve.jobs). The
     queue's worker runs while the app's lifespan does. plugins: whose routes and
     migrations are served besides the core's (default: the plugins a build loads with
-    default options).
+    default options). public_url: where the server is reached from outside, e.g. where
+    Alipay posts payment notifications (default: MPFORGE_PUBLIC_URL, read when needed).
     Each app's publish token comes from MPFORGE_PUBLISH_TOKEN_<appid> (none: publishing
     its content is disabled).
     Raises UserError for a merchant served twice, a key that cannot be read, a publish
@@ -425,7 +430,8 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
         storage.dispose()
         raise
     api = Api(merchants, clients, storage, jobs, SessionTokens(secret, limits.session_ttl, clock), limits, clock,
-              publish_tokens, lambda merchant: plugins.serve_sold_out(storage, merchant.appid, merchant.products))
+              publish_tokens, lambda merchant: plugins.serve_sold_out(storage, merchant.appid, merchant.products),
+              public_url)
     core: list[tuple[Operation, Handler]] = [
         (SESSION, api.session), (CONTENT, api.content), (LIST_VERSIONS, api.list_versions),
         (PUBLISH, api.publish), (RESTORE, api.restore)]

@@ -149,9 +149,10 @@ class NotConfigured(Exception):
     """The server lacks what ordering needs (MPFORGE_PUBLIC_URL)."""
 
 
-def notify_url(appid: str, environ: Mapping[str, str] = os.environ) -> str:
-    """Where Alipay posts `appid`'s payment notifications, from MPFORGE_PUBLIC_URL."""
-    base = environ.get(PUBLIC_URL_VARIABLE, "").strip().rstrip("/")
+def notify_url(appid: str, public_url: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
+    """Where Alipay posts `appid`'s payment notifications: under the server's public URL,
+    as the process was given it (`mpforge dev`) or else from MPFORGE_PUBLIC_URL."""
+    base = (public_url or environ.get(PUBLIC_URL_VARIABLE, "")).strip().rstrip("/")
     if not base:
         raise NotConfigured(f"set {PUBLIC_URL_VARIABLE} to the server's public https URL (Alipay posts payment "
                             "notifications there), and restart it")
@@ -202,7 +203,7 @@ async def create_order(request: Request) -> Response:
     body = validated(OrderRequest, await read_json(request, api.limits.max_body_bytes))
     digest = _digest(body)
     try:
-        url = notify_url(merchant.appid)
+        url = notify_url(merchant.appid, api.public_url)
     except NotConfigured as exc:
         raise ApiError(503, "ordering_not_configured", str(exc)) from None
     order = await to_thread.run_sync(orders.find_by_key, api.storage, merchant.appid, user, key)
