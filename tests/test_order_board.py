@@ -204,6 +204,7 @@ def test_the_board_lists_a_stores_paid_orders_and_then_what_changed(board: Board
     staff = board.cookie()
     listed = board.feed(staff).json()  # the first store by default
     assert (listed["store"], listed["stores"], listed["full"]) == ("main", ["main", "east"], True)
+    assert listed["storeNames"]["east"] == "East"  # the store selector shows names
     assert [o["id"] for o in listed["orders"]] == [main["id"]]
     shown = listed["orders"][0]
     assert {k: shown[k] for k in ("status", "mode", "table", "total", "totalText", "actions")} == {

@@ -40,6 +40,7 @@ class Merchant:
     coupons: tuple[Coupon, ...] = ()
     products: tuple[CatalogueProduct, ...] = ()
     stores: tuple[str, ...] = ()  # merchant.stores' ids
+    store_names: Mapping[str, str] = field(default_factory=dict)  # id -> the name staff and customers know
     # The plugins' spec sections the spec has, by key (e.g. "ordering"), validated.
     sections: Mapping[str, Any] = field(default_factory=dict)
 
@@ -67,6 +68,7 @@ def load_merchant(spec_path: str | Path) -> Merchant:
                     coupons=tuple(section.coupons) if section else (),
                     products=tuple(spec.model.catalogue.products) if spec.model.catalogue else (),
                     stores=tuple(store.id for store in spec.model.merchant.stores),
+                    store_names={store.id: store.name for store in spec.model.merchant.stores},
                     sections={key: value for key in type(spec.model).model_fields
                               if key not in CoreSpec.model_fields and (value := getattr(spec.model, key)) is not None})
 

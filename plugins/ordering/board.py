@@ -15,7 +15,7 @@ The JSON the page calls (errors as the API's: `{"error": {"code", "message", ...
   `too_many_logins` with Retry-After (5 attempts per address, then one per 12 s, per
   process).
 * `POST /merchant/{appid}/logout`: 204, the cookie cleared.
-* `GET /merchant/{appid}/orders/feed?store=<id>&since=<cursor>`: `{"store", "stores",
+* `GET /merchant/{appid}/orders/feed?store=<id>&since=<cursor>`: `{"store", "stores", "storeNames",
   "orders", "cursor", "full"}`. Without `since` (`full`: true) the store's orders of the
   day and any earlier one still open; with the cursor of the previous answer, the orders
   changed since (board_orders.py). The page polls it every 2 seconds. Each order:
@@ -151,7 +151,9 @@ class Board:
             raise ApiError(404, "unknown_store", f"no store {store!r}; the stores are {', '.join(merchant.stores)}")
         since = _cursor(request.query_params.get("since"))
         found = await to_thread.run_sync(store_orders, api.storage, merchant.appid, store, now, since)
-        return JSONResponse({"store": store, "stores": list(merchant.stores), "full": since is None,
+        return JSONResponse({"store": store, "stores": list(merchant.stores),
+                             "storeNames": {s: merchant.store_names.get(s, s) for s in merchant.stores},
+                             "full": since is None,
                              "cursor": cursor_of(found, since, now), "orders": [board_json(o) for o in found]},
                             headers=NO_STORE)
 

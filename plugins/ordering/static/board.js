@@ -162,10 +162,10 @@
     return changed;
   }
 
-  function fillStores(stores) {
+  function fillStores(stores, names) {
     if (storeSelect.options.length === stores.length) return;
     storeSelect.replaceChildren(...stores.map((id) => {
-      const option = el("option", "", id);
+      const option = el("option", "", (names && names[id]) || id);
       option.value = id;
       return option;
     }));
@@ -194,7 +194,7 @@
       if (!response.ok) throw new Error(body.error ? body.error.message : String(response.status));
       if (generation !== state.generation) return;  // the store changed meanwhile
       state.store = body.store;
-      fillStores(body.stores);
+      fillStores(body.stores, body.storeNames);
       const changed = merge(body.orders);
       state.cursor = body.cursor;
       if (changed || !state.loaded) render();
