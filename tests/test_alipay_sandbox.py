@@ -32,7 +32,7 @@ from alipay.aop.api.DefaultAlipayClient import DefaultAlipayClient
 from alipay.aop.api.domain.AlipayOpenAppQrcodeCreateModel import AlipayOpenAppQrcodeCreateModel
 from alipay.aop.api.request.AlipayOpenAppQrcodeCreateRequest import AlipayOpenAppQrcodeCreateRequest
 from alipay.aop.api.request.AlipaySystemOauthTokenRequest import AlipaySystemOauthTokenRequest
-from alipay.aop.api.request.AlipayTradeCloseRequest import AlipayTradeCloseRequest
+from alipay.aop.api.request.AlipayTradeCancelRequest import AlipayTradeCancelRequest
 from Crypto.PublicKey import RSA
 from helpers import unavailable
 
@@ -171,9 +171,9 @@ def test_an_unsigned_request_is_refused(sandbox: Sandbox) -> None:
 
 def test_an_unknown_method_or_a_malformed_biz_content_is_refused(sandbox: Sandbox) -> None:
     sdk = sandbox.raw_sdk()
-    close = AlipayTradeCloseRequest()  # a method the sandbox does not know
-    close.add_other_text_param("biz_content", json.dumps({"out_trade_no": "20150320010101001"}))
-    answer = json.loads(sdk.execute(close))
+    cancel = AlipayTradeCancelRequest()  # a method the sandbox does not know
+    cancel.add_other_text_param("biz_content", json.dumps({"out_trade_no": "20150320010101001"}))
+    answer = json.loads(sdk.execute(cancel))
     assert (answer["code"], answer["sub_code"]) == ("40002", "isv.invalid-method")
     for biz_content in ["{", "[1]"]:
         request = AlipayOpenAppQrcodeCreateRequest()
