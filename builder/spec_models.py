@@ -389,8 +389,9 @@ class CatalogueProduct(StrictModel):
     options: list[ProductOption] = Field(default_factory=list, max_length=10)
     stores: list[StoreId] | None = Field(None, description="stores selling it; all when omitted")
     sold_out: bool = Field(False, description="shown as sold out (the back end's runtime content can change it)")
-    stock: int | None = Field(None, ge=0, description="units that can still be ordered; unlimited when omitted; "
-                                                      "the back end keeps the count")
+    stock: int | None = Field(None, ge=0, description="units that can be ordered; unlimited when omitted. The back "
+                                                      "end counts down from it; changing it adds the difference "
+                                                      "(a restock of 20: raise it by 20)")
 
     @model_validator(mode="after")
     def _prices_and_options(self) -> CatalogueProduct:

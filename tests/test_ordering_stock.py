@@ -312,3 +312,112 @@ def test_the_sandbox_closes_a_trade_at_its_timeout_and_answers_close_as_alipay()
     paid = trades(state).pay(APPID, "T3", now)
     assert paid is not None and paid.status == "TRADE_SUCCESS"
     assert refusal(trade_close, out_trade_no="T3") == "ACQ.TRADE_STATUS_ERROR"  # paid
+
+
+# --- an attempt that outlives its time to pay, and a payment that comes after a close ------
+
+def test_a_key_whose_order_closed_unpaid_is_told_it_expired(shop: StockShop) -> None:
+    """A retry of a key whose order reconcile closed gets order_expired (not the closed
+    order as if just made); a new key orders again."""
+    token = shop.served.login("ann")
+    shop.served.sandbox.state.faults = Faults(busy=True)
+    assert shop.order(token, body=croissants(2)).status_code == 503  # stored, no trade
+    shop.served.sandbox.state.faults = Faults()
+    shop.served.clock.now = NOON + PAY_WITHIN + timedelta(minutes=1)
+    assert shop.reconcile() == 1 and shop.remaining() == 10
+    again = shop.order(token, body=croissants(2))
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "order_expired")
+    assert shop.order(token, key="order-2", body=croissants(2)).status_code == 201
+
+
+def test_no_trade_is_made_for_an_order_whose_time_to_pay_is_over(shop: StockShop) -> None:
+    """The retry comes after the time to pay, before reconcile ran: the order is closed
+    there and then, its units given back, and no trade is made."""
+    token = shop.served.login("ann")
+    shop.served.sandbox.state.faults = Faults(busy=True)
+    first = shop.order(token, body=croissants(3))
+    assert first.status_code == 503 and shop.remaining() == 7
+    shop.served.sandbox.state.faults = Faults()
+    shop.served.clock.now = NOON + PAY_WITHIN
+    again = shop.order(token, body=croissants(3))
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "order_expired")
+    [stored] = orders.users_orders(shop.served.storage, APPID, orders.AlipayUser("user_id", sandbox_user_id("ann")))
+    assert stored.status == orders.Status.CLOSED and shop.remaining() == 10
+    assert trades(shop.served.sandbox.state).get(APPID, stored.out_trade_no) is None
+
+
+def test_an_order_closed_while_its_trade_is_made_closes_the_trade(shop: StockShop,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reconcile closes the order between the retry's look at it and Alipay's answer to
+    trade.create: the new trade is closed at once and the client told order_expired, so
+    nothing is left that the buyer could pay for a closed order."""
+    token = shop.served.login("ann")
+    shop.served.sandbox.state.faults = Faults(busy=True)
+    assert shop.order(token, body=croissants(2)).status_code == 503
+    shop.served.sandbox.state.faults = Faults()
+    [stored] = orders.users_orders(shop.served.storage, APPID, orders.AlipayUser("user_id", sandbox_user_id("ann")))
+    client = shop.served.app.state.api.clients[APPID]
+    create = client.trade_create
+
+    def closed_meanwhile(**fields: Any) -> str:
+        orders.transition(shop.served.storage, stored.id, orders.Status.CLOSED)  # reconcile, in between
+        return create(**fields)
+
+    monkeypatch.setattr(client, "trade_create", closed_meanwhile)
+    again = shop.order(token, body=croissants(2))
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "order_expired")
+    trade = trades(shop.served.sandbox.state).get(APPID, stored.out_trade_no)
+    assert trade is not None and trade.status == "TRADE_CLOSED"  # alipay.trade.close
+    assert shop.stored(stored.out_trade_no).status == orders.Status.CLOSED and shop.remaining() == 10
+
+
+@pytest.mark.parametrize("shop", [2], indirect=True)
+def test_a_verified_payment_of_a_closed_order_makes_it_paid_and_takes_its_units_again(shop: StockShop) -> None:
+    """Alipay took the money for an order closed meanwhile (the buyer paid from the bill
+    list as the close went out): the payment wins, the order is paid, on the board to
+    make or refund, and takes its units again (the count stops at zero)."""
+    token = shop.served.login("ann")
+    order = shop.order(token, body=croissants(2)).json()
+    stored = shop.stored(order["id"])
+    orders.transition(shop.served.storage, stored.id, orders.Status.CLOSED)
+    assert shop.remaining() == 2
+    assert shop.order(shop.served.login("bob"), key="bob-1", body=croissants(1)).status_code == 201  # 1 left
+    paid = shop.pay(order["id"])  # the sandbox's trade was never closed: the buyer pays it
+    assert (paid["notifyStatus"], paid["notifyAnswer"]) == (200, "success")
+    assert shop.stored(order["id"]).status == orders.Status.PAID and shop.remaining() == 0
+
+
+def test_a_trade_already_paid_when_created_again_settles_the_order(shop: StockShop,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """trade.create got through but its answer was lost, and the buyer paid the trade
+    (from the bill list): the retry's create is refused ACQ.TRADE_HAS_SUCCESS, and the
+    order is found paid, not closed."""
+    token = shop.served.login("ann")
+    client = shop.served.app.state.api.clients[APPID]
+    create = client.trade_create
+
+    def answer_lost(**fields: Any) -> str:
+        create(**fields)
+        shop.pay(fields["out_trade_no"], notify=False)
+        raise AlipayError("alipay.trade.create", "40004", "ACQ.TRADE_HAS_SUCCESS", "Business Failed", "交易已被支付")
+
+    monkeypatch.setattr(client, "trade_create", answer_lost)
+    answer = shop.order(token, body=croissants())
+    assert (answer.status_code, answer.json()["status"]) == (201, "paid")
+
+
+def test_a_change_of_the_specs_stock_adds_the_difference(shop: StockShop) -> None:
+    """10 in the spec, 3 sold; the spec says 30 now (a restock of 20) and a process serves
+    it: its next order finds 27 and leaves 26. Lowered to 5: 1 left (26 - 25)."""
+    token = shop.served.login("ann")
+    assert shop.order(token, body=croissants(3)).status_code == 201
+    stocked_merchant(shop.folder, 30)  # the spec, edited
+    assert orders.remaining_stock(shop.served.storage, APPID, {"croissant": 30}) == {"croissant": 27}
+    with ExitStack() as stack:
+        restocked = shop.app(shop.served.clock, stack)
+        answer = restocked.post(f"/api/v1/{APPID}/orders", json=croissants(1),
+                                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "order-2"})
+        assert answer.status_code == 201, answer.text
+    assert shop.remaining() == 26
+    assert orders.remaining_stock(shop.served.storage, APPID, {"croissant": 5}) == {"croissant": 1}
+    assert orders.remaining_stock(shop.served.storage, APPID, {"croissant": 1}) == {"croissant": 0}

@@ -9,7 +9,13 @@ back in the one that moves it to closed: an order closes once, so it gives back 
 
     created --(payment verified)--> paid --> accepted --> ready --> completed
     created --(trade refused or closed)--> closed
+    closed --(payment verified)--> paid
     paid, accepted, ready, completed --(refund)--> refunded
+
+A verified payment is never turned away: Alipay has the buyer's money, so an order
+closed meanwhile (a trade paid from the buyer's bill list as it was being closed) is
+paid after all, takes its stock again (even past zero: it was sold) and shows on the
+order board, to make or to refund.
 """
 
 from __future__ import annotations
@@ -61,7 +67,7 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.ACCEPTED: frozenset({Status.READY, Status.REFUNDED}),
     Status.READY: frozenset({Status.COMPLETED, Status.REFUNDED}),
     Status.COMPLETED: frozenset({Status.REFUNDED}),
-    Status.CLOSED: frozenset(),
+    Status.CLOSED: frozenset({Status.PAID}),  # Alipay took the money after all (see above)
     Status.REFUNDED: frozenset(),
 }
 
@@ -249,10 +255,19 @@ def unpaid_before(storage: Storage, appid: str, created_before: datetime) -> lis
     return [_order(row) for row in rows]
 
 
-def remaining_stock(storage: Storage, appid: str) -> dict[str, int]:
-    """The units left of each limited product of `appid` ordered so far."""
+def remaining_stock(storage: Storage, appid: str, spec: Mapping[str, int] | None = None) -> dict[str, int]:
+    """The units left of each limited product of `appid` ordered so far (with `spec`, the
+    spec's counts now: as the next order finds them)."""
     with storage.engine.connect() as conn:
-        return stock.remaining(conn, appid)
+        return stock.remaining(conn, appid, spec)
+
+
+def _units(order: Order) -> dict[str, int]:
+    """Product -> the units the order's lines hold."""
+    units: Counter[str] = Counter()
+    for line in order.lines:
+        units[line["product"]] += int(line["quantity"])
+    return dict(units)
 
 
 def set_trade_no(storage: Storage, order: Order, trade_no: str) -> Order:
@@ -291,6 +306,8 @@ def transition(storage: Storage, order_id: int, wanted: Status, *, already: froz
         conn.execute(update(ORDERS).where(ORDERS.c.id == order_id).values(**values))
         if wanted == Status.CLOSED:
             stock.release(conn, current.appid, order_id)
+        elif current.status == Status.CLOSED:  # paid after all: it takes its units again
+            stock.retake(conn, current.appid, order_id, _units(current))
         return _one(conn, ORDERS.c.id == order_id), True
 
 

@@ -99,6 +99,7 @@ IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,64}")  # as the coupon claims': pri
 PAID_STATUSES = ("TRADE_SUCCESS", "TRADE_FINISHED")  # the only ones that mean paid (facts 3)
 WAIT_BUYER_PAY, TRADE_CLOSED = "WAIT_BUYER_PAY", "TRADE_CLOSED"
 TRADE_NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
+TRADE_HAS_SUCCESS = "ACQ.TRADE_HAS_SUCCESS"  # trade.create of an out_trade_no already paid
 NOTIFY_MAX_BYTES = 16 * 1024
 SUBJECT_UNSAFE = re.compile(r"[/=&]")  # characters Alipay refuses in subject
 
@@ -114,7 +115,9 @@ CREATE_ORDER = Operation(
                **CLIENT_ERRORS, 401: ("no valid session token", ERROR),
                404: ("unknown app id, or the app takes no orders (its spec has no ordering section)", ERROR),
                409: ("sold_out (marked sold out, or fewer units of a limited product left than ordered), "
-                     "store_closed or below_minimum: error.fields says which line; nothing was stored", ERROR),
+                     "store_closed or below_minimum: error.fields says which line; nothing was stored. Or "
+                     "order_expired: this key's order was closed unpaid (its time to pay is over): send the order "
+                     "again with a new Idempotency-Key", ERROR),
                422: ("invalid_order (an unknown product, option or choice, a required option left out, several "
                      "choices of a single option, a product not sold at the store, a mode not offered: "
                      "error.fields locates each), the body does not validate, or the Idempotency-Key was used for "
@@ -245,13 +248,29 @@ def _sold_out(priced: Priced, gone: SoldOut) -> ApiError:
     return ApiError(409, "sold_out", "the order cannot be taken as sent; error.fields says why", fields=fields)
 
 
+def _expired() -> ApiError:
+    return ApiError(409, "order_expired", "this Idempotency-Key's order was closed unpaid (its time to pay is over); "
+                                          "send the order again with a new key")
+
+
 async def _with_trade(api: Api, merchant: Merchant, section: OrderingSection, order: Order, url: str) -> Order:
-    """The order with its Alipay trade, created now when it has none yet."""
-    if order.status == Status.CLOSED and order.alipay_sub_code:
-        raise ApiError(502, "alipay_refused", "Alipay refused to create the trade; the order is closed",
-                       alipay_sub_code=order.alipay_sub_code)
+    """The order with its Alipay trade, created now when it has none yet. No trade is
+    made for an order whose time to pay is over (reconcile closes those, and a trade
+    made then could be paid for an order closed meanwhile): it is closed here, and a
+    key whose order is closed gets order_expired."""
+    if order.status == Status.CLOSED:
+        if order.alipay_sub_code:
+            raise ApiError(502, "alipay_refused", "Alipay refused to create the trade; the order is closed",
+                           alipay_sub_code=order.alipay_sub_code)
+        raise _expired()
     if order.trade_no is not None or order.status != Status.CREATED:
         return order
+    if order.created_at + timedelta(minutes=section.pay_within_minutes) <= api.clock():
+        closed = await to_thread.run_sync(_close, api.storage, order)
+        if closed.status == Status.CLOSED:
+            raise _expired()
+        # paid meanwhile (a payment always wins): the order as it is now
+        return await to_thread.run_sync(orders.find, api.storage, order.appid, order.out_trade_no) or closed
     client = api.clients[merchant.appid]
     by_user_id = order.user.kind == "user_id"
     subject = SUBJECT_UNSAFE.sub(" ", f"{merchant.name} {order.out_trade_no}")[:256]
@@ -265,6 +284,10 @@ async def _with_trade(api: Api, merchant: Merchant, section: OrderingSection, or
         raise ApiError(502, "alipay_unverified", "Alipay's answer did not verify; check the server's Alipay public "
                                                  "key") from None
     except AlipayError as refused:
+        if refused.sub_code == TRADE_HAS_SUCCESS:
+            # An earlier create got through unheard, and the buyer paid it (from the bill
+            # list): what Alipay says of the trade settles the order, never a close.
+            return await to_thread.run_sync(ask_alipay, api.storage, client, order)
         sub_code = refused.sub_code or refused.code
         await to_thread.run_sync(lambda: orders.transition(api.storage, order.id, Status.CLOSED,
                                                            alipay_sub_code=sub_code))
@@ -273,7 +296,21 @@ async def _with_trade(api: Api, merchant: Merchant, section: OrderingSection, or
     except AlipayUnavailable:
         raise ApiError(503, "alipay_unavailable", "Alipay did not answer; retry with the same Idempotency-Key",
                        headers={"Retry-After": "1"}) from None
-    return await to_thread.run_sync(orders.set_trade_no, api.storage, order, trade_no)
+    stored = await to_thread.run_sync(orders.set_trade_no, api.storage, order, trade_no)
+    if stored.status == Status.CLOSED:
+        # Reconcile closed the order while its trade was being made: close the trade too,
+        # so nothing is left to pay (were it paid anyway, the payment reopens the order).
+        await to_thread.run_sync(_close_trade, client, stored)
+        raise _expired()
+    return stored
+
+
+def _close_trade(client: AlipayClient, order: Order) -> None:
+    try:
+        client.trade_close(order.out_trade_no)
+    except (AlipayError, AlipayUnavailable) as exc:
+        LOG.warning("app %s: order %s: the trade of a closed order could not be closed (%s)", order.appid,
+                    order.out_trade_no, exc)
 
 
 async def get_order(request: Request) -> Response:
@@ -350,8 +387,6 @@ def settle(storage: Storage, appid: str, trade: Mapping[str, str]) -> bool:
         elif status == TRADE_CLOSED and order.status == Status.CREATED:
             orders.transition(storage, order.id, Status.CLOSED)
     except orders.IllegalTransition as exc:
-        # E.g. a payment of an order closed after Alipay refused its trade: the
-        # merchant must look at it; Alipay need not resend.
         LOG.error("app %s: order %s: %s; left unchanged", appid, order.out_trade_no, exc)
     return True
 
@@ -447,8 +482,8 @@ def products_gone(storage: Storage, appid: str, products: Sequence[CatalogueProd
     limited = {p.id: p.stock for p in products if p.stock is not None}
     if not limited:
         return []
-    left = orders.remaining_stock(storage, appid)
-    return [product for product, stock in limited.items() if left.get(product, stock) == 0]
+    left = orders.remaining_stock(storage, appid, limited)
+    return [product for product, stock in limited.items() if left.get(product, stock) <= 0]
 
 
 def pay_windows(sections: Mapping[str, Mapping[str, object]]) -> dict[str, timedelta]:

@@ -2,8 +2,10 @@
 left, kept by the back end in `product_stock` (this plugin's Alembic branch), and what
 each created order holds of them, in `stock_reservations`.
 
-The spec's `stock` only seeds the count, the first time the product is ordered; from
-then on the table is the truth (a restart with the same spec does not refill it).
+The spec's `stock` seeds the count the first time the product is ordered; from then on
+the table is the truth, and a change of the spec's `stock` adds the difference (20 more
+in the spec: 20 more units; fewer: units taken away, down to none). A restart with the
+same spec refills nothing.
 
 Every function here takes the connection of a transaction its caller holds, so that
 reserving is one transaction with storing the order, and giving back is one with the
@@ -20,14 +22,17 @@ order's move to closed (orders.py):
 
 Only a closed order (never paid) gives units back; a refunded one does not (what was
 sold was made), and a paid order's reservations stay as the record of what it took.
+* `retake`: a closed order paid after all (orders.py) takes its units again, whatever
+  is left: the count stops at zero (an oversold unit is not owed back).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, delete, select, update
+from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 METADATA = MetaData()
@@ -36,6 +41,7 @@ PRODUCT_STOCK = Table(
     Column("appid", String(16), primary_key=True),
     Column("product", String(64), primary_key=True),
     Column("remaining", Integer, nullable=False),
+    Column("spec_stock", Integer, nullable=False),  # the spec's count `remaining` follows
 )
 RESERVATIONS = Table(
     "stock_reservations", METADATA,
@@ -64,10 +70,18 @@ class SoldOut(Exception):
 
 def _seed(conn: Connection, appid: str, product: str, stock: int) -> None:
     """The product's row with the spec's count, unless it has one (INSERT ... ON CONFLICT
-    DO NOTHING: a concurrent first order waits for the other's row, then keeps it)."""
+    DO NOTHING: a concurrent first order waits for the other's row, then keeps it); a
+    row following another spec count gets the difference, in the same UPDATE."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(PRODUCT_STOCK).values(appid=appid, product=product, remaining=stock)
+    conn.execute(dialect.insert(PRODUCT_STOCK).values(appid=appid, product=product, remaining=stock, spec_stock=stock)
                  .on_conflict_do_nothing(index_elements=["appid", "product"]))
+    c = PRODUCT_STOCK.c
+    conn.execute(update(PRODUCT_STOCK).where(c.appid == appid, c.product == product, c.spec_stock != stock)
+                 .values(remaining=_at_least_zero(c.remaining + (stock - c.spec_stock)), spec_stock=stock))
+
+
+def _at_least_zero(count: Any) -> Any:
+    return case((count > 0, count), else_=0)
 
 
 def reserve(conn: Connection, appid: str, order_id: int, wanted: Mapping[str, int],
@@ -105,7 +119,21 @@ def release(conn: Connection, appid: str, order_id: int) -> dict[str, int]:
     return held
 
 
-def remaining(conn: Connection, appid: str) -> dict[str, int]:
-    """The units left of each product of `appid` ordered so far (product -> units)."""
-    return {row.product: row.remaining for row in conn.execute(
-        select(PRODUCT_STOCK.c.product, PRODUCT_STOCK.c.remaining).where(PRODUCT_STOCK.c.appid == appid))}
+def retake(conn: Connection, appid: str, order_id: int, units: Mapping[str, int]) -> None:
+    """Take `units` (product -> units) again for order `order_id`, whatever is left:
+    only of the products counted here (the limited ones it was ordered with)."""
+    for product, wanted in sorted(units.items()):
+        taken = conn.execute(update(PRODUCT_STOCK).where(PRODUCT_STOCK.c.appid == appid,
+                                                         PRODUCT_STOCK.c.product == product)
+                             .values(remaining=_at_least_zero(PRODUCT_STOCK.c.remaining - wanted)))
+        if taken.rowcount == 1:
+            conn.execute(RESERVATIONS.insert().values(order_id=order_id, product=product, quantity=wanted))
+
+
+def remaining(conn: Connection, appid: str, spec: Mapping[str, int] | None = None) -> dict[str, int]:
+    """The units left of each product of `appid` ordered so far (product -> units); with
+    `spec` (product -> the spec's count now), as the next order will find them."""
+    spec = spec or {}
+    c = PRODUCT_STOCK.c
+    return {row.product: max(0, row.remaining + spec.get(row.product, row.spec_stock) - row.spec_stock)
+            for row in conn.execute(select(c.product, c.remaining, c.spec_stock).where(c.appid == appid))}

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("appid", sa.String(16), nullable=False),
         sa.Column("product", sa.String(64), nullable=False),
         sa.Column("remaining", sa.Integer(), nullable=False),
+        sa.Column("spec_stock", sa.Integer(), nullable=False),  # the spec's count `remaining` follows
         sa.PrimaryKeyConstraint("appid", "product", name="pk_product_stock"),
         sa.CheckConstraint("remaining >= 0", name="ck_product_stock_remaining"),
     )
