@@ -15,45 +15,36 @@ Checks: exactly `stock` orders created and paid (in the answers, the database an
 sandbox's trades), every other customer told 409 sold_out, no other answer, nothing
 left in stock. Prints orders/s and the p50/p95/max latency of an order, and payments/s.
 
-As bench/claims_load.py (whose `log_in` and `cpu_seconds` it shares): PostgreSQL is a
-throwaway cluster with its default durability (tests/pg_cluster.py; Debian's postgresql
-package), SQLite a file in a temporary folder.
+The server, the databases and the customers' requests: bench/serve_load.py, as for
+bench/claims_load.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import secrets
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
-from claims_load import cpu_seconds, log_in
+from serve_load import all_at_once, cpu_seconds, database_url, latency_ms, log_in, report_checks, server
 from sqlalchemy import create_engine, select
 from synthetic import REPO
 
 from builder.serve.local_sandbox import LocalSandbox
-from builder.serve.merchant import AlipayConfig, AppKeys, load_merchant
+from builder.serve.merchant import load_merchant
 from builder.serve.storage import engine_url
 from plugins.ordering.orders import ORDERS
 from plugins.ordering.sandbox import trades
-from plugins.ordering.serve import PUBLIC_URL_VARIABLE
 from plugins.ordering.stock import PRODUCT_STOCK
 
 sys.path.insert(0, str(REPO / "tests"))
 from helpers import write_project  # noqa: E402
-from pg_cluster import PostgresCluster, server_binaries  # noqa: E402
 from serve_support import APPID  # noqa: E402
 from test_ordering import shop_spec  # noqa: E402
 
@@ -66,82 +57,6 @@ def write_shop(folder: Path, stock: int) -> Path:
     spec = shop_spec(minimum=0, hours=[])
     next(p for p in spec["catalogue"]["products"] if p["id"] == PRODUCT)["stock"] = stock
     return write_project(folder, spec)
-
-
-def serve_process(config_file: str) -> None:
-    """The server process: the app from the config the bench wrote, on uvicorn, with its
-    public URL (where the sandbox posts payment notifications) set."""
-    import uvicorn
-
-    from builder.serve.app import create_app
-    from builder.serve.keys import KeySource
-
-    config = json.loads(Path(config_file).read_text())
-    os.environ[PUBLIC_URL_VARIABLE] = f"http://127.0.0.1:{config['port']}"
-    merchant = load_merchant(config["spec"])
-    alipay = AlipayConfig({APPID: AppKeys(KeySource(file=Path(config["private_key"])),
-                                          KeySource(file=Path(config["alipay_key"])))},
-                          gateway_url=config["gateway"], timeout=10.0)
-    app = create_app([merchant], config["database"], alipay=alipay, secret=bytes.fromhex(config["secret"]))
-    uvicorn.run(app, host="127.0.0.1", port=config["port"], log_level="warning", backlog=4096)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def server(spec: Path, database: str, sandbox: LocalSandbox, folder: Path) -> Iterator[tuple[str, int]]:
-    """The back end in a process of its own; yields its base URL and process id."""
-    keys = sandbox.alipay.apps[APPID]
-    port = _free_port()
-    config = folder / "serve.json"
-    config.write_text(json.dumps({"spec": str(spec), "database": database, "port": port,
-                                  "secret": secrets.token_hex(32), "gateway": sandbox.alipay.gateway_url,
-                                  "private_key": str(keys.app_private_key.file),
-                                  "alipay_key": str(keys.alipay_public_key.file)}))
-    process = subprocess.Popen([sys.executable, __file__, "--serve", str(config)], cwd=REPO,
-                               env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v1/openapi.json", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.1)
-        yield base, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-async def order_all(base: str, tokens: list[str]) -> tuple[float, list[float], list[httpx.Response]]:
-    """Every order at once, each on its own connection: wall seconds, latencies, responses."""
-    limits = httpx.Limits(max_connections=len(tokens), max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=300) as client:
-        start = asyncio.Event()
-
-        async def one(token: str) -> tuple[float, httpx.Response]:
-            await start.wait()
-            began = time.perf_counter()
-            response = await client.post(f"/api/v1/{APPID}/orders", json=ORDER,
-                                         headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "tap-1"})
-            return time.perf_counter() - began, response
-
-        tasks = [asyncio.ensure_future(one(t)) for t in tokens]
-        await asyncio.sleep(0.1)  # every task is waiting at the gate
-        began = time.perf_counter()
-        start.set()
-        done = await asyncio.gather(*tasks)
-        wall = time.perf_counter() - began
-    return wall, [d[0] for d in done], [d[1] for d in done]
 
 
 async def pay_all(sandbox: LocalSandbox, out_trade_nos: list[str]) -> tuple[float, list[dict[str, Any]]]:
@@ -175,7 +90,7 @@ def run(kind: str, database: str, customers: int, stock: int, folder: Path) -> d
             server(spec, database, sandbox, folder) as (base, pid):
         tokens = asyncio.run(log_in(base, customers))
         cpu_before = cpu_seconds(pid)
-        wall, latencies, responses = asyncio.run(order_all(base, tokens))
+        wall, latencies, responses = asyncio.run(all_at_once(base, tokens, f"/api/v1/{APPID}/orders", ORDER))
         server_cpu = cpu_seconds(pid) - cpu_before
         created = [r.json()["id"] for r in responses if r.status_code == 201]
         pay_wall, paid = asyncio.run(pay_all(sandbox, created))
@@ -197,11 +112,9 @@ def run(kind: str, database: str, customers: int, stock: int, folder: Path) -> d
             and len(paid_rows) == stock == len(stored) and len(customers_paid) == stock,
         "no stock left": left == 0,
     }
-    latencies.sort()
     return {"database": kind, "customers": customers, "stock": stock, "orders_per_s": customers / wall,
-            "wall_s": wall, "server_cpu_ms": server_cpu / customers * 1000,
-            "p50_ms": statistics.median(latencies) * 1000, "p95_ms": latencies[int(len(latencies) * 0.95) - 1] * 1000,
-            "max_ms": latencies[-1] * 1000, "payments_per_s": len(created) / pay_wall if created else 0.0,
+            "wall_s": wall, "server_cpu_ms": server_cpu / customers * 1000, **latency_ms(latencies),
+            "payments_per_s": len(created) / pay_wall if created else 0.0,
             "other": sorted(set(answers) - {"created", "sold_out"}), "checks": checks}
 
 
@@ -210,33 +123,18 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=200)
     parser.add_argument("--stock", type=int, default=50)
     parser.add_argument("--pg", action="store_true", help="PostgreSQL too (a throwaway cluster)")
-    parser.add_argument("--serve", help=argparse.SUPPRESS)  # the server process's own entry
     args = parser.parse_args()
-    if args.serve:
-        serve_process(args.serve)
-        return 0
     rows, ok = [], True
     for kind in ["sqlite", "postgresql"] if args.pg else ["sqlite"]:
         with ExitStack() as stack:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mpforge-orders-load-")))
-            if kind == "sqlite":
-                database = f"sqlite:///{folder / 'serve.sqlite3'}"
-            else:
-                bin_dir = server_binaries()
-                if bin_dir is None:
-                    print("postgresql: skipped, the server binaries are not installed (apt-get install postgresql)")
-                    ok = False
-                    continue
-                database = stack.enter_context(PostgresCluster(bin_dir, durable=True)).new_database()
+            database = database_url(kind, folder, stack)
+            if database is None:
+                ok = False
+                continue
             row = run(kind, database, args.customers, args.stock, folder)
         rows.append(row)
-        checks = row["checks"]
-        assert isinstance(checks, dict)
-        ok = ok and all(checks.values()) and not row["other"]
-        for name, passed in checks.items():
-            print(f"{kind}: {'ok  ' if passed else 'FAIL'} {name}")
-        if row["other"]:
-            print(f"{kind}: FAIL other answers: {row['other']}")
+        ok = report_checks(kind, row) and ok
     print()
     print(f"{os.cpu_count()} CPUs; server CPU: the server process's CPU time per order (its work and the database "
           "driver's; PostgreSQL's own processes not counted); an order includes alipay.trade.create (sandbox)")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -17,11 +16,10 @@ from typing import Any
 import httpx
 import pytest
 from helpers import write_project
-from serve_support import APPID, NOON, SECRET, ApiClient, Clock, Database, LiveServer, Served, unavailable
-from test_ordering import Shop, shop_spec
+from serve_support import APPID, NOON, SECRET, ApiClient, Clock, Database
+from test_ordering import Shop, open_shop, shop_spec
 
 from builder.serve.app import create_app
-from builder.serve.local_sandbox import LocalSandbox
 from builder.serve.merchant import load_merchant
 from builder.serve.sandbox_state import Faults
 from plugins.ordering import orders
@@ -85,21 +83,11 @@ def shop(database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     """As test_ordering's, with the staff token set and the clock at 15:00 on a Monday in
     China (both stores open)."""
     monkeypatch.setenv(f"MPFORGE_STAFF_TOKEN_{APPID}", STAFF_TOKEN)
-    with ExitStack() as stack:
-        merchant = load_merchant(write_project(tmp_path / "shop", shop_spec()))
-        try:
-            sandbox = stack.enter_context(LocalSandbox([merchant], timeout=10))
-        except PermissionError:
-            unavailable("the sandbox listens on port 80 (the only port Alipay's SDK reaches), which needs root")
-        clock = Clock()
-        clock.now = MONDAY_3PM
-        app = create_app([merchant], database.url, alipay=sandbox.alipay, secret=SECRET, clock=clock)
-        stack.callback(app.state.api.storage.dispose)
-        api = ApiClient(app)
-        stack.callback(api.close)
-        live = stack.enter_context(LiveServer(app))
-        monkeypatch.setenv("MPFORGE_PUBLIC_URL", live.url)
-        yield Shop(Served(app, api, sandbox, clock, database), live)
+    clock = Clock()
+    clock.now = MONDAY_3PM
+    merchant = load_merchant(write_project(tmp_path / "shop", shop_spec()))
+    with open_shop(database, merchant, monkeypatch, clock) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import copy
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -224,24 +224,30 @@ class Shop:
         return found
 
 
-@pytest.fixture
-def shop(database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shop]:
-    stack = ExitStack()
-    with stack:
-        merchant = load_merchant(write_project(tmp_path / "shop", shop_spec()))
+@contextmanager
+def open_shop(database: Database, merchant: Merchant, monkeypatch: pytest.MonkeyPatch,
+              clock: Clock | None = None) -> Iterator[Shop]:
+    """`merchant` served on `database` with a sandbox gateway, its app both in process
+    and on a live uvicorn (Alipay posts notifications to the server's public URL)."""
+    with ExitStack() as stack:
         try:
             sandbox = stack.enter_context(LocalSandbox([merchant], timeout=10))
         except PermissionError:
             unavailable("the sandbox listens on port 80 (the only port Alipay's SDK reaches), which needs root")
-        clock = Clock()
+        clock = clock or Clock()
         app = create_app([merchant], database.url, alipay=sandbox.alipay, secret=SECRET, clock=clock)
         stack.callback(app.state.api.storage.dispose)
         api = ApiClient(app)
         stack.callback(api.close)
-        # Alipay posts notifications to the server's public URL: here a live uvicorn.
         live = stack.enter_context(LiveServer(app))
         monkeypatch.setenv("MPFORGE_PUBLIC_URL", live.url)
         yield Shop(Served(app, api, sandbox, clock, database), live)
+
+
+@pytest.fixture
+def shop(database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shop]:
+    with open_shop(database, load_merchant(write_project(tmp_path / "shop", shop_spec())), monkeypatch) as opened:
+        yield opened
 
 
 def test_an_order_is_created_paid_by_a_signed_notification_once(shop: Shop) -> None:

@@ -26,13 +26,12 @@ from typing import Any
 import httpx
 import pytest
 from helpers import write_project
-from serve_support import APPID, NOON, SECRET, ApiClient, Clock, Database, LiveServer, Served, unavailable
-from test_ordering import Shop, shop_spec
+from serve_support import APPID, NOON, SECRET, ApiClient, Clock, Database
+from test_ordering import Shop, open_shop, shop_spec
 
 from builder.serve.alipay_errors import AlipayError
 from builder.serve.app import create_app
 from builder.serve.jobs import JobPolicy
-from builder.serve.local_sandbox import LocalSandbox
 from builder.serve.merchant import Merchant, load_merchant
 from builder.serve.plugin_api import SandboxRefusal, SandboxState
 from builder.serve.sandbox_state import Faults, sandbox_user_id
@@ -82,21 +81,9 @@ class StockShop(Shop):
 @pytest.fixture
 def shop(database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
          request: pytest.FixtureRequest) -> Iterator[StockShop]:
-    units = getattr(request, "param", 10)
-    with ExitStack() as stack:
-        merchant = stocked_merchant(tmp_path / "shop", units)
-        try:
-            sandbox = stack.enter_context(LocalSandbox([merchant], timeout=10))
-        except PermissionError:
-            unavailable("the sandbox listens on port 80 (the only port Alipay's SDK reaches), which needs root")
-        clock = Clock()
-        app = create_app([merchant], database.url, alipay=sandbox.alipay, secret=SECRET, clock=clock)
-        stack.callback(app.state.api.storage.dispose)
-        api = ApiClient(app)
-        stack.callback(api.close)
-        live = stack.enter_context(LiveServer(app))
-        monkeypatch.setenv("MPFORGE_PUBLIC_URL", live.url)
-        yield StockShop(Served(app, api, sandbox, clock, database), live, tmp_path / "shop")
+    merchant = stocked_merchant(tmp_path / "shop", getattr(request, "param", 10))
+    with open_shop(database, merchant, monkeypatch) as opened:
+        yield StockShop(opened.served, opened.live, tmp_path / "shop")
 
 
 def test_concurrent_customers_buy_exactly_the_stock(shop: StockShop) -> None:
