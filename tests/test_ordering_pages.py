@@ -112,13 +112,26 @@ def test_the_pages_and_the_service_are_generated(tmp_path: Path) -> None:
 
 HARNESS = r"""
 // Loads built pages with a `my` whose request reaches the live back end and whose
-// tradePay pays through the sandbox's buyer (POST /sandbox/pay); runs STEPS.
+// tradePay pays through the sandbox's buyer (POST /sandbox/pay); runs STEPS. A step's
+// `lose` drops the back end's answers to the next that many POST /orders (the phone hears a
+// network error); `polls` counts the order page's polling timers (POLL_MS) waiting.
 const path = require('path');
 const [out, live, sandbox, appId, stepsJson, storageJson] = process.argv.slice(1);
 const steps = JSON.parse(stepsJson);
 const storage = JSON.parse(storageJson);
-const log = { toasts: [], alerts: [], navigations: [], requests: [], snapshots: {} };
+const log = { toasts: [], alerts: [], navigations: [], requests: [], snapshots: {}, polls: {} };
 const tradeOrders = {};
+const POLL_MS = 10000;
+const polls = new Set();
+const realSetTimeout = global.setTimeout;
+const realClearTimeout = global.clearTimeout;
+global.setTimeout = (fn, ms) => {
+  const timer = realSetTimeout(() => { polls.delete(timer); fn(); }, ms);
+  if (ms === POLL_MS) polls.add(timer);
+  return timer;
+};
+global.clearTimeout = (timer) => { polls.delete(timer); realClearTimeout(timer); };
+let lose = 0;
 let pending = 0;
 let location = null;
 let sheetIndex = 0;
@@ -151,8 +164,11 @@ global.my = {
     const url = o.url.replace(BASE_URL_JSON, live);
     log.requests.push({ method: o.method, path: new URL(url).pathname, key: (o.headers || {})['Idempotency-Key'] || null });
     const body = o.method === 'GET' ? undefined : JSON.stringify(o.data || {});
+    const lost = o.method === 'POST' && url.endsWith('/orders') && lose > 0;
+    if (lost) lose -= 1;
     fetch(url, { method: o.method, headers: o.headers, body }).then(async (res) => {
       const text = await res.text();
+      if (lost) { o.fail({ error: 12 }); return; }
       const data = text ? JSON.parse(text) : '';
       if (data && data.tradeNo) tradeOrders[data.tradeNo] = data.id;
       const hdrs = Object.fromEntries(res.headers.entries());
@@ -190,13 +206,16 @@ const idle = () => new Promise((resolve) => { const tick = () => (pending ? setT
     if (step.location !== undefined) location = step.location;
     if (step.sheet !== undefined) sheetIndex = step.sheet;
     if (step.app !== undefined) globalData = Object.assign({}, step.app, { at: Date.now() });
+    if (step.lose !== undefined) lose = step.lose;
     if (step.do === 'open') page = open(step.route, step.query);
     if (step.do === 'follow') page = follow(log.navigations[log.navigations.length - 1]);
     if (step.do === 'tap') page[step.handler]({ currentTarget: { dataset: step.dataset || {} } });
     if (step.do === 'input') page[step.handler]({ detail: { value: step.value } });
     if (step.do === 'show') page.onShow();
+    for (let i = 0; i < (step.do === 'refresh' ? step.times : 0); i += 1) page.onPullDownRefresh();
     await idle();
     if (step.as) log.snapshots[step.as] = JSON.parse(JSON.stringify(page.data.b0));
+    if (step.as) log.polls[step.as] = polls.size;
   }
   if (page && page.onHide) page.onHide();
   log.storage = storage;
@@ -293,7 +312,7 @@ def test_a_table_sticker_order_is_paid_and_shown_paid(device: Device) -> None:
     # The order: created by the back end (one POST, with a key), paid through the sandbox.
     [post] = [r for r in log["requests"] if r["method"] == "POST" and r["path"].endswith("/orders")]
     assert post["key"]
-    assert log["toasts"][-1] == "支付成功"
+    assert log["toasts"][-1] == "支付完成，正在确认"  # resultCode 9000 proves nothing: the order page asks
     assert log["navigations"][-1].startswith("/pages/order/order?id=HC")
     order = log["snapshots"]["order"]
     assert order["state"] == "shown"
@@ -346,7 +365,7 @@ def test_a_product_sold_out_before_paying_is_refused_in_words(device: Device) ->
                       {"do": "tap", "handler": "onOrderSubmit", "as": "refused"}], filled["storage"])
     assert log["snapshots"]["confirm"]["can_pay"]
     [alert] = log["alerts"]
-    assert alert == {"title": "有商品已售罄", "content": "'拿铁' is sold out"}
+    assert alert == {"title": "有商品已售罄", "content": "「拿铁」已售罄，请从购物车移除后再试"}
     assert not log["navigations"] and not log["snapshots"]["refused"]["busy"]
     # The refusal settled the attempt; the menu then shows the product sold out and drops it.
     again = device.run([{"do": "open", "route": MENU, "as": "menu"}], log["storage"])
@@ -363,7 +382,7 @@ def test_an_unsettled_attempt_keeps_its_key_and_the_retry_gets_one_order(device:
     first = device.run([{"do": "open", "route": "pages/order-confirm/order-confirm"},
                         {"do": "tap", "handler": "onOrderSubmit"}], filled["storage"])
     [alert] = first["alerts"]
-    assert alert["title"] == "门店暂未开通在线点单" and "MPFORGE_PUBLIC_URL" in alert["content"]
+    assert alert == {"title": "门店暂时无法接单", "content": "请稍后再试"}  # never the server's message
     assert not first["navigations"]
     monkeypatch.setenv("MPFORGE_PUBLIC_URL", device.url)
     again = device.run([{"do": "open", "route": "pages/order-confirm/order-confirm"},
@@ -374,6 +393,98 @@ def test_an_unsettled_attempt_keeps_its_key_and_the_retry_gets_one_order(device:
     assert again["navigations"][-1].startswith("/pages/order/order?id=")
     with device.app.state.api.storage.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM orders")).scalar() == 1
+
+
+CONFIRM = "pages/order-confirm/order-confirm"
+ATTEMPT = f"mpforge.ordering.{APPID}.attempt"
+
+
+def posted_keys(log: dict[str, Any]) -> list[str]:
+    return [r["key"] for r in log["requests"] if r["method"] == "POST" and r["path"].endswith("/orders")]
+
+
+def lost_answer(device: Device) -> tuple[dict[str, Any], str]:
+    """A cart of two lattes at main's table B1 sent once, the answer lost on the way: the
+    back end made the order, the phone keeps the attempt's key. The log and the key."""
+    filled = device.run([{"do": "open", "route": MENU, "query": {"store": "main", "table": "B1"}},
+                         *LATTE_LARGE_SHOT])
+    lost = device.run([{"do": "open", "route": CONFIRM}, {"do": "tap", "handler": "onOrderSubmit", "lose": 1}],
+                      filled["storage"])
+    assert lost["toasts"][-1] == "网络异常，请再点一次去支付" and not lost["navigations"]
+    [key] = posted_keys(lost)
+    assert json.loads(lost["storage"][ATTEMPT])["key"] == key
+    return lost, key
+
+
+def test_an_attempt_whose_order_expired_is_sent_again_once_with_a_new_key(device: Device) -> None:
+    """The answer lost, then the order closed unpaid: 去支付 again hears that the key's order
+    expired (409 order_expired; a back end before it answered 201 with the closed order),
+    forgets the key and sends the same cart once more with a new one."""
+    lost, first = lost_answer(device)
+    with device.app.state.api.storage.engine.begin() as conn:
+        conn.execute(text("UPDATE orders SET status = 'closed' WHERE idempotency_key = :key"), {"key": first})
+    again = device.run([{"do": "open", "route": CONFIRM}, {"do": "tap", "handler": "onOrderSubmit"},
+                        {"do": "follow", "as": "order"}], lost["storage"])
+    keys = posted_keys(again)
+    assert len(keys) == 2 and keys[0] == first and keys[1] != first
+    assert again["alerts"] == [] and again["toasts"][-1] == "支付完成，正在确认"
+    shown = again["snapshots"]["order"]["order"]
+    assert shown["status_text"] == "已支付"
+    paid = orders.find(device.app.state.api.storage, APPID, shown["id"])
+    assert paid is not None and paid.idempotency_key == keys[1]
+    assert json.loads(again["storage"][f"mpforge.ordering.{APPID}.cart.main"]) == []
+    assert ATTEMPT not in again["storage"]
+
+
+def test_a_kept_key_is_dropped_once_its_order_could_no_longer_be_paid(device: Device) -> None:
+    lost, first = lost_answer(device)
+    attempt = json.loads(lost["storage"][ATTEMPT])
+    attempt["at"] -= 16 * 60 * 1000  # the shop's pay_within_minutes is 15
+    again = device.run([{"do": "open", "route": CONFIRM}, {"do": "tap", "handler": "onOrderSubmit"}],
+                       {**lost["storage"], ATTEMPT: json.dumps(attempt)})
+    [key] = posted_keys(again)
+    assert key != first and again["navigations"][-1].startswith("/pages/order/order?id=")
+    with device.app.state.api.storage.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM orders")).scalar() == 2
+
+
+def test_an_order_without_a_trade_says_it_will_be_closed(device: Device) -> None:
+    lost, key = lost_answer(device)
+    with device.app.state.api.storage.engine.begin() as conn:  # as when Alipay did not answer
+        conn.execute(text("UPDATE orders SET trade_no = NULL WHERE idempotency_key = :key"), {"key": key})
+        order_id = conn.execute(text("SELECT out_trade_no FROM orders")).scalar()
+    shown = device.run([{"do": "open", "route": "pages/order/order", "query": {"id": order_id}, "as": "order"}],
+                       lost["storage"])
+    order = shown["snapshots"]["order"]["order"]
+    assert (order["status_text"], order["payable"], order["unpaid_note"]) == ("待支付", False,
+                                                                              "支付未发起，订单将自动关闭")
+
+
+def test_pulling_down_while_the_order_is_fetched_keeps_one_polling_loop(device: Device) -> None:
+    paid = device.run([{"do": "open", "route": MENU, "query": {"store": "main", "table": "B1"}},
+                       *LATTE_LARGE_SHOT, {"do": "tap", "handler": "onOrderCheckout"}, {"do": "follow"},
+                       {"do": "tap", "handler": "onOrderSubmit"}, {"do": "follow", "as": "order"}])
+    order = paid["snapshots"]["order"]["order"]
+    assert order["status"] == "paid" and order["unpaid_note"] == ""  # under way: polled
+    log = device.run([{"do": "open", "route": "pages/order/order", "query": {"id": order["id"]}, "as": "shown"},
+                      {"do": "refresh", "times": 2, "as": "refreshed"}], paid["storage"])
+    assert len([r for r in log["requests"] if r["method"] == "GET"]) == 3
+    assert log["polls"] == {"shown": 1, "refreshed": 1}
+
+
+def test_a_typed_table_enables_paying_before_the_input_is_left(device: Device) -> None:
+    filled = device.run([{"do": "open", "route": MENU, "query": {"store": "main"}}, *LATTE_LARGE_SHOT])
+    log = device.run([{"do": "open", "route": CONFIRM, "as": "none"},
+                      {"do": "input", "handler": "onOrderTableInput", "value": "B", "as": "typed"},
+                      {"do": "input", "handler": "onOrderTableInput", "value": "B 1", "as": "invalid"},
+                      {"do": "input", "handler": "onOrderTable", "value": "B1", "as": "left"}], filled["storage"])
+    snaps = log["snapshots"]
+    assert (snaps["none"]["mode"], snaps["none"]["can_pay"], snaps["none"]["hint"]) == (
+        "dine_in", False, "请填写桌号（见桌上的点单码）")
+    assert (snaps["typed"]["can_pay"], snaps["typed"]["hint"]) == (True, "")
+    assert snaps["typed"]["table"] == ""  # the input keeps what is typed: not rewritten on each key
+    assert not snaps["invalid"]["can_pay"]
+    assert (snaps["left"]["can_pay"], snaps["left"]["table"]) == (True, "B1")
 
 
 def test_an_order_page_without_a_session_asks_for_a_tap(device: Device) -> None:

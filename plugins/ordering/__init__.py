@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from builder.plugin_api import (
     AppPlan,
@@ -30,7 +30,14 @@ from builder.plugin_api import (
     page_path,
 )
 
-from .blocks import BLOCK_TYPES, MyOrdersBlock, OrderConfirmBlock, OrderDetailBlock, OrderMenuBlock
+from .blocks import (
+    BLOCK_TYPES,
+    LOCATION_PURPOSE,
+    MyOrdersBlock,
+    OrderConfirmBlock,
+    OrderDetailBlock,
+    OrderMenuBlock,
+)
 from .models import OrderingSection
 from .pricing import fen
 
@@ -83,6 +90,14 @@ def mpforge_pages(spec: ValidSpec) -> list[Page]:
         added.append(Page.model_validate({"id": pages.orders.id, "title": pages.orders.title, "window": REFRESHING,
                                           "blocks": [MyOrdersBlock(type="my-orders")]}))
     return added
+
+
+@hookimpl
+def mpforge_app_json(app_json: dict[str, Any], mini_project: dict[str, Any], spec: ValidSpec) -> None:
+    """The menu's my.getLocation, declared with its purpose (app.json `permission`, shown when
+    Alipay asks the customer)."""
+    if spec.section("ordering") is not None:
+        app_json.setdefault("permission", {})["scope.userLocation"] = {"desc": LOCATION_PURPOSE}
 
 
 @hookimpl
@@ -155,6 +170,7 @@ def mpforge_services(plan: AppPlan, spec: ValidSpec, render: Render) -> dict[str
         "stores": [{"id": s.id, "name": s.name, "lat": s.lat, "lng": s.lng} for s in spec.model.merchant.stores],
         "modes": [{"id": m, "name": MODE_NAMES[m]} for m in section.modes],
         "packagingFee": fen(section.packaging_fee), "minimum": fen(section.minimum),
+        "payWithinMinutes": section.pay_within_minutes,  # an unanswered attempt's key is kept this long
         "pages": {"menu": _link(spec, pages.menu.id), "confirm": f"/{page_path(pages.confirm.id)}",
                   "order": f"/{page_path(pages.order.id)}"},
     }

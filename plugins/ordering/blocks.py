@@ -26,6 +26,10 @@ SCRIPTS = "ordering"  # the folder of the page scripts in templates/
 STYLE = "ordering/ordering.acss"
 # What ordering collects (the privacy policy lists it): the user id the session holds.
 COLLECTS = ("支付宝用户标识（user_id 或 open_id）: 创建订单、发起支付并查询您的订单",)
+# The menu asks for the location (my.getLocation) to choose the nearest store; app.json
+# declares it too (permission scope.userLocation, the plugin's mpforge_app_json).
+LOCATION_PURPOSE = "为您推荐最近的门店"
+MENU_COLLECTS = (f"位置信息: {LOCATION_PURPOSE}",)
 
 
 def _yuan(amount: int) -> str:
@@ -114,8 +118,8 @@ def _block(name: str, model: type[Block], description: str, collects: tuple[str,
 
 
 BLOCK_TYPES = [
-    _block("order-menu", OrderMenuBlock, "the ordering menu: categories, products, options, cart", collects=(),
-           on_load="mfOrderMenuLoad", on_show="mfOrderMenuShow"),
+    _block("order-menu", OrderMenuBlock, "the ordering menu: categories, products, options, cart",
+           collects=MENU_COLLECTS, on_load="mfOrderMenuLoad", on_show="mfOrderMenuShow"),
     _block("order-confirm", OrderConfirmBlock, "confirm an order and pay with Alipay",
            on_show="mfOrderConfirmShow"),
     _block("order-detail", OrderDetailBlock, "one order's status and lines (?id=)",

@@ -6,7 +6,10 @@
     require('../../services/ordering.js').chooseMode(this, [[ keys[0] | tojson ]], event.currentTarget.dataset.mode);
   },
   onOrderTable(event) {
-    require('../../services/ordering.js').enterTable(this, [[ keys[0] | tojson ]], event.detail.value);
+    require('../../services/ordering.js').enterTable(this, [[ keys[0] | tojson ]], event.detail.value, false);
+  },
+  onOrderTableInput(event) {
+    require('../../services/ordering.js').enterTable(this, [[ keys[0] | tojson ]], event.detail.value, true);
   },
   onOrderSubmit() {
     require('../../services/ordering.js').submit(this, [[ keys[0] | tojson ]]);

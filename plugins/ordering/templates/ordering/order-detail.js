@@ -2,6 +2,7 @@
   // is under way. Page members so they are typed.
   mfOrderId: '',
   mfOrderTimer: 0,
+  mfOrderGeneration: 0, // the polling loop's; a tick of an older one schedules nothing
   mfOrderLoad(query) {
     this.mfOrderId = String(query.id || '');
   },

@@ -9,7 +9,9 @@ const mpforge = require('../utils/mpforge.js');
 const CONFIG = [[ config | js ]];
 const PREFIX = 'mpforge.ordering.' + CONFIG.appid + '.';
 const CONTEXT_KEY = PREFIX + 'context'; // { store, table, mode, at }
-const ATTEMPT_KEY = PREFIX + 'attempt'; // { key, body }: an order not yet answered
+// { key, body, at }: an order not yet answered; its key is dropped once the order's pay
+// window has passed (the back end closes such an order and answers its key order_expired).
+const ATTEMPT_KEY = PREFIX + 'attempt';
 const TABLE = /^[A-Za-z0-9_-]{1,32}$/; // what the back end takes as a table
 const TABLE_KEPT_MS = 3 * 3600 * 1000; // a table from a sticker is forgotten after a meal's time
 const MAX_QUANTITY = 99;
@@ -20,19 +22,40 @@ const STATUS_TEXT = {
   completed: '已完成', closed: '已关闭', refunded: '已退款',
 };
 const MODE_TEXT = { dine_in: '堂食', takeaway: '自取', delivery: '外送' };
-const REFUSAL_TITLE = {
-  sold_out: '有商品已售罄',
-  store_closed: '门店现在不接单',
-  below_minimum: '还没到起订金额',
-  invalid_order: '订单内容有误',
-  idempotency_key_reused: '订单已变化，请再点一次去支付',
-  alipay_refused: '支付宝未能创建交易',
-  ordering_not_configured: '门店暂未开通在线点单',
-  ordering_not_offered: '门店暂未开通在线点单',
-  auth_refused: '需要授权后才能下单',
+// What a refused order says to the customer, by the back end's error code. The server's
+// own messages are for developers (English, naming settings) and are never shown.
+const REFUSAL = {
+  sold_out: { title: '有商品已售罄', content: '请从购物车移除售罄的商品后再试' },
+  store_closed: { title: '门店现在不接单', content: '请在门店营业时间内下单，或换一家门店' },
+  below_minimum: { title: '还没到起订金额', content: '请再加点商品' },
+  invalid_order: { title: '订单内容有误', content: '菜单可能有变化，请回到点单页重新选择' },
+  idempotency_key_reused: { title: '订单已变化', content: '请再点一次去支付' },
+  order_expired: { title: '订单已过期', content: '请再点一次去支付' },
+  alipay_refused: { title: '支付宝未能创建交易', content: '订单已关闭，请稍后再试' },
+  login_required: { title: '需要授权后才能下单', content: '请授权后再点一次去支付' },
+  auth_refused: { title: '需要授权后才能下单', content: '请授权后再点一次去支付' },
+};
+// 5xx answers and a back end not set up for orders: the same words, whatever the cause.
+const UNAVAILABLE = { title: '门店暂时无法接单', content: '请稍后再试' };
+// What a refused line says, by the code and the field after `lines.N.` (the line's name first).
+const LINE_TEXT = {
+  sold_out: { product: '已售罄，请从购物车移除后再试' },
+  invalid_order: {
+    product: '已下架或本店不售，请从购物车移除后再试',
+    quantity: '的数量须为 1 到 ' + MAX_QUANTITY + ' 份',
+    choices: '的规格有变化，请从购物车移除后重新选择',
+  },
+};
+// What a refused order-wide field says (invalid_order).
+const FIELD_TEXT = {
+  mode: '门店暂不提供这种用餐方式，请换一种',
+  store: '这家门店已不在线点单，请换一家门店',
+  lines: '购物车是空的，先去点单吧',
 };
 const PAY_TEXT = {
-  '9000': '支付成功',
+  // 9000 does not prove the payment (Alipay's my.tradePay docs): the order page, asking
+  // the back end, says 已支付.
+  '9000': '支付完成，正在确认',
   '8000': '正在确认支付结果',
   '6004': '正在确认支付结果',
   '6001': '已取消支付',
@@ -444,7 +467,9 @@ function checkout(page, key) {
 
 // --- the confirm page -------------------------------------------------------------------
 
-function confirmShow(page, key) {
+// `typing`: the table input is being typed in, and keeps what it shows (a table not valid
+// yet counts as none).
+function confirmShow(page, key, typing) {
   const ctx = context();
   const lines = ctx ? cart(ctx.store) : [];
   const store = ctx ? storeOf(ctx.store) : CONFIG.stores[0];
@@ -463,7 +488,9 @@ function confirmShow(page, key) {
   update[key + '.store'] = { id: store.id, name: store.name };
   update[key + '.modes'] = CONFIG.modes.map(function (m) { return Object.assign({}, m, { on: m.id === mode }); });
   update[key + '.mode'] = mode;
-  update[key + '.table'] = table;
+  if (!typing) {
+    update[key + '.table'] = table;
+  }
   update[key + '.lines'] = cartView(lines).lines;
   update[key + '.subtotal_text'] = yuan(subtotal(lines));
   update[key + '.packaging_text'] = packaging ? yuan(packaging) : '';
@@ -481,27 +508,61 @@ function chooseMode(page, key, mode) {
   confirmShow(page, key);
 }
 
-function enterTable(page, key, value) {
+// The table typed (`typing`: on every key, so 去支付 is enabled as soon as it is valid) or
+// entered (the input left or confirmed).
+function enterTable(page, key, value, typing) {
   const ctx = context();
   const table = String(value || '').trim();
   if (ctx) {
     saveContext(ctx.store, TABLE.test(table) ? table : '', ctx.mode, ctx.sticker);
   }
-  confirmShow(page, key);
+  confirmShow(page, key, Boolean(typing));
 }
 
 function newKey() {
   return Date.now().toString(36) + '-' + Math.random().toString(36).slice(2, 14);
 }
 
-function refusal(answer) {
-  const body = (answer && answer.body) || {};
-  const error = body.error || {};
-  const messages = (error.fields || []).map(function (f) { return f.message; });
-  return {
-    title: REFUSAL_TITLE[error.code] || (answer && answer.status ? '下单失败' : '网络异常，请稍后再试'),
-    content: messages.join('\n') || error.message || '',
-  };
+function errorOf(answer) {
+  return ((answer && answer.body && answer.body.error) || {});
+}
+
+// Expired: the stored key's order was closed unpaid (or its pay window passed) before
+// this device heard of it; a 201 with a closed order is how an older back end says so.
+function expired(answer) {
+  const status = answer ? answer.status : 0;
+  return (status === 409 && errorOf(answer).code === 'order_expired') ||
+    (status === 201 && answer.body.status === 'closed');
+}
+
+// One refused field in words: `lines.N.<field>` names the cart's line N.
+function fieldText(code, location, lines) {
+  const at = /^lines\.(\d+)\.(\w+)/.exec(location || '');
+  if (at) {
+    const text = (LINE_TEXT[code] || {})[at[2]];
+    const line = lines[Number(at[1])];
+    return text && line ? '「' + line.name + '」' + text : '';
+  }
+  return code === 'invalid_order' ? FIELD_TEXT[location] || '' : '';
+}
+
+// The alert for an answer that created no order, in the customer's words; `lines` are
+// the cart's lines as sent. 5xx answers and codes not known here (a back end not set up
+// for orders among them) say only that the store cannot take the order now.
+function refusal(answer, lines) {
+  const error = errorOf(answer);
+  const known = REFUSAL[expired(answer) ? 'order_expired' : error.code];
+  if (!known) {
+    return UNAVAILABLE;
+  }
+  const texts = [];
+  (error.fields || []).forEach(function (f) {
+    const text = fieldText(error.code, f.location, lines);
+    if (text && texts.indexOf(text) < 0) {
+      texts.push(text);
+    }
+  });
+  return { title: known.title, content: texts.join('\n') || known.content };
 }
 
 function openOrder(id, redirect) {
@@ -530,6 +591,19 @@ function pay(order, done) {
   });
 }
 
+// The attempt for this body: the stored one (its key) while the order it may have made
+// can still be paid, else a new one with a new key.
+function attemptFor(text) {
+  const saved = stored(ATTEMPT_KEY, null);
+  const payable = CONFIG.payWithinMinutes * 60 * 1000;
+  if (saved && saved.body === text && saved.at > Date.now() - payable) {
+    return saved;
+  }
+  const attempt = { key: newKey(), body: text, at: Date.now() };
+  my.setStorageSync({ key: ATTEMPT_KEY, data: attempt });
+  return attempt;
+}
+
 // 去支付: the back end creates the order (priced there) and its Alipay trade; then the
 // cashier. The Idempotency-Key stays on the device until an answer settles the attempt,
 // so a retry after a lost answer gets the same order, never a second one.
@@ -543,44 +617,45 @@ function submit(page, key) {
     store: ctx.store, mode: ctx.mode, table: ctx.mode === 'dine_in' ? ctx.table : undefined,
     lines: lines.map(function (line) { return { product: line.product, quantity: line.quantity, choices: line.choices }; }),
   };
-  const text = JSON.stringify(body);
-  let attempt = stored(ATTEMPT_KEY, null);
-  if (!attempt || attempt.body !== text) {
-    attempt = { key: newKey(), body: text };
-    my.setStorageSync({ key: ATTEMPT_KEY, data: attempt });
-  }
   const busy = {};
   busy[key + '.busy'] = true;
   page.setData(busy);
   my.showLoading({ content: '正在下单' });
-  backend.authorized({
-    path: '/orders', method: 'POST', headers: { 'Idempotency-Key': attempt.key }, data: body,
-  }, function (answer) {
+  send(ctx.store, body, lines, true, function () {
     my.hideLoading();
     const done = {};
     done[key + '.busy'] = false;
     page.setData(done);
+  });
+}
+
+// One POST /orders with the attempt's key; an expired key is forgotten and the same cart
+// sent once more with a new key (`retry`).
+function send(store, body, lines, retry, finish) {
+  const attempt = attemptFor(JSON.stringify(body));
+  backend.authorized({
+    path: '/orders', method: 'POST', headers: { 'Idempotency-Key': attempt.key }, data: body,
+  }, function (answer) {
     const status = answer ? answer.status : 0;
-    if (status && status < 500) {
-      my.removeStorageSync({ key: ATTEMPT_KEY }); // answered: the next 去支付 is a new attempt
+    if (status && (status < 500 || errorOf(answer).code === 'alipay_refused')) {
+      my.removeStorageSync({ key: ATTEMPT_KEY }); // answered (or closed): the next 去支付 is a new attempt
     }
-    if (status === 201) {
-      const order = answer.body;
-      saveCart(ctx.store, []);
-      if (order.status === 'created' && order.tradeNo) {
-        pay(order, function () { openOrder(order.id, true); });
-      } else {
-        openOrder(order.id, true); // a retry answered with an order already paid
-      }
-    } else if (status === 502 || (status && status < 500)) {
-      if (status === 502) {
-        my.removeStorageSync({ key: ATTEMPT_KEY }); // the order was closed: a new attempt
-      }
-      const shown = refusal(answer);
-      my.alert({ title: shown.title, content: shown.content || '请稍后再试', buttonText: '知道了' });
-    } else if (REFUSAL_TITLE[((answer && answer.body && answer.body.error) || {}).code]) {
-      const shown = refusal(answer); // e.g. the server is not set up for orders yet
-      my.alert({ title: shown.title, content: shown.content || '请稍后再试', buttonText: '知道了' });
+    if (expired(answer) && retry) {
+      send(store, body, lines, false, finish);
+      return;
+    }
+    finish();
+    const order = status === 201 ? answer.body : null;
+    if (order && (order.status === 'created' || order.status === 'paid')) {
+      saveCart(store, []);
+    }
+    if (order && order.status === 'created' && order.tradeNo) {
+      pay(order, function () { openOrder(order.id, true); });
+    } else if (order && order.status !== 'closed') {
+      openOrder(order.id, true); // a retry answered with an order already paid, or not yet payable
+    } else if (status || errorOf(answer).code === 'auth_refused') {
+      const shown = refusal(answer, lines);
+      my.alert({ title: shown.title, content: shown.content, buttonText: '知道了' });
     } else {
       my.showToast({ type: 'none', content: '网络异常，请再点一次去支付' });
     }
@@ -618,6 +693,9 @@ function orderView(order) {
     summary: order.lines.map(function (line) { return line.name + '×' + line.quantity; }).join('、'),
     payable: order.status === 'created' && Boolean(order.tradeNo),
     trade_no: order.tradeNo || '',
+    // Created without a trade (Alipay was not reached): nothing to pay; the back end
+    // closes it when its pay window passes.
+    unpaid_note: order.status === 'created' && !order.tradeNo ? '支付未发起，订单将自动关闭' : '',
   };
 }
 
@@ -644,12 +722,16 @@ function loadOrder(page, key, id, login, done) {
   });
 }
 
+// Ends the page's polling loop: its timer, and (a new generation) the next tick a
+// request still in flight would schedule.
 function stopPolling(page) {
   clearTimeout(page.mfOrderTimer);
   page.mfOrderTimer = 0;
+  page.mfOrderGeneration += 1;
 }
 
-// Shown: fetch the order, and again every few seconds while it is under way.
+// Shown (or pulled down): fetch the order, and again every few seconds while it is under
+// way; one loop per page, whatever requests are still in flight.
 function orderShow(page, key) {
   stopPolling(page);
   if (!page.mfOrderId) {
@@ -658,20 +740,19 @@ function orderShow(page, key) {
     page.setData(update);
     return;
   }
+  const generation = page.mfOrderGeneration;
   const tick = function () {
     loadOrder(page, key, page.mfOrderId, false, function (order) {
-      if (order && FINAL.indexOf(order.status) < 0 && page.mfOrderTimer !== -1) {
+      if (order && FINAL.indexOf(order.status) < 0 && page.mfOrderGeneration === generation) {
         page.mfOrderTimer = setTimeout(tick, POLL_MS);
       }
     });
   };
-  page.mfOrderTimer = 0;
   tick();
 }
 
 function orderHide(page) {
   stopPolling(page);
-  page.mfOrderTimer = -1; // a request in flight schedules nothing more
 }
 
 function orderLogin(page, key) {

@@ -24,7 +24,10 @@ Page({
     require('../../services/ordering.js').chooseMode(this, "b0", event.currentTarget.dataset.mode);
   },
   onOrderTable(event) {
-    require('../../services/ordering.js').enterTable(this, "b0", event.detail.value);
+    require('../../services/ordering.js').enterTable(this, "b0", event.detail.value, false);
+  },
+  onOrderTableInput(event) {
+    require('../../services/ordering.js').enterTable(this, "b0", event.detail.value, true);
   },
   onOrderSubmit() {
     require('../../services/ordering.js').submit(this, "b0");

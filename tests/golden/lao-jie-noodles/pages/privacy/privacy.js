@@ -3,7 +3,7 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {"merchant": "老街面馆 Lao Jie Noodles", "app": "老街面馆", "phone": "028-8666 0101", "items": [{"what": "支付宝用户标识（user_id 或 open_id）", "why": "创建订单、发起支付并查询您的订单"}], "updated": "2026-11-25"}
+    "b0": {"merchant": "老街面馆 Lao Jie Noodles", "app": "老街面馆", "phone": "028-8666 0101", "items": [{"what": "位置信息", "why": "为您推荐最近的门店"}, {"what": "支付宝用户标识（user_id 或 open_id）", "why": "创建订单、发起支付并查询您的订单"}], "updated": "2026-11-25"}
   },
   // The query this page was opened with (shares carry it on); declared as a page member so
   // `this.mfQuery` is typed.

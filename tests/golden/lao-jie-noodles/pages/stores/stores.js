@@ -4,7 +4,7 @@ const mpforge = require('../../utils/mpforge.js');
 Page({
   data: {
     "b0": {"text": "两家门店", "subtitle": "成都 · 春熙路 / 宽窄巷子", "align": "left"},
-    "b1": {"title": null, "stores": [{"id": "chunxi", "name": "春熙路店", "address": "成都市锦江区春熙路北段 88 号", "hours": "每天 10:00–21:30", "map": {"kind": "map", "latitude": 30.6578, "longitude": 104.0811, "name": "春熙路店", "address": "成都市锦江区春熙路北段 88 号"}, "call": {"kind": "phone", "number": "028-8666 0101"}}, {"id": "kuanzhai", "name": "宽窄巷子店", "address": "成都市青羊区宽巷子 26 号", "hours": "每天 09:00–20:30", "map": {"kind": "map", "latitude": 30.6691, "longitude": 104.056, "name": "宽窄巷子店", "address": "成都市青羊区宽巷子 26 号"}, "call": {"kind": "phone", "number": "028-8666 0202"}}]}
+    "b1": {"title": null, "stores": [{"id": "chunxi", "name": "春熙路店", "address": "成都市锦江区春熙路北段 88 号", "hours": "每天 10:00–21:30", "map": {"kind": "map", "latitude": 30.6578, "longitude": 104.0811, "name": "春熙路店", "address": "成都市锦江区春熙路北段 88 号"}, "call": {"kind": "phone", "number": "028-8666 0101"}}, {"id": "kuanzhai", "name": "宽窄巷子店", "address": "成都市青羊区宽巷子 26 号", "hours": "周一至周五 09:00–14:00、17:00–20:30；周六、周日 09:00–20:30", "map": {"kind": "map", "latitude": 30.6691, "longitude": 104.056, "name": "宽窄巷子店", "address": "成都市青羊区宽巷子 26 号"}, "call": {"kind": "phone", "number": "028-8666 0202"}}]}
   },
   // The query this page was opened with (shares carry it on); declared as a page member so
   // `this.mfQuery` is typed.
