@@ -528,11 +528,9 @@ function errorOf(answer) {
 }
 
 // Expired: the stored key's order was closed unpaid (or its pay window passed) before
-// this device heard of it; a 201 with a closed order is how an older back end says so.
+// this device heard of it.
 function expired(answer) {
-  const status = answer ? answer.status : 0;
-  return (status === 409 && errorOf(answer).code === 'order_expired') ||
-    (status === 201 && answer.body.status === 'closed');
+  return Boolean(answer) && answer.status === 409 && errorOf(answer).code === 'order_expired';
 }
 
 // One refused field in words: `lines.N.<field>` names the cart's line N.
