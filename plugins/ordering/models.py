@@ -83,6 +83,35 @@ class OrderingPages(StrictModel):
     orders: PageOptions | None = PageOptions(id="orders", title="我的订单")
 
 
+OrderCenterStatus = Annotated[str, Field(pattern=r"^[A-Z][A-Z_]{0,63}$")]
+
+
+class OrderCenterStatuses(StrictModel):
+    """The template's merchant_order_status for each order status; null: not synced.
+
+    Alipay takes them only forward (已付款 > 已确认 > 服务中 > 已完成, steps may be skipped)."""
+
+    paid: OrderCenterStatus | None = Field("MERCHANT_PAID", description="已付款")
+    accepted: OrderCenterStatus | None = Field("MERCHANT_CONFIRMED", description="已确认")
+    ready: OrderCenterStatus | None = Field(None, description="ready to pick up (the template's 服务中, if any)")
+    completed: OrderCenterStatus | None = Field("MERCHANT_FINISHED", description="已完成")
+    refunded: OrderCenterStatus | None = Field(None, description="refunded (the template's status, if it has one)")
+
+
+class OrderCenter(StrictModel):
+    """Paid orders synchronised to the buyer's Alipay order centre (alipay.merchant.order.sync).
+
+    Needs the 小程序订单中心 product signed on the Alipay account and an industry order
+    template; the status names are the template's."""
+
+    biz_type: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")] = Field(
+        description="the merchant_biz_type of the signed industry template, e.g. qr_food_order (扫码点餐)")
+    statuses: OrderCenterStatuses = Field(
+        default_factory=OrderCenterStatuses,
+        description="the template's merchant_order_status for each order status (defaults: the restaurant "
+                    "template's names as integrations use them; check them against your template)")
+
+
 class OrderingSection(StrictModel):
     """Ordering from the catalogue, paid with Alipay (my.tradePay)."""
 
@@ -104,6 +133,10 @@ class OrderingSection(StrictModel):
                                       "back (Alipay closes the trade too: timeout_express)")
     pages: OrderingPages = Field(default_factory=OrderingPages,
                                  description="the menu, confirm, order and my-orders pages the plugin adds")
+    order_center: OrderCenter | None = Field(
+        None, description="synchronise paid orders to the buyer's Alipay order centre (alipay.merchant.order.sync); "
+                          "needs the 小程序订单中心 product and an industry order template (biz_type), whose status "
+                          "names these are; off when omitted")
 
     def offered(self) -> list[Mode]:
         modes: list[Mode] = list(self.modes)

@@ -97,6 +97,11 @@ ORDERS = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("paid_at", UtcDateTime()),
+    # Alipay's order centre (order_center.py): the merchant_order_status Alipay last
+    # accepted, and the one it refused, with its sub_code (never sent again).
+    Column("synced_status", String(32)),
+    Column("sync_refused", String(32)),
+    Column("sync_error", String(64)),
     UniqueConstraint("appid", "user_kind", "alipay_user", "idempotency_key"),
     CheckConstraint("total > 0", name="total"),
     Index(None, "status", "created_at"),
