@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +40,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    or_,
     select,
     update,
 )
@@ -97,8 +98,8 @@ ORDERS = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("paid_at", UtcDateTime()),
-    # Alipay's order centre (order_center.py): the merchant_order_status Alipay last
-    # accepted, and the one it refused, with its sub_code (never sent again).
+    # Alipay's order centre (order_center.py): the order's status when Alipay last accepted
+    # its sync, the status whose sync Alipay refused, and the refusal's sub_code.
     Column("synced_status", String(32)),
     Column("sync_refused", String(32)),
     Column("sync_error", String(64)),
@@ -137,6 +138,15 @@ class Order:
     created_at: datetime
     updated_at: datetime
     paid_at: datetime | None
+    # Alipay's order centre (order_center.py): the order's status when Alipay last accepted
+    # its sync, the status whose sync Alipay refused, and the refusal's sub_code.
+    synced_status: Status | None = None
+    sync_refused: Status | None = None
+    sync_error: str | None = None
+
+
+def _status(value: str | None) -> Status | None:
+    return None if value is None else Status(value)
 
 
 def _order(row: Any) -> Order:
@@ -147,7 +157,9 @@ def _order(row: Any) -> Order:
                  lines=json.loads(m["lines"]), subtotal=m["subtotal"], packaging_fee=m["packaging_fee"],
                  delivery_fee=m["delivery_fee"], total=m["total"], status=Status(m["status"]),
                  alipay_sub_code=m["alipay_sub_code"], refund_request_no=m["refund_request_no"],
-                 created_at=m["created_at"], updated_at=m["updated_at"], paid_at=m["paid_at"])
+                 created_at=m["created_at"], updated_at=m["updated_at"], paid_at=m["paid_at"],
+                 synced_status=_status(m["synced_status"]), sync_refused=_status(m["sync_refused"]),
+                 sync_error=m["sync_error"])
 
 
 def _lines(priced: Priced) -> str:
@@ -258,6 +270,34 @@ def unpaid_before(storage: Storage, appid: str, created_before: datetime) -> lis
             ORDERS.c.appid == appid, ORDERS.c.status == Status.CREATED.value, ORDERS.c.created_at < created_before)
             .order_by(ORDERS.c.created_at, ORDERS.c.id)).all()
     return [_order(row) for row in rows]
+
+
+def to_sync(storage: Storage, appid: str, statuses: Collection[Status], limit: int) -> list[Order]:
+    """Up to `limit` of `appid`'s orders with a trade, in one of `statuses`, whose
+    current status has been neither synced to Alipay's order centre nor refused by it
+    (order_center.py), least recently changed first."""
+    values = [status.value for status in statuses]
+    with storage.engine.connect() as conn:
+        rows = conn.execute(select(ORDERS).where(
+            ORDERS.c.appid == appid, ORDERS.c.status.in_(values), ORDERS.c.trade_no.is_not(None),
+            or_(ORDERS.c.synced_status.is_(None), ORDERS.c.synced_status != ORDERS.c.status),
+            or_(ORDERS.c.sync_refused.is_(None), ORDERS.c.sync_refused != ORDERS.c.status))
+            .order_by(ORDERS.c.updated_at, ORDERS.c.id).limit(limit)).all()
+    return [_order(row) for row in rows]
+
+
+def record_sync(storage: Storage, order_id: int, status: Status, refused: str | None = None) -> None:
+    """Keep what Alipay's order centre said of the order's sync in `status`: up to date
+    (`refused` None), or refused with that sub_code. A refusal in a status already synced
+    (a second run repeating it) is not kept. Never changes the order's status."""
+    where = [ORDERS.c.id == order_id]
+    if refused is None:
+        values: dict[str, Any] = {"synced_status": status.value}
+    else:
+        values = {"sync_refused": status.value, "sync_error": refused[:64]}
+        where.append(or_(ORDERS.c.synced_status.is_(None), ORDERS.c.synced_status != status.value))
+    with _write(storage) as conn:
+        conn.execute(update(ORDERS).where(*where).values(**values))
 
 
 def remaining_stock(storage: Storage, appid: str, spec: Mapping[str, int] | None = None) -> dict[str, int]:

@@ -87,6 +87,7 @@ from builder.spec_models import CatalogueProduct
 from . import orders
 from .api_models import OrderLineReply, OrderReply, OrderRequest, OrdersReply
 from .models import OrderingSection
+from .order_center import order_center_task
 from .orders import AFTER_PAYMENT, NewOrder, Order, Status
 from .pricing import CHINA, LineRequest, Menu, Priced, Refused, price_order, yuan_text
 from .pricing import OrderRequest as PricingRequest
@@ -502,4 +503,5 @@ def reconcile_task(context: TaskContext) -> None:
 
 ENDPOINTS = (Endpoint(CREATE_ORDER, create_order), Endpoint(GET_ORDER, get_order),
              Endpoint(MY_ORDERS, list_my_orders), Endpoint(NOTIFY, alipay_notify))
-TASKS = (PeriodicTask("ordering.reconcile", reconcile_task, cron="* * * * *"),)
+TASKS = (PeriodicTask("ordering.reconcile", reconcile_task, cron="* * * * *"),
+         PeriodicTask("ordering.order_center", order_center_task, cron="* * * * *"))

@@ -1,6 +1,6 @@
-"""The ordering plugin's order-centre sync state on each order (order_center.py):
-the merchant_order_status Alipay last accepted (synced_status), and the one it refused
-(sync_refused) with its sub_code (sync_error).
+"""The ordering plugin's order-centre sync state on each order (order_center.py): the
+order's status when Alipay last accepted its sync (synced_status), the status whose
+sync Alipay refused (sync_refused) and the refusal's sub_code (sync_error).
 
 Revision ID: ordering03
 Revises: ordering02
