@@ -47,7 +47,7 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # Alipay's times, China time
 RANK = {status: rank for rank, status in enumerate((*PROGRESS, Status.REFUNDED))}
 
 
-def centre_status(center: OrderCenter, status: Status) -> str | None:
+def center_status(center: OrderCenter, status: Status) -> str | None:
     """The template's merchant_order_status for an order status (None: not synced)."""
     name: str | None = getattr(center.statuses, status.value, None)
     return name
@@ -58,11 +58,11 @@ def shown(center: OrderCenter, status: Status) -> Status | None:
     mapped one at or before it along PROGRESS; for refunded, refunded's own (where the
     order stood before is not known)."""
     if status == Status.REFUNDED:
-        return status if centre_status(center, status) else None
+        return status if center_status(center, status) else None
     if status not in PROGRESS:
         return None
     reached = PROGRESS[:PROGRESS.index(status) + 1]
-    return next((s for s in reversed(reached) if centre_status(center, s)), None)
+    return next((s for s in reversed(reached) if center_status(center, s)), None)
 
 
 def due(center: OrderCenter, order: Order) -> Status | None:
@@ -85,7 +85,7 @@ def sync_order(storage: Storage, client: AlipayClient, section: OrderingSection,
     nothing new to send (e.g. ready, unmapped, after accepted was synced), the order is
     marked up to date so the next run does not look at it again."""
     wanted = due(center, order)
-    status = centre_status(center, wanted) if wanted is not None else None
+    status = center_status(center, wanted) if wanted is not None else None
     if status is None or order.trade_no is None:
         if order.synced_status is not None and order.synced_status != order.status:
             orders.record_sync(storage, order.id, order.status)
@@ -127,7 +127,7 @@ def sync_order_center(storage: Storage, clients: Mapping[str, AlipayClient],
         if not isinstance(section, OrderingSection) or section.order_center is None or client is None:
             continue
         center = section.order_center
-        statuses = [*PROGRESS, *([Status.REFUNDED] if centre_status(center, Status.REFUNDED) else [])]
+        statuses = [*PROGRESS, *([Status.REFUNDED] if center_status(center, Status.REFUNDED) else [])]
         for order in orders.to_sync(storage, appid, statuses, BATCH):
             accepted += sync_order(storage, client, section, center, order)
     return accepted

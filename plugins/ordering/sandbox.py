@@ -1,5 +1,6 @@
 """The sandbox gateway's part of ordering: alipay.trade.create, alipay.trade.query,
-alipay.trade.close and alipay.trade.refund as Alipay answers them (fields: the SDK's
+alipay.trade.close, alipay.trade.refund and alipay.merchant.order.sync (its order
+centre: `order_center`) as Alipay answers them (fields: the SDK's
 response classes; rules and sub_codes: /work/prompts/ordering-facts.md), and
 `POST /sandbox/pay`, which stands in for the buyer paying in Alipay's cashier.
 
@@ -326,6 +327,115 @@ def _error(status: int, message: str) -> Response:
     return JSONResponse({"error": {"message": message}}, status_code=status)
 
 
+@dataclass
+class CenterOrder:
+    """An order as the sandbox's order centre holds it: its template, the statuses
+    accepted (in order), its link page, and every accepted call's biz_content."""
+
+    trade_no: str
+    biz_type: str
+    statuses: list[str] = field(default_factory=list)
+    link_page: str | None = None
+    calls: list[dict[str, object]] = field(default_factory=list)
+
+
+class SandboxOrderCenter:
+    """The sandbox's order centre: orders by (app_id, out_biz_no); thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._orders: dict[tuple[str, str], CenterOrder] = {}
+
+    def get(self, app_id: str, out_biz_no: str) -> CenterOrder | None:
+        with self._lock:
+            found = self._orders.get((app_id, out_biz_no))
+            return None if found is None else replace(found, statuses=list(found.statuses), calls=list(found.calls))
+
+    def sync(self, app_id: str, out_biz_no: str, biz: dict[str, object], ext: Mapping[str, str]) -> int:
+        """Accept one sync by Alipay's rules (ORDER_ERROR_STATUS, MERCHANT_LINK_EXIST,
+        INVALID_PARAMETER for a changed template); how many calls the order has had."""
+        status, link = ext["merchant_order_status"], ext.get("merchant_order_link_page")
+        with self._lock:
+            order = self._orders.get((app_id, out_biz_no)) or CenterOrder(trade_no=str(biz.get("trade_no", "")),
+                                                                          biz_type=ext["merchant_biz_type"])
+            if order.biz_type != ext["merchant_biz_type"]:
+                raise invalid_parameter("merchant_biz_type 不可修改")
+            if status in order.statuses or (
+                    status in STATUS_ORDER and any(s in STATUS_ORDER and STATUS_ORDER.index(s) > STATUS_ORDER.index(
+                        status) for s in order.statuses)):
+                raise SandboxRefusal("40004", "ORDER_ERROR_STATUS", "订单状态错误")
+            if link is not None and order.link_page is not None and link != order.link_page:
+                raise SandboxRefusal("40004", "MERCHANT_LINK_EXIST", "商户链接已存在")
+            order.statuses.append(status)
+            order.link_page = order.link_page or link
+            order.calls.append(biz)
+            self._orders[(app_id, out_biz_no)] = order
+            return len(order.calls)
+
+
+# The restaurant template's statuses in the order Alipay takes them (names as real
+# integrations send them, not from a primary source: facts 5); others only never twice.
+STATUS_ORDER = ("MERCHANT_PAID", "MERCHANT_CONFIRMED", "MERCHENT_SERVICING", "MERCHANT_FINISHED")
+
+
+def order_center(state: SandboxState) -> SandboxOrderCenter:
+    return state.plugin_state(f"{PLUGIN}.order_center", SandboxOrderCenter)
+
+
+def _ext_info(biz: Mapping[str, object]) -> dict[str, str]:
+    entries = biz.get("ext_info")
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("ext_key"), str) and isinstance(e.get("ext_value"), str)
+            for e in entries):
+        raise invalid_parameter("ext_info 格式错误")
+    return {e["ext_key"]: e["ext_value"] for e in entries}
+
+
+def merchant_order_sync(state: SandboxState, app_id: str, params: Mapping[str, str]) -> dict[str, str]:
+    """alipay.merchant.order.sync (facts 5): out_biz_no required; trade_no a trade of this
+    app, paid, whose buyer (buyer_id, or buyer_open_id's user) and total_amount
+    (pay_amount; amount = pay_amount + discount_amount) the order repeats; each item named,
+    its unit_price a number (商品信息不完整 otherwise); ext_info with merchant_biz_type and
+    merchant_order_status (INVALID_PARAMETER without), tiny_app_id (TINY_APP_ID_NULL
+    without; this app's), statuses only forward (ORDER_ERROR_STATUS), the link page never
+    changed (MERCHANT_LINK_EXIST). Answers order_id, order_status and record_id (SDK
+    AlipayMerchantOrderSyncResponse; order_status: the status synced, a sandbox choice)."""
+    biz = biz_content(params)
+    out_biz_no = biz.get("out_biz_no")
+    if not isinstance(out_biz_no, str) or not out_biz_no:
+        raise invalid_parameter("out_biz_no 不能为空")
+    ext = _ext_info(biz)
+    if not ext.get("merchant_biz_type") or not ext.get("merchant_order_status"):
+        raise invalid_parameter("merchant_biz_type 或 merchant_order_status 没有传入")
+    if ext.get("tiny_app_id") != app_id:
+        raise SandboxRefusal("40004", "TINY_APP_ID_NULL", "交易没有关联小程序id")
+    trade_no = biz.get("trade_no")
+    out_trade_no = trades(state).out_trade_no(app_id, trade_no) if isinstance(trade_no, str) else None
+    trade = trades(state).get(app_id, out_trade_no) if out_trade_no is not None else None
+    if trade is None or not trade.paid:
+        raise invalid_parameter("trade_no 不存在或未支付")
+    open_id = biz.get("buyer_open_id")
+    buyer = state.user_for_open_id(app_id, open_id) if isinstance(open_id, str) else biz.get("buyer_id")
+    if buyer != trade.buyer_id:
+        raise invalid_parameter("buyer_id 与交易买家不一致")
+    amount, pay_amount = _amount(biz, "amount"), _amount(biz, "pay_amount")
+    discount_text = biz.get("discount_amount", "0")
+    if not isinstance(discount_text, str) or not AMOUNT.fullmatch(discount_text):
+        raise invalid_parameter("discount_amount 格式错误")
+    discount = Decimal(discount_text)
+    if pay_amount != trade.total_amount or amount != pay_amount + discount:
+        raise invalid_parameter("金额不一致：amount = pay_amount + discount_amount，pay_amount 为交易金额")
+    items = biz.get("item_order_list")
+    if not isinstance(items, list) or not items or not all(
+            isinstance(i, dict) and isinstance(i.get("item_name"), str) and i["item_name"]
+            and isinstance(i.get("unit_price"), (int, float)) for i in items):
+        raise invalid_parameter("商品信息不完整")
+    calls = order_center(state).sync(app_id, out_biz_no, biz, ext)
+    order_id = "2026" + hashlib.sha256(f"centre:{app_id}:{out_biz_no}".encode()).hexdigest()[:24]
+    return succeeded(order_id=order_id, order_status=ext["merchant_order_status"], record_id=f"{order_id}{calls:04d}")
+
+
 SANDBOX_METHODS = {"alipay.trade.create": trade_create, "alipay.trade.query": trade_query,
-                   "alipay.trade.close": trade_close, "alipay.trade.refund": trade_refund}
+                   "alipay.trade.close": trade_close, "alipay.trade.refund": trade_refund,
+                   "alipay.merchant.order.sync": merchant_order_sync}
 SANDBOX_ROUTES = [Route("/sandbox/pay", pay, methods=["POST"])]
