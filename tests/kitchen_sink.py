@@ -181,9 +181,10 @@ def kitchen_sink_spec() -> dict[str, Any]:
             "hours": [{"store": "main", "mon": ["07:30-11:00", "13:00-21:00"], "tue": ["07:30-21:00"],
                        "wed": ["07:30-21:00"], "thu": ["07:30-21:00"], "fri": ["07:30-22:00"],
                        "sat": ["09:00-22:00"], "sun": ["09:00-20:00"]}],
-            "order_center": {"biz_type": "qr_food_order", "statuses": {
-                "paid": "MERCHANT_PAID", "accepted": "MERCHANT_CONFIRMED", "ready": "MERCHENT_SERVICING",
-                "completed": "MERCHANT_FINISHED", "refunded": None}},
+            # Another template's status names: every one differs from the defaults.
+            "order_center": {"biz_type": "sink_food_order", "statuses": {
+                "paid": "PAID", "accepted": "CONFIRMED", "ready": "MERCHENT_SERVICING", "completed": "FINISHED",
+                "refunded": "REFUNDED"}},
         },
         # The back end at its place, and at the place spec_version 1 first had it (still valid).
         "backend": {"base_url": "https://api.example.com/shop/"},
