@@ -172,6 +172,19 @@ def test_a_refusal_is_kept_and_not_sent_again(shop: CenterShop, monkeypatch: pyt
     assert shop.stored(out_trade_no).status == Status.ACCEPTED
 
 
+def test_a_sync_accepted_after_a_refusal_forgets_it(shop: CenterShop) -> None:
+    out_trade_no = shop.paid_order()
+    orders.record_sync(shop.served.storage, shop.stored(out_trade_no).id, Status.PAID, refused="NO_PERMISSOON")
+    assert shop.sync() == 0  # refused while paid: not sent again
+    shop.move(out_trade_no, Status.ACCEPTED)
+    assert shop.sync() == 1
+    stored = shop.stored(out_trade_no)
+    assert (stored.synced_status, stored.sync_refused, stored.sync_error) == (Status.ACCEPTED, None, None)
+    centre = shop.centre(out_trade_no)
+    assert centre is not None and centre.statuses == ["MERCHANT_CONFIRMED"]
+    assert centre.link_page == f"pages/order/order?id={out_trade_no}"  # the first accepted sync carries it
+
+
 def test_a_changed_link_page_is_refused(shop: CenterShop) -> None:
     out_trade_no = shop.paid_order()
     order_center(shop.served.sandbox.state).sync(APPID, out_trade_no, {}, {

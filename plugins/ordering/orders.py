@@ -288,11 +288,12 @@ def to_sync(storage: Storage, appid: str, statuses: Collection[Status], limit: i
 
 def record_sync(storage: Storage, order_id: int, status: Status, refused: str | None = None) -> None:
     """Keep what Alipay's order centre said of the order's sync in `status`: up to date
-    (`refused` None), or refused with that sub_code. A refusal in a status already synced
-    (a second run repeating it) is not kept. Never changes the order's status."""
+    (`refused` None; an earlier refusal is then forgotten), or refused with that
+    sub_code. A refusal in a status already synced (a second run repeating it) is not
+    kept. Never changes the order's status."""
     where = [ORDERS.c.id == order_id]
     if refused is None:
-        values: dict[str, Any] = {"synced_status": status.value}
+        values: dict[str, Any] = {"synced_status": status.value, "sync_refused": None, "sync_error": None}
     else:
         values = {"sync_refused": status.value, "sync_error": refused[:64]}
         where.append(or_(ORDERS.c.synced_status.is_(None), ORDERS.c.synced_status != status.value))
