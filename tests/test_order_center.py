@@ -209,6 +209,22 @@ def test_alipay_busy_leaves_the_order_for_the_next_run(shop: CenterShop) -> None
     assert centre is not None and centre.statuses == ["MERCHANT_PAID"]
 
 
+def test_an_answer_that_does_not_verify_is_not_trusted(shop: CenterShop) -> None:
+    """The sandbox took the sync but its answer was tampered with: nothing is kept, the
+    next run sends it again, and Alipay refuses the repeat (ORDER_ERROR_STATUS), as it
+    would after a lost answer. The known cost of not trusting an answer."""
+    out_trade_no = shop.paid_order()
+    shop.served.sandbox.state.faults = Faults(tamper=True)
+    assert shop.sync() == 0
+    assert shop.stored(out_trade_no).synced_status is None
+    shop.served.sandbox.state.faults = Faults()
+    assert shop.sync() == 0
+    stored = shop.stored(out_trade_no)
+    assert (stored.status, stored.synced_status, stored.sync_error) == (Status.PAID, None, "ORDER_ERROR_STATUS")
+    centre = shop.centre(out_trade_no)
+    assert centre is not None and centre.statuses == ["MERCHANT_PAID"]
+
+
 @pytest.mark.parametrize("shop", [{}], indirect=True)
 def test_without_order_center_nothing_is_sent(shop: CenterShop, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = counted(shop, monkeypatch)

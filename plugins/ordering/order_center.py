@@ -18,8 +18,9 @@ so later updates leave it out.
 Outcomes, kept on the order (orders.record_sync) as the order's status when it was sent,
 never touching that status: accepted -> synced_status; refused -> sync_refused and
 sync_error (the sub_code), logged and not sent again while the order stays in that
-status; no answer (AlipayUnavailable) -> nothing kept, the next run sends it again. A
-sync can neither block nor undo a payment.
+status; no answer (AlipayUnavailable), or none that verifies -> nothing kept, the next
+run sends it again (should Alipay have taken it unheard, the repeat is refused:
+ORDER_ERROR_STATUS). A sync can neither block nor undo a payment.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from datetime import datetime
 
 from builder.plugin_api import page_path
 from builder.serve.alipay_client import AlipayClient, OrderItem
-from builder.serve.alipay_errors import AlipayError, AlipayUnavailable
+from builder.serve.alipay_errors import AlipayError, AlipayUnavailable, UnverifiedResponse
 from builder.serve.plugin_api import TaskContext
 from builder.serve.storage import Storage
 
@@ -105,7 +106,8 @@ def sync_order(storage: Storage, client: AlipayClient, section: OrderingSection,
             order_modified_time=_time(storage.clock()),
             buyer_id=order.user.id if by_user_id else None, buyer_open_id=None if by_user_id else order.user.id,
             shop_info={"merchant_shop_id": order.store})
-    except AlipayUnavailable as exc:
+    except (AlipayUnavailable, UnverifiedResponse) as exc:
+        # No answer to trust: Alipay may or may not have taken it; the next run sends it again.
         LOG.info("app %s: order %s: order centre did not answer (%s); next run", order.appid, order.out_trade_no, exc)
         return False
     except AlipayError as exc:
