@@ -71,8 +71,8 @@ from builder.serve.alipay_errors import (
 from builder.serve.keys import KeySource, load_private_key, load_public_key, private_pem, public_pem
 
 PRODUCTION_GATEWAY = "https://openapi.alipay.com/gateway.do"
-# alipay.open.app.qrcode.create limits (secondary: developer.alibaba.com apiId=1447, see
-# /work/shared/alipay-platform.md 1f); `size` is one of s/m/l (SDK model docstring).
+# alipay.open.app.qrcode.create limits (secondary: developer.alibaba.com apiId=1447);
+# `size` is one of s/m/l (SDK model docstring).
 QR_DESCRIBE_MAX = 32
 QR_QUERY_PARAM_MAX = 256
 QR_SIZES = ("s", "m", "l")
@@ -303,7 +303,7 @@ class AlipayClient:
         client's); FACE_TO_FACE_PAYMENT (当面付) contracts send none. notify_url is a
         request parameter, not a business field (the SDK's request.notify_url): where
         Alipay posts the payment notification. seller_id is left out on purpose (a wrong
-        one is ACQ.INVALID_RECEIVE_ACCOUNT). Facts: /work/prompts/ordering-facts.md 1.
+        one is ACQ.INVALID_RECEIVE_ACCOUNT). Facts: docs/alipay-payment-facts.md 1.
         A repeat with the same out_trade_no and parameters is safe: Alipay answers with
         the same trade while it is unpaid.
         """
@@ -375,7 +375,7 @@ class AlipayClient:
         "yyyy-MM-dd HH:mm:ss", order_modified_time new on every update. Item unit prices go
         as JSON numbers, as Alipay's FAQ requires. Refusals (AlipayError): ORDER_ERROR_STATUS,
         MERCHANT_LINK_EXIST, TINY_APP_ID_NULL, NO_PERMISSOON (the product not signed),
-        INVALID_PARAMETER. Facts: /work/prompts/ordering-facts.md 5.
+        INVALID_PARAMETER. Facts: docs/alipay-payment-facts.md 5.
         """
         _one_user(buyer_id, buyer_open_id)
         model = AlipayMerchantOrderSyncModel()

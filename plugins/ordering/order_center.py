@@ -4,7 +4,7 @@ order list with alipay.merchant.order.sync, when the spec asks (`ordering.order_
 Optional and off by default: Alipay accepts it only from an account with the 小程序订单中心
 product signed and an industry order template (`biz_type`, the template's
 merchant_biz_type), whose status names `statuses` gives for each order status.
-Facts: /work/prompts/ordering-facts.md 5 and 6.6.
+Facts: docs/alipay-payment-facts.md 5 and 6.6.
 
 `sync_order_center`, run every minute on the job queue (`TASKS` in serve.py), sends each
 order whose status maps to an order-centre status later than the one Alipay last

@@ -1,7 +1,7 @@
 """The sandbox gateway's part of ordering: alipay.trade.create, alipay.trade.query,
 alipay.trade.close, alipay.trade.refund and alipay.merchant.order.sync (its order
 centre: `order_center`) as Alipay answers them (fields: the SDK's
-response classes; rules and sub_codes: /work/prompts/ordering-facts.md), and
+response classes; rules and sub_codes: docs/alipay-payment-facts.md), and
 `POST /sandbox/pay`, which stands in for the buyer paying in Alipay's cashier.
 
 A trade created with timeout_express (`15m`, `2h`, `1d`; `1c`: at the next midnight) is
