@@ -30,6 +30,7 @@ from builder.serve.app import create_app
 from builder.serve.jobs import JobPolicy
 from builder.serve.merchant import load_merchant
 from builder.serve.sandbox_state import Faults, sandbox_user_id
+from plugins.ordering import order_center as order_center_module
 from plugins.ordering import orders
 from plugins.ordering.order_center import sync_order_center
 from plugins.ordering.orders import Status
@@ -262,3 +263,18 @@ def test_the_job_queue_runs_the_sync(shop: CenterShop, tmp_path: Path) -> None:
     assert shop.stored(out_trade_no).synced_status == Status.PAID
     centre = shop.centre(out_trade_no)
     assert centre is not None and centre.statuses == ["MERCHANT_PAID"]
+
+
+@pytest.mark.parametrize("shop", [{"order_center": {**CENTER, "statuses": {"paid": None}}}], indirect=True)
+def test_orders_that_show_nothing_do_not_hold_up_the_others(shop: CenterShop,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`paid: null`: a paid order shows nothing in the order centre; with a batch of one
+    it must not take every run's place while an accepted order waits behind it."""
+    monkeypatch.setattr(order_center_module, "BATCH", 1)
+    waiting = shop.paid_order("ann")  # the oldest: it would head every batch
+    accepted = shop.paid_order("bob")
+    shop.move(accepted, Status.ACCEPTED)
+    assert shop.sync() == 1
+    centre = shop.centre(accepted)
+    assert centre is not None and centre.statuses == ["MERCHANT_CONFIRMED"]
+    assert shop.centre(waiting) is None

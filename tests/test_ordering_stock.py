@@ -29,7 +29,7 @@ from helpers import write_project
 from serve_support import APPID, NOON, SECRET, ApiClient, Clock, Database
 from test_ordering import Shop, open_shop, shop_spec
 
-from builder.serve.alipay_errors import AlipayError
+from builder.serve.alipay_errors import AlipayError, AlipayUnavailable
 from builder.serve.app import create_app
 from builder.serve.jobs import JobPolicy
 from builder.serve.merchant import Merchant, load_merchant
@@ -362,16 +362,22 @@ def test_an_order_closed_while_its_trade_is_made_closes_the_trade(shop: StockSho
 def test_a_verified_payment_of_a_closed_order_makes_it_paid_and_takes_its_units_again(shop: StockShop) -> None:
     """Alipay took the money for an order closed meanwhile (the buyer paid from the bill
     list as the close went out): the payment wins, the order is paid, on the board to
-    make or refund, and takes its units again (the count stops at zero)."""
+    make or refund, and takes its units again: the count goes below zero, so the unit
+    owed is not handed out again when another order closes."""
     token = shop.served.login("ann")
     order = shop.order(token, body=croissants(2)).json()
     stored = shop.stored(order["id"])
     orders.transition(shop.served.storage, stored.id, orders.Status.CLOSED)
     assert shop.remaining() == 2
-    assert shop.order(shop.served.login("bob"), key="bob-1", body=croissants(1)).status_code == 201  # 1 left
+    bob = shop.order(shop.served.login("bob"), key="bob-1", body=croissants(1)).json()  # 1 left
     paid = shop.pay(order["id"])  # the sandbox's trade was never closed: the buyer pays it
     assert (paid["notifyStatus"], paid["notifyAnswer"]) == (200, "success")
     assert shop.stored(order["id"]).status == orders.Status.PAID and shop.remaining() == 0
+    with shop.served.storage.engine.connect() as conn:
+        assert conn.execute(stock.PRODUCT_STOCK.select()).one().remaining == -1  # one unit owed
+    orders.transition(shop.served.storage, shop.stored(bob["id"]).id, orders.Status.CLOSED)
+    assert shop.remaining() == 0  # bob's unit pays the debt: nothing to sell
+    assert shop.order(shop.served.login("cy"), key="cy-1", body=croissants(1)).json()["error"]["code"] == "sold_out"
 
 
 def test_a_trade_already_paid_when_created_again_settles_the_order(shop: StockShop,
@@ -391,6 +397,31 @@ def test_a_trade_already_paid_when_created_again_settles_the_order(shop: StockSh
     monkeypatch.setattr(client, "trade_create", answer_lost)
     answer = shop.order(token, body=croissants())
     assert (answer.status_code, answer.json()["status"]) == (201, "paid")
+
+
+def test_a_trade_already_paid_that_alipay_cannot_confirm_yet_is_retried(shop: StockShop,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As above, but trade.query does not answer either: 503 (retry the same key), not the
+    order as if it were waiting for a payment that was made; the retry finds it paid."""
+    token = shop.served.login("ann")
+    client = shop.served.app.state.api.clients[APPID]
+    create, query = client.trade_create, client.trade_query
+
+    def answer_lost(**fields: Any) -> str:
+        create(**fields)
+        shop.pay(fields["out_trade_no"], notify=False)
+        raise AlipayError("alipay.trade.create", "40004", "ACQ.TRADE_HAS_SUCCESS", "Business Failed", "交易已被支付")
+
+    def busy(out_trade_no: str) -> Any:
+        raise AlipayUnavailable("alipay.trade.query", "timed out")
+
+    monkeypatch.setattr(client, "trade_create", answer_lost)
+    monkeypatch.setattr(client, "trade_query", busy)
+    answer = shop.order(token, body=croissants())
+    assert (answer.status_code, answer.json()["error"]["code"]) == (503, "alipay_unavailable")
+    monkeypatch.setattr(client, "trade_query", query)
+    again = shop.order(token, body=croissants())
+    assert (again.status_code, again.json()["status"]) == (201, "paid")
 
 
 def test_a_change_of_the_specs_stock_adds_the_difference(shop: StockShop) -> None:

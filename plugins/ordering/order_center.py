@@ -129,7 +129,9 @@ def sync_order_center(storage: Storage, clients: Mapping[str, AlipayClient],
         if not isinstance(section, OrderingSection) or section.order_center is None or client is None:
             continue
         center = section.order_center
-        statuses = [*PROGRESS, *([Status.REFUNDED] if center_status(center, Status.REFUNDED) else [])]
+        # Only orders in a status that shows something: one that shows nothing (paid with
+        # `statuses.paid: null`, say) would wait at the head of every batch.
+        statuses = [s for s in (*PROGRESS, Status.REFUNDED) if shown(center, s) is not None]
         for order in orders.to_sync(storage, appid, statuses, BATCH):
             accepted += sync_order(storage, client, section, center, order)
     return accepted

@@ -288,7 +288,11 @@ async def _with_trade(api: Api, merchant: Merchant, section: OrderingSection, or
         if refused.sub_code == TRADE_HAS_SUCCESS:
             # An earlier create got through unheard, and the buyer paid it (from the bill
             # list): what Alipay says of the trade settles the order, never a close.
-            return await to_thread.run_sync(ask_alipay, api.storage, client, order)
+            settled = await to_thread.run_sync(ask_alipay, api.storage, client, order)
+            if settled.status == Status.CREATED:  # trade.query gave no answer: not known yet
+                raise ApiError(503, "alipay_unavailable", "Alipay did not answer; retry with the same "
+                                                          "Idempotency-Key", headers={"Retry-After": "1"}) from None
+            return settled
         sub_code = refused.sub_code or refused.code
         await to_thread.run_sync(lambda: orders.transition(api.storage, order.id, Status.CLOSED,
                                                            alipay_sub_code=sub_code))

@@ -4,8 +4,10 @@ each created order holds of them, in `stock_reservations`.
 
 The spec's `stock` seeds the count the first time the product is ordered; from then on
 the table is the truth, and a change of the spec's `stock` adds the difference (20 more
-in the spec: 20 more units; fewer: units taken away, down to none). A restart with the
-same spec refills nothing.
+in the spec: 20 more units; fewer: units taken away). A restart with the same spec
+refills nothing. The count may go below zero (the spec lowered under what unpaid orders
+hold, a closed order paid after all): units still owed are kept, so orders closing later
+do not hand out units that are gone; below zero, as at zero, nothing more is sold.
 
 Every function here takes the connection of a transaction its caller holds, so that
 reserving is one transaction with storing the order, and giving back is one with the
@@ -23,16 +25,15 @@ order's move to closed (orders.py):
 Only a closed order (never paid) gives units back; a refunded one does not (what was
 sold was made), and a paid order's reservations stay as the record of what it took.
 * `retake`: a closed order paid after all (orders.py) takes its units again, whatever
-  is left: the count stops at zero (an oversold unit is not owed back).
+  is left (the count may go below zero).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, case, delete, select, update
+from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 METADATA = MetaData()
@@ -77,11 +78,7 @@ def _seed(conn: Connection, appid: str, product: str, stock: int) -> None:
                  .on_conflict_do_nothing(index_elements=["appid", "product"]))
     c = PRODUCT_STOCK.c
     conn.execute(update(PRODUCT_STOCK).where(c.appid == appid, c.product == product, c.spec_stock != stock)
-                 .values(remaining=_at_least_zero(c.remaining + (stock - c.spec_stock)), spec_stock=stock))
-
-
-def _at_least_zero(count: Any) -> Any:
-    return case((count > 0, count), else_=0)
+                 .values(remaining=c.remaining + (stock - c.spec_stock), spec_stock=stock))
 
 
 def reserve(conn: Connection, appid: str, order_id: int, wanted: Mapping[str, int],
@@ -125,7 +122,7 @@ def retake(conn: Connection, appid: str, order_id: int, units: Mapping[str, int]
     for product, wanted in sorted(units.items()):
         taken = conn.execute(update(PRODUCT_STOCK).where(PRODUCT_STOCK.c.appid == appid,
                                                          PRODUCT_STOCK.c.product == product)
-                             .values(remaining=_at_least_zero(PRODUCT_STOCK.c.remaining - wanted)))
+                             .values(remaining=PRODUCT_STOCK.c.remaining - wanted))
         if taken.rowcount == 1:
             conn.execute(RESERVATIONS.insert().values(order_id=order_id, product=product, quantity=wanted))
 

@@ -27,7 +27,6 @@ def upgrade() -> None:
         sa.Column("remaining", sa.Integer(), nullable=False),
         sa.Column("spec_stock", sa.Integer(), nullable=False),  # the spec's count `remaining` follows
         sa.PrimaryKeyConstraint("appid", "product", name="pk_product_stock"),
-        sa.CheckConstraint("remaining >= 0", name="ck_product_stock_remaining"),
     )
     op.create_table(
         "stock_reservations",
