@@ -749,42 +749,43 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(response.status, answer, response.getheader("Content-Type") or "application/octet-stream",
                    cache=response.getheader("Cache-Control") or "no-store", extra=extra)
 
-    def _follow(self, dev: DevServer) -> None:
-        """The lifestyle component's 关注: the sandbox records that the user follows."""
+    def _sandbox_request(self, dev: DevServer, key: str, pattern: re.Pattern[str],
+                         expected: str) -> tuple[DevBackend, str] | None:
+        """The running back end and the runtime's `{key: value}` for a sandbox route, or
+        None once the refusal is sent: not the runtime (403), `value` not matching
+        `pattern` (400, saying `expected`), no back end (503, saying why)."""
         if self._refuse_foreign():
-            return
+            return None
         data = self._read_json(4096)
         if data is None:
-            return
-        login = data.get("login")
-        if not isinstance(login, str) or not SANDBOX_LOGIN.fullmatch(login):
-            self._json({"error": "login: 1 to 64 letters, digits, - or _"}, 400)
-            return
+            return None
+        value = data.get(key)
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            self._json({"error": f"{key}: {expected}"}, 400)
+            return None
         backend = dev.current_backend()
         if backend is None:
             self._json({"error": f"mpforge dev runs no back end: {dev.status()['backend']['note']}"}, 503)
-            return
-        backend.follow(login)
-        self._json({"following": True, "login": login, "appid": backend.appid})
+            return None
+        return backend, value
+
+    def _follow(self, dev: DevServer) -> None:
+        """The lifestyle component's 关注: the sandbox records that the user follows."""
+        found = self._sandbox_request(dev, "login", SANDBOX_LOGIN, "1 to 64 letters, digits, - or _")
+        if found is not None:
+            backend, login = found
+            backend.follow(login)
+            self._json({"following": True, "login": login, "appid": backend.appid})
 
     def _pay(self, dev: DevServer) -> None:
         """my.tradePay's cashier: the sandbox buyer pays the trade `tradeNo`, and the
         sandbox sends the back end its signed notification (as Alipay would)."""
-        if self._refuse_foreign():
-            return
-        data = self._read_json(4096)
-        if data is None:
-            return
-        trade_no = data.get("tradeNo")
-        if not isinstance(trade_no, str) or not TRADE_NO.fullmatch(trade_no):
-            self._json({"error": "tradeNo: alipay.trade.create's trade_no (1 to 64 letters and digits)"}, 400)
-            return
-        backend = dev.current_backend()
-        if backend is None:
-            self._json({"error": f"mpforge dev runs no back end: {dev.status()['backend']['note']}"}, 503)
-            return
-        status, answer = backend.pay(trade_no)
-        self._send(status, answer, "application/json; charset=utf-8")
+        found = self._sandbox_request(dev, "tradeNo", TRADE_NO,
+                                      "alipay.trade.create's trade_no (1 to 64 letters and digits)")
+        if found is not None:
+            backend, trade_no = found
+            status, answer = backend.pay(trade_no)
+            self._send(status, answer, "application/json; charset=utf-8")
 
     def _shell(self, dev: DevServer) -> None:
         app = dev.status()["app"]

@@ -39,10 +39,15 @@ class Merchant:
     spec_path: Path
     coupons: tuple[Coupon, ...] = ()
     products: tuple[CatalogueProduct, ...] = ()
-    stores: tuple[str, ...] = ()  # merchant.stores' ids
-    store_names: Mapping[str, str] = field(default_factory=dict)  # id -> the name staff and customers know
+    # merchant.stores, in the spec's order: id -> the name staff and customers know
+    store_names: Mapping[str, str] = field(default_factory=dict)
     # The plugins' spec sections the spec has, by key (e.g. "ordering"), validated.
     sections: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def stores(self) -> tuple[str, ...]:
+        """merchant.stores' ids, in the spec's order."""
+        return tuple(self.store_names)
 
     def coupon(self, coupon_id: str) -> Coupon | None:
         return next((c for c in self.coupons if c.id == coupon_id), None)
@@ -67,7 +72,6 @@ def load_merchant(spec_path: str | Path) -> Merchant:
     return Merchant(appid=appid, name=spec.model.app.name, spec_path=spec.loaded.path,
                     coupons=tuple(section.coupons) if section else (),
                     products=tuple(spec.model.catalogue.products) if spec.model.catalogue else (),
-                    stores=tuple(store.id for store in spec.model.merchant.stores),
                     store_names={store.id: store.name for store in spec.model.merchant.stores},
                     sections={key: value for key in type(spec.model).model_fields
                               if key not in CoreSpec.model_fields and (value := getattr(spec.model, key)) is not None})

@@ -152,7 +152,7 @@ class Board:
         since = _cursor(request.query_params.get("since"))
         found = await to_thread.run_sync(store_orders, api.storage, merchant.appid, store, now, since)
         return JSONResponse({"store": store, "stores": list(merchant.stores),
-                             "storeNames": {s: merchant.store_names.get(s, s) for s in merchant.stores},
+                             "storeNames": dict(merchant.store_names),
                              "full": since is None,
                              "cursor": cursor_of(found, since, now), "orders": [board_json(o) for o in found]},
                             headers=NO_STORE)
