@@ -124,11 +124,11 @@ def test_logging_out_clears_the_cookie_and_the_page_files_are_served(board: Boar
     out = board.api.post(f"{BOARD}/logout", headers={**staff, "Origin": ORIGIN})
     assert out.status_code == 204
     assert out.headers["set-cookie"].startswith(f"mpforge_staff=; Path=/merchant/{APPID}/; Max-Age=0;")
-    script = board.api.get(f"{BOARD}/static/board.js")
+    script = board.api.get(f"{BOARD}/orders/static/board.js")
     assert script.status_code == 200 and script.headers["content-type"] == "text/javascript; charset=utf-8"
     assert "orders/feed" in script.text
-    assert board.api.get(f"{BOARD}/static/board.css").headers["content-type"] == "text/css; charset=utf-8"
-    assert board.api.get(f"{BOARD}/static/board.html").status_code == 404  # only the listed files
+    assert board.api.get(f"{BOARD}/orders/static/board.css").headers["content-type"] == "text/css; charset=utf-8"
+    assert board.api.get(f"{BOARD}/orders/static/board.html").status_code == 404  # only the listed files
     assert board.api.get("/merchant/2021000000000099/orders").json()["error"]["code"] == "unknown_app"
 
 
@@ -137,7 +137,7 @@ def test_a_wrong_token_is_401_and_logins_are_rate_limited(board: Board) -> None:
     assert wrong.status_code == 401
     assert {k: wrong.json()["error"][k] for k in ("code", "message")} == {
         "code": "wrong_staff_token",
-        "message": "this is not the shop's staff token; ask the manager for it (the value of "
+        "message": "this is not the shop's staff or manager token; ask the manager for it (the value of "
                    f"MPFORGE_STAFF_TOKEN_{APPID} on the server)"}
     assert [board.login("wrong").status_code for _ in range(4)] == [401] * 4
     limited = board.login()  # the sixth attempt in a row, even with the right token
@@ -165,9 +165,20 @@ def test_without_a_staff_token_the_login_is_off(board: Board, monkeypatch: pytes
     monkeypatch.delenv(f"MPFORGE_STAFF_TOKEN_{APPID}")
     off = board.login()
     assert off.status_code == 403 and off.json()["error"]["code"] == "staff_login_disabled"
-    assert f"set MPFORGE_STAFF_TOKEN_{APPID} (at least 32 characters)" in off.json()["error"]["message"]
+    assert f"set MPFORGE_STAFF_TOKEN_{APPID} (and, for the manager" in off.json()["error"]["message"]
+    page = board.api.get(f"{BOARD}/orders")  # the form says so before anyone types a token
+    assert f"the staff login is off: set MPFORGE_STAFF_TOKEN_{APPID}" in page.text
     monkeypatch.setenv(f"MPFORGE_STAFF_TOKEN_{APPID}", "short")
     assert "has 5 characters; it needs at least 32" in board.login("short").json()["error"]["message"]
+
+
+def test_the_manager_token_logs_in_to_the_board_too(board: Board, monkeypatch: pytest.MonkeyPatch) -> None:
+    manager_token = "manager-token-for-the-tests-0123456789a"
+    monkeypatch.setenv(f"MPFORGE_MANAGER_TOKEN_{APPID}", manager_token)
+    answer = board.login(manager_token)
+    assert answer.status_code == 204
+    manager = {"Cookie": answer.headers["set-cookie"].split(";")[0]}
+    assert board.feed(manager).status_code == 200
 
 
 def test_cross_origin_posts_are_refused(board: Board) -> None:

@@ -1,5 +1,5 @@
-// The order board's login: posts the staff token; the server answers with an HttpOnly
-// session cookie, and the page reloads as the board.
+// The merchant pages' login (order board, till, customer view): posts the token; the
+// server answers with an HttpOnly session cookie, and the page reloads as itself.
 "use strict";
 (function () {
   const form = document.getElementById("login-form");
@@ -9,8 +9,8 @@
   const MESSAGES = {
     wrong_staff_token: "口令不对，请向店长确认后重试。",
     too_many_logins: "尝试次数过多，请稍后再试。",
-    staff_login_disabled: "订单看板尚未开启：请店长在服务器上设置员工口令（MPFORGE_STAFF_TOKEN_<appid>）后重启。",
-    cross_origin: "请从订单看板页面本身登录。",
+    staff_login_disabled: "此页面尚未开启：请店长在服务器上设置口令（MPFORGE_STAFF_TOKEN_<appid> 或 MPFORGE_MANAGER_TOKEN_<appid>）后重启。",
+    cross_origin: "请从页面本身登录。",
   };
 
   function show(text) {

@@ -1,0 +1,135 @@
+"""The one login of the merchant's web pages, served by the core so that every plugin's
+page (the ordering plugin's order board, the membership plugin's till and customer view)
+shares one session under ``/merchant/{appid}/`` (staff_session.py says who may log in):
+
+* `POST /merchant/{appid}/login`, body `{"token": "<staff or manager token>"}`: 204 and
+  the session cookie of the role whose token it is; 401 `wrong_staff_token`; 403
+  `staff_login_disabled` (neither token set on the server) or `cross_origin`; 429
+  `too_many_logins` with Retry-After (5 attempts per address, then one per 12 s, per
+  process).
+* `POST /merchant/{appid}/logout`: 204, the cookie cleared.
+* `GET /merchant/{appid}/auth/login.js`, `login.css`: the login form's files.
+
+A plugin's page without a session answers `login_page(...)`: the form, whose script
+posts to ``login`` relative to the page and reloads it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+from html import escape
+from pathlib import Path
+from string import Template
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from builder.serve.app import ApiError, read_json, serve_api
+from builder.serve.merchant import Merchant
+from builder.serve.rate_limit import TokenBuckets
+from builder.serve.staff_session import (
+    ROLE_NAMES,
+    ROLES,
+    SESSION_TTL,
+    TOKEN_VARIABLES,
+    Role,
+    issue,
+    require_same_origin,
+    role_token,
+    set_cookie_header,
+)
+
+LOG = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "staff_static"
+FILES = {"login.js": "text/javascript; charset=utf-8", "login.css": "text/css; charset=utf-8"}
+NO_STORE = {"Cache-Control": "no-store"}
+# A merchant page loads its own scripts and styles only, talks to its own server only, and
+# is framed by no one.
+PAGE_HEADERS = {**NO_STORE, "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+                                                       "connect-src 'self'; img-src 'self' data:; "
+                                                       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+                "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+LOGIN_BODY_BYTES = 4096
+FORM = Template((STATIC / "login.html").read_text("utf-8"))
+
+
+def login_page(merchant: Merchant, what: str, role: Role, error: str = "") -> Response:
+    """The login form in place of a merchant page (`what`, e.g. 订单看板) for `role`;
+    `error` shown at once (e.g. a staff session on a manager's page)."""
+    html = FORM.substitute(name=escape(merchant.name), what=escape(what), role_name=ROLE_NAMES[role],
+                           variable=TOKEN_VARIABLES[role].format(appid=escape(merchant.appid)),
+                           error=escape(error), error_hidden="" if error else " hidden")
+    return Response(html, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+
+class StaffLogin:
+    """The login's routes and what they keep while the app runs: the attempts' token
+    buckets (per process, as builder.serve.rate_limit says) and the form's files."""
+
+    def __init__(self, *, burst: float = 5, per_second: float = 1 / 12) -> None:
+        self.attempts = TokenBuckets(burst, per_second)
+        self.files = {name: (STATIC / name).read_bytes() for name in FILES}
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/merchant/{appid}/login", self.login, methods=["POST"]),
+                Route("/merchant/{appid}/logout", self.logout, methods=["POST"]),
+                Route("/merchant/{appid}/auth/{name}", self.static, methods=["GET"])]
+
+    async def static(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in FILES:
+            raise ApiError(404, "not_found", "the login has no such file")
+        return Response(self.files[name], media_type=FILES[name], headers={"Cache-Control": "no-cache"})
+
+    async def login(self, request: Request) -> Response:
+        api = serve_api(request)
+        merchant = api.merchant(request)
+        require_same_origin(request)
+        tokens = {role: role_token(merchant.appid, role) for role in ROLES}
+        if all(token is None for token in tokens.values()):
+            raise ApiError(403, "staff_login_disabled", "the merchant pages' login is off: set "
+                                                        f"MPFORGE_STAFF_TOKEN_{merchant.appid} (and, for the "
+                                                        f"manager, MPFORGE_MANAGER_TOKEN_{merchant.appid}), at "
+                                                        "least 32 characters each, where the server runs, and "
+                                                        "restart it")
+        address = request.client.host if request.client else "-"
+        wait = self.attempts.take(f"{merchant.appid} {address}")
+        if wait:
+            seconds = math.ceil(wait)
+            raise ApiError(429, "too_many_logins", f"too many login attempts; try again in {seconds} s",
+                           headers={"Retry-After": str(seconds)})
+        body = await read_json(request, LOGIN_BODY_BYTES)
+        given = body.get("token") if isinstance(body, dict) else None
+        role = _matching_role(given, tokens)
+        if role is None:
+            LOG.warning("app %s: a wrong token at the merchant pages' login from %s", merchant.appid, address)
+            raise ApiError(401, "wrong_staff_token", "this is not the shop's staff or manager token; ask the "
+                                                     "manager for it (the value of MPFORGE_STAFF_TOKEN_"
+                                                     f"{merchant.appid} on the server)")
+        token = tokens[role]
+        assert token is not None  # _matching_role matched it
+        value = issue(merchant.appid, role, token, api.clock())
+        max_age = int(SESSION_TTL.total_seconds())
+        return Response(status_code=204, headers={
+            **NO_STORE, "Set-Cookie": set_cookie_header(request, merchant.appid, value, max_age)})
+
+    async def logout(self, request: Request) -> Response:
+        merchant = serve_api(request).merchant(request)
+        require_same_origin(request)
+        return Response(status_code=204, headers={
+            **NO_STORE, "Set-Cookie": set_cookie_header(request, merchant.appid, "", 0)})
+
+
+def _matching_role(given: object, tokens: dict[Role, str | None]) -> Role | None:
+    """The role whose token `given` is (the manager's first, when both are the same)."""
+    if not isinstance(given, str):
+        return None
+    typed = given.strip().encode("utf-8")
+    for role in ROLES:
+        token = tokens[role]
+        if token is not None and hmac.compare_digest(typed, token.encode("utf-8")):
+            return role
+    return None
