@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,13 +40,16 @@ from .model import AppPlan, AppScript, Block, BlockType, LoadedSpec, PagePlan, R
 from .spec_models import CatalogueProduct, Page
 from .write import WriteResult
 
+LOG = logging.getLogger(__name__)
+
 if TYPE_CHECKING:  # the back end's types: imported by the serve hooks' methods when called
     from starlette.routing import BaseRoute, Route
 
-    from .serve.jobs import PeriodicTask
+    from .serve.business_events import BusinessEvent
+    from .serve.jobs import PeriodicTask, TaskContext
     from .serve.openapi import Endpoint
     from .serve.sandbox_methods import SandboxMethod
-    from .serve.storage import Storage
+    from .serve.storage import AlipayUser, Storage
 
 ENTRY_POINT_GROUP = "mpforge"
 HOOK_NAMES = frozenset(name for name in dir(hookspecs) if name.startswith("mpforge_"))
@@ -481,6 +485,42 @@ class Hooks:
         """The products of app `appid` some plugin counts as sold out now."""
         return {product for _, product in self._lists("mpforge_serve_sold_out", str, "a list of product ids",
                                                       storage=storage, appid=appid, products=products)}
+
+    def serve_event(self, context: TaskContext, event: BusinessEvent) -> None:
+        """Tell every plugin of `event`; a plugin's failure is logged with its name, never
+        raised (business_events.py says why)."""
+        with plugin_output_to_stderr():
+            for impl in reversed(self.pm.hook.mpforge_serve_event.get_hookimpls()):
+                arguments = {"context": context, "event": event}
+                try:
+                    impl.function(*(arguments[name] for name in impl.argnames))
+                except Exception:
+                    LOG.exception("plugin '%s' failed on the event %s %s of app %s", impl.plugin_name, event.kind,
+                                  event.ref, event.appid)
+
+    def serve_in_audience(self, storage: Storage, appid: str, user: AlipayUser, audience: str) -> bool | None:
+        """Whether `user` is in `audience` by the plugins that know it: False when any says
+        no, True when one says yes and none no, None when none knows the audience."""
+        answers = self._call("mpforge_serve_in_audience", storage=storage, appid=appid, user=user,
+                             audience=audience)
+        for plugin, answer in answers:
+            if not isinstance(answer, bool):
+                raise self._wrong_result(plugin, "mpforge_serve_in_audience", answer, "True, False or None")
+        if not answers:
+            return None
+        return all(answer for _, answer in answers)
+
+    def serve_user_data(self, storage: Storage, appid: str, user: AlipayUser) -> dict[str, Any]:
+        """Every plugin's records of `user`, merged (keys are the plugins' own)."""
+        found: dict[str, Any] = {}
+        for plugin, data in self._call("mpforge_serve_user_data", storage=storage, appid=appid, user=user):
+            if not isinstance(data, dict):
+                raise self._wrong_result(plugin, "mpforge_serve_user_data", data, "a dict")
+            found.update(data)
+        return found
+
+    def serve_forget_user(self, storage: Storage, appid: str, user: AlipayUser) -> None:
+        self._call("mpforge_serve_forget_user", storage=storage, appid=appid, user=user)
 
     def sandbox_methods(self) -> dict[str, SandboxMethod]:
         """Alipay method name -> the sandbox's handler, from every plugin."""

@@ -18,7 +18,10 @@ Pipeline (and the order of this module): load -> validate (`mpforge_spec_section
 The back end (`mpforge serve`, builder/serve/) calls the last hooks, never a build:
 `mpforge_serve_migrations` when its database is migrated at start-up,
 `mpforge_serve_routes`, `mpforge_serve_pages` and `mpforge_serve_tasks` when its app is
-made, `mpforge_serve_sold_out` for each GET content, and the sandbox gateway
+made, `mpforge_serve_sold_out` for each GET content, `mpforge_serve_event` when a plugin
+announces what happened to a customer, `mpforge_serve_in_audience` when a coupon's
+audience is checked, `mpforge_serve_user_data` and `mpforge_serve_forget_user` when a
+user asks for their data or its deletion, and the sandbox gateway
 `mpforge_sandbox_methods` and `mpforge_sandbox_routes`. Their types are the back end's
 (Starlette, SQLAlchemy), named here only for type checkers, so a build never imports
 them; a plugin implements these hooks in a module of its own (e.g. ``serve.py``) that
@@ -43,10 +46,11 @@ from .write import WriteResult
 if TYPE_CHECKING:  # the back end's types; a build never loads them
     from starlette.routing import BaseRoute, Route
 
-    from .serve.jobs import PeriodicTask
+    from .serve.business_events import BusinessEvent
+    from .serve.jobs import PeriodicTask, TaskContext
     from .serve.openapi import Endpoint
     from .serve.sandbox_methods import SandboxMethod
-    from .serve.storage import Storage
+    from .serve.storage import AlipayUser, Storage
 
 HOOK_API_VERSION = 1
 hookspec = pluggy.HookspecMarker("mpforge")
@@ -230,6 +234,51 @@ def mpforge_serve_sold_out(storage: Storage, appid: str, products: Sequence[Cata
     `builder.serve.storage.Storage` (read the plugin's tables with
     ``storage.engine.connect()``). Return a list of product ids; keep it to one quick
     query, and none for an app with nothing the plugin counts.
+    """
+
+
+@hookspec
+def mpforge_serve_event(context: TaskContext, event: BusinessEvent) -> None:
+    """Act on what happened to a customer in another plugin (or this one): `event` is a
+    `builder.serve.business_events.BusinessEvent`, e.g. ``order_paid`` announced by the
+    ordering plugin once the payment is stored; `context` the `TaskContext` (storage,
+    Alipay clients and spec sections by app id).
+
+    Called in a worker thread, after the announcer's change is committed; an exception
+    is logged naming the plugin and does not reach the announcer. The same event may be
+    announced again (a payment notified twice): act once per (appid, kind, ref). Return
+    value is ignored.
+    """
+
+
+@hookspec
+def mpforge_serve_in_audience(storage: Storage, appid: str, user: AlipayUser, audience: str) -> bool | None:
+    """Say whether `user` of app `appid` is in `audience`, a coupon's audience the core
+    cannot check itself: ``"members"``, or ``"segment:<id>"`` (a membership segment).
+
+    Called for every claim of such a coupon, in a worker thread. Return True or False for
+    an audience the plugin knows, None for any other. A coupon whose audience no plugin
+    answers for is refused (403 audience_not_checked): it is never issued to anyone.
+    """
+
+
+@hookspec
+def mpforge_serve_user_data(storage: Storage, appid: str, user: AlipayUser) -> dict[str, Any]:
+    """What the plugin stores about `user` of app `appid`, for the user's own view of
+    their data (GET /api/v1/{appid}/me/data): a dict of JSON values (e.g.
+    ``{"membership": {"points": 120, "stampsThisCard": 3}}``), keyed by what it is.
+
+    Called in a worker thread. Return every personal record the plugin keeps (what the
+    privacy policy lists), nothing of other users.
+    """
+
+
+@hookspec
+def mpforge_serve_forget_user(storage: Storage, appid: str, user: AlipayUser) -> None:
+    """Delete what the plugin stores about `user` of app `appid` (DELETE
+    /api/v1/{appid}/me/data). Records the merchant must keep (a paid order, for its
+    accounts) lose the user's identity instead. Called in a worker thread; must be safe to
+    call twice. Return value is ignored.
     """
 
 

@@ -13,6 +13,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,12 @@ from builder.options import PluginOptions
 from builder.pipeline import load_plugins
 from builder.serve import rsa2
 from builder.serve.app import create_app
+from builder.serve.business_events import BusinessEvent
 from builder.serve.merchant import AlipayConfig
 from builder.serve.sandbox import TIMESTAMP_FORMAT, create_sandbox_app
 from builder.serve.sandbox_keys import generate_key_pair
 from builder.serve.sandbox_state import SandboxState
-from builder.serve.storage import Storage
+from builder.serve.storage import AlipayUser, Storage
 
 pytest_plugins = ["serve_fixtures"]  # database, postgres, serve
 
@@ -106,6 +108,42 @@ def mpforge_serve_tasks():
 def mpforge_serve_sold_out(storage, appid, products):
     _maybe_raise("mpforge_serve_sold_out")
     return []
+
+
+@hookimpl
+def mpforge_serve_event(context, event):
+    """A paid order is a stamp: cups of the row named by the user's id."""
+    _maybe_raise("mpforge_serve_event")
+    if event.kind == "order_paid":
+        with context.storage.engine.begin() as conn:
+            conn.execute(text("INSERT INTO stamp_cards (appid, cups) VALUES (:who, 1) "
+                              "ON CONFLICT (appid) DO UPDATE SET cups = stamp_cards.cups + 1"), {"who": event.user.id})
+
+
+def _cups(storage, user):
+    with storage.engine.connect() as conn:
+        return conn.execute(text("SELECT cups FROM stamp_cards WHERE appid = :who"), {"who": user.id}).scalar()
+
+
+@hookimpl
+def mpforge_serve_in_audience(storage, appid, user, audience):
+    _maybe_raise("mpforge_serve_in_audience")
+    if audience != "segment:stamp-holders":
+        return None
+    return bool(_cups(storage, user))
+
+
+@hookimpl
+def mpforge_serve_user_data(storage, appid, user):
+    _maybe_raise("mpforge_serve_user_data")
+    return {"stamps": {"cups": _cups(storage, user) or 0}}
+
+
+@hookimpl
+def mpforge_serve_forget_user(storage, appid, user):
+    _maybe_raise("mpforge_serve_forget_user")
+    with storage.engine.begin() as conn:
+        conn.execute(text("DELETE FROM stamp_cards WHERE appid = :who"), {"who": user.id})
 
 
 def stamp_card_query(state, app_id, params):
@@ -349,9 +387,40 @@ def test_two_plugins_adding_one_periodic_task_are_named(tmp_path: Path) -> None:
         plugins.serve_tasks()
 
 
+def test_plugins_hear_events_answer_audiences_and_keep_and_forget_a_users_data(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    url = f"sqlite:///{tmp_path / 'serve.sqlite3'}"
+    app = create_app([], url, alipay=AlipayConfig(), secret=SECRET, plugins=with_plugin(stamp_plugin(tmp_path)))
+    api = app.state.api
+    try:
+        alice, bob = AlipayUser("user_id", "2088alice"), AlipayUser("user_id", "2088bob")
+        paid = BusinessEvent(APPID, alice, "order_paid", "HC1", datetime(2026, 12, 1, tzinfo=UTC), 2800)
+        api.announce(paid)
+        api.announce(BusinessEvent(APPID, bob, "order_ready", "HC2", paid.at))  # not the plugin's kind
+        assert api.plugins.serve_in_audience(api.storage, APPID, alice, "segment:stamp-holders") is True
+        assert api.plugins.serve_in_audience(api.storage, APPID, bob, "segment:stamp-holders") is False
+        assert api.plugins.serve_in_audience(api.storage, APPID, alice, "members") is None  # no plugin knows it
+        assert api.plugins.serve_user_data(api.storage, APPID, alice) == {"stamps": {"cups": 1}}
+        api.plugins.serve_forget_user(api.storage, APPID, alice)
+        api.plugins.serve_forget_user(api.storage, APPID, alice)  # twice is harmless
+        assert api.plugins.serve_user_data(api.storage, APPID, alice) == {"stamps": {"cups": 0}}
+    finally:
+        api.storage.dispose()
+    # A listener's failure is logged with the plugin's name and never reaches the announcer.
+    failing = create_app([], f"sqlite:///{tmp_path / 'other.sqlite3'}", alipay=AlipayConfig(), secret=SECRET,
+                         plugins=with_plugin(stamp_plugin(tmp_path / "f", raise_in="mpforge_serve_event")))
+    try:
+        failing.state.api.announce(paid)
+    finally:
+        failing.state.api.storage.dispose()
+    assert "plugin 'stamps' failed on the event order_paid HC1 of app" in caplog.text
+    assert "stamp machine jammed" in caplog.text
+
+
 @pytest.mark.parametrize("hook", ["mpforge_serve_migrations", "mpforge_serve_routes", "mpforge_serve_pages",
                                   "mpforge_serve_tasks", "mpforge_serve_sold_out", "mpforge_sandbox_methods",
-                                  "mpforge_sandbox_routes"])
+                                  "mpforge_sandbox_routes", "mpforge_serve_in_audience", "mpforge_serve_user_data",
+                                  "mpforge_serve_forget_user"])
 def test_a_serve_hook_failure_names_the_plugin(tmp_path: Path, hook: str) -> None:
     plugin = stamp_plugin(tmp_path, raise_in=hook)
     plugins = with_plugin(plugin)
@@ -359,7 +428,10 @@ def test_a_serve_hook_failure_names_the_plugin(tmp_path: Path, hook: str) -> Non
             "mpforge_serve_pages": plugins.serve_pages, "mpforge_serve_tasks": plugins.serve_tasks,
             "mpforge_serve_sold_out": lambda: plugins.serve_sold_out(None, APPID, []),
             "mpforge_sandbox_methods": plugins.sandbox_methods,
-            "mpforge_sandbox_routes": plugins.sandbox_routes}
+            "mpforge_sandbox_routes": plugins.sandbox_routes,
+            "mpforge_serve_in_audience": lambda: plugins.serve_in_audience(None, APPID, None, "members"),
+            "mpforge_serve_user_data": lambda: plugins.serve_user_data(None, APPID, None),
+            "mpforge_serve_forget_user": lambda: plugins.serve_forget_user(None, APPID, None)}
     with pytest.raises(PluginError) as failure:
         call[hook]()
     assert f"plugin 'stamps' ({plugin}) failed in {hook}: RuntimeError: stamp machine jammed" in str(failure.value)

@@ -72,6 +72,7 @@ from builder.serve.api_models import (
     SessionReply,
     SessionRequest,
 )
+from builder.serve.business_events import BusinessEvent
 from builder.serve.content import (
     PUBLISH_TOKEN_MIN_LENGTH,
     PUBLISH_TOKEN_VARIABLE,
@@ -80,7 +81,7 @@ from builder.serve.content import (
     render,
     spec_document,
 )
-from builder.serve.jobs import ClaimJobs, JobPolicy
+from builder.serve.jobs import ClaimJobs, JobPolicy, TaskContext
 from builder.serve.merchant import AlipayConfig, Merchant
 from builder.serve.openapi import Endpoint, Handler, Operation, document
 from builder.serve.rate_limit import TokenBuckets
@@ -209,13 +210,15 @@ class Api:
     merchants, their Alipay clients, the storage, the claims' job queue, the token
     signer, the limits, the clock, the events rate limiter, each app's publish token
     (none: publishing disabled), `products_gone`: the products of an app the plugins
-    count as sold out (mpforge_serve_sold_out), and `public_url`: the server's public
-    base URL when the process knows it (`mpforge dev`; None: MPFORGE_PUBLIC_URL says)."""
+    count as sold out (mpforge_serve_sold_out), `public_url`: the server's public
+    base URL when the process knows it (`mpforge dev`; None: MPFORGE_PUBLIC_URL says),
+    `plugins`: the back end's plugins (their serve hooks), and `context`: what a
+    plugin's tasks and event listeners work with."""
 
     def __init__(self, merchants: Sequence[Merchant], clients: dict[str, AlipayClient], storage: Storage,
                  jobs: ClaimJobs, tokens: SessionTokens, limits: Limits, clock: Callable[[], datetime],
                  publish_tokens: Mapping[str, str], products_gone: Callable[[Merchant], set[str]],
-                 public_url: str | None = None) -> None:
+                 public_url: str | None = None, *, plugins: Hooks, context: TaskContext) -> None:
         self.merchants = {m.appid: m for m in merchants}
         self.clients = clients
         self.storage = storage
@@ -227,6 +230,13 @@ class Api:
         self.publish_tokens = publish_tokens
         self.products_gone = products_gone
         self.public_url = public_url
+        self.plugins = plugins
+        self.context = context
+
+    def announce(self, event: BusinessEvent) -> None:
+        """Tell every plugin what happened to a customer (blocking: call it in a worker
+        thread, after the change is committed; business_events.py)."""
+        self.context.announce(event)
 
     def merchant(self, request: Request) -> Merchant:
         """The app the request's path names; an ApiError 404 when it is not served here."""
@@ -419,8 +429,14 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
     publish_tokens = _publish_tokens(appids)
     clients = {m.appid: alipay.client(m.appid) for m in merchants}
     storage = Storage(database_url, busy_timeout=busy_timeout, pool_size=pool_size, clock=clock)
-    jobs = ClaimJobs(storage, clients, database_url, job_policy or JobPolicy(),
-                     sections={m.appid: m.sections for m in merchants}, tasks=plugins.serve_tasks())
+    context: TaskContext
+
+    def announce(event: BusinessEvent) -> None:
+        plugins.serve_event(context, event)
+
+    context = TaskContext(storage, clients, {m.appid: m.sections for m in merchants}, announce)
+    jobs = ClaimJobs(storage, clients, database_url, job_policy or JobPolicy(), context=context,
+                     tasks=plugins.serve_tasks())
     try:
         storage.migrate([folder for _, folder in plugins.serve_migrations()])
         jobs.prepare()
@@ -431,7 +447,7 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
         raise
     api = Api(merchants, clients, storage, jobs, SessionTokens(secret, limits.session_ttl, clock), limits, clock,
               publish_tokens, lambda merchant: plugins.serve_sold_out(storage, merchant.appid, merchant.products),
-              public_url)
+              public_url, plugins=plugins, context=context)
     core: list[tuple[Operation, Handler]] = [
         (SESSION, api.session), (CONTENT, api.content), (LIST_VERSIONS, api.list_versions),
         (PUBLISH, api.publish), (RESTORE, api.restore)]

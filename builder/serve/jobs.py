@@ -62,6 +62,7 @@ from sqlalchemy.engine import make_url
 
 from builder.serve import claims
 from builder.serve.alipay_client import AlipayClient
+from builder.serve.business_events import BusinessEvent
 from builder.serve.storage import MIGRATION_LOCK_ID, POSTGRESQL_PREFIX, Claim, Route, Status, Storage
 
 LOG = logging.getLogger(__name__)
@@ -102,15 +103,21 @@ class JobPolicy:
                              "job at once")
 
 
+def _announce_nothing(_event: BusinessEvent) -> None:
+    """A context's announce when no plugin listens (a queue made without an app)."""
+
+
 @dataclass(frozen=True)
 class TaskContext:
-    """What a plugin's periodic task works with: the storage, each app's Alipay client,
-    and each app's spec sections of the plugins (Merchant.sections, e.g. "ordering"),
-    both by app id."""
+    """What a plugin's periodic task (and its `mpforge_serve_event` listener) works with:
+    the storage, each app's Alipay client, and each app's spec sections of the plugins
+    (Merchant.sections, e.g. "ordering"), both by app id; `announce` tells every plugin
+    of a BusinessEvent (builder.serve.business_events)."""
 
     storage: Storage
     clients: Mapping[str, AlipayClient]
     sections: Mapping[str, Mapping[str, Any]]
+    announce: Callable[[BusinessEvent], None] = _announce_nothing
 
 
 @dataclass(frozen=True)
@@ -178,12 +185,12 @@ class ClaimJobs:
     """The job queue of one serve process: its procrastinate app, the tasks, the worker."""
 
     def __init__(self, storage: Storage, clients: Mapping[str, AlipayClient], database_url: str,
-                 policy: JobPolicy, *, sections: Mapping[str, Mapping[str, Any]] | None = None,
+                 policy: JobPolicy, *, context: TaskContext | None = None,
                  tasks: Sequence[PeriodicTask] = ()) -> None:
         self.storage = storage
         self.clients = clients
         self.policy = policy
-        self.context = TaskContext(storage, clients, sections or {})
+        self.context = context or TaskContext(storage, clients, {})
         self.shared = storage.dialect == POSTGRESQL_PREFIX
         connector: procrastinate.BaseConnector = (
             procrastinate.PsycopgConnector(conninfo=queue_conninfo(database_url), min_size=1, max_size=4)

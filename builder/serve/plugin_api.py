@@ -24,6 +24,7 @@ from builder.serve.app import (
     serve_api,
     validated,
 )
+from builder.serve.business_events import BusinessEvent
 from builder.serve.jobs import PeriodicTask, TaskContext
 from builder.serve.openapi import Endpoint, Handler, Operation
 from builder.serve.sandbox_methods import (
@@ -38,8 +39,8 @@ from builder.serve.sandbox_methods import (
 from builder.serve.sandbox_state import SandboxState
 
 __all__ = [
-    "CLIENT_ERRORS", "ERROR", "PREFIX", "UNAVAILABLE", "Api", "ApiError", "Endpoint", "ErrorReply", "FieldError",
-    "Handler", "Operation", "PeriodicTask", "SandboxMethod", "SandboxRefusal", "SandboxState", "TaskContext",
-    "biz_content", "invalid_parameter", "read_json", "reply", "serve_api", "succeeded", "text_field", "user_id_of",
-    "validated",
+    "CLIENT_ERRORS", "ERROR", "PREFIX", "UNAVAILABLE", "Api", "ApiError", "BusinessEvent", "Endpoint",
+    "ErrorReply", "FieldError", "Handler", "Operation", "PeriodicTask", "SandboxMethod", "SandboxRefusal",
+    "SandboxState", "TaskContext", "biz_content", "invalid_parameter", "read_json", "reply", "serve_api",
+    "succeeded", "text_field", "user_id_of", "validated",
 ]
