@@ -7,7 +7,7 @@ import stat
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 from urllib.parse import parse_qs
 
 from . import check, review
@@ -19,9 +19,6 @@ from .model import PRIVACY_PAGE_ID, BlockType, PathKey, ValidSpec, format_path
 from .spec_models import Link, Page, Ref, WebUrl
 from .templates_path import core_templates_dir
 from .validate import asset_references
-
-if TYPE_CHECKING:  # the back end's types: a build never loads them
-    from starlette.routing import BaseRoute
 
 WEBVIEW_PAGE_ID = "webview"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
@@ -35,14 +32,6 @@ def mpforge_block_types() -> list[BlockType]:
 @hookimpl
 def mpforge_template_dirs() -> list[Path]:
     return [core_templates_dir()]
-
-
-@hookimpl
-def mpforge_serve_pages() -> list[BaseRoute]:
-    """The merchant pages' one login (any plugin's page under /merchant/{appid}/ uses it)."""
-    from .serve.staff_login import StaffLogin  # the back end, loaded only when it serves
-
-    return StaffLogin().routes()
 
 
 @hookimpl

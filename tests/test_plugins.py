@@ -361,8 +361,9 @@ def test_entry_point_plugins_are_discovered(project, cli, tmp_path, monkeypatch)
 def test_plugins_command_lists_core_and_local(project, cli):
     spec = stamp_project(project)
     listed = json.loads(cli("plugins", spec, "--format", "json").stdout)
-    assert [p["name"] for p in listed] == ["core", "coupon", "life_account", "ordering", "promotion", "stamps"]
-    core, coupon, _, _, _, stamps = listed
+    assert [p["name"] for p in listed] == ["core", "coupon", "life_account", "membership", "ordering", "promotion",
+                                           "stamps"]
+    core, coupon, _, _, _, _, stamps = listed
     assert coupon["source"] == "entry point" and coupon["blocks"] == ["coupon-list", "coupon-card",
                                                                       "coupon-banner", "my-coupons"]
     assert core["source"] == "core" and "banner" in core["blocks"] and "mpforge_block_types" in core["hooks"]

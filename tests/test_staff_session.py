@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from starlette.requests import Request
 
-from builder.serve.app import ApiError
+from builder.serve.replies import ApiError
 from builder.serve.staff_session import COOKIE, issue, require_role, role_token, session_role
 
 APPID = "2021000000000001"

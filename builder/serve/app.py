@@ -42,10 +42,8 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
 
 from anyio import to_thread
-from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
@@ -68,7 +66,6 @@ from builder.serve.api_models import (
     ContentVersionsReply,
     ErrorDetail,
     ErrorReply,
-    FieldError,
     SessionReply,
     SessionRequest,
 )
@@ -85,12 +82,12 @@ from builder.serve.jobs import ClaimJobs, JobPolicy, TaskContext
 from builder.serve.merchant import AlipayConfig, Merchant
 from builder.serve.openapi import Endpoint, Handler, Operation, document
 from builder.serve.rate_limit import TokenBuckets
+from builder.serve.replies import ApiError, read_json, reply, validated
 from builder.serve.session_tokens import SessionTokens
+from builder.serve.staff_login import StaffLogin
 from builder.serve.storage import AlipayUser, ContentVersion, Storage, utc_now
 
 LOG = logging.getLogger(__name__)
-NO_STORE = {"Cache-Control": "no-store"}
-ModelT = TypeVar("ModelT", bound=BaseModel)
 
 PREFIX = "/api/v1/{appid}"
 ERROR = (ErrorReply,)
@@ -154,50 +151,6 @@ class Limits:
     events_per_second: float = 2
     max_body_bytes: int = 64 * 1024
     max_content_bytes: int = 1024 * 1024
-
-
-class ApiError(Exception):
-    """An answer other than success, raised by a handler and written as an ErrorReply."""
-
-    def __init__(self, status: int, code: str, message: str, *, alipay_sub_code: str | None = None,
-                 fields: list[FieldError] | None = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.headers = status, headers or {}
-        self.detail = ErrorDetail(code=code, message=message, alipay_sub_code=alipay_sub_code, fields=fields)
-
-
-def reply(status: int, body: BaseModel, headers: dict[str, str] | None = None) -> JSONResponse:
-    """`body` as the JSON answer, never cached."""
-    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers={**NO_STORE, **(headers or {})})
-
-
-async def read_json(request: Request, limit: int) -> Any:
-    """The request's JSON (None for an empty body), read up to `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "body_too_large", f"the body may have at most {limit} bytes")
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > limit:
-            raise ApiError(413, "body_too_large", f"the body may have at most {limit} bytes")
-    if not data.strip():
-        return None
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_json", "the body is not JSON") from None
-
-
-def validated(model: type[ModelT], data: Any) -> ModelT:
-    """`data` as a `model`; an ApiError 422 saying which fields do not validate."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        # Where and why, never the input itself: it may hold an auth code.
-        fields = [FieldError(location=".".join(str(part) for part in error["loc"]) or "(body)", message=error["msg"])
-                  for error in exc.errors(include_url=False, include_input=False, include_context=False)]
-        raise ApiError(422, "invalid_body", "the body does not validate", fields=fields) from None
 
 
 def _version_reply(version: ContentVersion) -> ContentVersionReply:
@@ -467,6 +420,7 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
 
     routes: list[BaseRoute] = [Route(e.operation.path, e.handler, methods=[e.operation.method]) for e in endpoints]
     routes.append(Route(OPENAPI.path, openapi_json, methods=[OPENAPI.method]))
+    routes += StaffLogin().routes()  # the one login of every plugin's merchant pages
     routes += _plugin_pages(plugins)
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={ApiError: _error, HTTPException: _error, DBAPIError: _error,

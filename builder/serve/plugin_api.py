@@ -18,15 +18,12 @@ from builder.serve.app import (
     PREFIX,
     UNAVAILABLE,
     Api,
-    ApiError,
-    read_json,
-    reply,
     serve_api,
-    validated,
 )
 from builder.serve.business_events import BusinessEvent
 from builder.serve.jobs import PeriodicTask, TaskContext
 from builder.serve.openapi import Endpoint, Handler, Operation
+from builder.serve.replies import ApiError, read_json, reply, validated
 from builder.serve.sandbox_methods import (
     SandboxMethod,
     SandboxRefusal,

@@ -19,17 +19,20 @@ from __future__ import annotations
 import hmac
 import logging
 import math
+from collections.abc import Callable
+from datetime import datetime
 from html import escape
 from pathlib import Path
 from string import Template
+from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from builder.serve.app import ApiError, read_json, serve_api
 from builder.serve.merchant import Merchant
 from builder.serve.rate_limit import TokenBuckets
+from builder.serve.replies import ApiError, read_json
 from builder.serve.staff_session import (
     ROLE_NAMES,
     ROLES,
@@ -65,6 +68,20 @@ def login_page(merchant: Merchant, what: str, role: Role, error: str = "") -> Re
     return Response(html, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
 
+class _Shared(Protocol):
+    """What the login uses of the app's builder.serve.app.Api (which imports this module,
+    so it is named by its shape here)."""
+
+    clock: Callable[[], datetime]
+
+    def merchant(self, request: Request) -> Merchant: ...
+
+
+def _shared(request: Request) -> _Shared:
+    api: _Shared = request.app.state.api
+    return api
+
+
 class StaffLogin:
     """The login's routes and what they keep while the app runs: the attempts' token
     buckets (per process, as builder.serve.rate_limit says) and the form's files."""
@@ -85,7 +102,7 @@ class StaffLogin:
         return Response(self.files[name], media_type=FILES[name], headers={"Cache-Control": "no-cache"})
 
     async def login(self, request: Request) -> Response:
-        api = serve_api(request)
+        api = _shared(request)
         merchant = api.merchant(request)
         require_same_origin(request)
         tokens = {role: role_token(merchant.appid, role) for role in ROLES}
@@ -117,7 +134,7 @@ class StaffLogin:
             **NO_STORE, "Set-Cookie": set_cookie_header(request, merchant.appid, value, max_age)})
 
     async def logout(self, request: Request) -> Response:
-        merchant = serve_api(request).merchant(request)
+        merchant = _shared(request).merchant(request)
         require_same_origin(request)
         return Response(status_code=204, headers={
             **NO_STORE, "Set-Cookie": set_cookie_header(request, merchant.appid, "", 0)})

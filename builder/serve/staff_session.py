@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
-from builder.serve.app import ApiError
+from builder.serve.replies import ApiError
 
 Role = Literal["staff", "manager"]
 TOKEN_VARIABLES: dict[Role, str] = {"staff": "MPFORGE_STAFF_TOKEN_{appid}",

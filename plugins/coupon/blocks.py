@@ -68,7 +68,7 @@ class CouponListBlock(Block):
     coupons: list[CouponId] | None = Field(
         None, description="coupon ids in display order; when omitted, all but the followers' (follow rewards)")
     kinds: list[Literal["cash", "discount", "exchange"]] | None = Field(None, description="only these kinds")
-    audience: list[Literal["everyone", "new_customers", "members", "followers"]] | None = Field(
+    audience: list[Literal["everyone", "new_customers", "members", "followers", "segment"]] | None = Field(
         None, description="only coupons for these audiences")
     store: StoreId | None = Field(None, description="only coupons usable at this store")
 

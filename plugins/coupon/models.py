@@ -77,8 +77,11 @@ class Coupon(StrictModel):
     validity: Validity
     stock: int = Field(ge=1, le=10_000_000, description="total coupons that can be issued")
     per_user_limit: int = Field(1, ge=1, le=100)
-    audience: Literal["everyone", "new_customers", "members", "followers"] = Field(
-        "everyone", description="followers: people following the merchant's life account")
+    audience: Literal["everyone", "new_customers", "members", "followers", "segment"] = Field(
+        "everyone", description="followers: people following the merchant's life account; members: holders of "
+                                "the member card (membership plugin); segment: customers of `segment`")
+    segment: Id | None = Field(None, description="audience segment: the id of a membership segment whose "
+                                                 "customers may claim it (checked by the back end at each claim)")
     activity_id: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$",
                              description="the Alipay merchant-coupon activity (or template) id the backend "
                                          "issues against")
@@ -94,6 +97,13 @@ class Coupon(StrictModel):
     code_mode: Literal["MERCHANT_API", "MERCHANT_UPLOAD"] | None = Field(
         None, description="exchange coupons: how voucher codes are made, as the Alipay activity was created "
                           "(MERCHANT_API: generated on issue; MERCHANT_UPLOAD: codes the merchant uploaded)")
+
+    @model_validator(mode="after")
+    def _segment_with_its_audience(self) -> Coupon:
+        if (self.audience == "segment") != (self.segment is not None):
+            raise ValueError("'segment' goes with audience: segment, and audience: segment needs 'segment' (the id "
+                             "of a membership segment)")
+        return self
 
     @model_validator(mode="after")
     def _kind_fields(self) -> Coupon:
