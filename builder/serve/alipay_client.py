@@ -17,6 +17,7 @@ Calls block (the SDK uses http.client); an async caller runs them in a worker th
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import traceback
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,13 @@ from alipay.aop.api.DefaultAlipayClient import DefaultAlipayClient
 from alipay.aop.api.domain.AlipayMarketingActivityOrdervoucherSendModel import (
     AlipayMarketingActivityOrdervoucherSendModel,
 )
+from alipay.aop.api.domain.AlipayMarketingCardActivateformQueryModel import AlipayMarketingCardActivateformQueryModel
+from alipay.aop.api.domain.AlipayMarketingCardActivateurlApplyModel import AlipayMarketingCardActivateurlApplyModel
+from alipay.aop.api.domain.AlipayMarketingCardFormtemplateSetModel import AlipayMarketingCardFormtemplateSetModel
+from alipay.aop.api.domain.AlipayMarketingCardOpenModel import AlipayMarketingCardOpenModel
+from alipay.aop.api.domain.AlipayMarketingCardTemplateCreateModel import AlipayMarketingCardTemplateCreateModel
+from alipay.aop.api.domain.AlipayMarketingCardTemplateModifyModel import AlipayMarketingCardTemplateModifyModel
+from alipay.aop.api.domain.AlipayMarketingCardUpdateModel import AlipayMarketingCardUpdateModel
 from alipay.aop.api.domain.AlipayMerchantOrderSyncModel import AlipayMerchantOrderSyncModel
 from alipay.aop.api.domain.AlipayOpenAppQrcodeCreateModel import AlipayOpenAppQrcodeCreateModel
 from alipay.aop.api.domain.AlipayOpenPublicUserFollowQueryModel import AlipayOpenPublicUserFollowQueryModel
@@ -37,10 +45,21 @@ from alipay.aop.api.domain.AlipayTradeCreateModel import AlipayTradeCreateModel
 from alipay.aop.api.domain.AlipayTradeQueryModel import AlipayTradeQueryModel
 from alipay.aop.api.domain.AlipayTradeRefundModel import AlipayTradeRefundModel
 from alipay.aop.api.exception.Exception import RequestException, ResponseException
+from alipay.aop.api.FileItem import FileItem
 from alipay.aop.api.request.AlipayMarketingActivityOrdervoucherSendRequest import (
     AlipayMarketingActivityOrdervoucherSendRequest,
 )
+from alipay.aop.api.request.AlipayMarketingCardActivateformQueryRequest import (
+    AlipayMarketingCardActivateformQueryRequest,
+)
+from alipay.aop.api.request.AlipayMarketingCardActivateurlApplyRequest import AlipayMarketingCardActivateurlApplyRequest
+from alipay.aop.api.request.AlipayMarketingCardFormtemplateSetRequest import AlipayMarketingCardFormtemplateSetRequest
+from alipay.aop.api.request.AlipayMarketingCardOpenRequest import AlipayMarketingCardOpenRequest
+from alipay.aop.api.request.AlipayMarketingCardTemplateCreateRequest import AlipayMarketingCardTemplateCreateRequest
+from alipay.aop.api.request.AlipayMarketingCardTemplateModifyRequest import AlipayMarketingCardTemplateModifyRequest
+from alipay.aop.api.request.AlipayMarketingCardUpdateRequest import AlipayMarketingCardUpdateRequest
 from alipay.aop.api.request.AlipayMerchantOrderSyncRequest import AlipayMerchantOrderSyncRequest
+from alipay.aop.api.request.AlipayOfflineMaterialImageUploadRequest import AlipayOfflineMaterialImageUploadRequest
 from alipay.aop.api.request.AlipayOpenAppQrcodeCreateRequest import AlipayOpenAppQrcodeCreateRequest
 from alipay.aop.api.request.AlipayOpenPublicUserFollowQueryRequest import AlipayOpenPublicUserFollowQueryRequest
 from alipay.aop.api.request.AlipaySystemOauthTokenRequest import AlipaySystemOauthTokenRequest
@@ -51,7 +70,21 @@ from alipay.aop.api.request.AlipayTradeRefundRequest import AlipayTradeRefundReq
 from alipay.aop.api.response.AlipayMarketingActivityOrdervoucherSendResponse import (
     AlipayMarketingActivityOrdervoucherSendResponse,
 )
+from alipay.aop.api.response.AlipayMarketingCardActivateformQueryResponse import (
+    AlipayMarketingCardActivateformQueryResponse,
+)
+from alipay.aop.api.response.AlipayMarketingCardActivateurlApplyResponse import (
+    AlipayMarketingCardActivateurlApplyResponse,
+)
+from alipay.aop.api.response.AlipayMarketingCardFormtemplateSetResponse import (
+    AlipayMarketingCardFormtemplateSetResponse,
+)
+from alipay.aop.api.response.AlipayMarketingCardOpenResponse import AlipayMarketingCardOpenResponse
+from alipay.aop.api.response.AlipayMarketingCardTemplateCreateResponse import AlipayMarketingCardTemplateCreateResponse
+from alipay.aop.api.response.AlipayMarketingCardTemplateModifyResponse import AlipayMarketingCardTemplateModifyResponse
+from alipay.aop.api.response.AlipayMarketingCardUpdateResponse import AlipayMarketingCardUpdateResponse
 from alipay.aop.api.response.AlipayMerchantOrderSyncResponse import AlipayMerchantOrderSyncResponse
+from alipay.aop.api.response.AlipayOfflineMaterialImageUploadResponse import AlipayOfflineMaterialImageUploadResponse
 from alipay.aop.api.response.AlipayOpenAppQrcodeCreateResponse import AlipayOpenAppQrcodeCreateResponse
 from alipay.aop.api.response.AlipayOpenPublicUserFollowQueryResponse import AlipayOpenPublicUserFollowQueryResponse
 from alipay.aop.api.response.AlipaySystemOauthTokenResponse import AlipaySystemOauthTokenResponse
@@ -401,6 +434,95 @@ class AlipayClient:
                             AlipayMerchantOrderSyncResponse())
         return OrderSync(order_id=str(answer.order_id), order_status=answer.order_status or None,
                          record_id=answer.record_id or None)
+
+    # --- the member card (docs/alipay-membership-facts.md 1) ---------------------------
+
+    def upload_image(self, name: str, content: bytes, image_type: str) -> str:
+        """Upload an image for a card template (alipay.offline.material.image.upload, a
+        multipart request: the file is image_content); its image_id. image_type: jpg, png, ..."""
+        request = AlipayOfflineMaterialImageUploadRequest()
+        request.image_name = name
+        request.image_type = image_type
+        request.image_content = FileItem(file_name=name, file_content=content)
+        LOG.info("alipay image upload: %s (%d bytes)", name, len(content))
+        answer = self._call("alipay.offline.material.image.upload", request, AlipayOfflineMaterialImageUploadResponse())
+        return str(answer.image_id)
+
+    def card_template_create(self, template: Mapping[str, Any]) -> str:
+        """Create a member card template from its biz_content fields (request_id,
+        card_type, write_off_type, template_style_info, column_info_list, field_rule_list,
+        card_level_conf, ...: SDK AlipayMarketingCardTemplateCreateModel); its template_id."""
+        model = AlipayMarketingCardTemplateCreateModel.from_alipay_dict(dict(template))
+        answer = self._call("alipay.marketing.card.template.create",
+                            AlipayMarketingCardTemplateCreateRequest(biz_model=model),
+                            AlipayMarketingCardTemplateCreateResponse())
+        return str(answer.template_id)
+
+    def card_template_modify(self, template_id: str, template: Mapping[str, Any]) -> None:
+        """Change a template's design (the same fields as create, with template_id)."""
+        model = AlipayMarketingCardTemplateModifyModel.from_alipay_dict({**template, "template_id": template_id})
+        self._call("alipay.marketing.card.template.modify", AlipayMarketingCardTemplateModifyRequest(biz_model=model),
+                   AlipayMarketingCardTemplateModifyResponse())
+
+    def card_form_template_set(self, template_id: str, required: Sequence[str], optional: Sequence[str] = ()) -> None:
+        """The claim form's fields (OPEN_FORM_FIELD_*); Alipay says to set it once per template."""
+        model = AlipayMarketingCardFormtemplateSetModel()
+        model.template_id = template_id
+        fields: dict[str, str] = {"required": json.dumps({"common_fields": list(required)})}
+        if optional:
+            fields["optional"] = json.dumps({"common_fields": list(optional)})
+        model.fields = fields
+        self._call("alipay.marketing.card.formtemplate.set", AlipayMarketingCardFormtemplateSetRequest(
+            biz_model=model), AlipayMarketingCardFormtemplateSetResponse())
+
+    def card_activate_url(self, template_id: str) -> str:
+        """The claim link (apply_card_url) the mini-program opens; no callback, as a
+        mini-program needs none. Alipay says to apply once per template."""
+        model = AlipayMarketingCardActivateurlApplyModel()
+        model.template_id = template_id
+        answer = self._call("alipay.marketing.card.activateurl.apply", AlipayMarketingCardActivateurlApplyRequest(
+            biz_model=model), AlipayMarketingCardActivateurlApplyResponse())
+        return str(answer.apply_card_url)
+
+    def card_form_query(self, template_id: str, request_id: str, auth_token: str) -> dict[str, str]:
+        """What the user filled in the claim form (OPEN_FORM_FIELD_* -> value), with the
+        user's access token (oauth.token of the claim's auth_code) as auth_token."""
+        model = AlipayMarketingCardActivateformQueryModel()
+        model.biz_type = "MEMBER_CARD"
+        model.template_id = template_id
+        model.request_id = request_id
+        request = AlipayMarketingCardActivateformQueryRequest(biz_model=model)
+        request.add_other_text_param("auth_token", auth_token)  # a common parameter (SDK P_AUTH_TOKEN)
+        answer = self._call("alipay.marketing.card.activateform.query", request,
+                            AlipayMarketingCardActivateformQueryResponse())
+        infos = json.loads(answer.infos) if answer.infos else []
+        return {str(k): str(v) for item in infos if isinstance(item, dict) for k, v in item.items()}
+
+    def card_open(self, *, auth_token: str, out_serial_no: str, template_id: str, user_id: str,
+                  card: Mapping[str, str]) -> str:
+        """Open the user's member card (card_ext_info: external_card_no, open_date,
+        valid_date, level, point); its biz_card_no, which later updates name."""
+        model = AlipayMarketingCardOpenModel()
+        model.out_serial_no = out_serial_no
+        model.card_template_id = template_id
+        model.card_user_info = {"user_uni_id": user_id, "user_uni_id_type": "UID"}
+        model.card_ext_info = dict(card)
+        request = AlipayMarketingCardOpenRequest(biz_model=model)
+        request.add_other_text_param("auth_token", auth_token)
+        LOG.info("alipay card open: out_serial_no %s", out_serial_no)
+        answer = self._call("alipay.marketing.card.open", request, AlipayMarketingCardOpenResponse())
+        return str(answer.card_info.biz_card_no)
+
+    def card_update(self, biz_card_no: str, occur_time: str, card: Mapping[str, str]) -> None:
+        """Change what the user's card shows (card_info: point, level, with the open_date
+        and valid_date it was opened with)."""
+        model = AlipayMarketingCardUpdateModel()
+        model.target_card_no = biz_card_no
+        model.target_card_no_type = "BIZ_CARD"
+        model.occur_time = occur_time
+        model.card_info = dict(card)
+        self._call("alipay.marketing.card.update", AlipayMarketingCardUpdateRequest(biz_model=model),
+                   AlipayMarketingCardUpdateResponse())
 
     def verify_notification(self, params: Mapping[str, str]) -> bool:
         """Whether an asynchronous notification (its form fields, URL-decoded) is from Alipay

@@ -43,6 +43,8 @@ class Merchant:
     store_names: Mapping[str, str] = field(default_factory=dict)
     # The plugins' spec sections the spec has, by key (e.g. "ordering"), validated.
     sections: Mapping[str, Any] = field(default_factory=dict)
+    # The spec's assets folder (files a plugin sends Alipay, e.g. the member card's images).
+    assets_dir: Path | None = None
 
     @property
     def stores(self) -> tuple[str, ...]:
@@ -74,7 +76,8 @@ def load_merchant(spec_path: str | Path) -> Merchant:
                     products=tuple(spec.model.catalogue.products) if spec.model.catalogue else (),
                     store_names={store.id: store.name for store in spec.model.merchant.stores},
                     sections={key: value for key in type(spec.model).model_fields
-                              if key not in CoreSpec.model_fields and (value := getattr(spec.model, key)) is not None})
+                              if key not in CoreSpec.model_fields and (value := getattr(spec.model, key)) is not None},
+                    assets_dir=spec.assets_dir)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,10 @@ given its `Hooks`. What the methods remember lives in `SandboxState`, which rout
 as `request.app.state.sandbox`. `sandbox_server.SandboxServer` runs the app for the
 tests, on port 80 because the SDK cannot reach any other port (see there).
 
+A request with a file (multipart/form-data, as the SDK sends alipay.offline.material.
+image.upload) has its text fields checked as above; its files, which are not signed,
+reach the method base64-encoded under their field names.
+
 One route is the sandbox's own, for a local development run (`mpforge serve --sandbox`)
 to stand in for what a user does in Alipay's app, never part of the back end's API:
 
@@ -47,10 +51,13 @@ to stand in for what a user does in Alipay's app, never part of the back end's A
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 from collections.abc import Mapping
 from datetime import datetime
+from email import policy
+from email.parser import BytesParser
 from urllib.parse import parse_qsl, urlsplit
 
 from Crypto.PublicKey import RSA
@@ -91,6 +98,7 @@ def oauth_token(state: SandboxState, app_id: str, params: Mapping[str, str]) -> 
     answer = {"user_id": user_id, "open_id": open_id, "access_token": f"authusrB{token[:32]}", "expires_in": "3600",
               "refresh_token": f"authusrB{token[32:]}", "re_expires_in": "3600",
               "auth_start": state.clock().strftime(TIMESTAMP_FORMAT)}
+    state.grant_token(app_id, answer["access_token"], user_id)
     if app_id in state.open_id_apps:
         del answer["user_id"]  # apps on the OpenID scheme get no user_id (alipay-platform.md 1d)
     return answer
@@ -179,14 +187,22 @@ def create_sandbox_app(apps: Mapping[str, str], alipay_private_key_pem: str, sta
             return Response("sandbox: injected HTTP error", status_code=faults.http_status, media_type="text/plain")
         # The SDK encodes with the request charset, utf-8.
         params = dict(parse_qsl(request.url.query, keep_blank_values=True))
-        params.update(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True))
+        files: dict[str, str] = {}
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            fields, files = _multipart(content_type, await request.body())
+            params.update(fields)
+        else:
+            params.update(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True))
         method = params.get("method", "")
         key = method.replace(".", "_") + "_response"
         signer: RsaKey | None = alipay_key
         try:
             if faults.busy:
                 raise SandboxRefusal(SERVICE_UNAVAILABLE, "isp.unknow-error", "系统繁忙")
-            body = _check(params, app_keys, state, methods)(state, params["app_id"], params)
+            # Files are not signed (the SDK signs the text parameters only): the method
+            # gets them after the checks, base64-encoded under their field names.
+            body = _check(params, app_keys, state, methods)(state, params["app_id"], {**params, **files})
         except SandboxRefusal as refused:
             if method == OAUTH_TOKEN:
                 key = "error_response"
@@ -225,6 +241,26 @@ def create_sandbox_app(apps: Mapping[str, str], alipay_private_key_pem: str, sta
     # For plugin routes that post signed notifications, as Alipay does (signed_notification).
     app.state.alipay_private_key_pem = alipay_private_key_pem
     return app
+
+
+def _multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, str]]:
+    """(text fields, files base64-encoded) of a multipart/form-data body: how the SDK
+    sends a request with a file (WebUtils.do_multipart_post, e.g. the image of
+    alipay.offline.material.image.upload), its text parameters as fields."""
+    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1")
+    message = BytesParser(policy=policy.default).parsebytes(head + body)
+    fields: dict[str, str] = {}
+    files: dict[str, str] = {}
+    for part in message.iter_parts() if message.is_multipart() else ():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if not isinstance(name, str) or not isinstance(payload, bytes):
+            continue
+        if part.get_filename() is None:
+            fields[name] = payload.decode("utf-8", errors="replace")
+        else:
+            files[name] = base64.b64encode(payload).decode("ascii")
+    return fields, files
 
 
 def _sandbox_error(status: int, message: str) -> Response:

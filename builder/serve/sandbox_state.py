@@ -86,6 +86,7 @@ class SandboxState:
         self._issued: dict[tuple[str, str], Issued] = {}  # (activity_id, out_biz_no)
         self._per_user: dict[tuple[str, str], int] = {}  # (activity_id, user_id) -> vouchers
         self._open_ids: dict[tuple[str, str], str] = {}  # (app_id, open_id) -> user_id
+        self._tokens: dict[tuple[str, str], str] = {}  # (app_id, access_token) -> user_id
         self._follows: set[tuple[str, str]] = set()  # (life account app_id, user_id)
         # Mini-program codes: the base URL the image URLs point at (the server's, once its
         # address is known; None: an unresolvable host), the apps that have not bound the
@@ -119,6 +120,16 @@ class SandboxState:
     def user_for_open_id(self, app_id: str, open_id: str) -> str | None:
         with self._lock:
             return self._open_ids.get((app_id, open_id))
+
+    def grant_token(self, app_id: str, access_token: str, user_id: str) -> None:
+        """Remember whose an access token oauth.token issued is: methods that take a
+        user's auth_token (the member card's) check it names that user."""
+        with self._lock:
+            self._tokens[(app_id, access_token)] = user_id
+
+    def user_for_token(self, app_id: str, access_token: str) -> str | None:
+        with self._lock:
+            return self._tokens.get((app_id, access_token))
 
     # --- merchant vouchers (ordervoucher) --------------------------------------------
 

@@ -22,7 +22,7 @@ from builder.plugin_api import Problem, ValidSpec, hookimpl
 from .models import MembershipSection
 
 if TYPE_CHECKING:  # the back end's types: a build never loads them
-    from starlette.routing import BaseRoute
+    from starlette.routing import BaseRoute, Route
 
     from builder.serve.plugin_api import BusinessEvent, Endpoint, PeriodicTask, SandboxMethod, TaskContext
     from builder.serve.storage import AlipayUser, Storage
@@ -116,3 +116,10 @@ def mpforge_sandbox_methods() -> dict[str, SandboxMethod]:
     from . import sandbox_card, sandbox_messages, sandbox_qipan
 
     return {**sandbox_card.SANDBOX_METHODS, **sandbox_messages.SANDBOX_METHODS, **sandbox_qipan.SANDBOX_METHODS}
+
+
+@hookimpl
+def mpforge_sandbox_routes() -> list[Route]:
+    from . import sandbox_card
+
+    return list(sandbox_card.SANDBOX_ROUTES)
