@@ -28,6 +28,7 @@ from builder.serve import claims
 from builder.serve.alipay_client import AlipayClient
 from builder.serve.alipay_errors import AlipayError, AlipayUnavailable, UnverifiedResponse
 from builder.serve.api_models import ClaimReply, ClaimRequest, MyClaimsReply
+from builder.serve.business_events import COUPON_CLAIMED
 from builder.serve.content import china_today, my_claims
 from builder.serve.merchant import Merchant
 from builder.serve.plugin_api import (
@@ -37,6 +38,7 @@ from builder.serve.plugin_api import (
     UNAVAILABLE,
     Api,
     ApiError,
+    BusinessEvent,
     Endpoint,
     ErrorReply,
     Operation,
@@ -52,7 +54,7 @@ from builder.serve.plugin_api import (
     validated,
 )
 from builder.serve.sandbox_state import Refusal
-from builder.serve.storage import AlipayUser, NewClaim
+from builder.serve.storage import AlipayUser, Claim, NewClaim, Status
 
 from .models import Coupon
 
@@ -68,8 +70,9 @@ CLAIM = Operation(
                **CLIENT_ERRORS, 401: ("no valid session token", ERROR),
                403: ("the user is not in the coupon's audience, before anything is stored: error.code not_following "
                      "(a followers' coupon: Alipay says the user does not follow the life account; follow it, then "
-                     "claim again), or audience_not_checked (a members' coupon: this server cannot check "
-                     "membership yet)", ERROR),
+                     "claim again), not_member (a members' coupon: the user holds no member card), not_in_segment "
+                     "(a segment's coupon), or audience_not_checked (no plugin of the server can check the "
+                     "audience)", ERROR),
                404: ("unknown app id or coupon id", ERROR),
                409: ("SOLD_OUT, LIMIT_REACHED, NOT_ELIGIBLE or REFUSED (a ClaimReply, stored: a replay of the key "
                      "gets it again). NOT_ELIGIBLE: a new_customers coupon, and the user has an issued or reserved "
@@ -121,11 +124,11 @@ async def claim(request: Request) -> Response:
     client, retry = api.clients[merchant.appid], api.limits.retry
     try:
         try:
-            coupon = _claimable(api, merchant, coupon_id)
+            coupon = await claimable(api, merchant, coupon_id, user)
             # A replay of the key is answered as before, without asking Alipay again.
             if coupon.audience == "followers" and await to_thread.run_sync(
                     api.storage.find_claim, merchant.appid, user, key) is None:
-                await _require_following(client, user)
+                await require_following(client, user)
         except ApiError:
             # What may not be claimed now refuses new claims only: a replayed key
             # still gets the answer its claim had.
@@ -142,12 +145,14 @@ async def claim(request: Request) -> Response:
         raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for another claim "
                                                       "(another coupon or chInfo); use a new key") from None
     await api.jobs.settle_later(found)  # a claim still pending: the job queue settles it
+    await announce_issued(api, found)
     status, answer = claims.answer(found)
     return reply(status, answer, {"Retry-After": "1"} if status == 503 else None)
 
 
-def _claimable(api: Api, merchant: Merchant, coupon_id: str) -> Coupon:
-    """The coupon, when a new claim of it may go ahead today."""
+async def claimable(api: Api, merchant: Merchant, coupon_id: str, user: AlipayUser) -> Coupon:
+    """The coupon, when a new claim of it by `user` may go ahead today (also the
+    membership plugin's points rewards ask this)."""
     coupon = merchant.coupon(coupon_id)
     if coupon is None:
         raise ApiError(404, "unknown_coupon", f"no coupon {coupon_id!r} in this mini-program")
@@ -157,16 +162,33 @@ def _claimable(api: Api, merchant: Merchant, coupon_id: str) -> Coupon:
         raise ApiError(409, "coupon_not_started", f"the coupon can be claimed from {validity.start}")
     if validity.end is not None and today > validity.end:
         raise ApiError(409, "coupon_expired", f"the coupon could be claimed until {validity.end}")
-    if coupon.audience == "members":
-        # Issuing to anyone would give away what the merchant meant for members:
-        # refuse until the server can check membership.
-        raise ApiError(403, "audience_not_checked", "the coupon is for members, and this server cannot check "
-                                                    "membership yet; it cannot be claimed")
+    if coupon.audience in ("members", "segment"):
+        audience = "members" if coupon.audience == "members" else f"segment:{coupon.segment}"
+        inside = await to_thread.run_sync(api.plugins.serve_in_audience, api.storage, merchant.appid, user, audience)
+        if inside is None:
+            # Issuing to anyone would give away what the merchant meant for some: refuse
+            # while no plugin (membership) can say who they are.
+            raise ApiError(403, "audience_not_checked", f"the coupon is for {audience}, and no plugin of this "
+                                                        "server can check that; it cannot be claimed")
+        if not inside:
+            if coupon.audience == "members":
+                raise ApiError(403, "not_member", "the coupon is for members: claim the member card first, then "
+                                                  "claim again")
+            raise ApiError(403, "not_in_segment", "the coupon is for a group of customers this user is not in")
     # followers: checked with Alipay by the caller; new_customers: by Storage.reserve.
     return coupon
 
 
-async def _require_following(client: AlipayClient, user: AlipayUser) -> None:
+async def announce_issued(api: Api, claim: Claim) -> None:
+    """Tell the plugins a voucher was issued (coupon_claimed, ref: the out_biz_no; a
+    replay announces it again, which listeners take as one)."""
+    if claim.status is Status.ISSUED:
+        event = BusinessEvent(appid=claim.appid, user=claim.user, kind=COUPON_CLAIMED, ref=claim.out_biz_no,
+                              at=api.clock(), data=(("coupon", claim.coupon_id),))
+        await to_thread.run_sync(api.announce, event)
+
+
+async def require_following(client: AlipayClient, user: AlipayUser) -> None:
     """Nothing, when Alipay says the user follows the app's life account."""
     by_user_id = user.kind == "user_id"
     try:

@@ -45,7 +45,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from builder.serve.alipay_errors import AlipayError, AlipayUnavailable, UnverifiedResponse
-from builder.serve.plugin_api import ApiError, serve_api
+from builder.serve.business_events import ORDER_READY, ORDER_REFUNDED
+from builder.serve.plugin_api import ApiError, BusinessEvent, serve_api
 from builder.serve.staff_login import PAGE_HEADERS, login_page
 from builder.serve.staff_session import require_role, require_same_origin
 from builder.serve.storage import Storage
@@ -143,6 +144,12 @@ class Board:
             raise ApiError(503, "alipay_unavailable", "Alipay did not answer; nothing changed, try the refund again",
                            headers={"Retry-After": "1"}) from None
         LOG.info("app %s: order %s %s on the order board", merchant.appid, order.out_trade_no, moved.status.value)
+        kind = {Status.READY: ORDER_READY, Status.REFUNDED: ORDER_REFUNDED}.get(moved.status)
+        if kind is not None:
+            event = BusinessEvent(appid=moved.appid, user=moved.user, kind=kind, ref=moved.out_trade_no,
+                                  at=api.clock(), amount_fen=moved.total if kind == ORDER_REFUNDED else 0,
+                                  data=(("store", moved.store),))
+            await to_thread.run_sync(api.announce, event)
         return JSONResponse({"order": board_json(moved)}, headers=NO_STORE)
 
     @staticmethod

@@ -34,6 +34,11 @@ under the order's row lock, and a transition already made is not made again.
 
 `refund_order` (the order board's refund) is a plain function here.
 
+Whatever marks an order paid (the notification, GET of the order, a create that finds
+the trade paid, reconcile) goes through `settle`, which announces order_paid
+(builder.serve.business_events) to the plugins once the change is stored, from the call
+that made it; the order board announces order_ready and order_refunded.
+
 The sandbox's alipay.trade.create, .query, .close and .refund and its
 `POST /sandbox/pay` (a buyer paying) are in sandbox.py.
 
@@ -51,7 +56,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -63,6 +68,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from builder.serve.alipay_client import AlipayClient
 from builder.serve.alipay_errors import AlipayError, AlipayUnavailable, UnverifiedResponse
+from builder.serve.business_events import ORDER_PAID
 from builder.serve.merchant import Merchant
 from builder.serve.plugin_api import (
     CLIENT_ERRORS,
@@ -71,6 +77,7 @@ from builder.serve.plugin_api import (
     UNAVAILABLE,
     Api,
     ApiError,
+    BusinessEvent,
     Endpoint,
     FieldError,
     Operation,
@@ -97,6 +104,7 @@ LOG = logging.getLogger(__name__)
 PUBLIC_URL_VARIABLE = "MPFORGE_PUBLIC_URL"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,64}")  # as the coupon claims': printable ASCII, no spaces
+Announce = Callable[[BusinessEvent], None]  # Api.announce, TaskContext.announce
 PAID_STATUSES = ("TRADE_SUCCESS", "TRADE_FINISHED")  # the only ones that mean paid (facts 3)
 WAIT_BUYER_PAY, TRADE_CLOSED = "WAIT_BUYER_PAY", "TRADE_CLOSED"
 TRADE_NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
@@ -288,7 +296,7 @@ async def _with_trade(api: Api, merchant: Merchant, section: OrderingSection, or
         if refused.sub_code == TRADE_HAS_SUCCESS:
             # An earlier create got through unheard, and the buyer paid it (from the bill
             # list): what Alipay says of the trade settles the order, never a close.
-            settled = await to_thread.run_sync(ask_alipay, api.storage, client, order)
+            settled = await to_thread.run_sync(ask_alipay, api.storage, client, order, api.announce)
             if settled.status == Status.CREATED:  # trade.query gave no answer: not known yet
                 raise ApiError(503, "alipay_unavailable", "Alipay did not answer; retry with the same "
                                                           "Idempotency-Key", headers={"Retry-After": "1"}) from None
@@ -326,7 +334,7 @@ async def get_order(request: Request) -> Response:
     if order is None or order.user != user:
         raise ApiError(404, "unknown_order", "no such order of this user")
     if order.status == Status.CREATED and order.trade_no is not None:
-        order = await to_thread.run_sync(ask_alipay, api.storage, api.clients[merchant.appid], order)
+        order = await to_thread.run_sync(ask_alipay, api.storage, api.clients[merchant.appid], order, api.announce)
     return reply(200, _reply(order))
 
 
@@ -361,14 +369,19 @@ async def alipay_notify(request: Request) -> Response:
     if not api.clients[merchant.appid].verify_notification(params):
         LOG.warning("app %s: a payment notification did not verify; ignored", merchant.appid)
         return PlainTextResponse("fail", status_code=400)
-    outcome = await to_thread.run_sync(settle, api.storage, merchant.appid, params)
+    outcome = await to_thread.run_sync(lambda: settle(api.storage, merchant.appid, params, api.announce))
     return PlainTextResponse("success" if outcome else "fail", status_code=200 if outcome else 400)
 
 
-def settle(storage: Storage, appid: str, trade: Mapping[str, str]) -> bool:
+def tell_nobody(_event: BusinessEvent) -> None:
+    """The announce of a caller that tells no plugin what happened (a tool, a test)."""
+
+
+def settle(storage: Storage, appid: str, trade: Mapping[str, str], announce: Announce = tell_nobody) -> bool:
     """Record what Alipay says of a trade (a verified notification's fields, or
     trade.query's): False when it names no order of `appid`, or another amount or trade
-    than the order's."""
+    than the order's. An order it marks paid is announced (order_paid), once the change
+    is stored; only the call that made the change announces it."""
     order = orders.find(storage, appid, trade.get("out_trade_no", ""))
     if order is None:
         LOG.warning("app %s: Alipay reports a trade of no order here", appid)
@@ -386,9 +399,11 @@ def settle(storage: Storage, appid: str, trade: Mapping[str, str]) -> bool:
     status = trade.get("trade_status")
     try:
         if status in PAID_STATUSES:
-            _, changed = orders.transition(storage, order.id, Status.PAID, already=AFTER_PAYMENT)
+            paid, changed = orders.transition(storage, order.id, Status.PAID, already=AFTER_PAYMENT)
             if changed:
                 LOG.info("app %s: order %s paid", appid, order.out_trade_no)
+                announce(BusinessEvent(appid=appid, user=paid.user, kind=ORDER_PAID, ref=paid.out_trade_no,
+                                       at=storage.clock(), amount_fen=paid.total, data=(("store", paid.store),)))
         elif status == TRADE_CLOSED and order.status == Status.CREATED:
             orders.transition(storage, order.id, Status.CLOSED)
     except orders.IllegalTransition as exc:
@@ -412,7 +427,7 @@ def refund_order(storage: Storage, client: AlipayClient, order: Order, reason: s
     return refunded
 
 
-def ask_alipay(storage: Storage, client: AlipayClient, order: Order) -> Order:
+def ask_alipay(storage: Storage, client: AlipayClient, order: Order, announce: Announce = tell_nobody) -> Order:
     """The order after recording what alipay.trade.query says of its trade (as a
     notification would be); unchanged when Alipay does not know it (ACQ.TRADE_NOT_EXIST),
     refuses or does not answer."""
@@ -422,11 +437,11 @@ def ask_alipay(storage: Storage, client: AlipayClient, order: Order) -> Order:
         LOG.info("app %s: order %s: trade.query gave no state (%s)", order.appid, order.out_trade_no, exc)
         return order
     settle(storage, order.appid, {"out_trade_no": state.out_trade_no, "trade_no": state.trade_no,
-                                  "trade_status": state.trade_status, "total_amount": state.total_amount})
+                                  "trade_status": state.trade_status, "total_amount": state.total_amount}, announce)
     return orders.find(storage, order.appid, order.out_trade_no) or order
 
 
-def close_unpaid(storage: Storage, client: AlipayClient, order: Order) -> Order:
+def close_unpaid(storage: Storage, client: AlipayClient, order: Order, announce: Announce = tell_nobody) -> Order:
     """Settle an order whose time to pay is over, by what Alipay says of its trade
     (alipay.trade.query): paid -> paid; still WAIT_BUYER_PAY -> alipay.trade.close, then
     closed; TRADE_CLOSED, or no trade at all (ACQ.TRADE_NOT_EXIST) -> closed, its stock
@@ -449,10 +464,10 @@ def close_unpaid(storage: Storage, client: AlipayClient, order: Order) -> Order:
         except AlipayError as exc:
             # Paid (or closed) between the query and the close: what Alipay says now decides.
             LOG.info("app %s: order %s: trade.close refused (%s); asking again", order.appid, order.out_trade_no, exc)
-            return ask_alipay(storage, client, order)
+            return ask_alipay(storage, client, order, announce)
         state = replace(state, trade_status=TRADE_CLOSED)
     settle(storage, order.appid, {"out_trade_no": state.out_trade_no, "trade_no": state.trade_no,
-                                  "trade_status": state.trade_status, "total_amount": state.total_amount})
+                                  "trade_status": state.trade_status, "total_amount": state.total_amount}, announce)
     return orders.find(storage, order.appid, order.out_trade_no) or order
 
 
@@ -465,7 +480,8 @@ def _close(storage: Storage, order: Order) -> Order:
     return closed
 
 
-def reconcile(storage: Storage, clients: Mapping[str, AlipayClient], pay_within: Mapping[str, timedelta]) -> int:
+def reconcile(storage: Storage, clients: Mapping[str, AlipayClient], pay_within: Mapping[str, timedelta],
+              announce: Announce = tell_nobody) -> int:
     """Settle (`close_unpaid`) every order still created after its app's time to pay
     (`pay_within`: app id -> ordering.pay_within_minutes): a payment whose notification
     was lost marks its order paid, an order never paid is closed and gives its stock
@@ -476,7 +492,7 @@ def reconcile(storage: Storage, clients: Mapping[str, AlipayClient], pay_within:
         if client is None:
             continue
         for order in orders.unpaid_before(storage, appid, now - window):
-            changed += close_unpaid(storage, client, order).status != order.status
+            changed += close_unpaid(storage, client, order, announce).status != order.status
     return changed
 
 
@@ -500,7 +516,7 @@ def pay_windows(sections: Mapping[str, Mapping[str, object]]) -> dict[str, timed
 
 def reconcile_task(context: TaskContext) -> None:
     """The job queue's run of `reconcile`, every minute."""
-    changed = reconcile(context.storage, context.clients, pay_windows(context.sections))
+    changed = reconcile(context.storage, context.clients, pay_windows(context.sections), context.announce)
     if changed:
         LOG.info("reconcile: %d unpaid orders settled", changed)
 
