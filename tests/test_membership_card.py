@@ -1,0 +1,211 @@
+"""The membership plugin's member card and points against the sandbox, on SQLite and
+PostgreSQL: the card template made once, a card opened end to end (the claim form in the
+sandbox -> authCode -> POST membership/card), points earned by a paid order (once), the
+card's points and level pushed to Alipay, points spent on a reward coupon, the follow's
+points, and a members-only coupon."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from serve_support import APPID, Database, coupon
+from sqlalchemy import MetaData, select
+from test_ordering import Shop, open_shop, shop_spec
+
+from builder.serve.business_events import ORDER_PAID, ORDER_REFUNDED, BusinessEvent
+from builder.serve.merchant import load_merchant
+from builder.serve.sandbox_state import sandbox_user_id
+from builder.serve.storage import METADATA, AlipayUser, Storage
+from helpers import write_project
+from plugins.membership import MIGRATIONS
+from plugins.membership.card_api import card_sync_task
+from plugins.membership.sandbox_card import cards
+from plugins.membership.tables import CUSTOMERS, LEDGER
+from plugins.membership.tables import METADATA as MEMBERSHIP_METADATA
+
+pytest_plugins = ["serve_fixtures"]  # database, postgres
+
+MOBILE = "13800138000"
+MEMBERSHIP = {
+    "card": {"title": "港湾咖啡会员卡", "logo": "banner.png", "background": "banner.png",
+             "plugin_provider": "2021000000000009"},
+    "levels": [{"id": "silver", "name": "银卡", "min_points": 0}, {"id": "gold", "name": "金卡", "min_points": 100}],
+    "points": {"per_yuan": 2, "per_follow": 10, "rewards": [{"coupon": "reward", "points": 50}]},
+}
+
+
+def member_spec() -> dict[str, Any]:
+    spec = shop_spec()
+    spec["coupon"] = {"coupons": [coupon("reward"), coupon("members", audience="members")]}
+    spec["membership"] = copy.deepcopy(MEMBERSHIP)
+    return spec
+
+
+@pytest.fixture
+def shop(database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shop]:
+    with open_shop(database, load_merchant(write_project(tmp_path / "shop", member_spec())), monkeypatch) as opened:
+        yield opened
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def me(shop: Shop, token: str) -> dict[str, Any]:
+    answer = shop.api.get(f"/api/v1/{APPID}/membership/me", headers=auth(token))
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def fill_form(shop: Shop, template_id: str, login: str) -> dict[str, Any]:
+    """The user fills the claim form (the sandbox's stand-in for Alipay's claim page)."""
+    answer = httpx.post(f"http://{shop.served.sandbox.server.host}/sandbox/card/apply", timeout=30,
+                        json={"appId": APPID, "templateId": template_id, "login": login, "mobile": MOBILE})
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def open_card(shop: Shop, token: str, claim: dict[str, Any]) -> httpx.Response:
+    return shop.api.post(f"/api/v1/{APPID}/membership/card", headers=auth(token), json=claim)
+
+
+def become_member(shop: Shop, login: str) -> tuple[str, dict[str, Any]]:
+    token = shop.served.login(login)
+    assert me(shop, token)["applyCardUrl"]  # the card is made on first need
+    template_id = cards(shop.served.sandbox.state).templates(APPID)[0].template_id
+    opened = open_card(shop, token, fill_form(shop, template_id, login))
+    assert opened.status_code == 200, opened.text
+    return token, opened.json()
+
+
+def customer_row(shop: Shop, login: str) -> dict[str, Any]:
+    user_id = sandbox_user_id(login)
+    return next(r for r in shop.served.rows(CUSTOMERS) if r["alipay_user"] == user_id)
+
+
+def reward(shop: Shop, token: str, key: str, coupon_id: str = "reward") -> httpx.Response:
+    return shop.api.post(f"/api/v1/{APPID}/membership/rewards/{coupon_id}",
+                         headers={**auth(token), "Idempotency-Key": key})
+
+
+def test_the_card_is_made_once_and_opened_from_the_claim_form(shop: Shop) -> None:
+    token = shop.served.login("ann")
+    first = me(shop, token)
+    assert (first["member"], first["points"], first["level"], first["nextLevel"]) == (
+        False, 0, {"id": "silver", "name": "银卡"}, {"id": "gold", "name": "金卡", "minPoints": 100})
+    sandbox = cards(shop.served.sandbox.state)
+    [template] = sandbox.templates(APPID)
+    assert template.levels == ("silver", "gold") and template.form == ("OPEN_FORM_FIELD_MOBILE",)
+    assert first["applyCardUrl"] == template.apply_card_url and template.template_id in first["applyCardUrl"]
+    assert me(shop, shop.served.login("bob"))["applyCardUrl"] == first["applyCardUrl"]
+    assert len(sandbox.templates(APPID)) == 1  # made once
+
+    claim = fill_form(shop, template.template_id, "ann")
+    opened = open_card(shop, token, claim)
+    assert opened.status_code == 200, opened.text
+    answer = opened.json()
+    assert answer["member"] is True and answer["cardNo"] and answer["applyCardUrl"] is None
+    card = sandbox.card(answer["cardNo"])
+    assert card is not None and (card.user_id, card.level, card.point) == (sandbox_user_id("ann"), "silver", "0")
+    assert customer_row(shop, "ann")["mobile_sha256"] == hashlib.sha256(MOBILE.encode()).hexdigest()
+    # Opening again answers the same, and Alipay opens nothing new.
+    assert open_card(shop, token, claim).json() == answer
+    assert me(shop, token) == answer
+    # Another user cannot open a card with ann's claim.
+    stolen = open_card(shop, shop.served.login("bob"), claim)
+    assert (stolen.status_code, stolen.json()["error"]["code"]) == (403, "wrong_user")
+
+
+def test_a_paid_order_earns_points_once_and_the_card_shows_the_new_level(shop: Shop) -> None:
+    token, member = become_member(shop, "ann")
+    order = shop.order(token).json()
+    assert shop.pay(order["id"])["notifyAnswer"] == "success"
+    # 64.00 yuan x 2 points; announced again (a second notification, reconcile): once.
+    api = shop.served.app.state.api
+    api.announce(BusinessEvent(APPID, AlipayUser("user_id", sandbox_user_id("ann")), ORDER_PAID, order["id"],
+                               shop.served.clock(), amount_fen=6400))
+    shop.pay(order["id"])
+    now = me(shop, token)
+    assert (now["points"], now["earned"], now["level"]["id"], now["nextLevel"]) == (128, 128, "gold", None)
+    assert [(r["reason"], r["delta"]) for r in shop.served.rows(LEDGER)] == [("order", 128)]
+
+    sandbox = cards(shop.served.sandbox.state)
+    card_sync_task(api.context)
+    card = sandbox.card(member["cardNo"])
+    assert card is not None and (card.point, card.level, card.updates) == ("128", "gold", 1)
+    card_sync_task(api.context)  # nothing changed since: nothing pushed
+    assert sandbox.card(member["cardNo"]) == card
+
+    # A refund takes the order's points back (spent ones stay spent: never below zero).
+    assert reward(shop, token, "spend-1").status_code == 200
+    api.announce(BusinessEvent(APPID, AlipayUser("user_id", sandbox_user_id("ann")), ORDER_REFUNDED, order["id"],
+                               shop.served.clock(), amount_fen=6400))
+    after = me(shop, token)
+    assert (after["points"], after["earned"], after["level"]["id"]) == (0, 0, "silver")
+    card_sync_task(api.context)
+    card = sandbox.card(member["cardNo"])
+    assert card is not None and (card.point, card.level) == ("0", "silver")
+
+
+def test_points_are_spent_on_a_reward_and_given_back_when_the_claim_is_refused(shop: Shop) -> None:
+    poor = reward(shop, shop.served.login("cat"), "k-1")
+    assert (poor.status_code, poor.json()["error"]["code"]) == (409, "not_enough_points")
+    token = shop.served.login("ann")
+    order = shop.order(token).json()
+    shop.pay(order["id"])
+
+    first = reward(shop, token, "k-1")
+    assert first.status_code == 200, first.text
+    assert (first.json()["points"], first.json()["claim"]["result"]) == (78, "CLAIMED")
+    assert reward(shop, token, "k-1").json() == first.json()  # a replayed key: the same, nothing spent
+    assert len(shop.served.vouchers("reward")) == 1
+    # The coupon allows one per user: the claim is refused and the points come back.
+    refused = reward(shop, token, "k-2")
+    assert (refused.status_code, refused.json()["claim"]["result"], refused.json()["points"]) == (
+        409, "LIMIT_REACHED", 78)
+    assert reward(shop, token, "k-2").json() == refused.json()
+    assert me(shop, token)["points"] == 78
+    assert reward(shop, token, "k-3", "members").status_code == 404  # not a reward
+
+
+def test_the_follow_gives_points_once(shop: Shop) -> None:
+    token = shop.served.login("ann")
+    url = f"/api/v1/{APPID}/membership/follow-points"
+    refused = shop.api.post(url, headers=auth(token))
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "not_following")
+    shop.served.sandbox.state.set_following(APPID, sandbox_user_id("ann"))
+    first = shop.api.post(url, headers=auth(token)).json()
+    assert (first["points"], first["followed"]) == (10, True)
+    assert shop.api.post(url, headers=auth(token)).json() == first
+
+
+def test_a_members_coupon_is_refused_to_a_non_member_and_issued_to_a_member(shop: Shop) -> None:
+    stranger = shop.served.claim(shop.served.login("bob"), "members")
+    assert (stranger.status_code, stranger.json()["error"]["code"]) == (403, "not_member")
+    token, _ = become_member(shop, "ann")
+    claimed = shop.served.claim(token, "members")
+    assert (claimed.status_code, claimed.json()["result"]) == (201, "CLAIMED")
+
+
+def test_the_tables_match_their_migration(database: Database) -> None:
+    storage = Storage(database.url)
+    try:
+        storage.migrate([MIGRATIONS])
+        both = MetaData()
+        for table in [*METADATA.tables.values(), *MEMBERSHIP_METADATA.tables.values()]:
+            table.to_metadata(both)
+        with storage.engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), both) == []
+            assert conn.execute(select(CUSTOMERS)).all() == []
+    finally:
+        storage.dispose()
