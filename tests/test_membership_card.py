@@ -16,6 +16,7 @@ import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from helpers import write_project
 from serve_support import APPID, Database, coupon
 from sqlalchemy import MetaData, select
 from test_ordering import Shop, open_shop, shop_spec
@@ -24,7 +25,6 @@ from builder.serve.business_events import ORDER_PAID, ORDER_REFUNDED, BusinessEv
 from builder.serve.merchant import load_merchant
 from builder.serve.sandbox_state import sandbox_user_id
 from builder.serve.storage import METADATA, AlipayUser, Storage
-from helpers import write_project
 from plugins.membership import MIGRATIONS
 from plugins.membership.card_api import card_sync_task
 from plugins.membership.sandbox_card import cards
