@@ -26,7 +26,7 @@ from builder.serve.merchant import load_merchant
 from builder.serve.sandbox_state import sandbox_user_id
 from builder.serve.storage import METADATA, AlipayUser, Storage
 from plugins.membership import MIGRATIONS
-from plugins.membership.card_api import card_sync_task
+from plugins.membership.card_api import card_sync_task, ensure_card
 from plugins.membership.sandbox_card import cards
 from plugins.membership.tables import CUSTOMERS, LEDGER
 from plugins.membership.tables import METADATA as MEMBERSHIP_METADATA
@@ -109,6 +109,16 @@ def test_the_card_is_made_once_and_opened_from_the_claim_form(shop: Shop) -> Non
     assert first["applyCardUrl"] == template.apply_card_url and template.template_id in first["applyCardUrl"]
     assert me(shop, shop.served.login("bob"))["applyCardUrl"] == first["applyCardUrl"]
     assert len(sandbox.templates(APPID)) == 1  # made once
+
+    # A changed design modifies the same template (the claim link stays).
+    api = shop.served.app.state.api
+    merchant = api.merchants[APPID]
+    section = merchant.sections["membership"]
+    renamed = section.model_copy(update={"card": section.card.model_copy(update={"title": "港湾会员"})})
+    changed = ensure_card(api.storage, api.clients[APPID], merchant, renamed)
+    assert (changed.template_id, changed.apply_card_url) == (template.template_id, template.apply_card_url)
+    assert '"card_show_name": "港湾会员"' in sandbox.templates(APPID)[0].design
+    assert ensure_card(api.storage, api.clients[APPID], merchant, renamed) == changed  # unchanged: no call
 
     claim = fill_form(shop, template.template_id, "ann")
     opened = open_card(shop, token, claim)

@@ -165,7 +165,7 @@ def ensure_card(storage: Storage, client: AlipayClient, merchant: Merchant, sect
     style["background_id"] = client.upload_image(f"background.{background[1]}", background[0], background[1])
     now = storage.clock()
     if stored is not None:
-        client.card_template_modify(stored.template_id, design)
+        client.card_template_modify(stored.template_id, {"request_id": f"{merchant.appid}{digest[:16]}", **design})
         LOG.warning("app %s: the member card's design changed: template %s modified (a changed claim form is not "
                     "set again: Alipay allows it once per template)", merchant.appid, stored.template_id)
         with write(storage) as conn:

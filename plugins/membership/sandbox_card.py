@@ -231,9 +231,8 @@ def image_upload(state: SandboxState, app_id: str, params: Mapping[str, str]) ->
 
 
 def _levels(biz: Mapping[str, object], app_id: str, state: SandboxState) -> tuple[str, ...]:
-    """The template's checks, shared by create and modify; its level ids."""
-    if biz.get("card_type") != "OUT_MEMBER_CARD":
-        raise invalid_parameter("card_type 须为 OUT_MEMBER_CARD")
+    """The template's checks, shared by create and modify (which has no card_type: SDK
+    AlipayMarketingCardTemplateModifyModel); its level ids."""
     _text(biz.get("write_off_type"), "write_off_type")
     style = _object(biz.get("template_style_info"), "template_style_info")
     if not 1 <= len(_text(style.get("card_show_name"), "card_show_name")) <= 20:
@@ -256,11 +255,17 @@ def _levels(biz: Mapping[str, object], app_id: str, state: SandboxState) -> tupl
     return levels
 
 
+def _design_text(biz: Mapping[str, object]) -> str:
+    return json.dumps(biz, sort_keys=True, ensure_ascii=False)
+
+
 def template_create(state: SandboxState, app_id: str, params: Mapping[str, str]) -> dict[str, str]:
     biz = biz_content(params)
     request_id = _text(biz.get("request_id"), "request_id")
+    if biz.get("card_type") != "OUT_MEMBER_CARD":
+        raise invalid_parameter("card_type 须为 OUT_MEMBER_CARD")
     levels = _levels(biz, app_id, state)
-    template = cards(state).add_template(app_id, request_id, levels, json.dumps(biz, sort_keys=True))
+    template = cards(state).add_template(app_id, request_id, levels, _design_text(biz))
     return succeeded(template_id=template.template_id)
 
 
@@ -268,7 +273,7 @@ def template_modify(state: SandboxState, app_id: str, params: Mapping[str, str])
     biz = biz_content(params)
     template = cards(state).template(app_id, _text(biz.get("template_id"), "template_id"))
     levels = _levels(biz, app_id, state)
-    cards(state).change_template(template.template_id, levels=levels, design=json.dumps(biz, sort_keys=True))
+    cards(state).change_template(template.template_id, levels=levels, design=_design_text(biz))
     return succeeded(template_id=template.template_id)
 
 
