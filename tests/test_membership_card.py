@@ -19,6 +19,7 @@ from alembic.migration import MigrationContext
 from helpers import write_project
 from serve_support import APPID, Database, coupon
 from sqlalchemy import MetaData, select
+from test_order_board import STAFF_TOKEN, Board
 from test_ordering import Shop, open_shop, shop_spec
 
 from builder.serve.business_events import ORDER_PAID, ORDER_REFUNDED, BusinessEvent
@@ -136,7 +137,8 @@ def test_the_card_is_made_once_and_opened_from_the_claim_form(shop: Shop) -> Non
     assert (stolen.status_code, stolen.json()["error"]["code"]) == (403, "wrong_user")
 
 
-def test_a_paid_order_earns_points_once_and_the_card_shows_the_new_level(shop: Shop) -> None:
+def test_a_paid_order_earns_points_once_and_the_card_shows_the_new_level(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     token, member = become_member(shop, "ann")
     order = shop.order(token).json()
     assert shop.pay(order["id"])["notifyAnswer"] == "success"
@@ -156,12 +158,17 @@ def test_a_paid_order_earns_points_once_and_the_card_shows_the_new_level(shop: S
     card_sync_task(api.context)  # nothing changed since: nothing pushed
     assert sandbox.card(member["cardNo"]) == card
 
-    # A refund takes the order's points back (spent ones stay spent: never below zero).
+    # The board's refund takes the order's points back (spent ones stay spent: never below zero).
     assert reward(shop, token, "spend-1").status_code == 200
+    monkeypatch.setenv(f"MPFORGE_STAFF_TOKEN_{APPID}", STAFF_TOKEN)
+    board = Board(shop)
+    assert board.act(board.cookie(), order["id"], "refund").status_code == 200
     api.announce(BusinessEvent(APPID, AlipayUser("user_id", sandbox_user_id("ann")), ORDER_REFUNDED, order["id"],
-                               shop.served.clock(), amount_fen=6400))
+                               shop.served.clock(), amount_fen=6400))  # announced twice: taken back once
     after = me(shop, token)
     assert (after["points"], after["earned"], after["level"]["id"]) == (0, 0, "silver")
+    assert [(r["reason"], r["delta"]) for r in shop.served.rows(LEDGER)] == [("order", 128), ("reward", -50),
+                                                                             ("refund", -78)]
     card_sync_task(api.context)
     card = sandbox.card(member["cardNo"])
     assert card is not None and (card.point, card.level) == ("0", "silver")
