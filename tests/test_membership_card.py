@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -22,12 +23,16 @@ from sqlalchemy import MetaData, select
 from test_order_board import STAFF_TOKEN, Board
 from test_ordering import Shop, open_shop, shop_spec
 
+from builder.serve import claims
 from builder.serve.business_events import ORDER_PAID, ORDER_REFUNDED, BusinessEvent
+from builder.serve.claims import RetryPolicy
 from builder.serve.merchant import load_merchant
-from builder.serve.sandbox_state import sandbox_user_id
+from builder.serve.sandbox_state import Faults, sandbox_user_id
 from builder.serve.storage import METADATA, AlipayUser, Storage
+from builder.serve.storage import Status as ClaimStatus
 from plugins.membership import MIGRATIONS
 from plugins.membership.card_api import card_sync_task, ensure_card
+from plugins.membership.points import reward_claim_key, reward_ref, rewards_task
 from plugins.membership.sandbox_card import cards
 from plugins.membership.tables import CUSTOMERS, LEDGER
 from plugins.membership.tables import METADATA as MEMBERSHIP_METADATA
@@ -193,6 +198,26 @@ def test_points_are_spent_on_a_reward_and_given_back_when_the_claim_is_refused(s
     assert reward(shop, token, "k-2").json() == refused.json()
     assert me(shop, token)["points"] == 78
     assert reward(shop, token, "k-3", "members").status_code == 404  # not a reward
+
+
+def test_a_reward_claim_refused_later_gives_its_points_back_once(shop: Shop) -> None:
+    token = shop.served.login("ann")
+    shop.pay(shop.order(token).json()["id"])
+    shop.served.sandbox.state.faults = Faults(busy=True)
+    pending = reward(shop, token, "k-1")
+    assert (pending.status_code, pending.json()["claim"]["result"], pending.json()["points"]) == (503, "PENDING", 78)
+    # The job queue settles the claim later, and Alipay refuses it (no stock left by then).
+    shop.served.sandbox.state.faults = Faults()
+    shop.served.sandbox.state.add_activity("act-reward", stock=0)
+    api = shop.served.app.state.api
+    user = AlipayUser("user_id", sandbox_user_id("ann"))
+    claim = api.storage.find_claim(APPID, user, reward_claim_key(reward_ref(user, "k-1")))
+    settled = anyio.run(claims.resume, api.storage, api.clients[APPID], claim, "reward", None, RetryPolicy(1, (0,)))
+    assert settled.status is ClaimStatus.FAILED
+    rewards_task(api.context)
+    rewards_task(api.context)  # twice: given back once
+    assert me(shop, token)["points"] == 128
+    assert [r["reason"] for r in shop.served.rows(LEDGER)] == ["order", "reward", "reward_back"]
 
 
 def test_the_follow_gives_points_once(shop: Shop) -> None:

@@ -77,9 +77,9 @@ def mpforge_serve_pages() -> list[BaseRoute]:
 
 @hookimpl
 def mpforge_serve_tasks() -> list[PeriodicTask]:
-    from . import card_api, messages
+    from . import card_api, messages, points
 
-    return [*card_api.TASKS, *messages.TASKS]
+    return [*card_api.TASKS, *points.TASKS, *messages.TASKS]
 
 
 @hookimpl

@@ -13,8 +13,9 @@ the same order, follow or reward changes points once whoever asks twice).
 * Spent: POST membership/rewards/{coupon_id} (Idempotency-Key) spends the reward's points
   and claims the coupon through the coupon plugin's claim machinery
   (builder.serve.claims), the points and the claim both keyed by the Idempotency-Key; a
-  claim refused (sold out, limit, Alipay's refusal) gives the points back, once; a
-  replayed key answers as the first time.
+  claim refused (sold out, limit, Alipay's refusal) gives the points back, once (one
+  refused later, when the job queue settles it, by `TASKS`' membership.refused_rewards);
+  a replayed key answers as the first time.
 * The level: the highest level whose min_points <= earned (MembershipSection.level_for).
 
 `is_member` is what "members" means to the coupon audience (audience.py asks it): a
@@ -28,11 +29,11 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from anyio import to_thread
-from sqlalchemy import Connection, Insert, Table, select, update
+from sqlalchemy import Connection, Insert, Table, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from starlette.requests import Request
 from starlette.responses import Response
@@ -49,6 +50,7 @@ from builder.serve.plugin_api import (
     Endpoint,
     ErrorReply,
     Operation,
+    PeriodicTask,
     TaskContext,
     reply,
     serve_api,
@@ -63,6 +65,7 @@ from .tables import CARDS, CUSTOMERS, LEDGER
 LOG = logging.getLogger(__name__)
 ORDER, REFUND, FOLLOW, REWARD, REWARD_BACK = "order", "refund", "follow", "reward", "reward_back"
 FEN_PER_YUAN = 100
+RECENT_REWARDS = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,34 @@ def apply_card_url(storage: Storage, appid: str) -> str | None:
         return conn.execute(select(CARDS.c.apply_card_url).where(CARDS.c.appid == appid)).scalar_one_or_none()
 
 
+def return_refused_rewards(storage: Storage, appid: str, since: datetime) -> int:
+    """Give back the points of rewards spent since `since` whose claim failed after the
+    request answered (Alipay refused it when the job queue settled it); how many."""
+    back = LEDGER.alias("back")
+    with storage.engine.connect() as conn:
+        rows = conn.execute(select(LEDGER.c.user_kind, LEDGER.c.alipay_user, LEDGER.c.ref).where(
+            LEDGER.c.appid == appid, LEDGER.c.reason == REWARD, LEDGER.c.created_at >= since,
+            ~exists().where(back.c.appid == appid, back.c.reason == REWARD_BACK, back.c.ref == LEDGER.c.ref))).all()
+    returned = 0
+    for row in rows:
+        user = AlipayUser(row.user_kind, row.alipay_user)
+        claim = storage.find_claim(appid, user, reward_claim_key(row.ref))
+        if claim is not None and claim.status is Status.FAILED and give_back(storage, appid, user, row.ref):
+            returned += 1
+    return returned
+
+
+def rewards_task(context: TaskContext) -> None:
+    """The job queue's run of `return_refused_rewards` for the last day's rewards of every
+    app with a membership section (a pending claim is settled within minutes)."""
+    since = context.storage.clock() - RECENT_REWARDS
+    for appid, sections in context.sections.items():
+        if section_of(sections) is not None:
+            returned = return_refused_rewards(context.storage, appid, since)
+            if returned:
+                LOG.info("app %s: %d refused rewards' points given back", appid, returned)
+
+
 # --- the `me` answer -----------------------------------------------------------------
 
 def me_answer(merchant: Merchant, section: MembershipSection, customer: Customer,
@@ -320,6 +351,11 @@ def reward_ref(user: AlipayUser, key: str) -> str:
     return hashlib.sha256(f"{user.kind}:{user.id}:{key}".encode()).hexdigest()
 
 
+def reward_claim_key(ref: str) -> str:
+    """The Idempotency-Key of a reward's claim: its own, never one the app sends the claim route."""
+    return f"points-{ref[:40]}"
+
+
 async def claim_reward(request: Request) -> Response:
     api = serve_api(request)
     merchant = api.merchant(request)
@@ -335,7 +371,7 @@ async def claim_reward(request: Request) -> Response:
     if reward is None:
         raise ApiError(404, "unknown_reward", f"coupon {coupon_id!r} is not a points reward of this mini-program")
     ref = reward_ref(user, key)
-    claim_key = f"points-{ref[:40]}"  # the claim's own key: never one the app sends the claim route
+    claim_key = reward_claim_key(ref)
     storage, client, retry = api.storage, api.clients[merchant.appid], api.limits.retry
     earlier = await to_thread.run_sync(storage.find_claim, merchant.appid, user, claim_key)
     try:
@@ -365,3 +401,4 @@ async def claim_reward(request: Request) -> Response:
 
 
 ENDPOINTS = (Endpoint(FOLLOW_POINTS, follow_points), Endpoint(REWARD_CLAIM, claim_reward))
+TASKS = (PeriodicTask("membership.refused_rewards", rewards_task, cron="* * * * *"),)
