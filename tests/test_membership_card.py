@@ -24,6 +24,7 @@ from test_order_board import STAFF_TOKEN, Board
 from test_ordering import Shop, open_shop, shop_spec
 
 from builder.serve import claims
+from builder.serve.alipay_errors import AlipayError
 from builder.serve.business_events import ORDER_PAID, ORDER_REFUNDED, BusinessEvent
 from builder.serve.claims import RetryPolicy
 from builder.serve.merchant import load_merchant
@@ -140,6 +141,31 @@ def test_the_card_is_made_once_and_opened_from_the_claim_form(shop: Shop) -> Non
     # Another user cannot open a card with ann's claim.
     stolen = open_card(shop, shop.served.login("bob"), claim)
     assert (stolen.status_code, stolen.json()["error"]["code"]) == (403, "wrong_user")
+
+
+def test_the_sandboxs_card_open_refuses_what_alipay_refuses(shop: Shop) -> None:
+    me(shop, shop.served.login("ann"))
+    template_id = cards(shop.served.sandbox.state).templates(APPID)[0].template_id
+    client = shop.served.app.state.api.clients[APPID]
+    ann, bob = client.oauth_token("sandbox-user-ann"), client.oauth_token("sandbox-user-bob")
+    assert ann.user_id is not None
+    dates = {"open_date": "2026-03-02 12:00:00", "valid_date": "2036-03-02 12:00:00"}
+
+    def open_as(token: str, serial: str, level: str = "silver") -> str:
+        return client.card_open(auth_token=token, out_serial_no=serial, template_id=template_id,
+                                user_id=ann.user_id or "", card={"external_card_no": serial, **dates, "level": level,
+                                                                 "point": "0"})
+
+    def refusal(token: str, serial: str, level: str = "silver") -> str:
+        with pytest.raises(AlipayError) as refused:
+            open_as(token, serial, level)
+        return refused.value.sub_code
+
+    assert refusal(bob.access_token, "s1") == "isv.user-auth-fail"  # another user's token
+    assert refusal(ann.access_token, "s1", "platinum") == "INVALID_PARAMETER"  # no such level in the template
+    card_no = open_as(ann.access_token, "s1")
+    assert open_as(ann.access_token, "s1") == card_no  # the same out_serial_no: the same card
+    assert refusal(ann.access_token, "s2") == "CARD_ALREADY_EXIST"  # one card per user and template
 
 
 def test_a_paid_order_earns_points_once_and_the_card_shows_the_new_level(

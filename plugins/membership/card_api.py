@@ -106,7 +106,10 @@ def _image(merchant: Merchant, asset: str) -> tuple[bytes, str]:
     if asset.startswith("https://") or merchant.assets_dir is None or kind is None:
         raise CardSetupError(f"the member card's image {asset!r} must be a png or jpg file in the assets folder "
                              "(Alipay takes the image itself, uploaded)")
-    return (merchant.assets_dir / asset).read_bytes(), kind
+    try:
+        return (merchant.assets_dir / asset).read_bytes(), kind
+    except OSError as exc:
+        raise CardSetupError(f"the member card's image {asset!r} cannot be read: {exc.strerror}") from None
 
 
 def _rgb(color: str) -> str:
