@@ -193,8 +193,8 @@ def add_stamp(storage: Storage, code: TillCode, user: AlipayUser, card: StampCar
         customer = locked_customer(storage, conn, appid, user, now)
         inserted = conn.execute(insert_ignoring_duplicates(storage, STAMPS).values(
             appid=appid, user_kind=user.kind, alipay_user=user.id, nonce=code.nonce, store=code.store,
-            created_at=now))
-        if inserted.rowcount == 0:
+            created_at=now).returning(STAMPS.c.id)).first()
+        if inserted is None:  # the row is another scan's
             raise CodeUsed(code.nonce)
         today = conn.execute(select(func.count()).select_from(STAMPS).where(
             *whose(STAMPS, appid, user), STAMPS.c.created_at >= china_day_start(china_today(now)))).scalar_one()

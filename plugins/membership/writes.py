@@ -32,7 +32,9 @@ def write(storage: Storage) -> Iterator[Connection]:
 
 
 def insert_ignoring_duplicates(storage: Storage, table: Table) -> Insert:
-    """INSERT that does nothing when a unique key already has the row (its rowcount 0)."""
+    """INSERT that does nothing when a unique key already has the row. Whether it
+    inserted is told by `.returning(<id>)` answering a row: psycopg's rowcount does
+    not say it."""
     if storage.dialect == POSTGRESQL_PREFIX:
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()

@@ -64,6 +64,7 @@
       if (body.nonce !== state.nonce) {
         state.nonce = body.nonce;
         qr.src = body.qr;
+        qr.dataset.nonce = body.nonce;
         qr.hidden = false;
       }
       // The server's seconds left, counted down by this device's clock (which may be off).
