@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -268,8 +270,14 @@ def test_the_till_in_chromium(till: Till, strict_page: Any) -> None:
     assert box is not None and box["width"] >= 300  # big enough to scan across a counter
     tab.screenshot(path=str(SCREENSHOTS / "1-code.png"))
 
-    code = sign_code(KEY, APPID, "main", nonce).text  # what the QR encodes (its data: URI is checked above)
-    assert till.stamp(till.shop.served.login("ann"), code).status_code == 200
+    # The customer's phone reads the QR off the screen: zbarimg reads it off the screenshot.
+    if shutil.which("zbarimg") is None:
+        pytest.fail("zbarimg is required (Debian package zbar-tools; .ci/run installs it)")
+    qr.screenshot(path=str(SCREENSHOTS / "qr.png"))
+    scanned = subprocess.run(["zbarimg", "-q", "--raw", str(SCREENSHOTS / "qr.png")], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    assert scanned == sign_code(KEY, APPID, "main", nonce).text
+    assert till.stamp(till.shop.served.login("ann"), scanned).status_code == 200
     tab.locator("#stamped", has_text="已集点").wait_for(timeout=10_000)
     tab.screenshot(path=str(SCREENSHOTS / "2-stamped.png"))
     assert qr.get_attribute("data-nonce") != nonce

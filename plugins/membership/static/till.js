@@ -13,7 +13,7 @@
   const seconds = document.getElementById("seconds");
   const bar = document.getElementById("bar");
   const state = {store: localStorage.getItem("mpforge-till-store") || "", nonce: "", expiresAt: 0, codeSeconds: 30,
-                 generation: 0};
+                 generation: 0, polling: false};
   let stampedTimer = null;
 
   function setLive(kind, text) {
@@ -46,6 +46,16 @@
   }
 
   async function poll() {
+    if (state.polling) return;  // one request at a time: an older answer must not bring back a used code
+    state.polling = true;
+    try {
+      await pollOnce();
+    } finally {
+      state.polling = false;
+    }
+  }
+
+  async function pollOnce() {
     const generation = state.generation;
     const query = new URLSearchParams({since: state.nonce});
     if (state.store) query.set("store", state.store);
@@ -56,6 +66,10 @@
         return;
       }
       const body = await response.json();
+      if (!response.ok && body && body.error && body.error.code === "unknown_store") {
+        state.store = "";  // a store remembered on this device that the shop no longer has
+        localStorage.removeItem("mpforge-till-store");
+      }
       if (!response.ok) throw new Error(body && body.error ? body.error.message : String(response.status));
       if (generation !== state.generation) return;  // the store changed meanwhile
       state.store = body.store;
@@ -80,9 +94,8 @@
   storeSelect.addEventListener("change", () => {
     state.store = storeSelect.value;
     state.nonce = "";
-    state.generation += 1;
+    state.generation += 1;  // an answer in flight for the other store is dropped; the next poll asks anew
     localStorage.setItem("mpforge-till-store", state.store);
-    poll();
   });
 
   document.getElementById("logout").addEventListener("click", async () => {
