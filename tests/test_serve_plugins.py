@@ -311,10 +311,10 @@ def test_a_plugins_route_is_served_and_described(tmp_path: Path) -> None:
 
 
 def test_the_first_party_routes_come_from_their_plugins(tmp_path: Path) -> None:
-    """Disabled, the coupon and promotion plugins take their routes with them: the router
+    """Disabled, the first-party plugins take their routes with them: the router
     knows no such path (not_found), where a served route knows no such app (unknown_app)."""
     url = f"sqlite:///{tmp_path / 'serve.sqlite3'}"
-    plugins = load_plugins(PluginOptions(disabled=("coupon", "promotion", "life_account", "ordering")))
+    plugins = load_plugins(PluginOptions(disabled=("coupon", "promotion", "life_account", "ordering", "membership")))
     app = create_app([], url, alipay=AlipayConfig(), secret=SECRET, plugins=plugins)
     try:
         with http(app) as client:
@@ -473,7 +473,7 @@ def test_the_sandbox_answers_a_plugins_methods_and_routes(tmp_path: Path) -> Non
 
 def test_the_first_party_sandbox_methods_come_from_their_plugins(tmp_path: Path) -> None:
     app_pair, alipay_pair, state = generate_key_pair(), generate_key_pair(), SandboxState()
-    plugins = load_plugins(PluginOptions(disabled=("coupon", "promotion", "life_account", "ordering")))
+    plugins = load_plugins(PluginOptions(disabled=("coupon", "promotion", "life_account", "ordering", "membership")))
     sandbox = create_sandbox_app({APPID: app_pair.public_pem}, alipay_pair.private_pem, state, plugins=plugins)
     with http(sandbox) as client:
         for method in ("alipay.marketing.activity.ordervoucher.send", "alipay.open.public.user.follow.query",
