@@ -16,7 +16,7 @@ import httpx
 import pytest
 from helpers import write_project
 from serve_support import APPID, NOON, Database
-from test_membership_stamps import membership_spec
+from test_membership_stamps import STAMPS_URL, fresh_code, membership_spec
 from test_ordering import Shop, open_shop
 
 from builder.serve.business_events import ORDER_PAID, ORDER_READY, BusinessEvent
@@ -38,6 +38,7 @@ def shop(database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     with open_shop(database, merchant, monkeypatch) as opened:
         centre(opened).add_template(APPID, "TPL_READY", 3)
         centre(opened).add_template(APPID, "TPL_EXPIRING", 2)
+        centre(opened).add_template(APPID, "TPL_POINTS", 3)
         yield opened
 
 
@@ -160,3 +161,14 @@ def test_a_voucher_expiring_tomorrow_gets_one_message(shop: Shop) -> None:
     assert [(r["event"], r["ref"], r["status"]) for r in rows(shop, MESSAGES)] == [
         ("coupon_expiring", claim["out_biz_no"], "sent")]
     assert messages.TASKS[0].name == "membership.coupon_expiring"
+
+
+def test_a_stamps_points_send_the_points_message(shop: Shop) -> None:
+    assert subscribe(shop, "ann", "TPL_POINTS").status_code == 204
+    token = shop.served.login("ann")
+    stamped = shop.api.post(STAMPS_URL, json={"code": fresh_code()}, headers={"Authorization": f"Bearer {token}"})
+    assert stamped.status_code == 200, stamped.text
+    assert centre(shop).sent == [SentMessage(APPID, sandbox_user_id("ann"), "TPL_POINTS", "",
+                                             ("+2", "2", "积分已到账"))]
+    assert [(r["event"], r["ref"][:6], r["status"]) for r in rows(shop, MESSAGES)] == [
+        ("points_changed", "stamp:", "sent")]

@@ -55,7 +55,9 @@ def membership_spec(**stamp_card: Any) -> dict[str, Any]:
             {"id": "ready", "template_id": "TPL_READY", "event": "order_ready", "ask_after": "order_paid",
              "fields": ["order_no", "store", "status"], "page": "home"},
             {"id": "expiring", "template_id": "TPL_EXPIRING", "event": "coupon_expiring",
-             "ask_after": "coupon_claimed", "fields": ["coupon", "expires"]}],
+             "ask_after": "coupon_claimed", "fields": ["coupon", "expires"]},
+            {"id": "points", "template_id": "TPL_POINTS", "event": "points_changed", "ask_after": "card_opened",
+             "fields": ["points", "balance", "status"]}],
             "per_user_per_day": 2},
     }
     return spec

@@ -69,6 +69,9 @@ MAX_VALUE_CHARS = 50
 MAX_TEMPLATES_PER_REQUEST = 20  # my.requestSubscribeMessage asks for at most 3 at once
 UNKNOWN = "-"
 SENDING, SENT, REFUSED = "sending", "sent", "refused"
+# The membership plugin's own event: a customer's points changed. ref: unique per change
+# (e.g. "stamp:<nonce>"); data: points (the change, signed), balance (after it).
+POINTS_CHANGED = "points_changed"
 
 
 # --- what customers allowed -----------------------------------------------------------------
@@ -201,16 +204,22 @@ def send(context: TaskContext, appid: str, user: AlipayUser, template: MessageTe
 
 
 def on_event(context: TaskContext, event: BusinessEvent) -> None:
-    """An order ready: "your order is ready", to a customer who allowed it."""
-    if event.kind != ORDER_READY:
+    """An order ready ("your order is ready") or the customer's points changed, to a
+    customer who allowed the template of that event."""
+    if event.kind not in (ORDER_READY, POINTS_CHANGED):
         return
     section = messages_of(context.sections.get(event.appid, {}))
     if section is None or section.messages is None:
         return
-    store = event.get("store_name") or event.get("store") or UNKNOWN
-    values = {"order_no": event.ref, "store": store, "status": "已出餐，请取餐", "shop": store}
+    if event.kind == ORDER_READY:
+        store = event.get("store_name") or event.get("store") or UNKNOWN
+        values = {"order_no": event.ref, "store": store, "status": "已出餐，请取餐", "shop": store}
+    else:
+        change = int(event.get("points") or 0)
+        values = {"points": f"{change:+d}", "balance": event.get("balance") or UNKNOWN,
+                  "status": "积分已到账" if change >= 0 else "积分已使用"}
     for template in section.messages.templates:
-        if template.event == "order_ready":
+        if template.event == event.kind:
             send(context, event.appid, event.user, template, event.ref, values, section.messages.per_user_per_day)
 
 

@@ -18,7 +18,8 @@ a screenshot's scan, or the second of two scans at once gets 409 `code_used`; on
 PostgreSQL the second INSERT waits for the first's commit), the customer's stamps today
 (China) are counted against `stamp_card.per_day` (429 `daily_limit`, and the code stays
 usable by someone else), the stamp is added and `points.per_stamp` credited (ledger
-reason `stamp`, ref the nonce). The stamp that fills the card empties it and adds one to
+reason `stamp`, ref the nonce; announced as points_changed, ref `stamp:<nonce>`, for
+the "points changed" message). The stamp that fills the card empties it and adds one to
 `cardsFilled`; after the commit the reward coupon is claimed through the coupon
 machinery (builder.serve.claims, Idempotency-Key `membership-stamp-<nonce>`), whose
 answer is the reply's `reward`: the coupon's stock and per-user limit apply, and a
@@ -46,6 +47,7 @@ from starlette.responses import Response
 from builder.serve import claims
 from builder.serve.api_models import ClaimReply, Reply
 from builder.serve.api_models import Request as RequestBody
+from builder.serve.business_events import BusinessEvent
 from builder.serve.content import china_today
 from builder.serve.merchant import Merchant
 from builder.serve.plugin_api import (
@@ -64,6 +66,7 @@ from builder.serve.plugin_api import (
 )
 from builder.serve.storage import AlipayUser, NewClaim, Storage
 
+from .messages import POINTS_CHANGED
 from .models import MembershipSection, StampCard
 from .tables import CUSTOMERS, LEDGER, STAMPS
 from .writes import china_day_start, insert_ignoring_duplicates, locked_customer, whose, write
@@ -272,6 +275,10 @@ async def stamp(request: Request) -> Response:
                                            "tomorrow") from None
     LOG.info("app %s: stamp %s at store %s%s", merchant.appid, code.nonce, code.store,
              " filled a card" if stamped.filled else "")
+    if section.points.per_stamp:
+        await to_thread.run_sync(api.announce, BusinessEvent(
+            merchant.appid, user, POINTS_CHANGED, f"stamp:{code.nonce}", now,
+            data=(("balance", str(stamped.points)), ("points", str(section.points.per_stamp)))))
     reward = await _reward(api, merchant, user, card, code) if stamped.filled else None
     return reply(200, StampReply(stamps=stamped.stamps, stamps_per_card=card.stamps,
                                  cards_filled=stamped.cards_filled, filled=stamped.filled, reward=reward,
