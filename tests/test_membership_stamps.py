@@ -6,7 +6,11 @@ till page in Chromium, with screenshots in /tmp/till-screenshots."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
+import hmac
+import json
 import re
 import shutil
 import subprocess
@@ -151,6 +155,21 @@ def test_forged_foreign_or_garbage_codes_are_400(till: Till) -> None:
         assert (answer.status_code, answer.json()["error"]["code"]) == expected, text
     assert till.rows(STAMPS) == [] and till.rows(CUSTOMERS) == []
     assert till.stamp(ann, genuine).status_code == 200  # the genuine one, untouched, still works
+
+
+def test_a_code_is_read_only_whole_and_as_signed() -> None:
+    nonce = new_nonce(NOON)
+    code = sign_code(KEY, APPID, "main", nonce)
+    assert read_code(KEY, code.text) == code and code.expires == NOON
+    assert sign_code(KEY, APPID, "main", nonce) == code  # the same text every time: nothing stored
+    # Signed with the right key but saying another expiry than its nonce: not ours.
+    body = json.dumps({"app": APPID, "store": "main", "nonce": nonce, "exp": int(NOON.timestamp()) + 3600},
+                      separators=(",", ":"), sort_keys=True)
+    payload = base64.urlsafe_b64encode(body.encode()).rstrip(b"=").decode()
+    mac = base64.urlsafe_b64encode(hmac.new(KEY, f"v1.{payload}".encode(), hashlib.sha256).digest()).rstrip(b"=")
+    assert read_code(KEY, f"mpforge-stamp:v1.{payload}.{mac.decode()}") is None
+    with pytest.raises(ValueError, match="is not a till code's nonce"):
+        sign_code(KEY, APPID, "main", "12345")
 
 
 def test_an_expired_code_is_410_after_a_short_grace(till: Till) -> None:

@@ -147,17 +147,18 @@ def read_code(key: bytes, text: str) -> TillCode | None:
         appid, store, nonce, expires = fields["app"], fields["store"], fields["nonce"], fields["exp"]
     except (ValueError, binascii.Error, KeyError, TypeError):
         return None
-    if not all(isinstance(v, str) for v in (appid, store, nonce)) or nonce_expiry(nonce) is None:
+    expires_at = nonce_expiry(nonce) if isinstance(nonce, str) else None
+    if (expires_at is None or not isinstance(appid, str) or not isinstance(store, str)
+            or expires != int(expires_at.timestamp())):
         return None
-    if not isinstance(expires, int) or nonce_expiry(nonce) != datetime.fromtimestamp(expires, timezone.utc):
-        return None
-    return TillCode(appid, store, nonce, datetime.fromtimestamp(expires, timezone.utc), text)
+    return TillCode(appid, store, nonce, expires_at, text)
 
 
 def code_used(storage: Storage, appid: str, nonce: str) -> bool:
+    """Whether the code of `nonce` gave a stamp."""
+    query = select(STAMPS.c.id).where(STAMPS.c.appid == appid, STAMPS.c.nonce == nonce)
     with storage.engine.connect() as conn:
-        return conn.execute(select(STAMPS.c.id).where(STAMPS.c.appid == appid, STAMPS.c.nonce == nonce)).first() \
-            is not None
+        return conn.execute(query).first() is not None
 
 
 def stamp_card_of(merchant: Merchant) -> tuple[MembershipSection, StampCard]:

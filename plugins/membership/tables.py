@@ -15,7 +15,7 @@ stored: no name, birthday or phone number; a member's mobile only as its SHA-256
   design_digest says when the spec changed it) and the claim link (apply_card_url).
 * membership_subscriptions: per customer and message template, the sends the customer
   allowed (one-time templates add one per acceptance).
-* membership_messages: every message sent or refused, unique per (app, template,
+* membership_messages: every message sent, refused or being sent, unique per (app, template,
   customer, ref): the same event never sends twice.
 * membership_crowds: per app and segment, the 棋盘密云 crowd it was pushed to, and
   membership_crowd_users who is in it (by the id 棋盘 takes: OPEN_ID or SHA256_MOBILE),
@@ -111,7 +111,7 @@ MESSAGES = Table(
     Column("template_id", String(64), nullable=False),
     Column("event", String(32), nullable=False),
     Column("ref", String(64), nullable=False),
-    Column("status", String(8), nullable=False),  # sent, refused, skipped
+    Column("status", String(8), nullable=False),  # sending (Alipay not answered yet, or never), sent, refused
     Column("alipay_sub_code", String(64)),
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("appid", "template_id", *USER, "ref", name="uq_membership_messages_once"),
