@@ -29,7 +29,16 @@ from test_ordering import Shop, open_shop, shop_spec
 from builder.serve.merchant import load_merchant
 from builder.serve.sandbox_state import sandbox_user_id
 from builder.serve.session_tokens import SessionTokens
-from plugins.membership.stamps_api import GRACE, KEY_PURPOSE, new_nonce, read_code, sign_code
+from builder.serve.storage import CLAIMS, AlipayUser
+from plugins.membership.stamps_api import (
+    GRACE,
+    KEY_PURPOSE,
+    add_stamp,
+    claim_owed_rewards,
+    new_nonce,
+    read_code,
+    sign_code,
+)
 from plugins.membership.tables import CUSTOMERS, LEDGER, STAMPS
 from plugins.membership.till import qr_data_uri
 
@@ -215,6 +224,34 @@ def test_a_full_card_gives_the_reward_coupon_through_the_sandbox(till: Till) -> 
     assert [(v.voucher_code, v.user_id) for v in vouchers] == [(reward["voucherCode"], sandbox_user_id("ann"))]
     customer = till.rows(CUSTOMERS)[0]
     assert (customer["stamps"], customer["cards_filled"], customer["points"], customer["earned"]) == (1, 1, 8, 8)
+    # The reward was claimed by its request: the task finds nothing owed.
+    claim_owed_rewards(till.shop.served.app.state.api.context)
+    assert [c["coupon_id"] for c in till.rows(CLAIMS)] == ["reward"]
+
+
+def test_a_reward_its_request_never_claimed_is_reserved_by_the_task(till: Till) -> None:
+    """The process stopped between the stamp's commit and the reward's claim: the stamp
+    row says the card filled, and the task reserves the reward, once."""
+    section = till.shop.served.app.state.api.context.sections[APPID]["membership"]
+    card, ann = section.stamp_card, AlipayUser("user_id", sandbox_user_id("ann"))
+    storage = till.shop.served.storage
+    filled = []
+    for day in range(3):  # stamps stored as the route stores them, without the route's claim
+        now = NOON + timedelta(days=day)
+        code = read_code(KEY, sign_code(KEY, APPID, "main", new_nonce(now + timedelta(seconds=30))).text)
+        assert code is not None
+        filled.append((code.nonce, add_stamp(storage, code, ann, card, 2, now).filled))
+    assert [f for _, f in filled] == [False, False, True]
+    context = till.shop.served.app.state.api.context
+    till.shop.served.clock.now = NOON + timedelta(days=2, minutes=1)  # the route may still be claiming it
+    claim_owed_rewards(context)
+    assert till.rows(CLAIMS) == []
+    till.shop.served.clock.now = NOON + timedelta(days=2, minutes=3)
+    claim_owed_rewards(context)
+    claim_owed_rewards(context)
+    assert [(c["coupon_id"], c["idempotency_key"], c["status"]) for c in till.rows(CLAIMS)] == [
+        ("reward", f"membership-stamp-{filled[2][0]}", "pending")]
+    assert [r["filled"] for r in till.rows(STAMPS)] == [False, False, True]
 
 
 def test_one_code_scanned_at_once_by_many_stamps_once(till: Till) -> None:

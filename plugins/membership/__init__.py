@@ -77,9 +77,9 @@ def mpforge_serve_pages() -> list[BaseRoute]:
 
 @hookimpl
 def mpforge_serve_tasks() -> list[PeriodicTask]:
-    from . import card_api, messages
+    from . import card_api, messages, stamps_api
 
-    return [*card_api.TASKS, *messages.TASKS]
+    return [*card_api.TASKS, *messages.TASKS, *stamps_api.TASKS]
 
 
 @hookimpl

@@ -23,7 +23,9 @@ the "points changed" message). The stamp that fills the card empties it and adds
 `cardsFilled`; after the commit the reward coupon is claimed through the coupon
 machinery (builder.serve.claims, Idempotency-Key `membership-stamp-<nonce>`), whose
 answer is the reply's `reward`: the coupon's stock and per-user limit apply, and a
-claim Alipay did not answer is settled later by the job queue.
+claim Alipay did not answer is settled later by the job queue. The stamp row says it
+filled the card, so a reward its request never reserved (the process stopped right
+after the commit) is reserved by the periodic task `membership.owed_stamp_rewards`.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from datetime import datetime, timedelta, timezone
 
 from anyio import to_thread
 from pydantic import Field
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -59,12 +61,15 @@ from builder.serve.plugin_api import (
     ApiError,
     Endpoint,
     Operation,
+    PeriodicTask,
+    TaskContext,
     read_json,
     reply,
     serve_api,
     validated,
 )
-from builder.serve.storage import AlipayUser, NewClaim, Storage
+from builder.serve.storage import CLAIMS, AlipayUser, NewClaim, Route, Storage
+from plugins.coupon.models import Coupon, CouponSection
 
 from .messages import POINTS_CHANGED
 from .models import MembershipSection, StampCard
@@ -73,6 +78,9 @@ from .writes import china_day_start, insert_ignoring_duplicates, locked_customer
 
 LOG = logging.getLogger(__name__)
 PREFIX_TEXT = "mpforge-stamp:"
+REWARD_KEY = "membership-stamp-"  # + the nonce of the stamp that filled the card
+OWED_AFTER = timedelta(minutes=2)
+OWED_WITHIN = timedelta(days=7)
 VERSION = "v1"
 KEY_PURPOSE = "membership till code"
 GRACE = timedelta(seconds=5)
@@ -196,7 +204,7 @@ def add_stamp(storage: Storage, code: TillCode, user: AlipayUser, card: StampCar
     with write(storage) as conn:
         customer = locked_customer(storage, conn, appid, user, now)
         inserted = conn.execute(insert_ignoring_duplicates(storage, STAMPS).values(
-            appid=appid, user_kind=user.kind, alipay_user=user.id, nonce=code.nonce, store=code.store,
+            appid=appid, user_kind=user.kind, alipay_user=user.id, nonce=code.nonce, store=code.store, filled=False,
             created_at=now).returning(STAMPS.c.id)).first()
         if inserted is None:  # the row is another scan's
             raise CodeUsed(code.nonce)
@@ -208,6 +216,7 @@ def add_stamp(storage: Storage, code: TillCode, user: AlipayUser, card: StampCar
         filled = stamps >= card.stamps
         if filled:
             stamps, cards_filled = 0, cards_filled + 1
+            conn.execute(update(STAMPS).where(STAMPS.c.id == inserted.id).values(filled=True))
         points = customer.points + per_stamp
         if per_stamp:
             conn.execute(LEDGER.insert().values(
@@ -293,11 +302,53 @@ async def _reward(api: Api, merchant: Merchant, user: AlipayUser, card: StampCar
         LOG.error("app %s: the stamp card's reward coupon %r is not in the coupon section; no reward given",
                   merchant.appid, card.reward)
         return None
-    new = NewClaim(appid=merchant.appid, coupon_id=coupon.id, activity_id=coupon.activity_id, user=user,
-                   idempotency_key=f"membership-stamp-{code.nonce}", route=merchant.route(coupon.id), ch_info=None)
+    new = _reward_claim(merchant.appid, coupon, user, code.nonce)
     found = await claims.claim_new(api.storage, api.clients[merchant.appid], new, coupon, api.limits.retry)
     await api.jobs.settle_later(found)
     return claims.answer(found)[1]
 
 
+def _reward_claim(appid: str, coupon: Coupon, user: AlipayUser, nonce: str) -> NewClaim:
+    """The claim of a full card's reward: its Idempotency-Key names the stamp that
+    filled the card, so the reward is claimed once whoever claims it."""
+    return NewClaim(appid=appid, coupon_id=coupon.id, activity_id=coupon.activity_id, user=user,
+                    idempotency_key=REWARD_KEY + nonce,
+                    route=Route.PLUGIN if coupon.claim_route == "plugin" else Route.SEND, ch_info=None)
+
+
+def claim_owed_rewards(context: TaskContext) -> None:
+    """Every full card's reward its own request did not reserve (the process stopped
+    between the stamp's commit and the claim, or the database failed then): reserved
+    now, as that request would have; the claims' sweep (builder.serve.jobs) has Alipay
+    issue it. A stamp gets OWED_AFTER to claim its own reward first; stamps older than
+    OWED_WITHIN are left alone (a coupon since removed, a spec changed)."""
+    storage = context.storage
+    now = storage.clock()
+    for appid, sections in context.sections.items():
+        section, coupons = sections.get("membership"), sections.get("coupon")
+        if not isinstance(section, MembershipSection) or section.stamp_card is None \
+                or not isinstance(coupons, CouponSection):
+            continue
+        coupon = next((c for c in coupons.coupons if c.id == section.stamp_card.reward), None)
+        if coupon is None:
+            continue
+        claimed = select(CLAIMS.c.id).where(
+            CLAIMS.c.appid == appid, CLAIMS.c.user_kind == STAMPS.c.user_kind,
+            CLAIMS.c.alipay_user == STAMPS.c.alipay_user,
+            CLAIMS.c.idempotency_key == literal(REWARD_KEY) + STAMPS.c.nonce)
+        owed = select(STAMPS.c.user_kind, STAMPS.c.alipay_user, STAMPS.c.nonce).where(
+            STAMPS.c.appid == appid, STAMPS.c.filled.is_(True), STAMPS.c.created_at < now - OWED_AFTER,
+            STAMPS.c.created_at >= now - OWED_WITHIN, ~claimed.exists()).order_by(STAMPS.c.id)
+        with storage.engine.connect() as conn:
+            rows = list(conn.execute(owed))
+        for row in rows:
+            user = AlipayUser(row.user_kind, row.alipay_user)
+            found = storage.reserve(_reward_claim(appid, coupon, user, row.nonce), out_biz_no=claims.new_out_biz_no(),
+                                    stock=coupon.stock, per_user_limit=coupon.per_user_limit,
+                                    new_customers_only=coupon.audience == "new_customers")
+            LOG.warning("app %s: the reward of stamp %s was owed; claim %s reserved (%s)", appid, row.nonce, found.id,
+                        found.status.value)
+
+
 ENDPOINTS = (Endpoint(STAMP, stamp),)
+TASKS = (PeriodicTask("membership.owed_stamp_rewards", claim_owed_rewards, cron="*/5 * * * *"),)

@@ -10,7 +10,8 @@ stored: no name, birthday or phone number; a member's mobile only as its SHA-256
   last showed (card_points, card_level), so a change is pushed once (card.update).
 * membership_ledger: every points change, unique per (app, reason, ref): an order, a
   stamp, the follow, a reward; the balance after it.
-* membership_stamps: every stamp, unique per till code (nonce): a code is used once.
+* membership_stamps: every stamp, unique per till code (nonce): a code is used once;
+  `filled` when it filled a card (its reward coupon is owed).
 * membership_cards: per app, the card template made from the spec's design (its
   design_digest says when the spec changed it) and the claim link (apply_card_url).
 * membership_subscriptions: per customer and message template, the sends the customer
@@ -24,7 +25,7 @@ stored: no name, birthday or phone number; a member's mobile only as its SHA-256
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 from builder.serve.storage import ROW_ID, UtcDateTime
 
@@ -75,6 +76,7 @@ STAMPS = Table(
     Column("alipay_user", String(128), nullable=False),
     Column("nonce", String(32), nullable=False),
     Column("store", String(64)),
+    Column("filled", Boolean, nullable=False),  # this stamp filled a card: its reward coupon is owed
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("appid", "nonce", name="uq_membership_stamps_appid_nonce"),
     Index("ix_membership_stamps_appid_user_created_at", "appid", *USER, "created_at"),
