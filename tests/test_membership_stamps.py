@@ -166,6 +166,15 @@ def test_forged_foreign_or_garbage_codes_are_400(till: Till) -> None:
     assert till.stamp(ann, genuine).status_code == 200  # the genuine one, untouched, still works
 
 
+def test_the_code_key_is_derived_from_the_servers_secret() -> None:
+    """Every process with the secret makes the same key; another purpose, or another
+    secret, another key; the key is not the secret."""
+    again = SessionTokens(SECRET, timedelta(minutes=5), lambda: NOON)
+    assert again.derived_key(KEY_PURPOSE) == KEY and len(KEY) == 32
+    assert again.derived_key("something else") != KEY and SECRET[:32] != KEY
+    assert SessionTokens(SECRET + b"!", timedelta(minutes=5), lambda: NOON).derived_key(KEY_PURPOSE) != KEY
+
+
 def test_a_code_is_read_only_whole_and_as_signed() -> None:
     nonce = new_nonce(NOON)
     code = sign_code(KEY, APPID, "main", nonce)
