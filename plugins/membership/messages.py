@@ -7,9 +7,11 @@
   before. A template id that is not one of the spec's `membership.messages.templates`
   is 422 `unknown_template`, nothing stored.
 * The sends, through alipay.open.app.mini.templatemessage.send (AlipayClient): an order
-  ready (`on_event`, the ordering board's order_ready), a voucher of the coupon plugin
-  that expires tomorrow in China (the periodic task `membership.coupon_expiring`, every
-  hour). Each send, decided in one transaction under the customer's row lock (the
+  ready (`on_event`: the ordering board's order_ready, whose data may name the store by
+  `store_name`, else by its id `store`), points changed (`on_event`: this plugin's
+  points_changed, announced where points change, e.g. a stamp), a voucher of the coupon
+  plugin that expires tomorrow in China (the periodic task `membership.coupon_expiring`,
+  every hour). Each send, decided in one transaction under the customer's row lock (the
   core's users row): only when the customer allowed the template (allowed > 0, which it
   uses up), at most `messages.per_user_per_day` a day (China) to one customer, and never
   twice for the same (template, customer, ref) (membership_messages is unique on them:
@@ -19,7 +21,8 @@
   possibly delivered twice is worse than one missed.
 * The message's data: the template's `fields`, in order, as keyword1, keyword2, ...
   (each at most 50 characters); a field the event does not know is "-". `page`: the
-  template's page (pages/<id>/<id>), else none (Alipay opens the home page).
+  template's page (pages/<id>/<id>), else none (inferred: Alipay then opens the home
+  page; not confirmed in a current doc).
   The back end does not know the shop's name (TaskContext carries the spec's plugin
   sections only): `shop` is the store's name the event carries, else "-".
 """
