@@ -632,7 +632,7 @@ def test_the_openapi_document_lists_every_route_and_describes_what_is_sent(
                      and route.path.startswith("/api/") for method in route.methods or () if method != "HEAD"}
     documented = {(path, method) for path, operations in document["paths"].items() for method in operations}
     assert served_routes == documented
-    assert len(served_routes) == 17
+    assert len(served_routes) == 19
     claim = document["paths"]["/api/v1/{appid}/coupons/{coupon_id}/claims"]["post"]
     assert claim["security"] == [{"session": []}]
     assert {p["name"] for p in claim["parameters"]} == {"appid", "coupon_id", "Idempotency-Key"}
@@ -641,10 +641,10 @@ def test_the_openapi_document_lists_every_route_and_describes_what_is_sent(
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate("has space", key_schema)
     names = [op["operationId"] for operations in document["paths"].values() for op in operations.values()]
-    assert sorted(names) == ["alipayNotify", "claimCoupon", "claimReward", "createOrder", "createSession",
-                             "followPoints", "getContent", "getMembership", "getOpenApi", "getOrder",
+    assert sorted(names) == ["addStamp", "alipayNotify", "claimCoupon", "claimReward", "createOrder",
+                             "createSession", "followPoints", "getContent", "getMembership", "getOpenApi", "getOrder",
                              "listContentVersions", "listMyClaims", "listMyOrders", "openMemberCard",
-                             "publishContent", "recordEvents", "restoreContent"]
+                             "publishContent", "recordEvents", "recordSubscriptions", "restoreContent"]
     versions = document["paths"]["/api/v1/{appid}/content/versions"]
     assert versions["post"]["security"] == versions["get"]["security"] == [{"publish": []}]
     assert set(document["components"]["securitySchemes"]) == {"session", "publish"}

@@ -311,7 +311,7 @@ def test_a_plugins_route_is_served_and_described(tmp_path: Path) -> None:
 
 
 def test_the_first_party_routes_come_from_their_plugins(tmp_path: Path) -> None:
-    """Disabled, the coupon and promotion plugins take their routes with them: the router
+    """Disabled, the first-party plugins take their routes with them: the router
     knows no such path (not_found), where a served route knows no such app (unknown_app)."""
     url = f"sqlite:///{tmp_path / 'serve.sqlite3'}"
     plugins = load_plugins(PluginOptions(disabled=("coupon", "promotion", "life_account", "ordering", "membership")))

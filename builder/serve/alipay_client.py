@@ -38,6 +38,7 @@ from alipay.aop.api.domain.AlipayMarketingCardTemplateCreateModel import AlipayM
 from alipay.aop.api.domain.AlipayMarketingCardTemplateModifyModel import AlipayMarketingCardTemplateModifyModel
 from alipay.aop.api.domain.AlipayMarketingCardUpdateModel import AlipayMarketingCardUpdateModel
 from alipay.aop.api.domain.AlipayMerchantOrderSyncModel import AlipayMerchantOrderSyncModel
+from alipay.aop.api.domain.AlipayOpenAppMiniTemplatemessageSendModel import AlipayOpenAppMiniTemplatemessageSendModel
 from alipay.aop.api.domain.AlipayOpenAppQrcodeCreateModel import AlipayOpenAppQrcodeCreateModel
 from alipay.aop.api.domain.AlipayOpenPublicUserFollowQueryModel import AlipayOpenPublicUserFollowQueryModel
 from alipay.aop.api.domain.AlipayTradeCloseModel import AlipayTradeCloseModel
@@ -60,6 +61,9 @@ from alipay.aop.api.request.AlipayMarketingCardTemplateModifyRequest import Alip
 from alipay.aop.api.request.AlipayMarketingCardUpdateRequest import AlipayMarketingCardUpdateRequest
 from alipay.aop.api.request.AlipayMerchantOrderSyncRequest import AlipayMerchantOrderSyncRequest
 from alipay.aop.api.request.AlipayOfflineMaterialImageUploadRequest import AlipayOfflineMaterialImageUploadRequest
+from alipay.aop.api.request.AlipayOpenAppMiniTemplatemessageSendRequest import (
+    AlipayOpenAppMiniTemplatemessageSendRequest,
+)
 from alipay.aop.api.request.AlipayOpenAppQrcodeCreateRequest import AlipayOpenAppQrcodeCreateRequest
 from alipay.aop.api.request.AlipayOpenPublicUserFollowQueryRequest import AlipayOpenPublicUserFollowQueryRequest
 from alipay.aop.api.request.AlipaySystemOauthTokenRequest import AlipaySystemOauthTokenRequest
@@ -85,6 +89,9 @@ from alipay.aop.api.response.AlipayMarketingCardTemplateModifyResponse import Al
 from alipay.aop.api.response.AlipayMarketingCardUpdateResponse import AlipayMarketingCardUpdateResponse
 from alipay.aop.api.response.AlipayMerchantOrderSyncResponse import AlipayMerchantOrderSyncResponse
 from alipay.aop.api.response.AlipayOfflineMaterialImageUploadResponse import AlipayOfflineMaterialImageUploadResponse
+from alipay.aop.api.response.AlipayOpenAppMiniTemplatemessageSendResponse import (
+    AlipayOpenAppMiniTemplatemessageSendResponse,
+)
 from alipay.aop.api.response.AlipayOpenAppQrcodeCreateResponse import AlipayOpenAppQrcodeCreateResponse
 from alipay.aop.api.response.AlipayOpenPublicUserFollowQueryResponse import AlipayOpenPublicUserFollowQueryResponse
 from alipay.aop.api.response.AlipaySystemOauthTokenResponse import AlipaySystemOauthTokenResponse
@@ -300,6 +307,26 @@ class AlipayClient:
         answer = self._call("alipay.open.public.user.follow.query", AlipayOpenPublicUserFollowQueryRequest(
             biz_model=model), AlipayOpenPublicUserFollowQueryResponse())
         return bool(answer.is_follow == "T")
+
+    def send_template_message(self, user_template_id: str, data: Mapping[str, str], *, page: str | None = None,
+                              to_user_id: str | None = None, to_open_id: str | None = None) -> None:
+        """Send a subscription message (订阅消息) of template `user_template_id` to a user
+        who subscribed to it: `data` the keywords' values in order ({"keyword1": "..."},
+        each at most 50 characters), sent as the JSON string Alipay takes
+        ({"keyword1": {"value": "..."}}); `page` what it opens (a page path, optionally
+        with a query). Refusals (AlipayError, 40004): USER_TEMPLATE_ILLEGAL,
+        USER_TEMPLATE_LACK_KEYWORD, USER_KEYWORD_LENGTH_ERROR (docs/alipay-membership-facts.md 2.2)."""
+        _one_user(to_user_id, to_open_id)
+        model = AlipayOpenAppMiniTemplatemessageSendModel()
+        model.user_template_id = user_template_id
+        model.to_user_id = to_user_id
+        model.to_open_id = to_open_id
+        model.page = page
+        model.data = json.dumps({key: {"value": value} for key, value in data.items()}, ensure_ascii=False,
+                                separators=(",", ":"))
+        LOG.info("alipay template message send: template %s", user_template_id)
+        self._call("alipay.open.app.mini.templatemessage.send", AlipayOpenAppMiniTemplatemessageSendRequest(
+            biz_model=model), AlipayOpenAppMiniTemplatemessageSendResponse())
 
     def create_qrcode(self, url_param: str, query_param: str, describe: str, size: str | None = None,
                       color: str | None = None) -> QrCode:

@@ -50,6 +50,12 @@ class SessionTokens:
     def _mac(self, payload: str) -> str:
         return _b64(hmac.new(self._secret, payload.encode("ascii"), hashlib.sha256).digest())
 
+    def derived_key(self, purpose: str) -> bytes:
+        """A key of its own for another signature this process makes (e.g. the till's
+        stamp codes), derived from the secret: valid wherever the secret is, changed with
+        it, and telling nothing of it or of the other purposes' keys."""
+        return hmac.new(self._secret, f"mpforge derived key: {purpose}".encode(), hashlib.sha256).digest()
+
     def issue(self, appid: str, user: AlipayUser) -> str:
         expires = int((self._clock() + self.ttl).timestamp())
         body = json.dumps({"app": appid, "kind": user.kind, "sub": user.id, "exp": expires},

@@ -62,9 +62,9 @@ def mpforge_serve_migrations() -> list[Path]:
 
 @hookimpl
 def mpforge_serve_routes() -> list[Endpoint]:
-    from . import card_api, points, stamps_api
+    from . import card_api, messages, points, stamps_api
 
-    return [*card_api.ENDPOINTS, *points.ENDPOINTS, *stamps_api.ENDPOINTS]
+    return [*card_api.ENDPOINTS, *points.ENDPOINTS, *stamps_api.ENDPOINTS, *messages.ENDPOINTS]
 
 
 @hookimpl
@@ -77,9 +77,9 @@ def mpforge_serve_pages() -> list[BaseRoute]:
 
 @hookimpl
 def mpforge_serve_tasks() -> list[PeriodicTask]:
-    from . import card_api, messages, points
+    from . import card_api, messages, points, stamps_api
 
-    return [*card_api.TASKS, *points.TASKS, *messages.TASKS]
+    return [*card_api.TASKS, *points.TASKS, *messages.TASKS, *stamps_api.TASKS]
 
 
 @hookimpl

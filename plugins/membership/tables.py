@@ -10,12 +10,13 @@ stored: no name, birthday or phone number; a member's mobile only as its SHA-256
   last showed (card_points, card_level), so a change is pushed once (card.update).
 * membership_ledger: every points change, unique per (app, reason, ref): an order, a
   stamp, the follow, a reward; the balance after it.
-* membership_stamps: every stamp, unique per till code (nonce): a code is used once.
+* membership_stamps: every stamp, unique per till code (nonce): a code is used once;
+  `filled` when it filled a card (its reward coupon is owed).
 * membership_cards: per app, the card template made from the spec's design (its
   design_digest says when the spec changed it) and the claim link (apply_card_url).
 * membership_subscriptions: per customer and message template, the sends the customer
   allowed (one-time templates add one per acceptance).
-* membership_messages: every message sent or refused, unique per (app, template,
+* membership_messages: every message sent, refused or being sent, unique per (app, template,
   customer, ref): the same event never sends twice.
 * membership_crowds: per app and segment, the 棋盘密云 crowd it was pushed to, and
   membership_crowd_users who is in it (by the id 棋盘 takes: OPEN_ID or SHA256_MOBILE),
@@ -24,7 +25,7 @@ stored: no name, birthday or phone number; a member's mobile only as its SHA-256
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 from builder.serve.storage import ROW_ID, UtcDateTime
 
@@ -75,6 +76,7 @@ STAMPS = Table(
     Column("alipay_user", String(128), nullable=False),
     Column("nonce", String(32), nullable=False),
     Column("store", String(64)),
+    Column("filled", Boolean, nullable=False),  # this stamp filled a card: its reward coupon is owed
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("appid", "nonce", name="uq_membership_stamps_appid_nonce"),
     Index("ix_membership_stamps_appid_user_created_at", "appid", *USER, "created_at"),
@@ -111,7 +113,7 @@ MESSAGES = Table(
     Column("template_id", String(64), nullable=False),
     Column("event", String(32), nullable=False),
     Column("ref", String(64), nullable=False),
-    Column("status", String(8), nullable=False),  # sent, refused, skipped
+    Column("status", String(8), nullable=False),  # sending (Alipay not answered yet, or never), sent, refused
     Column("alipay_sub_code", String(64)),
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("appid", "template_id", *USER, "ref", name="uq_membership_messages_once"),

@@ -105,6 +105,7 @@ def upgrade() -> None:
         sa.Column("alipay_user", sa.String(128), nullable=False),
         sa.Column("nonce", sa.String(32), nullable=False),
         sa.Column("store", sa.String(64)),
+        sa.Column("filled", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_membership_stamps"),
         sa.UniqueConstraint("appid", "nonce", name="uq_membership_stamps_appid_nonce"),
