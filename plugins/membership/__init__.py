@@ -14,6 +14,7 @@ customer view (segments.py, customer_view.py), the coupon audiences it answers
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,10 +92,11 @@ def mpforge_serve_event(context: TaskContext, event: BusinessEvent) -> None:
 
 
 @hookimpl
-def mpforge_serve_in_audience(storage: Storage, appid: str, user: AlipayUser, audience: str) -> bool | None:
+def mpforge_serve_in_audience(storage: Storage, appid: str, user: AlipayUser, audience: str,
+                              sections: Mapping[str, Any]) -> bool | None:
     from .audience import in_audience
 
-    return in_audience(storage, appid, user, audience)
+    return in_audience(storage, appid, user, audience, sections)
 
 
 @hookimpl

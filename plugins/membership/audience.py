@@ -1,10 +1,46 @@
-"""PLACEHOLDER (being written by a helper; replaced before this lands)."""
+"""The coupon audiences the membership plugin answers (mpforge_serve_in_audience):
+
+* ``members``: the customer holds the member card (membership_customers.biz_card_no);
+* ``segment:<id>``: the customer is in the spec's segment `<id>` now (segments.py);
+  a segment the app's membership section does not have is no one's.
+
+Any other audience is not the plugin's: None.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import select
 
-def in_audience(storage: Any, appid: str, user: Any, audience: str) -> bool | None:
-    del storage, appid, user, audience
-    return None
+from builder.serve.storage import AlipayUser, Storage
+
+from .models import MembershipSection
+from .segments import in_segment, segment_of
+from .tables import CUSTOMERS
+
+SEGMENT_PREFIX = "segment:"
+
+
+def is_member(storage: Storage, appid: str, user: AlipayUser) -> bool:
+    """Whether `user` holds the app's member card."""
+    with storage.engine.connect() as conn:
+        return conn.execute(select(CUSTOMERS.c.id).where(
+            CUSTOMERS.c.appid == appid, CUSTOMERS.c.user_kind == user.kind, CUSTOMERS.c.alipay_user == user.id,
+            CUSTOMERS.c.biz_card_no.is_not(None))).first() is not None
+
+
+def in_audience(storage: Storage, appid: str, user: AlipayUser, audience: str,
+                sections: Mapping[str, Any]) -> bool | None:
+    """Whether `user` is in `audience`; None when the audience is not the plugin's.
+    `sections`: the app's spec sections (the segments' rules are the spec's)."""
+    if audience == "members":
+        return is_member(storage, appid, user)
+    if not audience.startswith(SEGMENT_PREFIX):
+        return None
+    section = sections.get("membership")
+    if not isinstance(section, MembershipSection):
+        return False
+    segment = segment_of(section, audience[len(SEGMENT_PREFIX):])
+    return segment is not None and in_segment(storage, appid, user, segment, section)
