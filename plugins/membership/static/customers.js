@@ -98,7 +98,7 @@
       },
       options: {
         animation: false, responsive: true, maintainAspectRatio: false,
-        scales: {y: {beginAtZero: true, ticks: {precision: 0}}},
+        scales: {y: {beginAtZero: true, grace: "10%", ticks: {precision: 0}}},
         plugins: {legend: {position: "bottom"}},
       },
     };
