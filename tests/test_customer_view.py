@@ -34,6 +34,8 @@ from serve_support import APPID, NOON, Clock, Database
 from sqlalchemy import insert, update
 from test_ordering import Shop, open_shop, shop_spec
 
+from builder.errors import UserError
+from builder.pipeline import prepare
 from builder.serve.alipay_client import CrowdUser
 from builder.serve.alipay_errors import AlipayError
 from builder.serve.merchant import load_merchant
@@ -228,6 +230,15 @@ def members_of(day: Day, segment_id: str) -> list[str]:
 
 
 # --- segments -----------------------------------------------------------------------------
+
+def test_a_segment_naming_an_unknown_level_is_located(tmp_path: Path) -> None:
+    spec = view_spec()
+    spec["membership"]["segments"][1]["rule"]["levels"] = ["silver", "gold"]
+    with pytest.raises(UserError) as info:
+        prepare(write_project(tmp_path, spec))
+    assert [(p.path, p.message) for p in info.value.problems] == [
+        ("membership.segments[1].rule.levels[1]", "no level 'gold'; the levels are basic, silver")]
+
 
 def test_segments_hold_exactly_the_customers_their_rules_say(day: Day) -> None:
     assert {s["id"]: members_of(day, s["id"]) for s in SEGMENTS} == {

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, String, Table, and_, case, exists, func, literal, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, String, Table, and_, case, func, literal, or_, select
 
 from builder.serve.storage import CLAIMS, EVENTS, Storage
 
@@ -76,26 +76,38 @@ def _visitors_query(conn: Connection, appid: str, start: datetime, end: datetime
                      or_(has_user, events.c.anonymous_id.is_not(None)))
               .subquery("ranked"))
 
-    def mine(table: Table) -> ColumnElement[bool]:
-        return and_(table.c.appid == appid, table.c.user_kind == ranked.c.kind, table.c.alipay_user == ranked.c.who)
+    firsts = select(ranked).where(ranked.c.rank == 1).subquery("visitors")
+    joined: Any = firsts
+    flags: list[ColumnElement[bool]] = []
+
+    def reached(table: Table, name: str, *where: ColumnElement[bool],
+                having: ColumnElement[bool] | None = None) -> None:
+        """Join the users of `table` matching `where` (one pass, grouped per user); the
+        visitor reached the step when they are among them."""
+        nonlocal joined
+        query = (select(table.c.user_kind, table.c.alipay_user).where(table.c.appid == appid, *where)
+                 .group_by(table.c.user_kind, table.c.alipay_user))
+        found = (query.having(having) if having is not None else query).subquery(name)
+        joined = joined.outerjoin(found, and_(found.c.user_kind == firsts.c.kind,
+                                              found.c.alipay_user == firsts.c.who))
+        flags.append(found.c.alipay_user.is_not(None))
 
     customers = CUSTOMERS
-    followed = or_(
-        exists().where(mine(events), events.c.kind.in_(FOLLOW_KINDS), events.c.at < end),
-        exists().where(mine(customers), customers.c.followed_at.is_not(None), customers.c.followed_at < end))
-    claimed = exists().where(mine(CLAIMS), CLAIMS.c.status == "issued", CLAIMS.c.created_at < end)
-    member = exists().where(mine(customers), customers.c.biz_card_no.is_not(None),
-                            or_(customers.c.card_opened_at.is_(None), customers.c.card_opened_at < end))
+    reached(events, "follow_events", events.c.kind.in_(FOLLOW_KINDS), events.c.alipay_user.is_not(None),
+            events.c.at < end)
+    reached(customers, "follow_points", customers.c.followed_at < end)
+    reached(CLAIMS, "claimed", CLAIMS.c.status == "issued", CLAIMS.c.created_at < end)
+    reached(customers, "members", customers.c.biz_card_no.is_not(None),
+            or_(customers.c.card_opened_at.is_(None), customers.c.card_opened_at < end))
     orders = orders_table(conn)
-    repeat: ColumnElement[bool]
-    if orders is None:
-        repeat = literal(False)
-    else:
-        repeat = select(func.count()).where(mine(orders), orders.c.status.in_(PAID_STATUSES),
-                                            orders.c.paid_at < end).scalar_subquery() >= 2
-    return (select(ranked.c.channel, ranked.c.entry_point, followed.label("followed"), claimed.label("claimed"),
-                   member.label("member"), repeat.label("repeat"))
-            .where(ranked.c.rank == 1))
+    if orders is not None:
+        reached(orders, "repeat", orders.c.status.in_(PAID_STATUSES), orders.c.paid_at < end,
+                having=func.count() >= 2)
+    follow_events, follow_points, claimed, member = flags[:4]
+    repeat = flags[4] if orders is not None else literal(False)
+    return (select(firsts.c.channel, firsts.c.entry_point, or_(follow_events, follow_points).label("followed"),
+                   claimed.label("claimed"), member.label("member"), repeat.label("repeat"))
+            .select_from(joined))
 
 
 def funnels(found: Iterable[Visitor], by: str) -> list[Funnel]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -39,7 +40,6 @@ from sqlalchemy import (
     Table,
     and_,
     case,
-    false,
     func,
     inspect,
     literal,
@@ -85,33 +85,60 @@ def _latest(conn: Connection, times: Sequence[ColumnElement[datetime]]) -> Colum
     return type_coerce(latest, UtcDateTime())
 
 
+def _per_user(table: Table, appid: str, name: str, *columns: ColumnElement[Any],
+              where: Sequence[ColumnElement[bool]] = ()) -> Subquery:
+    """`columns` aggregated per user of `table` (one pass over the app's rows)."""
+    return (select(table.c.user_kind, table.c.alipay_user, *columns)
+            .where(table.c.appid == appid, table.c.alipay_user.is_not(None), *where)
+            .group_by(table.c.user_kind, table.c.alipay_user).subquery(name))
+
+
+def _first_channels(appid: str) -> Subquery:
+    """Each user's earliest event that names a channel: user_kind, alipay_user, channel."""
+    events = EVENTS
+    ranked = (select(events.c.user_kind, events.c.alipay_user, events.c.channel,
+                     func.row_number().over(partition_by=(events.c.user_kind, events.c.alipay_user),
+                                            order_by=(events.c.at, events.c.id)).label("rank"))
+              .where(events.c.appid == appid, events.c.alipay_user.is_not(None), events.c.channel.is_not(None),
+                     events.c.channel != "")
+              .subquery("channelled"))
+    return select(ranked.c.user_kind, ranked.c.alipay_user, ranked.c.channel).where(ranked.c.rank == 1).subquery(
+        "first_channels")
+
+
 def customers_query(conn: Connection, appid: str, section: MembershipSection) -> Subquery:
     """One row per customer of `appid`: user_kind, alipay_user, points, earned,
     biz_card_no, mobile_sha256, level (id, members only), paid_orders, last_visit,
-    first_channel."""
+    first_channel. Each other table is read once, grouped per user, and joined."""
     users = USERS
+    joined: Any = users
+    times: list[ColumnElement[datetime]] = [users.c.created_at]
 
-    def mine(table: Table) -> ColumnElement[bool]:
-        return and_(table.c.appid == appid, table.c.user_kind == users.c.user_kind,
-                    table.c.alipay_user == users.c.alipay_user)
+    def join(found: Subquery) -> None:
+        nonlocal joined
+        joined = joined.outerjoin(found, and_(found.c.user_kind == users.c.user_kind,
+                                              found.c.alipay_user == users.c.alipay_user))
 
-    def latest_of(table: Table, column: str, *where: ColumnElement[bool]) -> ColumnElement[datetime]:
-        found = select(func.max(table.c[column])).where(mine(table), *where).scalar_subquery()
-        return func.coalesce(type_coerce(found, UtcDateTime()), users.c.created_at)
-
+    for table, column in ((EVENTS, "at"), (CLAIMS, "created_at"), (STAMPS, "created_at")):
+        latest = _per_user(table, appid, f"{table.name}_latest", func.max(table.c[column]).label("latest"))
+        join(latest)
+        times.append(func.coalesce(type_coerce(latest.c.latest, UtcDateTime()), users.c.created_at))
     orders = orders_table(conn)
-    times = [users.c.created_at, latest_of(EVENTS, "at"), latest_of(CLAIMS, "created_at"),
-             latest_of(STAMPS, "created_at")]
+    paid_orders: ColumnElement[int]
     if orders is not None:
-        paid = orders.c.status.in_(PAID_STATUSES)
-        times.append(latest_of(orders, "paid_at", paid))
-        paid_orders: ColumnElement[int] = select(func.count()).where(mine(orders), paid).scalar_subquery()
+        paid = _per_user(orders, appid, "paid_orders", func.max(orders.c.paid_at).label("latest"),
+                         func.count().label("paid"), where=[orders.c.status.in_(PAID_STATUSES)])
+        join(paid)
+        times.append(func.coalesce(type_coerce(paid.c.latest, UtcDateTime()), users.c.created_at))
+        paid_orders = func.coalesce(paid.c.paid, 0)
     else:
         paid_orders = literal(0, Integer)
-    first_channel = (select(EVENTS.c.channel).where(mine(EVENTS), EVENTS.c.channel.is_not(None),
-                                                    EVENTS.c.channel != "")
-                     .order_by(EVENTS.c.at, EVENTS.c.id).limit(1).scalar_subquery())
+    channels = _first_channels(appid)
+    join(channels)
     customers = CUSTOMERS
+    joined = joined.outerjoin(customers, and_(customers.c.appid == users.c.appid,
+                                              customers.c.user_kind == users.c.user_kind,
+                                              customers.c.alipay_user == users.c.alipay_user))
     earned = func.coalesce(customers.c.earned, 0)
     level = case(*[(earned >= lv.min_points, lv.id) for lv in reversed(section.levels)], else_=None)
     member = customers.c.biz_card_no.is_not(None)
@@ -121,10 +148,8 @@ def customers_query(conn: Connection, appid: str, section: MembershipSection) ->
                customers.c.biz_card_no, customers.c.mobile_sha256,
                case((member, level), else_=None).label("level"),
                paid_orders.label("paid_orders"), _latest(conn, times).label("last_visit"),
-               first_channel.label("first_channel"))
-        .select_from(users.outerjoin(customers, and_(customers.c.appid == users.c.appid,
-                                                     customers.c.user_kind == users.c.user_kind,
-                                                     customers.c.alipay_user == users.c.alipay_user)))
+               channels.c.channel.label("first_channel"))
+        .select_from(joined)
         .where(users.c.appid == appid))
     return query.subquery("customers")
 
@@ -137,8 +162,7 @@ def rule_condition(rows: Subquery, rule: SegmentRule, section: MembershipSection
     if rule.member is not None:
         conditions.append(card.is_not(None) if rule.member else card.is_(None))
     if rule.levels is not None:
-        known = [level.id for level in section.levels if level.id in rule.levels]
-        conditions.append(rows.c.level.in_(known) if known else false())
+        conditions.append(rows.c.level.in_(rule.levels))  # ids the spec's levels have (mpforge_validate)
     if rule.inactive_days is not None:
         conditions.append(rows.c.last_visit <= now - timedelta(days=rule.inactive_days))
     if rule.active_days is not None:
