@@ -42,7 +42,7 @@ from builder.serve.merchant import load_merchant
 from builder.serve.sandbox_state import sandbox_open_id, sandbox_user_id
 from builder.serve.storage import AlipayUser
 from plugins.membership.audience import in_audience
-from plugins.membership.customer_view import _cell
+from plugins.membership.customer_view import _cell, segment_csv
 from plugins.membership.models import MembershipSection
 from plugins.membership.sandbox_qipan import crowds
 from plugins.membership.segments import in_segment, segment_members
@@ -322,7 +322,6 @@ def test_customers_and_segments_are_listed(day: Day) -> None:
 
 def test_a_segment_exports_as_csv_without_formulas(day: Day) -> None:
     manager = day.login()
-    day.customer("cy", biz_card_no="=HYPERLINK(\"http://evil.example\")")
     answer = day.get("/segments/members.csv", manager)
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "text/csv; charset=utf-8"
@@ -336,9 +335,13 @@ def test_a_segment_exports_as_csv_without_formulas(day: Day) -> None:
                                             by_user[day.users["ann"].id][6]]
     assert by_user[day.users["ann"].id][6].endswith("+08:00")
     assert by_user[day.users["fay"].id][:5] == ["open_id", day.users["fay"].id, "yes", "普卡", "5"]
-    # A cell a spreadsheet would run as a formula starts with ' instead.
+    # A cell a spreadsheet would run as a formula starts with ' instead (a level's name is
+    # the merchant's own text).
     assert [_cell(v) for v in ("=1+1", "+86", "-3", "@SUM(A1)", "ok", None)] == [
         "'=1+1", "'+86", "'-3", "'@SUM(A1)", "ok", ""]
+    members = segment_members(day.shop.served.storage, APPID, day.section, day.section.segments[1], NOON)
+    exported = list(csv.reader(io.StringIO(segment_csv(members, {"silver": '=HYPERLINK("http://evil.example")'}))))
+    assert exported[1][3] == '\'=HYPERLINK("http://evil.example")'
     assert day.get("/segments/nope.csv", manager).json()["error"]["code"] == "unknown_segment"
 
 
