@@ -40,12 +40,14 @@ from builder.serve.alipay_client import CrowdUser
 from builder.serve.alipay_errors import AlipayError
 from builder.serve.merchant import load_merchant
 from builder.serve.sandbox_state import sandbox_open_id, sandbox_user_id
-from builder.serve.storage import AlipayUser
+from builder.serve.storage import AlipayUser, Event, Storage
+from plugins.membership import MIGRATIONS as MEMBERSHIP_MIGRATIONS
+from plugins.membership import funnel
 from plugins.membership.audience import in_audience
 from plugins.membership.customer_view import _cell, segment_csv
 from plugins.membership.models import MembershipSection
 from plugins.membership.sandbox_qipan import crowds
-from plugins.membership.segments import in_segment, segment_members
+from plugins.membership.segments import in_segment, list_customers, orders_table, segment_members
 from plugins.membership.tables import CROWD_USERS, CROWDS, CUSTOMERS
 from plugins.ordering.orders import ORDERS
 
@@ -263,6 +265,29 @@ def test_a_refunded_order_is_not_counted(day: Day) -> None:
     with day.shop.served.storage.engine.connect() as conn, conn.begin():
         conn.execute(update(ORDERS).where(ORDERS.c.idempotency_key == "ann-2").values(status="refunded"))
     assert members_of(day, "regulars") == []
+
+
+def test_without_the_ordering_plugins_table_no_one_has_paid_orders(tmp_path: Path) -> None:
+    """A database whose ordering migration never ran (the plugin disabled): the orders
+    table is not there, and segments and the funnel count no paid orders instead of
+    failing."""
+    section = load_merchant(write_project(tmp_path / "shop", view_spec())).sections["membership"]
+    storage = Storage(f"sqlite:///{tmp_path / 'serve.sqlite3'}", clock=lambda: NOON)
+    try:
+        storage.migrate([MEMBERSHIP_MIGRATIONS])
+        ann = AlipayUser("user_id", sandbox_user_id("ann"))
+        storage.add_user(APPID, ann)
+        storage.add_events(APPID, ann, None, [Event("open", NOON, channel="poster", entry_point="poster-a")])
+        with storage.engine.connect() as conn:
+            assert orders_table(conn) is None
+        regulars = next(s for s in section.segments if s.id == "regulars")
+        assert segment_members(storage, APPID, section, regulars, NOON) == []
+        assert [(c.user, c.paid_orders, c.first_channel) for c in list_customers(storage, APPID, section, NOON,
+                                                                                 10)[1]] == [(ann, 0, "poster")]
+        found = funnel.visitors(storage, APPID, NOON - timedelta(hours=1), NOON + timedelta(hours=1))
+        assert funnel.total(found).counts == [1, 0, 0, 0, 0]
+    finally:
+        storage.dispose()
 
 
 def test_coupon_audiences_members_and_segments(day: Day) -> None:
