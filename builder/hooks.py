@@ -21,7 +21,7 @@ import importlib.util
 import inspect
 import logging
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -498,11 +498,13 @@ class Hooks:
                     LOG.exception("plugin '%s' failed on the event %s %s of app %s", impl.plugin_name, event.kind,
                                   event.ref, event.appid)
 
-    def serve_in_audience(self, storage: Storage, appid: str, user: AlipayUser, audience: str) -> bool | None:
+    def serve_in_audience(self, storage: Storage, appid: str, user: AlipayUser, audience: str,
+                          sections: Mapping[str, Any]) -> bool | None:
         """Whether `user` is in `audience` by the plugins that know it: False when any says
-        no, True when one says yes and none no, None when none knows the audience."""
+        no, True when one says yes and none no, None when none knows the audience.
+        `sections`: the app's spec sections (Merchant.sections)."""
         answers = self._call("mpforge_serve_in_audience", storage=storage, appid=appid, user=user,
-                             audience=audience)
+                             audience=audience, sections=sections)
         for plugin, answer in answers:
             if not isinstance(answer, bool):
                 raise self._wrong_result(plugin, "mpforge_serve_in_audience", answer, "True, False or None")

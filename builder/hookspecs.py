@@ -30,7 +30,7 @@ its hook imports when called.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -252,9 +252,12 @@ def mpforge_serve_event(context: TaskContext, event: BusinessEvent) -> None:
 
 
 @hookspec
-def mpforge_serve_in_audience(storage: Storage, appid: str, user: AlipayUser, audience: str) -> bool | None:
+def mpforge_serve_in_audience(storage: Storage, appid: str, user: AlipayUser, audience: str,
+                              sections: Mapping[str, Any]) -> bool | None:
     """Say whether `user` of app `appid` is in `audience`, a coupon's audience the core
     cannot check itself: ``"members"``, or ``"segment:<id>"`` (a membership segment).
+    `sections`: the app's validated spec sections by key (Merchant.sections), where a
+    plugin finds its rules (e.g. the segments').
 
     Called for every claim of such a coupon, in a worker thread. Return True or False for
     an audience the plugin knows, None for any other. A coupon whose audience no plugin

@@ -397,9 +397,9 @@ def test_plugins_hear_events_answer_audiences_and_keep_and_forget_a_users_data(
         paid = BusinessEvent(APPID, alice, "order_paid", "HC1", datetime(2026, 12, 1, tzinfo=UTC), 2800)
         api.announce(paid)
         api.announce(BusinessEvent(APPID, bob, "order_ready", "HC2", paid.at))  # not the plugin's kind
-        assert api.plugins.serve_in_audience(api.storage, APPID, alice, "segment:stamp-holders") is True
-        assert api.plugins.serve_in_audience(api.storage, APPID, bob, "segment:stamp-holders") is False
-        assert api.plugins.serve_in_audience(api.storage, APPID, alice, "members") is None  # no plugin knows it
+        assert api.plugins.serve_in_audience(api.storage, APPID, alice, "segment:stamp-holders", {}) is True
+        assert api.plugins.serve_in_audience(api.storage, APPID, bob, "segment:stamp-holders", {}) is False
+        assert api.plugins.serve_in_audience(api.storage, APPID, alice, "members", {}) is None  # no plugin knows it
         assert api.plugins.serve_user_data(api.storage, APPID, alice) == {"stamps": {"cups": 1}}
         api.plugins.serve_forget_user(api.storage, APPID, alice)
         api.plugins.serve_forget_user(api.storage, APPID, alice)  # twice is harmless
@@ -429,7 +429,7 @@ def test_a_serve_hook_failure_names_the_plugin(tmp_path: Path, hook: str) -> Non
             "mpforge_serve_sold_out": lambda: plugins.serve_sold_out(None, APPID, []),
             "mpforge_sandbox_methods": plugins.sandbox_methods,
             "mpforge_sandbox_routes": plugins.sandbox_routes,
-            "mpforge_serve_in_audience": lambda: plugins.serve_in_audience(None, APPID, None, "members"),
+            "mpforge_serve_in_audience": lambda: plugins.serve_in_audience(None, APPID, None, "members", {}),
             "mpforge_serve_user_data": lambda: plugins.serve_user_data(None, APPID, None),
             "mpforge_serve_forget_user": lambda: plugins.serve_forget_user(None, APPID, None)}
     with pytest.raises(PluginError) as failure:

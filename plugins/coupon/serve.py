@@ -164,7 +164,8 @@ async def claimable(api: Api, merchant: Merchant, coupon_id: str, user: AlipayUs
         raise ApiError(409, "coupon_expired", f"the coupon could be claimed until {validity.end}")
     if coupon.audience in ("members", "segment"):
         audience = "members" if coupon.audience == "members" else f"segment:{coupon.segment}"
-        inside = await to_thread.run_sync(api.plugins.serve_in_audience, api.storage, merchant.appid, user, audience)
+        inside = await to_thread.run_sync(api.plugins.serve_in_audience, api.storage, merchant.appid, user, audience,
+                                          merchant.sections)
         if inside is None:
             # Issuing to anyone would give away what the merchant meant for some: refuse
             # while no plugin (membership) can say who they are.

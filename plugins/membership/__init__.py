@@ -14,6 +14,7 @@ customer view (segments.py, customer_view.py), the coupon audiences it answers
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,12 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
         return problems
     problems += spec.duplicate_ids(section.levels, ("membership", "levels"), "level id")
     problems += spec.duplicate_ids(section.segments, ("membership", "segments"), "segment id")
+    level_ids = [level.id for level in section.levels]
+    for i, segment in enumerate(section.segments):
+        for j, level in enumerate(segment.rule.levels or []):
+            if level not in level_ids:
+                problems.append(spec.problem(("membership", "segments", i, "rule", "levels", j),
+                                             f"no level {level!r}; the levels are {', '.join(level_ids)}"))
     if spec.backend_url is None:
         problems.append(spec.problem(("membership",), "members, points and stamps are kept by the merchant back "
                                                       "end, and none is set",
@@ -91,10 +98,11 @@ def mpforge_serve_event(context: TaskContext, event: BusinessEvent) -> None:
 
 
 @hookimpl
-def mpforge_serve_in_audience(storage: Storage, appid: str, user: AlipayUser, audience: str) -> bool | None:
+def mpforge_serve_in_audience(storage: Storage, appid: str, user: AlipayUser, audience: str,
+                              sections: Mapping[str, Any]) -> bool | None:
     from .audience import in_audience
 
-    return in_audience(storage, appid, user, audience)
+    return in_audience(storage, appid, user, audience, sections)
 
 
 @hookimpl
