@@ -243,7 +243,9 @@ class WebViewBlock(Block):
 
 
 class PrivacyPolicyBlock(Block):
-    """The privacy policy the core adds when blocks collect personal data (BlockType.collects)."""
+    """The privacy policy the core adds when blocks collect personal data (BlockType.collects).
+    With a back end it says how long that is kept and has buttons to see and delete the
+    user's own data (utils/backend.js: GET and DELETE /me/data)."""
 
     type: Literal["privacy-policy"]
 
@@ -255,7 +257,8 @@ class PrivacyPolicyBlock(Block):
             purposes.setdefault(what.strip(), []).append(why.strip())
         return {"merchant": merchant.name, "app": ctx.spec.model.app.name, "phone": merchant.phone,
                 "items": [{"what": what, "why": "；".join(filter(None, whys))} for what, whys in purposes.items()],
-                "updated": ctx.today.isoformat()}
+                "updated": ctx.today.isoformat(), "backend": ctx.spec.backend_url is not None,
+                "status": "", "mine": [], "raw": ""}
 
 
 def collected(spec: ValidSpec) -> list[str]:
@@ -302,5 +305,8 @@ CORE_BLOCK_TYPES: list[BlockType] = [
     BlockType(name="web-view", model=WebViewBlock, template="blocks/web-view.axml", style="blocks/web-view.acss",
               script="blocks/web-view.js", on_load="mfLoadWebView",
               description="web page filling the page (alone on its page)"),
-    _block("privacy-policy", PrivacyPolicyBlock, "the privacy policy: what the app collects and why"),
+    # With a back end, the policy's buttons show and delete what it stores (GET/DELETE me/data).
+    BlockType(name="privacy-policy", model=PrivacyPolicyBlock, template="blocks/privacy-policy.axml",
+              style="blocks/privacy-policy.acss", script="blocks/privacy-policy.js",
+              description="the privacy policy: what the app collects and why, and the user's own data"),
 ]
