@@ -9,26 +9,22 @@ built JavaScript run in Node against a live back end.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import write_project
-from serve_support import APPID, NOON, SECRET, LiveServer, coupon, unavailable
+from serve_support import APPID, NOON, coupon
 from sqlalchemy import insert, select
 from test_ordering import Shop, open_shop, shop_spec
 
 from builder.api import build
-from builder.serve.app import create_app
-from builder.serve.local_sandbox import LocalSandbox
 from builder.serve.merchant import load_merchant
 from builder.serve.storage import CLAIMS, EVENTS, FORGOTTEN_PREFIX, USERS, AlipayUser
 from plugins.membership import tables as membership
@@ -183,3 +179,102 @@ def test_me_data_needs_a_session_and_is_documented(shop: Shop) -> None:
     paths = shop.api.get("/api/v1/openapi.json").json()["paths"]["/api/v1/{appid}/me/data"]
     assert paths["get"]["operationId"] == "getMyData" and paths["get"]["security"] == [{"session": []}]
     assert paths["delete"]["operationId"] == "deleteMyData" and "204" in paths["delete"]["responses"]
+
+
+# --- the privacy policy page's buttons, in Node against the live back end --------------------
+
+HARNESS = r"""
+// Loads the built privacy page with a `my` whose requests reach the live back end and
+// whose confirm dialog answers as STEPS say; runs STEPS, snapshotting the block's data.
+const path = require('path');
+const [out, live, stepsJson, storageJson] = process.argv.slice(1);
+const steps = JSON.parse(stepsJson);
+const storage = JSON.parse(storageJson);
+const log = { snapshots: {}, confirms: [], requests: [] };
+let confirm = false;
+let pending = 0;
+const later = (fn) => { pending += 1; setTimeout(() => { try { fn(); } finally { pending -= 1; } }, 0); };
+global.getApp = () => ({ globalData: {} });
+global.my = {
+  getStorageSync: ({ key }) => ({ data: storage[key] === undefined ? null : JSON.parse(storage[key]) }),
+  setStorageSync: ({ key, data }) => { storage[key] = JSON.stringify(data); },
+  removeStorageSync: ({ key }) => { delete storage[key]; },
+  getAuthCode: (o) => later(() => o.success({ authCode: 'sandbox-user-ann' })),
+  confirm: (o) => { log.confirms.push({ title: o.title, content: o.content }); later(() => o.success({ confirm })); },
+  request: (o) => {
+    pending += 1;
+    const url = o.url.replace(BASE_URL_JSON, live);
+    log.requests.push(o.method + ' ' + new URL(url).pathname);
+    const body = o.method === 'GET' || o.method === undefined ? undefined : JSON.stringify(o.data || {});
+    fetch(url, { method: o.method || 'GET', headers: o.headers, body }).then(async (res) => {
+      const text = await res.text();
+      // As my.request: dataType json parses the body, text hands it over as it is.
+      const data = o.dataType === 'text' ? text : JSON.parse(text);
+      const answer = { status: res.status, data, headers: Object.fromEntries(res.headers.entries()) };
+      if (res.status >= 200 && res.status < 300) o.success(answer);
+      else o.fail(Object.assign({ error: 19 }, answer));
+    }, () => o.fail({ error: 12 })).finally(() => { pending -= 1; });
+  },
+};
+let definition = null;
+global.Page = (o) => { definition = o; };
+require(path.join(out, 'pages/privacy/privacy.js'));
+const page = Object.assign({}, definition, { data: JSON.parse(JSON.stringify(definition.data)) });
+page.setData = function (update) {
+  for (const [k, v] of Object.entries(update)) {
+    const parts = k.split('.');
+    let target = this.data;
+    parts.slice(0, -1).forEach((p) => { target = target[p]; });
+    target[parts[parts.length - 1]] = v;
+  }
+};
+page.onLoad({});
+const idle = () => new Promise((resolve) => { const tick = () => (pending ? setTimeout(tick, 5) : resolve()); setTimeout(tick, 5); });
+(async () => {
+  for (const step of steps) {
+    if (step.confirm !== undefined) confirm = step.confirm;
+    page[step.tap]({ currentTarget: { dataset: { key: 'b0' } } });
+    await idle();
+    log.snapshots[step.as] = JSON.parse(JSON.stringify(page.data.b0));
+  }
+  log.storage = storage;
+  process.stdout.write(JSON.stringify(log));
+  process.exit(0);
+})();
+""".replace("BASE_URL_JSON", json.dumps("https://api.example.com"))
+
+
+def test_the_privacy_page_shows_and_deletes_the_users_data(shop: Shop, tmp_path: Path) -> None:
+    if shutil.which("node") is None:
+        pytest.fail("node is required for this test (.ci/run installs it)")
+    out = tmp_path / "out"
+    build(write_project(tmp_path / "built", privacy_spec()), out)
+    axml = (out / "pages/privacy/privacy.axml").read_text(encoding="utf-8")
+    assert 'onTap="mfShowMyData">查看我的数据' in axml and 'onTap="mfDeleteMyData">删除我的数据' in axml
+    _, paid, _ = a_customer(shop, "ann")
+    steps = [{"tap": "mfShowMyData", "as": "shown"},
+             {"tap": "mfDeleteMyData", "confirm": False, "as": "kept"},
+             {"tap": "mfDeleteMyData", "confirm": True, "as": "deleted"},
+             {"tap": "mfShowMyData", "as": "after"}]
+    device = {"mpforge.device": json.dumps("d-device-0001"), "mpforge.events": json.dumps([])}
+    result = subprocess.run(["node", "-e", HARNESS, str(out), shop.live.url, json.dumps(steps), json.dumps(device)],
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "TZ": "Asia/Shanghai"})
+    assert result.returncode == 0, result.stderr
+    log = json.loads(result.stdout)
+    shown = log["snapshots"]["shown"]
+    assert shown["status"] == "以下是我们保存的您的全部数据"
+    summary = {item["label"]: item["text"] for item in shown["mine"]}
+    assert summary["领券记录"] == "1 条" and summary["访问记录"] == "2 条" and summary["订单"] == "2 条"
+    assert summary["会员"].startswith("会员资料 无，积分记录 0 条")
+    assert paid in shown["raw"]  # the whole answer is shown too
+    # Cancelled: nothing was asked of the back end, nothing deleted.
+    assert log["confirms"][0]["title"] == "删除我的数据" and "无法恢复" in log["confirms"][0]["content"]
+    assert log["snapshots"]["kept"] == shown
+    assert log["snapshots"]["deleted"]["status"] == "已删除您的数据"
+    after = {item["label"]: item["text"] for item in log["snapshots"]["after"]["mine"]}
+    assert after["领券记录"] == after["访问记录"] == after["订单"] == "0 条"
+    assert log["requests"].count(f"DELETE /api/v1/{APPID}/me/data") == 1
+    # The device forgot its id and unsent events; the session it holds is the one made after.
+    assert "mpforge.device" not in log["storage"] and "mpforge.events" not in log["storage"]
+    assert "mpforge.session" in log["storage"]
+    assert shop.stored(paid).user.kind == orders.FORGOTTEN_KIND
