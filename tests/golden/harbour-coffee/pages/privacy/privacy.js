@@ -3,7 +3,7 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {"merchant": "港湾咖啡 Harbour Coffee", "app": "港湾咖啡", "phone": "400-820-1234", "items": [{"what": "支付宝用户标识（user_id 或 open_id）", "why": "确认关注生活号并发放关注礼；领取优惠券，核对每位顾客的限领数量和领取记录"}], "updated": "2026-11-25", "backend": true, "status": "", "mine": [], "raw": ""}
+    "b0": {"merchant": "港湾咖啡 Harbour Coffee", "app": "港湾咖啡", "phone": "400-820-1234", "items": [{"what": "支付宝用户标识（user_id 或 open_id）", "why": "确认关注生活号并发放关注礼；领取优惠券，核对每位顾客的限领数量和领取记录"}, {"what": "领券记录（哪张券、何时、从哪个渠道领取）", "why": "核对每位顾客的限领数量和券的库存；您删除数据后只保留不含您身份的记录，删除后仍按限领数量计"}, {"what": "访问记录（打开小程序和领券的时间、来源渠道与入口、门店与桌号）", "why": "统计各渠道带来的到访和领券；登录后与您的支付宝用户标识关联，您删除数据时一并删除"}], "updated": "2026-11-25", "backend": true, "status": "", "mine": [], "raw": ""}
   },
   // The query this page was opened with (shares carry it on); declared as a page member so
   // `this.mfQuery` is typed.

@@ -3,7 +3,7 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {"merchant": "老街面馆 Lao Jie Noodles", "app": "老街面馆", "phone": "028-8666 0101", "items": [{"what": "位置信息", "why": "为您推荐最近的门店"}, {"what": "支付宝用户标识（user_id 或 open_id）", "why": "创建订单、发起支付并查询您的订单"}], "updated": "2026-11-25", "backend": true, "status": "", "mine": [], "raw": ""}
+    "b0": {"merchant": "老街面馆 Lao Jie Noodles", "app": "老街面馆", "phone": "028-8666 0101", "items": [{"what": "位置信息", "why": "为您推荐最近的门店"}, {"what": "支付宝用户标识（user_id 或 open_id）", "why": "创建订单、发起支付并查询您的订单"}, {"what": "订单记录（商品、金额、门店、桌号、时间）", "why": "制作和交付您的订单、退款；您删除数据后，订单只保留不含您身份的记录，供商家记账"}, {"what": "访问记录（打开小程序和领券的时间、来源渠道与入口、门店与桌号）", "why": "统计各渠道带来的到访和领券；登录后与您的支付宝用户标识关联，您删除数据时一并删除"}], "updated": "2026-11-25", "backend": true, "status": "", "mine": [], "raw": ""}
   },
   // The query this page was opened with (shares carry it on); declared as a page member so
   // `this.mfQuery` is typed.
