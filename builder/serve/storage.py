@@ -22,6 +22,10 @@ rule that depends on their other claims (`Storage.reserve`):
   in-process lock, so they wait their turn in order instead of in SQLite's busy-handler
   sleeps.
 
+A user's own data (GET and DELETE /me/data, builder.serve.user_data): `user_record`
+reads what the core's tables hold of them, `forget_user` deletes it, keeping their claims
+under a keyed pseudonym that `reserve` still counts against their limits.
+
 Times are stored in UTC.
 """
 
