@@ -242,20 +242,31 @@ class WebViewBlock(Block):
     url: HttpsUrl | None = None
 
 
+# The events the app sends its back end (utils/backend.js record: openings, attributed
+# visits, claims), as the privacy policy lists them.
+EVENTS_COLLECTED = ("访问记录（打开小程序和领券的时间、来源渠道与入口、门店与桌号）: "
+                    "统计各渠道带来的到访和领券；登录后与您的支付宝用户标识关联，您删除数据时一并删除")
+
+
 class PrivacyPolicyBlock(Block):
-    """The privacy policy the core adds when blocks collect personal data (BlockType.collects)."""
+    """The privacy policy the core adds when blocks collect personal data (BlockType.collects).
+    With a back end it says how long that is kept and has buttons to see and delete the
+    user's own data (utils/backend.js: GET and DELETE /me/data)."""
 
     type: Literal["privacy-policy"]
 
     def page_data(self, ctx: PlanContext) -> dict[str, Any]:
         merchant = ctx.spec.model.merchant
         purposes: dict[str, list[str]] = {}  # what is collected -> why, in the order features declare them
-        for entry in collected(ctx.spec):
+        backend = ctx.spec.backend_url is not None
+        # With a back end, utils/backend.js records visits in the core's events table.
+        for entry in collected(ctx.spec) + ([EVENTS_COLLECTED] if backend else []):
             what, _, why = entry.partition(":")
             purposes.setdefault(what.strip(), []).append(why.strip())
         return {"merchant": merchant.name, "app": ctx.spec.model.app.name, "phone": merchant.phone,
                 "items": [{"what": what, "why": "；".join(filter(None, whys))} for what, whys in purposes.items()],
-                "updated": ctx.today.isoformat()}
+                "updated": ctx.today.isoformat(), "backend": backend,
+                "status": "", "mine": [], "raw": ""}
 
 
 def collected(spec: ValidSpec) -> list[str]:
@@ -302,5 +313,8 @@ CORE_BLOCK_TYPES: list[BlockType] = [
     BlockType(name="web-view", model=WebViewBlock, template="blocks/web-view.axml", style="blocks/web-view.acss",
               script="blocks/web-view.js", on_load="mfLoadWebView",
               description="web page filling the page (alone on its page)"),
-    _block("privacy-policy", PrivacyPolicyBlock, "the privacy policy: what the app collects and why"),
+    # With a back end, the policy's buttons show and delete what it stores (GET/DELETE me/data).
+    BlockType(name="privacy-policy", model=PrivacyPolicyBlock, template="blocks/privacy-policy.axml",
+              style="blocks/privacy-policy.acss", script="blocks/privacy-policy.js",
+              description="the privacy policy: what the app collects and why, and the user's own data"),
 ]

@@ -135,8 +135,13 @@ def test_a_privacy_policy_comes_with_features_that_collect_a_user_id(project):
     assert pages[-1] == "pages/privacy/privacy"
     policy = prepared.plan.pages[-1].data["b0"]
     # One entry per kind of data, with every purpose it serves.
-    assert policy["items"] == [{"what": "支付宝用户标识（user_id 或 open_id）",
-                                "why": "确认关注生活号并发放关注礼；领取优惠券，核对每位顾客的限领数量和领取记录"}]
+    # With a back end, what it keeps too: the claims and the visits (the core's events).
+    assert [(item["what"], item["why"]) for item in policy["items"]] == [
+        ("支付宝用户标识（user_id 或 open_id）", "确认关注生活号并发放关注礼；领取优惠券，核对每位顾客的限领数量和领取记录"),
+        ("领券记录（哪张券、何时、从哪个渠道领取）", "核对每位顾客的限领数量和券的库存；您删除数据后只保留不含您身份的记录，删除后仍按限领数量计"),
+        ("访问记录（打开小程序和领券的时间、来源渠道与入口、门店与桌号）",
+         "统计各渠道带来的到访和领券；登录后与您的支付宝用户标识关联，您删除数据时一并删除")]
+    assert policy["backend"] is True
     assert policy["merchant"] == "港湾咖啡 Harbour Coffee" and policy["phone"] == "400-820-1234"
     # The pages that collect link it; the others do not.
     assert "隐私政策" in prepared.tree.text("pages/coupons/coupons.axml")

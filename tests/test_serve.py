@@ -632,7 +632,7 @@ def test_the_openapi_document_lists_every_route_and_describes_what_is_sent(
                      and route.path.startswith("/api/") for method in route.methods or () if method != "HEAD"}
     documented = {(path, method) for path, operations in document["paths"].items() for method in operations}
     assert served_routes == documented
-    assert len(served_routes) == 19
+    assert len(served_routes) == 21
     claim = document["paths"]["/api/v1/{appid}/coupons/{coupon_id}/claims"]["post"]
     assert claim["security"] == [{"session": []}]
     assert {p["name"] for p in claim["parameters"]} == {"appid", "coupon_id", "Idempotency-Key"}
@@ -642,9 +642,10 @@ def test_the_openapi_document_lists_every_route_and_describes_what_is_sent(
         jsonschema.validate("has space", key_schema)
     names = [op["operationId"] for operations in document["paths"].values() for op in operations.values()]
     assert sorted(names) == ["addStamp", "alipayNotify", "claimCoupon", "claimReward", "createOrder",
-                             "createSession", "followPoints", "getContent", "getMembership", "getOpenApi", "getOrder",
-                             "listContentVersions", "listMyClaims", "listMyOrders", "openMemberCard",
-                             "publishContent", "recordEvents", "recordSubscriptions", "restoreContent"]
+                             "createSession", "deleteMyData", "followPoints", "getContent", "getMembership",
+                             "getMyData", "getOpenApi", "getOrder", "listContentVersions", "listMyClaims",
+                             "listMyOrders", "openMemberCard", "publishContent", "recordEvents", "recordSubscriptions",
+                             "restoreContent"]
     versions = document["paths"]["/api/v1/{appid}/content/versions"]
     assert versions["post"]["security"] == versions["get"]["security"] == [{"publish": []}]
     assert set(document["components"]["securitySchemes"]) == {"session", "publish"}
@@ -665,6 +666,8 @@ def test_the_openapi_document_lists_every_route_and_describes_what_is_sent(
         ("/api/v1/{appid}/content", "get", 200, served.api.get(f"/api/v1/{APPID}/content")),
         ("/api/v1/{appid}/me/claims", "get", 200, served.api.get(f"/api/v1/{APPID}/me/claims",
                                                                  headers={"Authorization": f"Bearer {token}"})),
+        ("/api/v1/{appid}/me/data", "get", 200, served.api.get(f"/api/v1/{APPID}/me/data",
+                                                               headers={"Authorization": f"Bearer {token}"})),
         ("/api/v1/{appid}/content/versions", "post", 201, served.api.post(
             f"/api/v1/{APPID}/content/versions", headers=publisher, json={"name": "Shop", "coupons": []})),
         ("/api/v1/{appid}/content/versions/{version}/restore", "post", 201, served.api.post(

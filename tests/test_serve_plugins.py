@@ -326,7 +326,8 @@ def test_the_first_party_routes_come_from_their_plugins(tmp_path: Path) -> None:
         app.state.api.storage.dispose()
     assert codes == ["not_found", "not_found", "not_found", "not_found", "unknown_app"]
     assert sorted(paths) == ["/api/v1/openapi.json", "/api/v1/{appid}/content", "/api/v1/{appid}/content/versions",
-                             "/api/v1/{appid}/content/versions/{version}/restore", "/api/v1/{appid}/session"]
+                             "/api/v1/{appid}/content/versions/{version}/restore", "/api/v1/{appid}/me/data",
+                             "/api/v1/{appid}/session"]
 
 
 def test_a_plugin_route_that_takes_a_core_route_is_refused(tmp_path: Path) -> None:

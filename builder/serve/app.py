@@ -11,6 +11,8 @@ One process serves many mini-programs, each under `/api/v1/{appid}/`. The core's
   publish and restore content versions (`mpforge publish`), with the app's publish
   token, read at start-up from MPFORGE_PUBLISH_TOKEN_<appid>; without it publishing is
   disabled.
+* `GET|DELETE /me/data`: the session user's own data, shown or deleted, the core's and
+  every plugin's (builder.serve.user_data; the privacy policy page calls them).
 
 and the plugins' routes, from the `mpforge_serve_routes` hook (each an `Endpoint`: its
 `Operation` and handler): the coupon plugin's `POST /coupons/{coupon_id}/claims` and
@@ -86,6 +88,7 @@ from builder.serve.replies import ApiError, read_json, reply, validated
 from builder.serve.session_tokens import SessionTokens
 from builder.serve.staff_login import StaffLogin
 from builder.serve.storage import AlipayUser, ContentVersion, Storage, utc_now
+from builder.serve.user_data import FORGET, SHOW, UserData
 
 LOG = logging.getLogger(__name__)
 
@@ -381,7 +384,11 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
     plugins = plugins or load_plugins()
     publish_tokens = _publish_tokens(appids)
     clients = {m.appid: alipay.client(m.appid) for m in merchants}
-    storage = Storage(database_url, busy_timeout=busy_timeout, pool_size=pool_size, clock=clock)
+    # The forgotten users' pseudonyms are keyed by a key of their own, derived from the
+    # secret every process shares (so they all count a forgotten user's claims alike).
+    forget_key = hmac.new(secret, b"mpforge forgotten users v1", hashlib.sha256).digest()
+    storage = Storage(database_url, busy_timeout=busy_timeout, pool_size=pool_size, clock=clock,
+                      forget_key=forget_key)
     context: TaskContext
 
     def announce(event: BusinessEvent) -> None:
@@ -401,9 +408,10 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
     api = Api(merchants, clients, storage, jobs, SessionTokens(secret, limits.session_ttl, clock), limits, clock,
               publish_tokens, lambda merchant: plugins.serve_sold_out(storage, merchant.appid, merchant.products),
               public_url, plugins=plugins, context=context)
+    user_data = UserData(serve_api)
     core: list[tuple[Operation, Handler]] = [
         (SESSION, api.session), (CONTENT, api.content), (LIST_VERSIONS, api.list_versions),
-        (PUBLISH, api.publish), (RESTORE, api.restore)]
+        (PUBLISH, api.publish), (RESTORE, api.restore), (SHOW, user_data.show), (FORGET, user_data.forget)]
     endpoints = [Endpoint(op, handler) for op, handler in core] + _plugin_endpoints(plugins, [op for op, _ in core])
     openapi = document([e.operation for e in endpoints] + [OPENAPI], title="mpforge serve", version=__version__)
 

@@ -36,7 +36,7 @@ class Operation:
     not used, and `security` which token: a user's session or the app's publish token."""
 
     name: str  # the operationId
-    method: Literal["GET", "POST"]
+    method: Literal["GET", "POST", "DELETE"]
     path: str
     summary: str
     responses: Mapping[int, tuple[str, tuple[type[BaseModel], ...]]]

@@ -22,13 +22,20 @@ rule that depends on their other claims (`Storage.reserve`):
   in-process lock, so they wait their turn in order instead of in SQLite's busy-handler
   sleeps.
 
+A user's own data (GET and DELETE /me/data, builder.serve.user_data): `user_record`
+reads what the core's tables hold of them, `forget_user` deletes it, keeping their claims
+under a keyed pseudonym that `reserve` still counts against their limits.
+
 Times are stored in UTC.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
+import hashlib
+import hmac
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -56,6 +63,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
     select,
@@ -78,6 +86,8 @@ MIGRATION_LOCK_ID = 0x6D70666F726765
 CONTENT_LOCK_CLASS = 0x6D706376
 SQLITE_PREFIX = "sqlite"
 POSTGRESQL_PREFIX = "postgresql"
+# What a forgotten user's kept claims hold instead of their id (Storage.pseudonym).
+FORGOTTEN_PREFIX = "forgotten:"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -269,6 +279,17 @@ class Event:
     page: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class UserRecord:
+    """What the core's tables hold of one user: when they first logged in (None: no
+    row, e.g. a database replaced since), their claims (newest first) and the events
+    their app sent while they were logged in (oldest first)."""
+
+    first_seen: datetime | None
+    claims: list[Claim]
+    events: list[Event]
+
+
 def _claim(row: Any) -> Claim:
     return Claim(id=row.id, appid=row.appid, coupon_id=row.coupon_id, activity_id=row.activity_id,
                  user=AlipayUser(row.user_kind, row.alipay_user), idempotency_key=row.idempotency_key,
@@ -303,12 +324,16 @@ def engine_url(database_url: str) -> str:
 class Storage:
     """The back end's database. `busy_timeout` (seconds): how long a SQLite write waits
     for another process's; `pool_size`: connections kept open (PostgreSQL: each is a
-    server process, mind max_connections); `clock`: now, aware, for timestamps."""
+    server process, mind max_connections); `clock`: now, aware, for timestamps;
+    `forget_key`: keys the pseudonym a forgotten user's claims keep (`forget_user`;
+    without it users cannot be forgotten). Every process serving one database needs the
+    same key, or a forgotten user's coupon limits are not counted."""
 
     def __init__(self, database_url: str, *, busy_timeout: float = 5.0, pool_size: int = 20,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now, forget_key: bytes | None = None) -> None:
         url = engine_url(database_url)
         self.clock = clock
+        self._forget_key = forget_key
         # A fixed pool: connections beyond pool_size ("overflow") would be closed on their
         # return, so under sustained load each request would open one afresh (a server
         # process on PostgreSQL). Requests beyond it wait for a connection instead.
@@ -435,10 +460,13 @@ class Storage:
             if earlier is not None:
                 return earlier
             taken = self._lock_counter(conn, new.appid, new.coupon_id)
+            # The user's claims, with those kept from before they had their data deleted
+            # (forget_user): deleting it must not reset their coupon limits.
+            ids = [new.user.id] + ([self.pseudonym(new.appid, new.user)] if self._forget_key else [])
             held: dict[str, int] = {coupon_id: count for coupon_id, count in conn.execute(
                 select(CLAIMS.c.coupon_id, func.count()).where(
                     CLAIMS.c.appid == new.appid, CLAIMS.c.user_kind == new.user.kind,
-                    CLAIMS.c.alipay_user == new.user.id, CLAIMS.c.status != Status.FAILED.value)
+                    CLAIMS.c.alipay_user.in_(ids), CLAIMS.c.status != Status.FAILED.value)
                 .group_by(CLAIMS.c.coupon_id))}
             held_elsewhere = any(coupon_id != new.coupon_id for coupon_id in held)
             error = (ClaimError.NOT_ELIGIBLE if new_customers_only and held_elsewhere
@@ -592,3 +620,54 @@ class Storage:
                  "page": e.page, "at": e.at, "received_at": received} for e in events]
         with self._write() as conn:
             conn.execute(EVENTS.insert(), rows)
+
+    # --- a user's own data (GET and DELETE /me/data) ---------------------------------------
+
+    def pseudonym(self, appid: str, user: AlipayUser) -> str:
+        """What a forgotten user's kept claims hold instead of their id: a keyed hash
+        (HMAC-SHA256 with `forget_key`), so the claims still count against the same
+        user's coupon limits if they come back, while nobody holding the database
+        without the key can tell whose they were (an Alipay user id is 16 digits:
+        a plain hash of one is reversed by trying them all)."""
+        if self._forget_key is None:
+            raise ValueError("this Storage was made without forget_key, so it cannot forget users")
+        mac = hmac.new(self._forget_key, f"{appid}\n{user.kind}\n{user.id}".encode(), hashlib.sha256)
+        return FORGOTTEN_PREFIX + base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
+
+    def user_record(self, appid: str, user: AlipayUser) -> UserRecord:
+        """Everything the core's tables hold of `user` (nothing of anyone else)."""
+        mine = (EVENTS.c.appid == appid, EVENTS.c.user_kind == user.kind, EVENTS.c.alipay_user == user.id)
+        with self._read() as conn:
+            first_seen = conn.execute(select(USERS.c.created_at).where(
+                USERS.c.appid == appid, USERS.c.user_kind == user.kind, USERS.c.alipay_user == user.id)).scalar()
+            claims = [_claim(row) for row in conn.execute(select(CLAIMS).where(
+                CLAIMS.c.appid == appid, CLAIMS.c.user_kind == user.kind, CLAIMS.c.alipay_user == user.id)
+                .order_by(CLAIMS.c.created_at.desc(), CLAIMS.c.id.desc()))]
+            events = [Event(kind=row.kind, at=row.at, scene=row.scene, channel=row.channel,
+                            entry_point=row.entry_point, store=row.store, table_no=row.table_no,
+                            ch_info=row.ch_info, page=row.page)
+                      for row in conn.execute(select(EVENTS).where(*mine).order_by(EVENTS.c.at, EVENTS.c.id))]
+        return UserRecord(first_seen=first_seen, claims=claims, events=events)
+
+    def forget_user(self, appid: str, user: AlipayUser) -> None:
+        """Delete the core's records of `user`, in one transaction; safe to repeat.
+
+        Their row and their events are deleted. Their claims are kept with their id
+        replaced by `pseudonym` (and the Idempotency-Key, which the device chose, by the
+        claim's own out_biz_no): a claim is the merchant's record of stock given out and
+        of a voucher Alipay issued (or, pending, is still issuing: the job queue settles
+        it by its id), and `reserve` counts it against the same user's limits, so
+        deleting one's data is no way to claim a once-per-customer coupon again."""
+        pseudonym = self.pseudonym(appid, user)
+        with self._write() as conn:
+            # The user's row first, as `reserve` locks it: a claim of theirs being made
+            # now is either counted here or, made after, counts what is kept.
+            conn.execute(select(USERS.c.id).where(USERS.c.appid == appid, USERS.c.user_kind == user.kind,
+                                                  USERS.c.alipay_user == user.id).with_for_update()).first()
+            conn.execute(update(CLAIMS).where(CLAIMS.c.appid == appid, CLAIMS.c.user_kind == user.kind,
+                                              CLAIMS.c.alipay_user == user.id)
+                         .values(alipay_user=pseudonym, idempotency_key=CLAIMS.c.out_biz_no))
+            conn.execute(delete(EVENTS).where(EVENTS.c.appid == appid, EVENTS.c.user_kind == user.kind,
+                                              EVENTS.c.alipay_user == user.id))
+            conn.execute(delete(USERS).where(USERS.c.appid == appid, USERS.c.user_kind == user.kind,
+                                             USERS.c.alipay_user == user.id))

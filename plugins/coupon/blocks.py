@@ -17,8 +17,11 @@ if TYPE_CHECKING:
     from builder.plugin_api import PlanContext
 
 SCRIPT = "coupon/page.js"
-# What claiming collects (the privacy policy lists it): the user id my.getAuthCode yields.
-COLLECTS = ("支付宝用户标识（user_id 或 open_id）: 领取优惠券，核对每位顾客的限领数量和领取记录",)
+# What claiming collects and the back end keeps (the privacy policy lists it): the user id
+# my.getAuthCode yields, and the claims (builder/serve/user_data.py: what deleting keeps).
+COLLECTS = ("支付宝用户标识（user_id 或 open_id）: 领取优惠券，核对每位顾客的限领数量和领取记录",
+            "领券记录（哪张券、何时、从哪个渠道领取）: 核对每位顾客的限领数量和券的库存；"
+            "您删除数据后只保留不含您身份的记录，删除后仍按限领数量计")
 STATE_TEXT = {"available": "立即领取", "claimed": "已领取", "sold_out": "已抢光",
               "expired": "已过期", "limit_reached": "已达上限"}
 

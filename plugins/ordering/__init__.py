@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # the back end's types: a build never loads them
     from starlette.routing import BaseRoute, Route
 
     from builder.serve.plugin_api import Endpoint, PeriodicTask, SandboxMethod
-    from builder.serve.storage import Storage
+    from builder.serve.storage import AlipayUser, Storage
     from builder.spec_models import CatalogueProduct
 
 __version__ = "0.2.0"
@@ -195,6 +195,20 @@ def mpforge_serve_routes() -> list[Endpoint]:
     from .serve import ENDPOINTS
 
     return list(ENDPOINTS)
+
+
+@hookimpl
+def mpforge_serve_user_data(storage: Storage, appid: str, user: AlipayUser) -> dict[str, Any]:
+    from .privacy import user_data
+
+    return user_data(storage, appid, user)
+
+
+@hookimpl
+def mpforge_serve_forget_user(storage: Storage, appid: str, user: AlipayUser) -> None:
+    from .privacy import forget_user
+
+    forget_user(storage, appid, user)
 
 
 @hookimpl

@@ -24,8 +24,11 @@ if TYPE_CHECKING:
 
 SCRIPTS = "ordering"  # the folder of the page scripts in templates/
 STYLE = "ordering/ordering.acss"
-# What ordering collects (the privacy policy lists it): the user id the session holds.
-COLLECTS = ("支付宝用户标识（user_id 或 open_id）: 创建订单、发起支付并查询您的订单",)
+# What ordering collects and the back end keeps (the privacy policy lists it): the user id
+# the session holds, and the orders (privacy.py: what deleting keeps).
+COLLECTS = ("支付宝用户标识（user_id 或 open_id）: 创建订单、发起支付并查询您的订单",
+            "订单记录（商品、金额、门店、桌号、时间）: 制作和交付您的订单、退款；"
+            "您删除数据后，订单只保留不含您身份的记录，供商家记账")
 # The menu asks for the location (my.getLocation) to choose the nearest store; app.json
 # declares it too (permission scope.userLocation, the plugin's mpforge_app_json).
 LOCATION_PURPOSE = "为您推荐最近的门店"

@@ -40,6 +40,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    cast,
+    literal,
     or_,
     select,
     update,
@@ -71,6 +73,9 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.CLOSED: frozenset({Status.PAID}),  # Alipay took the money after all (see above)
     Status.REFUNDED: frozenset(),
 }
+
+# A forgotten user's orders (forget_user): this kind, and "order:<id>" as the user.
+FORGOTTEN_KIND = "deleted"
 
 METADATA = MetaData()
 ORDERS = Table(
@@ -253,13 +258,29 @@ def find(storage: Storage, appid: str, out_trade_no: str) -> Order | None:
     return None if row is None else _order(row)
 
 
-def users_orders(storage: Storage, appid: str, user: AlipayUser, limit: int = 50) -> list[Order]:
-    """The user's orders, newest first."""
+def users_orders(storage: Storage, appid: str, user: AlipayUser, limit: int | None = 50) -> list[Order]:
+    """The user's orders, newest first (None: all of them)."""
     with storage.engine.connect() as conn:
         rows = conn.execute(select(ORDERS).where(
             ORDERS.c.appid == appid, ORDERS.c.user_kind == user.kind, ORDERS.c.alipay_user == user.id)
             .order_by(ORDERS.c.created_at.desc(), ORDERS.c.id.desc()).limit(limit)).all()
     return [_order(row) for row in rows]
+
+
+def forget_user(storage: Storage, appid: str, user: AlipayUser) -> None:
+    """Remove the user's identity from their orders, in one transaction; safe to repeat.
+
+    Every order is kept: a paid or refunded one is the merchant's record of money taken
+    and given back (its accounts, Alipay's bill, a refund still to make), and an unpaid
+    one may still be paid in Alipay's cashier until `reconcile` closes its trade, which
+    it does by out_trade_no, as it does any order. The user becomes FORGOTTEN_KIND and
+    "order:<id>", unique per order, so (appid, user_kind, alipay_user, idempotency_key)
+    stays unique however many forgotten orders share a key. What is left says what was
+    sold, where and when, not to whom."""
+    with _write(storage) as conn:
+        conn.execute(update(ORDERS).where(
+            ORDERS.c.appid == appid, ORDERS.c.user_kind == user.kind, ORDERS.c.alipay_user == user.id)
+            .values(user_kind=FORGOTTEN_KIND, alipay_user=literal("order:") + cast(ORDERS.c.id, String)))
 
 
 def unpaid_before(storage: Storage, appid: str, created_before: datetime) -> list[Order]:
@@ -280,6 +301,7 @@ def to_sync(storage: Storage, appid: str, statuses: Collection[Status], limit: i
     with storage.engine.connect() as conn:
         rows = conn.execute(select(ORDERS).where(
             ORDERS.c.appid == appid, ORDERS.c.status.in_(values), ORDERS.c.trade_no.is_not(None),
+            ORDERS.c.user_kind != FORGOTTEN_KIND,  # no buyer to send; the buyer's copy is theirs
             or_(ORDERS.c.synced_status.is_(None), ORDERS.c.synced_status != ORDERS.c.status),
             or_(ORDERS.c.sync_refused.is_(None), ORDERS.c.sync_refused != ORDERS.c.status))
             .order_by(ORDERS.c.updated_at, ORDERS.c.id).limit(limit)).all()

@@ -45,7 +45,8 @@ function request(options, done) {
     method: options.method || 'GET',
     headers: Object.assign({ 'content-type': 'application/json' }, options.headers || {}),
     data: options.data,
-    dataType: 'json',
+    // 'text' for an answer without a body (204), which 'json' would fail to parse.
+    dataType: options.dataType || 'json',
     timeout: 10000,
     success: function (res) {
       done({ status: res.status || 200, body: parsed(res.data), headers: res.headers || {} });
@@ -212,6 +213,24 @@ function ifSignedIn(options, done) {
   authorized(options, done);
 }
 
+// The user's own data (GET /me/data): done(answer), answer.body the data when 200.
+function myData(done) {
+  authorized({ path: '/me/data' }, done);
+}
+
+// Delete the user's data (DELETE /me/data): done(answer), 204 when deleted. The device
+// then forgets its session, its id and its unsent events too: nothing left here links
+// what comes next to what was deleted.
+function forgetMe(done) {
+  authorized({ path: '/me/data', method: 'DELETE', dataType: 'text' }, function (answer) {
+    if (answer.status === 204) {
+      [SESSION_KEY, DEVICE_KEY, EVENTS_KEY].forEach(function (key) { my.removeStorageSync({ key: key }); });
+    }
+    done(answer);
+  });
+}
+
 module.exports = {
   request: request, authorized: authorized, ifSignedIn: ifSignedIn, content: content, record: record, flush: flush,
+  myData: myData, forgetMe: forgetMe,
 };
