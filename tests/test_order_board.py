@@ -167,7 +167,7 @@ def test_without_a_staff_token_the_login_is_off(board: Board, monkeypatch: pytes
     assert off.status_code == 403 and off.json()["error"]["code"] == "staff_login_disabled"
     assert f"set MPFORGE_STAFF_TOKEN_{APPID} (and, for the manager" in off.json()["error"]["message"]
     page = board.api.get(f"{BOARD}/orders")  # the form says so before anyone types a token
-    assert f"the staff login is off: set MPFORGE_STAFF_TOKEN_{APPID}" in page.text
+    assert page.status_code == 403 and f"订单看板尚未开启：请在服务器上设置 MPFORGE_STAFF_TOKEN_{APPID}" in page.text
     monkeypatch.setenv(f"MPFORGE_STAFF_TOKEN_{APPID}", "short")
     assert "has 5 characters; it needs at least 32" in board.login("short").json()["error"]["message"]
 

@@ -72,7 +72,8 @@ def add_membership_rows(shop: Shop, user: AlipayUser, mobile: str) -> None:
             card_opened_at=NOON, mobile_sha256=mobile, created_at=NOON, updated_at=NOON))
         conn.execute(insert(membership.LEDGER).values(**who, reason="order", ref=f"o-{user.id}", delta=120,
                                                       balance=120, created_at=NOON))
-        conn.execute(insert(membership.STAMPS).values(**who, nonce=f"n-{user.id}", store="main", created_at=NOON))
+        conn.execute(insert(membership.STAMPS).values(**who, nonce=f"n-{user.id}", store="main", filled=False,
+                                                     created_at=NOON))
         conn.execute(insert(membership.SUBSCRIPTIONS).values(**who, template_id="ready", allowed=1,
                                                              updated_at=NOON))
         conn.execute(insert(membership.MESSAGES).values(**who, template_id="ready", event="order_ready",

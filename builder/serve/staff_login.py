@@ -37,6 +37,7 @@ from builder.serve.staff_session import (
     ROLE_NAMES,
     ROLES,
     SESSION_TTL,
+    TOKEN_MIN_LENGTH,
     TOKEN_VARIABLES,
     Role,
     issue,
@@ -59,13 +60,18 @@ LOGIN_BODY_BYTES = 4096
 FORM = Template((STATIC / "login.html").read_text("utf-8"))
 
 
-def login_page(merchant: Merchant, what: str, role: Role, error: str = "") -> Response:
-    """The login form in place of a merchant page (`what`, e.g. 订单看板) for `role`;
-    `error` shown at once (e.g. a staff session on a manager's page)."""
+def login_page(merchant: Merchant, what: str, role: Role, refused: ApiError) -> Response:
+    """The login form in place of a merchant page (`what`, e.g. 订单看板) for `role`, as
+    `require_role` refused it: no session (401: the form, 200), or (403) a session of a
+    lower role or the login off, said at once in words."""
+    variable = TOKEN_VARIABLES[role].format(appid=merchant.appid)
+    error = {"manager_only": f"此页面仅限店长：请用店长口令（{variable}）重新登录。",
+             "staff_login_disabled": f"{what}尚未开启：请在服务器上设置 {variable}（至少 {TOKEN_MIN_LENGTH} 个字符）后"
+                                     "重启服务。"}.get(refused.detail.code, "")
     html = FORM.substitute(name=escape(merchant.name), what=escape(what), role_name=ROLE_NAMES[role],
-                           variable=TOKEN_VARIABLES[role].format(appid=escape(merchant.appid)),
-                           error=escape(error), error_hidden="" if error else " hidden")
-    return Response(html, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+                           variable=escape(variable), error=escape(error), error_hidden="" if error else " hidden")
+    status = 403 if refused.status == 403 else 200
+    return Response(html, status_code=status, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
 
 class _Shared(Protocol):

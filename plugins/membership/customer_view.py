@@ -114,9 +114,7 @@ class CustomerView:
         try:
             require_role(request, merchant.appid, "manager", api.clock())
         except ApiError as refused:  # no session, a staff one, or the login off: the form says which
-            form = login_page(merchant, "顾客与会员", "manager", "" if refused.status == 401 else str(refused))
-            form.status_code = refused.status if refused.status == 403 else 200
-            return form
+            return login_page(merchant, "顾客与会员", "manager", refused)
         html = self.page_html.substitute(name=escape(merchant.name), appid=escape(merchant.appid))
         return Response(html, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 

@@ -79,7 +79,7 @@ class Till:
         try:
             require_role(request, merchant.appid, "staff", api.clock())
         except ApiError as refused:  # no session, or the login is off: the form says which when used
-            return login_page(merchant, PAGE_NAME, "staff", "" if refused.status == 401 else str(refused))
+            return login_page(merchant, PAGE_NAME, "staff", refused)
         html = self.page_html.substitute(name=escape(merchant.name), title=escape(card.title))
         return Response(html, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 

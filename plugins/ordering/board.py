@@ -83,7 +83,7 @@ class Board:
         try:
             require_role(request, merchant.appid, "staff", api.clock())
         except ApiError as refused:  # no session, or the login is off: the form says which when used
-            return login_page(merchant, "订单看板", "staff", "" if refused.status == 401 else str(refused))
+            return login_page(merchant, "订单看板", "staff", refused)
         html = self.page_html.substitute(name=escape(merchant.name), appid=escape(merchant.appid))
         return Response(html, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
@@ -145,10 +145,11 @@ class Board:
                            headers={"Retry-After": "1"}) from None
         LOG.info("app %s: order %s %s on the order board", merchant.appid, order.out_trade_no, moved.status.value)
         kind = {Status.READY: ORDER_READY, Status.REFUNDED: ORDER_REFUNDED}.get(moved.status)
-        if kind is not None:
+        if kind is not None and moved.user.kind != orders.FORGOTTEN_KIND:  # a forgotten user: no one to tell
+            store_name = dict(merchant.store_names).get(moved.store, moved.store)
             event = BusinessEvent(appid=moved.appid, user=moved.user, kind=kind, ref=moved.out_trade_no,
                                   at=api.clock(), amount_fen=moved.total if kind == ORDER_REFUNDED else 0,
-                                  data=(("store", moved.store),))
+                                  data=(("store", moved.store), ("store_name", store_name)))
             await to_thread.run_sync(api.announce, event)
         return JSONResponse({"order": board_json(moved)}, headers=NO_STORE)
 

@@ -402,6 +402,7 @@ def settle(storage: Storage, appid: str, trade: Mapping[str, str], announce: Ann
             paid, changed = orders.transition(storage, order.id, Status.PAID, already=AFTER_PAYMENT)
             if changed:
                 LOG.info("app %s: order %s paid", appid, order.out_trade_no)
+            if changed and paid.user.kind != orders.FORGOTTEN_KIND:  # no one to credit or tell
                 announce(BusinessEvent(appid=appid, user=paid.user, kind=ORDER_PAID, ref=paid.out_trade_no,
                                        at=storage.clock(), amount_fen=paid.total, data=(("store", paid.store),)))
         elif status == TRADE_CLOSED and order.status == Status.CREATED:
