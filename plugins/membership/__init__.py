@@ -137,7 +137,8 @@ def _coupon_problems(spec: ValidSpec, section: MembershipSection) -> list[Proble
     coupon plugin dialog in between): they must be coupons with claim_route send."""
     coupon = spec.section("coupon")
     coupons = {c.id: c for c in getattr(coupon, "coupons", None) or []}
-    wanted = [(("membership", "points", "rewards", i, "coupon"), r.coupon) for i, r in enumerate(section.points.rewards)]
+    wanted: list[tuple[tuple[str | int, ...], str]] = [
+        (("membership", "points", "rewards", i, "coupon"), r.coupon) for i, r in enumerate(section.points.rewards)]
     if section.stamp_card is not None:
         wanted.append((("membership", "stamp_card", "reward"), section.stamp_card.reward))
     problems = []
@@ -192,8 +193,9 @@ def _page_problems(spec: ValidSpec, section: MembershipSection) -> list[Problem]
                                                                         "membership.stamp_card, and the spec has none",
                                              hint="add membership.stamp_card (stamps, reward) or remove the block"))
             if isinstance(block, ContactButtonBlock):
-                problems.append(spec.problem(("pages", i, "blocks", j), f"the contact-button works for {ENTERPRISE_ONLY}"
-                                                                        "; elsewhere it shows nothing",
+                problems.append(spec.problem(("pages", i, "blocks", j),
+                                             f"the contact-button works for {ENTERPRISE_ONLY}; elsewhere it shows "
+                                             "nothing",
                                              hint="check the Alipay account is an enterprise one before publishing",
                                              severity="warning", rule="review/contact-button-enterprise"))
     return problems
