@@ -177,15 +177,9 @@ def _segment_problems(spec: ValidSpec, section: MembershipSection) -> list[Probl
 
 
 def _page_problems(spec: ValidSpec, section: MembershipSection) -> list[Problem]:
-    """Message pages must be pages of the app; the stamp-card block needs a stamp card;
-    the customer-service button works on enterprise accounts only."""
-    pages = {page.id for page in spec.pages}
+    """The stamp-card block needs a stamp card; the customer-service button works on
+    enterprise accounts only. (A message's page is a PageId: the core checks it exists.)"""
     problems = []
-    for i, template in enumerate(section.messages.templates if section.messages else []):
-        if template.page is not None and template.page not in pages:
-            problems.append(spec.problem(("membership", "messages", "templates", i, "page"),
-                                         f"message '{template.id}' opens page '{template.page}', which the app does "
-                                         "not have", hint=f"use one of: {', '.join(sorted(pages))}"))
     for i, page in enumerate(spec.model.pages):
         for j, block in enumerate(page.blocks):
             if isinstance(block, StampCardBlock) and section.stamp_card is None:
