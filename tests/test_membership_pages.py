@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import DevProcess, copy_sample, shown_text, wait_until, write_project
+from helpers import DevProcess, copy_sample, shown_text, wait_until
 
 from builder.api import build
 from builder.errors import UserError
