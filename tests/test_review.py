@@ -135,8 +135,14 @@ def test_a_privacy_policy_comes_with_features_that_collect_a_user_id(project):
     assert pages[-1] == "pages/privacy/privacy"
     policy = prepared.plan.pages[-1].data["b0"]
     # One entry per kind of data, with every purpose it serves.
-    assert policy["items"] == [{"what": "支付宝用户标识（user_id 或 open_id）",
-                                "why": "确认关注生活号并发放关注礼；领取优惠券，核对每位顾客的限领数量和领取记录"}]
+    assert policy["items"] == [
+        {"what": "支付宝用户标识（user_id 或 open_id）",
+         "why": "开通会员卡，记录会员等级和积分；记录集点卡的集点和兑换；用积分兑换优惠券；确认关注生活号并发放关注礼；"
+                "领取优惠券，核对每位顾客的限领数量和领取记录"},
+        {"what": "会员卡开卡表单中您填写的信息（如手机号）", "why": "开通支付宝会员卡，并在您同意时用于会员人群运营"},
+        {"what": "积分和消费记录", "why": "计算会员积分与等级"},
+        {"what": "集点记录（门店和时间）", "why": "每日集点次数限制与集满发券"},
+        {"what": "积分兑换记录", "why": "扣减积分并防止重复兑换"}]
     assert policy["merchant"] == "港湾咖啡 Harbour Coffee" and policy["phone"] == "400-820-1234"
     # The pages that collect link it; the others do not.
     assert "隐私政策" in prepared.tree.text("pages/coupons/coupons.axml")

@@ -136,8 +136,12 @@ class ContactButtonBlock(Block):
 
 def _block(name: str, model: type[Block], description: str, collects: tuple[str, ...], *,
            script: bool = True, **lifecycle: str) -> BlockType:
+    """A block of services/membership.js (`script`), which needs the membership section, or
+    one that stands alone (the customer-service button: its privacy entry is then listed
+    only where it is used)."""
     return BlockType(name=name, model=model, template=f"blocks/{name}.axml", style=STYLE,
-                     script=f"{SCRIPTS}/{name}.js" if script else None, requires_section="membership",
+                     script=f"{SCRIPTS}/{name}.js" if script else None,
+                     requires_section="membership" if script else None,
                      collects=collects, description=description, **lifecycle)
 
 

@@ -3,7 +3,7 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {"merchant": "港湾咖啡 Harbour Coffee", "app": "港湾咖啡", "phone": "400-820-1234", "items": [{"what": "支付宝用户标识（user_id 或 open_id）", "why": "开通会员卡，记录会员等级和积分；记录集点卡的集点和兑换；用积分兑换优惠券；确认关注生活号并发放关注礼；领取优惠券，核对每位顾客的限领数量和领取记录"}, {"what": "会员卡开卡表单中您填写的信息（如手机号）", "why": "开通支付宝会员卡，并在您同意时用于会员人群运营"}, {"what": "积分和消费记录", "why": "计算会员积分与等级"}, {"what": "集点记录（门店和时间）", "why": "每日集点次数限制与集满发券"}, {"what": "积分兑换记录", "why": "扣减积分并防止重复兑换"}, {"what": "客服对话内容（由支付宝智能客服保存）", "why": "解答您的咨询"}], "updated": "2026-11-25"}
+    "b0": {"merchant": "港湾咖啡 Harbour Coffee", "app": "港湾咖啡", "phone": "400-820-1234", "items": [{"what": "支付宝用户标识（user_id 或 open_id）", "why": "开通会员卡，记录会员等级和积分；记录集点卡的集点和兑换；用积分兑换优惠券；确认关注生活号并发放关注礼；领取优惠券，核对每位顾客的限领数量和领取记录"}, {"what": "会员卡开卡表单中您填写的信息（如手机号）", "why": "开通支付宝会员卡，并在您同意时用于会员人群运营"}, {"what": "积分和消费记录", "why": "计算会员积分与等级"}, {"what": "集点记录（门店和时间）", "why": "每日集点次数限制与集满发券"}, {"what": "积分兑换记录", "why": "扣减积分并防止重复兑换"}], "updated": "2026-11-25"}
   },
   // The query this page was opened with (shares carry it on); declared as a page member so
   // `this.mfQuery` is typed.
