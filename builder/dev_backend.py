@@ -111,11 +111,15 @@ class DevBackend:
         sandbox's status and JSON answer."""
         return self._post_json(f"{self.sandbox_url}/sandbox/pay", {"appId": self.appid, "tradeNo": trade_no})
 
-    def card_apply(self, login: str) -> tuple[int, bytes]:
-        """Sandbox user `login` submits the member card's claim form (what Alipay's page,
-        opened by the 会员私域插件, does): the sandbox's POST /sandbox/card-apply, which
-        answers the authCode, requestId and templateId the plugin's callback carries."""
-        return self._post_json(f"{self.sandbox_url}/sandbox/card-apply", {"appId": self.appid, "login": login})
+    def card_apply(self, login: str, template_id: str, mobile: str | None) -> tuple[int, bytes]:
+        """Sandbox user `login` submits the claim form of card template `template_id` (what
+        Alipay's page, opened by the 会员私域插件, does): the sandbox's POST
+        /sandbox/card/apply, which answers the authCode, requestId and templateId the
+        plugin's callback carries."""
+        body = {"appId": self.appid, "templateId": template_id, "login": login}
+        if mobile is not None:
+            body["mobile"] = mobile
+        return self._post_json(f"{self.sandbox_url}/sandbox/card/apply", body)
 
     def till_code(self, store: str) -> tuple[int, bytes]:
         """The stamp code the till of `store` shows now (the back end's till page polls

@@ -32,7 +32,7 @@ raises anything at all becomes an error overlay, never a stopped server.
     *    /__mpforge/backend/PATH     proxied to the back end dev runs (builder/dev_backend.py)
     POST /__mpforge/sandbox/follow   a sandbox user follows the app's life account
     POST /__mpforge/sandbox/pay      my.tradePay's cashier: the sandbox buyer pays a trade
-    POST /__mpforge/sandbox/card-apply  the member card's claim form: the sandbox user submits it
+    POST /__mpforge/sandbox/card-apply  the member card's claim form: a sandbox user submits it
     POST /__mpforge/sandbox/till-code   my.scan at the till: the stamp code the till shows now
 
 The page scripts run in the browser on a small emulation of the mini-program's `my`
@@ -95,6 +95,8 @@ PROXY_RESPONSE_HEADERS = ("etag", "retry-after", "www-authenticate", "location")
 SANDBOX_LOGIN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TRADE_NO = re.compile(r"[A-Za-z0-9_]{1,64}")
 STORE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# The card form the runtime posts, as one value: "<login>|<template id>|<mobile digits or empty>".
+CARD_FORM = re.compile(r"[A-Za-z0-9_-]{1,64}\|[A-Za-z0-9_-]{1,64}\|[0-9]{0,20}")
 
 
 @dataclass
@@ -795,12 +797,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, answer, "application/json; charset=utf-8")
 
     def _card_apply(self, dev: DevServer) -> None:
-        """The 会员私域插件's claim page: the sandbox user submits the member card's form,
-        and the sandbox answers the auth code and request id the plugin's callback carries."""
-        found = self._sandbox_request(dev, "login", SANDBOX_LOGIN, "1 to 64 letters, digits, - or _")
+        """The 会员私域插件's claim page: sandbox user `login` submits the form of card
+        template `templateId` (with `mobile`, when the form asks it), and the sandbox answers
+        the auth code and request id the plugin's callback carries."""
+        found = self._sandbox_request(dev, "form", CARD_FORM, "login|templateId|mobile: a sandbox login, the "
+                                                              "template id from the claim link, digits or nothing")
         if found is not None:
-            backend, login = found
-            status, answer = backend.card_apply(login)
+            backend, form = found
+            login, template_id, mobile = form.split("|")
+            status, answer = backend.card_apply(login, template_id, mobile or None)
             self._send(status, answer, "application/json; charset=utf-8")
 
     def _till_code(self, dev: DevServer) -> None:

@@ -12,6 +12,7 @@ that contract.
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ import yaml
 from helpers import DevProcess, copy_sample, shown_text, wait_until
 
 from builder.api import build
+from builder.devserver import DevServer
 from builder.errors import UserError
 from builder.pipeline import prepare
 
@@ -424,6 +426,51 @@ def test_the_sample_shows_its_member_card_and_stamp_card_in_the_preview(tmp_path
         assert "集满 8 点得「集点卡奖励 · 免费咖啡」" in text and "积分兑换 · 黄油可颂" in text
         assert page.locator(".mf-stamp").count() == 8
         page.screenshot(path=str(tmp_path / "member.png"), full_page=True)
+        # 扫码集点: the preview's my.scan offers the till's current code (none here: dev has
+        # no staff token to read the till) in a prompt; what is typed is what the camera read.
+        prompts: list[str] = []
+        page.on("dialog", lambda dialog: (prompts.append(dialog.message), dialog.accept("mpforge-stamp:v1.typed.x")))
+        page.locator("[data-mp-on-tap='onStampScan']").click()
+        wait_until(lambda: "my.scan → mpforge-stamp:v1.typed.x" in page.locator("#mpf-log").inner_text(), 20,
+                   "the scan")
+        assert prompts and "scan the till's current code" in prompts[0]
+        assert "the till's code could not be read" in page.locator("#mpf-log").inner_text()
     finally:
         assert dev.stop() == 0, "".join(dev.lines)
 
+
+
+# --- dev's sandbox routes for the runtime's card form and till scan ------------------------
+
+def test_dev_routes_for_the_card_form_and_the_till_check_what_they_pass_on(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """POST /__mpforge/sandbox/card-apply and /till-code: a malformed form or store is 400,
+    the till without the staff token dev needs is 503 saying which variable; a well-formed
+    card form is passed to the sandbox, whose answer comes back (an unknown template: 404)."""
+    monkeypatch.delenv("MPFORGE_STAFF_TOKEN_2021004123456789", raising=False)
+    server = DevServer(copy_sample("harbour-coffee", tmp_path / "project").parent, port=0, log=lambda text: None)
+    server.start()
+    try:
+        wait_until(lambda: server.current_backend() is not None or "note" in str(server.status()["backend"]), 40,
+                   "the back end")
+        if server.current_backend() is None:
+            pytest.fail(f"the dev back end did not start: {server.status()['backend']}")
+
+        def post(route: str, body: dict[str, str]) -> tuple[int, str]:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            conn.request("POST", f"/__mpforge/sandbox/{route}", body=json.dumps(body).encode(),
+                         headers={"Host": f"127.0.0.1:{server.port}", "X-Mpforge-Runtime": "1",
+                                  "Content-Type": "application/json"})
+            response = conn.getresponse()
+            answer = (response.status, response.read().decode())
+            conn.close()
+            return answer
+
+        assert post("card-apply", {"form": "alice"})[0] == 400
+        assert post("card-apply", {"form": "alice|TPL|13x"})[0] == 400
+        assert post("card-apply", {"form": "alice|no-such-template|13800000000"})[0] == 404
+        assert post("till-code", {"store": "../x"})[0] == 400
+        status, text = post("till-code", {"store": "xintiandi"})
+        assert status == 503 and "MPFORGE_STAFF_TOKEN_2021004123456789" in text
+    finally:
+        server.stop()

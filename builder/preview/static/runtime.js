@@ -216,13 +216,17 @@
         answer({ success: false, errorMessage: 'url is required' });
         return;
       }
-      if (!login || !window.confirm('支付宝会员卡开卡（沙箱）\n' + AUTH_PREFIX + login + ' 提交开卡表单？\n' +
-          '(mpforge preview: the sandbox\'s card form for ' + options.url + ')')) {
+      var templateId = '';
+      try { templateId = new URL(String(options.url)).searchParams.get('template_id') || ''; } catch (e) { templateId = ''; }
+      var mobile = login ? window.prompt('支付宝会员卡开卡（沙箱）\n' + AUTH_PREFIX + login + ' 填写开卡表单：手机号\n' +
+        '(mpforge preview: the sandbox\'s card form of template ' + (templateId || '?') + ')', '13800000000') : null;
+      if (mobile === null) {
         log('openCard: the user left the card form', 'warn');
         answer({ success: false });
         return;
       }
-      post('/__mpforge/sandbox/card-apply', { login: login }).then(function (result) {
+      var form = login + '|' + templateId + '|' + String(mobile).replace(/[^0-9]/g, '');
+      post('/__mpforge/sandbox/card-apply', { form: form }).then(function (result) {
         var body = result.body || {};
         if (result.ok && body.authCode && body.requestId) {
           log('openCard: ' + AUTH_PREFIX + login + ' submitted the card form (sandbox request ' + body.requestId + ')');
