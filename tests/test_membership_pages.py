@@ -68,6 +68,8 @@ def _coupon(data: dict[str, Any], coupon_id: str) -> dict[str, Any]:
      "membership.messages.templates[0].page: no page with id 'nowhere'"),
     (lambda d: d["membership"].pop("stamp_card") and d["pages"][0]["blocks"].append({"type": "stamp-card"}),
      "pages[0].blocks[14]: the stamp-card block shows membership.stamp_card, and the spec has none"),
+    (lambda d: d.pop("membership") and _coupon(d, "latte-85").update(audience="segment", segment="lapsed"),
+     "coupon.coupons[1].segment: coupon 'latte-85' is for segment 'lapsed', which membership.segments does not have"),
     (lambda d: d.pop("backend"),
      "membership: members, points and stamps are kept by the merchant back end"),
 ])

@@ -122,7 +122,7 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
     section: MembershipSection | None = spec.section("membership")
     problems: list[Problem] = []
     if section is None:
-        return problems
+        return _audience_problems(spec, set())
     problems += spec.duplicate_ids(section.levels, ("membership", "levels"), "level id")
     problems += spec.duplicate_ids(section.segments, ("membership", "segments"), "segment id")
     if spec.backend_url is None:
@@ -157,7 +157,6 @@ def _coupon_problems(spec: ValidSpec, section: MembershipSection) -> list[Proble
 def _segment_problems(spec: ValidSpec, section: MembershipSection) -> list[Problem]:
     """Segments' levels must be levels; a coupon for a segment must name a segment."""
     levels = {level.id for level in section.levels}
-    segments = {segment.id for segment in section.segments}
     problems = []
     for i, segment in enumerate(section.segments):
         for j, level in enumerate(segment.rule.levels or []):
@@ -166,13 +165,21 @@ def _segment_problems(spec: ValidSpec, section: MembershipSection) -> list[Probl
                                              f"segment '{segment.id}' names level '{level}', which membership.levels "
                                              "does not have",
                                              hint=f"use one of: {', '.join(sorted(levels))}"))
+    return problems + _audience_problems(spec, {segment.id for segment in section.segments})
+
+
+def _audience_problems(spec: ValidSpec, segments: set[str]) -> list[Problem]:
+    """A coupon for a segment (audience: segment) must name one of membership.segments,
+    which the back end checks the customer against at each claim."""
     coupon = spec.section("coupon")
+    problems = []
     for i, c in enumerate(getattr(coupon, "coupons", None) or []):
         if c.audience == "segment" and c.segment not in segments:
             problems.append(spec.problem(("coupon", "coupons", i, "segment"),
                                          f"coupon '{c.id}' is for segment '{c.segment}', which membership.segments "
                                          "does not have",
-                                         hint=f"use one of: {', '.join(sorted(segments)) or '(none: add a segment)'}"))
+                                         hint=f"use one of: {', '.join(sorted(segments))}" if segments else
+                                         "add the segment under membership.segments (the membership plugin)"))
     return problems
 
 
