@@ -24,6 +24,7 @@ from builder.testing import build_spec, write_project
 
 REPO = Path(__file__).resolve().parent.parent
 STARTER_ASSETS = REPO / "templates" / "starters" / "basic" / "assets"
+CARD_ASSETS = REPO / "sample_projects" / "harbour-coffee" / "assets" / "card"
 
 # Merchant text with everything that must stay data: braces, tags, entities, quotes, emoji.
 NASTY = "Tom & Jerry's \"<b>{{deal}}</b>\" &amp; &nbsp; }} 🎉 店"
@@ -221,8 +222,8 @@ def kitchen_sink_spec() -> dict[str, Any]:
             ],
         },
         "membership": {
-            "card": {"title": NASTY[:20], "logo": "banner.png", "background": "banner.png", "text_color": "#222222",
-                     "brand_color": "#aa3300", "form": ["mobile", "name", "gender", "birthday", "email"],
+            "card": {"title": NASTY[:20], "logo": "card/logo.png", "background": "card/background.png",
+                     "text_color": "#222222", "brand_color": "#aa3300", "form": ["mobile", "name", "gender", "birthday", "email"],
                      "plugin_provider": "2021001139681234", "valid_years": 3},
             "levels": [
                 {"id": "bronze", "name": NASTY[:10], "min_points": 0, "benefits": [NASTY, "<free> {{tea}}"]},
@@ -287,8 +288,11 @@ def kitchen_sink_spec() -> dict[str, Any]:
 
 
 def kitchen_sink_files() -> dict[str, bytes]:
-    return {f"assets/{p.relative_to(STARTER_ASSETS).as_posix()}": p.read_bytes()
-            for p in sorted(STARTER_ASSETS.rglob("*")) if p.is_file()}
+    starter = {f"assets/{p.relative_to(STARTER_ASSETS).as_posix()}": p.read_bytes()
+               for p in sorted(STARTER_ASSETS.rglob("*")) if p.is_file()}
+    # The member card's pictures in the sizes Alipay takes (the starter's banner is too small).
+    card = {f"assets/card/{p.name}": p.read_bytes() for p in sorted(CARD_ASSETS.glob("*.png"))}
+    return {**starter, **card}
 
 
 def build_kitchen_sink(root: Path) -> FileTree:

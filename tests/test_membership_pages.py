@@ -91,6 +91,24 @@ def test_the_contact_button_is_warned_as_enterprise_only(tmp_path: Path) -> None
     assert "enterprise (企业) Alipay accounts only" in warnings[0].message
 
 
+def test_card_pictures_alipay_would_refuse_are_warned(tmp_path: Path) -> None:
+    data = sample_spec()
+    data["membership"]["card"].update(logo="logo.png", background="card/background.jpg")
+    project = sample_project(tmp_path, data)
+    # A JPEG of 1000×600 (a start-of-frame segment after an APP0 one): too low for the card.
+    jpeg = (b"\xff\xd8" + b"\xff\xe0\x00\x10" + b"JFIF\x00" + bytes(9)
+            + b"\xff\xc0\x00\x11\x08" + (600).to_bytes(2, "big") + (1000).to_bytes(2, "big") + bytes(12))
+    (project.parent / "assets" / "card" / "background.jpg").write_bytes(jpeg)
+    warnings = [(w.path, w.message) for w in prepare(project).warnings if w.rule == "review/card-image"]
+    assert warnings == [
+        ("membership.card.logo", "logo.png is 120×120 px; Alipay's card needs at least 500×500"),
+        ("membership.card.background", "card/background.jpg is 1000×600 px; Alipay's card needs at least 1020×643")]
+    (project.parent / "assets" / "card" / "background.jpg").write_bytes(b"GIF89a" + bytes(20))
+    warnings = [w.message for w in prepare(project).warnings if w.rule == "review/card-image"]
+    assert "card/background.jpg is not a png or jpg image, which is what Alipay takes for a card" in warnings
+    assert not [w for w in prepare(SAMPLE).warnings if w.rule == "review/card-image"]  # the sample's fit
+
+
 def test_the_member_page_plugin_and_service_are_generated(tmp_path: Path) -> None:
     tree = prepare(SAMPLE).tree
     app = json.loads(tree.text("app.json"))

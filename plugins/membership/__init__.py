@@ -36,6 +36,7 @@ from .blocks import (
     PointsRewardsBlock,
     StampCardBlock,
 )
+from .card_images import card_image_problems
 from .models import MembershipSection
 
 if TYPE_CHECKING:  # the back end's types: a build never loads them
@@ -129,6 +130,7 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
         problems.append(spec.problem(("membership",), "members, points and stamps are kept by the merchant back "
                                                       "end, and none is set",
                                      hint="add a top-level 'backend:' with 'base_url: https://...' (mpforge serve)"))
+    problems += card_image_problems(spec, section.card)
     return problems + _coupon_problems(spec, section) + _segment_problems(spec, section) + _page_problems(spec, section)
 
 
