@@ -26,8 +26,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from .errors import UserError
 
@@ -107,16 +109,53 @@ class DevBackend:
         """The sandbox buyer pays trade `trade_no` of the app (the sandbox's POST
         /sandbox/pay, which sends the back end Alipay's signed notification): the
         sandbox's status and JSON answer."""
-        body = json.dumps({"appId": self.appid, "tradeNo": trade_no}).encode()
-        request = urllib.request.Request(f"{self.sandbox_url}/sandbox/pay", data=body, method="POST",
+        return self._post_json(f"{self.sandbox_url}/sandbox/pay", {"appId": self.appid, "tradeNo": trade_no})
+
+    def card_apply(self, login: str, template_id: str, mobile: str | None) -> tuple[int, bytes]:
+        """Sandbox user `login` submits the claim form of card template `template_id` (what
+        Alipay's page, opened by the 会员私域插件, does): the sandbox's POST
+        /sandbox/card/apply, which answers the authCode, requestId and templateId the
+        plugin's callback carries."""
+        body = {"appId": self.appid, "templateId": template_id, "login": login}
+        if mobile is not None:
+            body["mobile"] = mobile
+        return self._post_json(f"{self.sandbox_url}/sandbox/card/apply", body)
+
+    def till_code(self, store: str) -> tuple[int, bytes]:
+        """The stamp code the till of `store` shows now (the back end's till page polls
+        GET /merchant/{appid}/till/code), read with a staff session when dev's environment
+        has MPFORGE_STAFF_TOKEN_<appid>, the till's login."""
+        from .serve.replies import ApiError
+        from .serve.staff_session import COOKIE, issue, role_token
+
+        try:
+            token = role_token(self.appid, "staff")
+        except ApiError as too_short:
+            token, why = None, str(too_short)
+        else:
+            why = f"start mpforge dev with MPFORGE_STAFF_TOKEN_{self.appid} set (32 characters or more)"
+        if token is None:
+            return 503, json.dumps({"error": {"message": f"the till is behind the staff login: {why}"}}).encode()
+        cookie = issue(self.appid, "staff", token, datetime.now(timezone.utc))
+        request = urllib.request.Request(f"{self.url}/merchant/{self.appid}/till/code?{urlencode({'store': store})}",
+                                         headers={"Cookie": f"{COOKIE}={cookie}"})
+        return self._answer(request)
+
+    def _post_json(self, url: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                          headers={"Content-Type": "application/json"})
+        return self._answer(request)
+
+    @staticmethod
+    def _answer(request: urllib.request.Request) -> tuple[int, bytes]:
+        """The status and body of `request`, an HTTP error's too; 502 when nothing answered."""
         try:
             with urllib.request.urlopen(request, timeout=PAY_TIMEOUT) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as refused:
             return refused.code, refused.read()
         except OSError as exc:
-            return 502, json.dumps({"error": {"message": f"the sandbox gateway did not answer: {exc}"}}).encode()
+            return 502, json.dumps({"error": {"message": f"{request.full_url} did not answer: {exc}"}}).encode()
 
     def stop(self) -> None:
         """Stop uvicorn, then the sandbox; remove the database's folder."""

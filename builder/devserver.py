@@ -32,6 +32,8 @@ raises anything at all becomes an error overlay, never a stopped server.
     *    /__mpforge/backend/PATH     proxied to the back end dev runs (builder/dev_backend.py)
     POST /__mpforge/sandbox/follow   a sandbox user follows the app's life account
     POST /__mpforge/sandbox/pay      my.tradePay's cashier: the sandbox buyer pays a trade
+    POST /__mpforge/sandbox/card-apply  the member card's claim form: a sandbox user submits it
+    POST /__mpforge/sandbox/till-code   my.scan at the till: the stamp code the till shows now
 
 The page scripts run in the browser on a small emulation of the mini-program's `my`
 (static/runtime.js, docs/preview-runtime.md); the AXML is still rendered here. When the
@@ -92,6 +94,9 @@ PROXY_REQUEST_HEADERS = ("content-type", "authorization", "idempotency-key", "if
 PROXY_RESPONSE_HEADERS = ("etag", "retry-after", "www-authenticate", "location")
 SANDBOX_LOGIN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TRADE_NO = re.compile(r"[A-Za-z0-9_]{1,64}")
+STORE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# The card form the runtime posts, as one value: "<login>|<template id>|<mobile digits or empty>".
+CARD_FORM = re.compile(r"[A-Za-z0-9_-]{1,64}\|[A-Za-z0-9_-]{1,64}\|[0-9]{0,20}")
 
 
 @dataclass
@@ -610,6 +615,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._follow(dev)
         elif segments == ["__mpforge", "sandbox", "pay"]:
             self._pay(dev)
+        elif segments == ["__mpforge", "sandbox", "card-apply"]:
+            self._card_apply(dev)
+        elif segments == ["__mpforge", "sandbox", "till-code"]:
+            self._till_code(dev)
         else:
             self._text(405, "method not allowed")
 
@@ -698,7 +707,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _module(self, dev: DevServer, path: str) -> None:
         """A script of the build as a CommonJS module: the runtime's `__mpforgeDefine` gets
         its path and a function of (module, exports, require, my, getApp, App, Page,
-        Component, getCurrentPages) around the file's text. Served as a script of this
+        Component, getCurrentPages, requirePlugin) around the file's text. Served as a script of this
         origin, so the shell's Content-Security-Policy needs no 'unsafe-eval'."""
         app = dev.status()["app"]
         if app is None or not path.endswith(".js") or path not in app.tree:
@@ -706,7 +715,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         source = app.tree.text(path)
         body = (f"__mpforgeDefine({json.dumps(path)}, function (module, exports, require, my, getApp, App, Page, "
-                f"Component, getCurrentPages) {{\n{source}\n}});\n//# sourceURL=mpforge-app:///{path}\n")
+                f"Component, getCurrentPages, requirePlugin) {{\n{source}\n}});\n//# sourceURL=mpforge-app:///{path}\n")
         self._send(200, body.encode("utf-8"), "text/javascript; charset=utf-8", cache="no-cache")
 
     def _backend(self, dev: DevServer) -> None:
@@ -785,6 +794,26 @@ class _Handler(BaseHTTPRequestHandler):
         if found is not None:
             backend, trade_no = found
             status, answer = backend.pay(trade_no)
+            self._send(status, answer, "application/json; charset=utf-8")
+
+    def _card_apply(self, dev: DevServer) -> None:
+        """The 会员私域插件's claim page: sandbox user `login` submits the form of card
+        template `templateId` (with `mobile`, when the form asks it), and the sandbox answers
+        the auth code and request id the plugin's callback carries."""
+        found = self._sandbox_request(dev, "form", CARD_FORM, "login|templateId|mobile: a sandbox login, the "
+                                                              "template id from the claim link, digits or nothing")
+        if found is not None:
+            backend, form = found
+            login, template_id, mobile = form.split("|")
+            status, answer = backend.card_apply(login, template_id, mobile or None)
+            self._send(status, answer, "application/json; charset=utf-8")
+
+    def _till_code(self, dev: DevServer) -> None:
+        """my.scan pointed at the till: the stamp code the till of store `store` shows now."""
+        found = self._sandbox_request(dev, "store", STORE_ID, "a store id of the spec (merchant.stores)")
+        if found is not None:
+            backend, store = found
+            status, answer = backend.till_code(store)
             self._send(status, answer, "application/json; charset=utf-8")
 
     def _shell(self, dev: DevServer) -> None:

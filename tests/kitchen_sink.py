@@ -1,5 +1,5 @@
 """A "kitchen sink" spec: every block type and every option of the core and of the
-first-party plugins (coupon, life_account, promotion), for the external checks.
+first-party plugins (coupon, life_account, promotion, ordering, membership), for the external checks.
 
 `coverage_gaps(spec)` lists what the spec leaves out: every field of every model reachable
 from the assembled spec model (core sections, plugin sections, every registered block
@@ -24,6 +24,7 @@ from builder.testing import build_spec, write_project
 
 REPO = Path(__file__).resolve().parent.parent
 STARTER_ASSETS = REPO / "templates" / "starters" / "basic" / "assets"
+CARD_ASSETS = REPO / "sample_projects" / "harbour-coffee" / "assets" / "card"
 
 # Merchant text with everything that must stay data: braces, tags, entities, quotes, emoji.
 NASTY = "Tom & Jerry's \"<b>{{deal}}</b>\" &amp; &nbsp; }} 🎉 店"
@@ -91,7 +92,7 @@ def _plugin_blocks() -> list[dict[str, Any]]:
     return [
         {"type": "coupon-list", "title": NASTY, "coupons": ["cash-5", "rate-85", "swap"],
          "kinds": ["cash", "discount", "exchange"],
-         "audience": ["everyone", "new_customers", "members", "followers"], "store": "main"},
+         "audience": ["everyone", "new_customers", "members", "followers", "segment"], "store": "main"},
         {"type": "coupon-card", "coupon": "rate-85"},
         {"type": "coupon-banner", "coupon": "cash-5", "image": "banner.png", "subtitle": NASTY},
         {"type": "coupon-banner", "coupon": "swap"},
@@ -128,7 +129,7 @@ def kitchen_sink_spec() -> dict[str, Any]:
         },
         "assets": "assets",
         "limits": {"image_kb": 512},
-        "requires": {"coupon": ">=1.0", "life_account": ">=1.0", "promotion": ">=1.0"},
+        "requires": {"coupon": ">=1.0", "life_account": ">=1.0", "promotion": ">=1.0", "membership": ">=0.1"},
         "pages": [
             {"id": "home", "title": NASTY[:80], "blocks": _core_blocks()},
             {"id": "item", "title": "Item", "blocks": [
@@ -147,6 +148,14 @@ def kitchen_sink_spec() -> dict[str, Any]:
             {"id": "pay-here", "title": "Pay", "blocks": [{"type": "order-confirm", "note": NASTY[:80]}]},
             {"id": "one-order", "title": "Order", "blocks": [{"type": "order-detail", "missing_text": NASTY[:80]}]},
             {"id": "all-orders", "title": "Orders", "blocks": [{"type": "my-orders", "empty_text": NASTY[:80]}]},
+            # The membership blocks with every option (the plugin's member page has the defaults).
+            {"id": "club", "title": "Club", "blocks": [
+                {"type": "favorite-guide", "text": NASTY, "close_text": NASTY[:10]},
+                {"type": "member-card", "claim_text": NASTY[:40], "intro": NASTY},
+                {"type": "stamp-card", "scan_text": NASTY[:20], "hint": NASTY},
+                {"type": "points-rewards", "title": NASTY},
+                {"type": "contact-button", "tnt_inst_id": "SINK_inst-1", "scene": "SCE_0001", "size": 40,
+                 "color": "#ff6600", "icon": _REMOTE_IMAGE, "label": NASTY}]},
         ],
         "tabbar": {
             "text_color": "#999999", "selected_color": "#ff0000", "background_color": "#eeeeee",
@@ -208,7 +217,39 @@ def kitchen_sink_spec() -> dict[str, Any]:
                  "code_mode": "MERCHANT_API", "claim_route": "plugin"},
                 {"id": "everyone", "kind": "cash", "title": "Everyone", "value": 1,
                  "validity": {"days_after_claim": 1}, "stock": 1, "audience": "everyone", "activity_id": "act-4"},
+                {"id": "vip", "kind": "cash", "title": "VIP", "value": 2, "validity": {"days_after_claim": 3},
+                 "stock": 5, "audience": "segment", "segment": "sink-vip", "activity_id": "act-6"},
             ],
+        },
+        "membership": {
+            "card": {"title": NASTY[:20], "logo": "card/logo.png", "background": "card/background.png",
+                     "text_color": "#222222", "brand_color": "#aa3300", "form": ["mobile", "name", "gender", "birthday", "email"],
+                     "plugin_provider": "2021001139681234", "valid_years": 3},
+            "levels": [
+                {"id": "bronze", "name": NASTY[:10], "min_points": 0, "benefits": [NASTY, "<free> {{tea}}"]},
+                {"id": "platinum", "name": "白金", "min_points": 1000},
+            ],
+            "points": {"per_yuan": 2, "per_stamp": 3, "per_follow": 50,
+                       "rewards": [{"coupon": "everyone", "points": 100}, {"coupon": "cash-5", "points": 250}]},
+            "stamp_card": {"title": NASTY[:20], "stamps": 10, "reward": "rate-85", "code_seconds": 60, "per_day": 2},
+            "messages": {
+                "templates": [
+                    {"id": "ready", "template_id": "TPL_READY", "event": "order_ready", "ask_after": "order_paid",
+                     "fields": ["order_no", "store", "status"], "page": "one-order"},
+                    {"id": "expiring", "template_id": "TPL_EXPIRE", "event": "coupon_expiring",
+                     "ask_after": "coupon_claimed", "fields": ["coupon", "expires", "shop"]},
+                    {"id": "points", "template_id": "TPL-POINTS", "event": "points_changed",
+                     "ask_after": "card_opened", "fields": ["points", "balance"], "page": "club"},
+                ],
+                "per_user_per_day": 5,
+            },
+            "segments": [
+                {"id": "sink-vip", "name": NASTY[:15], "description": NASTY,
+                 "rule": {"member": True, "levels": ["platinum"], "inactive_days": 30, "active_days": 365,
+                          "min_orders": 2, "min_points": 100, "channel": "table"}},
+                {"id": "everybody", "name": "Everybody"},
+            ],
+            "pages": {"member": {"id": "huiyuan", "title": NASTY[:20]}},
         },
         "life_account": {
             "public_id": "2019041263887654", "name": NASTY, "avatar": "banner.png", "description": LONG_NASTY,
@@ -247,8 +288,11 @@ def kitchen_sink_spec() -> dict[str, Any]:
 
 
 def kitchen_sink_files() -> dict[str, bytes]:
-    return {f"assets/{p.relative_to(STARTER_ASSETS).as_posix()}": p.read_bytes()
-            for p in sorted(STARTER_ASSETS.rglob("*")) if p.is_file()}
+    starter = {f"assets/{p.relative_to(STARTER_ASSETS).as_posix()}": p.read_bytes()
+               for p in sorted(STARTER_ASSETS.rglob("*")) if p.is_file()}
+    # The member card's pictures in the sizes Alipay takes (the starter's banner is too small).
+    card = {f"assets/card/{p.name}": p.read_bytes() for p in sorted(CARD_ASSETS.glob("*.png"))}
+    return {**starter, **card}
 
 
 def build_kitchen_sink(root: Path) -> FileTree:

@@ -130,7 +130,7 @@ def test_scripts_are_served_as_modules(dev):
     text = body.decode()
     assert status == 200 and headers["Content-Type"].startswith("text/javascript")
     assert text.startswith('__mpforgeDefine("pages/home/home.js", function (module, exports, require, my, getApp, '
-                           "App, Page, Component, getCurrentPages) {\n")
+                           "App, Page, Component, getCurrentPages, requirePlugin) {\n")
     assert "Page({" in text and text.rstrip().endswith("//# sourceURL=mpforge-app:///pages/home/home.js")
     for missing in ("app.json", "pages/nope.js", "../app.js"):
         assert call(dev, "GET", f"/__mpforge/module?path={missing}")[0] == 404

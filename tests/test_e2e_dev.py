@@ -59,7 +59,7 @@ def test_home_page_shows_the_generated_page_in_a_phone_frame(coffee, strict_page
                      "查看完整菜单", "生活号动态", "+ 关注", "新人立减 5 元"):
         assert expected in text
     assert page.locator("#mpf-tabbar button").all_inner_texts() == ["首页", "菜单", "门店", "我们"]
-    assert page.locator("#mpf-pages button").count() == 10  # the 9 of the spec and its plugins, and the privacy policy
+    assert page.locator("#mpf-pages button").count() == 11  # the 10 of the spec and its plugins, and the privacy policy
     # rpx became px: the banner is 360rpx = 180px high; a 750rpx-wide thing would be 375px.
     assert page.locator("#mpf-page-host .mf-banner").bounding_box()["height"] == 180
     # Images come from the build and load.
@@ -127,7 +127,7 @@ def test_a_yaml_error_shows_the_overlay_with_its_line_and_a_fix_removes_it(coffe
                                  "      - type: product-lst\n        layout: grid", 1))
     page.locator("#mpf-problems li", has_text="product-lst").wait_for()
     problem = page.locator("#mpf-problems li").first.inner_text()
-    assert "pages[0].blocks[8].type" in problem and "did you mean 'product-list'?" in problem
+    assert "pages[0].blocks[10].type" in problem and "did you mean 'product-list'?" in problem
 
     save_spec(spec, good.replace("冬季推荐 E2E", "修好了"))
     overlay.wait_for(state="hidden")

@@ -53,9 +53,11 @@ def test_kitchen_sink_uses_every_block_and_option(tmp_path):
     prepared = prepare(kitchen_sink.write_kitchen_sink_project(tmp_path / "project"))
     assert kitchen_sink.coverage_gaps(prepared.spec.model) == []
     # Only review findings the sink means to have: its followers' coupon in public blocks,
-    # and what review says of any web-view.
+    # the customer-service button (enterprise accounts only), and what review says of any web-view.
     assert [(w.rule, w.message) for w in prepared.warnings] == [
         (None, "the ordering pages offer dine-in and takeaway only: they cannot take a delivery address yet"),
+        ("review/contact-button-enterprise", "the contact-button works for enterprise (企业) Alipay accounts only, "
+                                             "with 在线客服 turned on; elsewhere it shows nothing"),
         (None, "coupon.backend is ignored: the top-level backend is used"),
         (None, "claim_path is no longer used"),
         ("review/reward-coupon-public", "shows follow-reward coupon swap to everyone"),

@@ -409,17 +409,18 @@ def test_templates_list_and_eject(project, cli):
 
 
 def test_scaffolded_plugin_builds_and_passes_its_own_tests(cli, project, tmp_path):
-    folder = tmp_path / "mpforge-stamp-card"
-    assert cli("plugin", "new", "stamp-card", "-o", folder).exit_code == 0
+    # Named so its block type is not the membership plugin's stamp-card.
+    folder = tmp_path / "mpforge-punch-card"
+    assert cli("plugin", "new", "punch-card", "-o", folder).exit_code == 0
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", str(folder)], capture_output=True, text=True,
                            cwd=folder, env={**__import__("os").environ, "PYTHONPATH": str(folder)})
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "2 passed" in tests.stdout
-    spec = project(page_spec([{"type": "stamp-card", "title": "Stamp 5 cups", "link": "home"}]))
-    result = cli("build", spec, "--plugin", folder / "mpforge_stamp_card/__init__.py", "-o", tmp_path / "out")
+    spec = project(page_spec([{"type": "punch-card", "title": "Stamp 5 cups", "link": "home"}]))
+    result = cli("build", spec, "--plugin", folder / "mpforge_punch_card/__init__.py", "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
     axml = (tmp_path / "out/pages/home/home.axml").read_text()
-    assert '<text class="mpforge_stamp_card-title">{{b0.title}}</text>' in axml
+    assert '<text class="mpforge_punch_card-title">{{b0.title}}</text>' in axml
 
 
 def test_plugin_new_rejects_bad_names(cli, tmp_path):

@@ -21,7 +21,7 @@ RPX = FRAME_WIDTH / RPX_PER_FRAME
 # AXML component names that may appear as type selectors, and the class each gets.
 COMPONENT_CLASSES = {name: f".mp-{name}" for name in (
     "view", "text", "image", "swiper-item", "swiper", "button", "navigator", "scroll-view", "icon",
-    "lifestyle", "web-view", "movable-area", "movable-view", "cover-view", "cover-image", "rich-text",
+    "lifestyle", "web-view", "contact-button", "movable-area", "movable-view", "cover-view", "cover-image", "rich-text",
     "progress", "input", "textarea", "label", "form", "picker", "switch", "slider", "checkbox", "radio",
     "map", "canvas", "video")}
 COMPONENT_CLASSES["page"] = ".mp-root"

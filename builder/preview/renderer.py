@@ -49,7 +49,7 @@ MAX_LOOP = 5_000  # items one a:for renders
 MAX_DEPTH = 80  # element nesting (the parser already flattens deeper markup)
 
 KNOWN_TAGS = {"view", "text", "image", "swiper", "swiper-item", "button", "navigator", "scroll-view", "icon",
-              "lifestyle", "web-view", "block"}
+              "lifestyle", "web-view", "contact-button", "block"}
 _CONTROL = {"a:if", "a:elif", "a:else", "a:for", "a:for-item", "a:for-index", "a:key", "a:for-items"}
 _IMAGE_MODES = {"scaleToFill", "aspectFit", "aspectFill", "widthFix", "heightFix", "top", "bottom", "center",
                 "left", "right", "top left", "top right", "bottom left", "bottom right"}
@@ -404,6 +404,21 @@ class PageRenderer:
         memo_html = f'<span class="mp-lifestyle-memo">{esc(memo)}</span>' if memo else ""
         return (self.open("div", attrs) + '<span class="mp-lifestyle-badge">生活号</span>' + memo_html
                 + '<span class="mp-lifestyle-follow" role="button">+ 关注</span></div>')
+
+    def tag_contact_button(self, node: Element, scope: Scope) -> str:
+        """Alipay's 智能客服 button: its icon in the colour and size given; the chat itself
+        is Alipay's (enterprise accounts only), so the preview names what it would open."""
+        size = self.attr_text(node, "size", scope)
+        px = int(size) if size.isdigit() and 0 < int(size) <= 200 else 25
+        color = self.attr_text(node, "color", scope)
+        style = f"width: {px}px; height: {px}px; line-height: {px}px; font-size: {max(8, px // 2)}px"
+        if re.fullmatch(r"#[0-9A-Fa-f]{3,8}", color):
+            style += f"; background-color: {color}"
+        attrs = self.common(node, scope, style=style)
+        what = (f"智能客服 contact-button: tnt-inst-id {self.attr_text(node, 'tnt-inst-id', scope)}, scene "
+                f"{self.attr_text(node, 'scene', scope)} (enterprise Alipay accounts only; the chat is Alipay's)")
+        attrs.append(f'title="{esc(what)}"')
+        return self.open("span", attrs) + "客服</span>"
 
     def tag_web_view(self, node: Element, scope: Scope) -> str:
         src = self.attr_text(node, "src", scope)

@@ -18,8 +18,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder.plugin_api import Problem, ValidSpec, hookimpl
+from builder.plugin_api import (
+    AppPlan,
+    AppScript,
+    BlockType,
+    Page,
+    Problem,
+    Render,
+    ValidSpec,
+    hookimpl,
+)
 
+from .blocks import (
+    BLOCK_TYPES,
+    ENTERPRISE_ONLY,
+    ContactButtonBlock,
+    MemberCardBlock,
+    PointsRewardsBlock,
+    StampCardBlock,
+)
+from .card_images import card_image_problems
 from .models import MembershipSection
 
 if TYPE_CHECKING:  # the back end's types: a build never loads them
@@ -32,6 +50,9 @@ __version__ = "0.1.0"
 __all__ = ["MembershipSection"]
 MIGRATIONS = Path(__file__).parent / "versions"
 TEMPLATES = Path(__file__).parent / "templates"
+# Alipay's 会员私域插件 (formerly 支付宝卡包插件): its name in app.json and in requirePlugin.
+CARD_PLUGIN = "alipassToolKit"
+MOMENTS = ("order_paid", "coupon_claimed", "card_opened")
 
 
 @hookimpl
@@ -40,11 +61,70 @@ def mpforge_spec_sections() -> dict[str, type]:
 
 
 @hookimpl
+def mpforge_block_types() -> list[BlockType]:
+    return BLOCK_TYPES
+
+
+@hookimpl
+def mpforge_template_dirs() -> list[Path]:
+    return [TEMPLATES]
+
+
+@hookimpl
+def mpforge_pages(spec: ValidSpec) -> list[Page]:
+    """The member page: the card, then the stamp card and the rewards the spec has."""
+    section: MembershipSection | None = spec.section("membership")
+    if section is None:
+        return []
+    blocks: list[Any] = [MemberCardBlock(type="member-card")]
+    if section.stamp_card is not None:
+        blocks.append(StampCardBlock(type="stamp-card"))
+    if section.points.rewards:
+        blocks.append(PointsRewardsBlock(type="points-rewards"))
+    member = section.pages.member
+    return [Page.model_validate({"id": member.id, "title": member.title, "blocks": blocks})]
+
+
+@hookimpl
+def mpforge_app_json(app_json: dict[str, Any], mini_project: dict[str, Any], spec: ValidSpec) -> None:
+    """The 会员私域插件 the member card's claim page opens through (its provider as the
+    plugin's page in the Alipay console shows it; "*": the newest version)."""
+    section: MembershipSection | None = spec.section("membership")
+    if section is not None:
+        app_json.setdefault("plugins", {})[CARD_PLUGIN] = {"version": "*", "provider": section.card.plugin_provider}
+
+
+@hookimpl
+def mpforge_app_script(spec: ValidSpec, render: Render) -> AppScript | None:
+    """App.mfMoment(moment): other plugins' generated code calls it, when it is there,
+    after an order is paid or a coupon claimed, so the app asks for subscriptions
+    without those plugins knowing membership."""
+    section: MembershipSection | None = spec.section("membership")
+    if section is None or spec.backend_url is None:
+        return None
+    return AppScript(members=render("membership/app.js"))
+
+
+@hookimpl
+def mpforge_services(plan: AppPlan, spec: ValidSpec, render: Render) -> dict[str, str]:
+    section: MembershipSection | None = spec.section("membership")
+    if section is None or spec.backend_url is None:  # mpforge_validate reports a missing back end
+        return {}
+    templates = section.messages.templates if section.messages else []
+    config = {
+        "appid": spec.model.app.appid or "",
+        "levels": [{"id": level.id, "minPoints": level.min_points} for level in section.levels],
+        "subscriptions": {moment: [t.template_id for t in templates if t.ask_after == moment] for moment in MOMENTS},
+    }
+    return {"services/membership.js": render("membership/service.js", config=config)}
+
+
+@hookimpl
 def mpforge_validate(spec: ValidSpec) -> list[Problem]:
     section: MembershipSection | None = spec.section("membership")
     problems: list[Problem] = []
     if section is None:
-        return problems
+        return _audience_problems(spec, set())
     problems += spec.duplicate_ids(section.levels, ("membership", "levels"), "level id")
     problems += spec.duplicate_ids(section.segments, ("membership", "segments"), "segment id")
     level_ids = [level.id for level in section.levels]
@@ -57,6 +137,77 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
         problems.append(spec.problem(("membership",), "members, points and stamps are kept by the merchant back "
                                                       "end, and none is set",
                                      hint="add a top-level 'backend:' with 'base_url: https://...' (mpforge serve)"))
+    problems += card_image_problems(spec, section.card)
+    return problems + _coupon_problems(spec, section) + _segment_problems(spec, section) + _page_problems(spec, section)
+
+
+def _coupon_problems(spec: ValidSpec, section: MembershipSection) -> list[Problem]:
+    """Rewards and the full stamp card's coupon are issued by the back end itself (no
+    coupon plugin dialog in between): they must be coupons with claim_route send."""
+    coupon = spec.section("coupon")
+    coupons = {c.id: c for c in getattr(coupon, "coupons", None) or []}
+    wanted: list[tuple[tuple[str | int, ...], str]] = [
+        (("membership", "points", "rewards", i, "coupon"), r.coupon) for i, r in enumerate(section.points.rewards)]
+    if section.stamp_card is not None:
+        wanted.append((("membership", "stamp_card", "reward"), section.stamp_card.reward))
+    problems = []
+    for path, coupon_id in wanted:
+        found = coupons.get(coupon_id)
+        if found is None:
+            continue  # an unknown coupon id is the reference check's to report
+        if found.claim_route != "send":
+            problems.append(spec.problem(path, f"coupon '{coupon_id}' is a reward the back end issues, but its "
+                                               f"claim_route is {found.claim_route}",
+                                         hint=f"set claim_route: send on coupon '{coupon_id}' (the coupon plugin's "
+                                              "dialog cannot finish a reward)"))
+    return problems
+
+
+def _segment_problems(spec: ValidSpec, section: MembershipSection) -> list[Problem]:
+    """Segments' levels must be levels; a coupon for a segment must name a segment."""
+    levels = {level.id for level in section.levels}
+    problems = []
+    for i, segment in enumerate(section.segments):
+        for j, level in enumerate(segment.rule.levels or []):
+            if level not in levels:
+                problems.append(spec.problem(("membership", "segments", i, "rule", "levels", j),
+                                             f"segment '{segment.id}' names level '{level}', which membership.levels "
+                                             "does not have",
+                                             hint=f"use one of: {', '.join(sorted(levels))}"))
+    return problems + _audience_problems(spec, {segment.id for segment in section.segments})
+
+
+def _audience_problems(spec: ValidSpec, segments: set[str]) -> list[Problem]:
+    """A coupon for a segment (audience: segment) must name one of membership.segments,
+    which the back end checks the customer against at each claim."""
+    coupon = spec.section("coupon")
+    problems = []
+    for i, c in enumerate(getattr(coupon, "coupons", None) or []):
+        if c.audience == "segment" and c.segment not in segments:
+            problems.append(spec.problem(("coupon", "coupons", i, "segment"),
+                                         f"coupon '{c.id}' is for segment '{c.segment}', which membership.segments "
+                                         "does not have",
+                                         hint=f"use one of: {', '.join(sorted(segments))}" if segments else
+                                         "add the segment under membership.segments (the membership plugin)"))
+    return problems
+
+
+def _page_problems(spec: ValidSpec, section: MembershipSection) -> list[Problem]:
+    """The stamp-card block needs a stamp card; the customer-service button works on
+    enterprise accounts only. (A message's page is a PageId: the core checks it exists.)"""
+    problems = []
+    for i, page in enumerate(spec.model.pages):
+        for j, block in enumerate(page.blocks):
+            if isinstance(block, StampCardBlock) and section.stamp_card is None:
+                problems.append(spec.problem(("pages", i, "blocks", j), "the stamp-card block shows "
+                                                                        "membership.stamp_card, and the spec has none",
+                                             hint="add membership.stamp_card (stamps, reward) or remove the block"))
+            if isinstance(block, ContactButtonBlock):
+                problems.append(spec.problem(("pages", i, "blocks", j),
+                                             f"the contact-button works for {ENTERPRISE_ONLY}; elsewhere it shows "
+                                             "nothing",
+                                             hint="check the Alipay account is an enterprise one before publishing",
+                                             severity="warning", rule="review/contact-button-enterprise"))
     return problems
 
 

@@ -37,6 +37,9 @@ interface MpforgeGlobalData {
 interface IGlobalMiniProgramExtraThis4App {
   globalData: MpforgeGlobalData;
   mfPageLoad?: (query: Record<string, string>) => void;
+  // The membership plugin's (plugins/membership/templates/membership/app.js): ordering and
+  // coupon code calls it, when it is there, after an order is paid or a coupon claimed.
+  mfMoment?: (moment: string) => void;
 }
 
 // Page#setData also takes data paths as keys ('b0.url', 'list[2].title'), which Alipay

@@ -510,7 +510,7 @@
     stores.forEach(function (store) {
       var option = document.createElement('option');
       option.value = JSON.stringify({ lat: Math.round((store.lat + 0.0004) * 1e6) / 1e6,
-        lng: Math.round((store.lng + 0.0004) * 1e6) / 1e6 });
+        lng: Math.round((store.lng + 0.0004) * 1e6) / 1e6, store: store.id });
       option.textContent = 'near ' + store.name;
       select.appendChild(option);
     });
@@ -576,6 +576,12 @@
       location: function () {
         var spot = locationSelect.value ? JSON.parse(locationSelect.value) : null;
         return spot && { latitude: spot.lat, longitude: spot.lng };
+      },
+      // The store the phone is at (my.scan reads its till's code): the Location's store, else the first.
+      store: function () {
+        var spot = locationSelect.value ? JSON.parse(locationSelect.value) : null;
+        var first = locationSelect.options[1] ? JSON.parse(locationSelect.options[1].value) : null;
+        return (spot && spot.store) || (first && first.store) || '';
       },
       log: runtimeLog,
       notice: toast,

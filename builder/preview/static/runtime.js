@@ -174,7 +174,7 @@
           var target = resolve(path, request);
           if (!target) { throw new Error('require(' + JSON.stringify(request) + ') from ' + path + ': no such script in the build'); }
           return load(target);
-        }, my, getApp, App, Page, Component, getCurrentPages);
+        }, my, getApp, App, Page, Component, getCurrentPages, requirePlugin);
       } catch (e) {
         delete session.modules[path];
         throw e;
@@ -194,6 +194,55 @@
     function Component() { warnOnce('Component', 'custom components are not emulated; Component() is ignored'); }
 
     function getApp() { return session.app; }
+
+    // Alipay's plugins (app.json `plugins`): the 会员私域插件 (alipassToolKit) is emulated;
+    // any other has no methods, and calling one throws as a missing function would.
+    function requirePlugin(name) {
+      if (String(name) === 'alipassToolKit') { return { openCard: openCard }; }
+      warnOnce('plugin:' + name, 'requirePlugin(' + JSON.stringify(String(name)) + '): this plugin is not emulated');
+      return {};
+    }
+
+    // The member card's claim page (activateurl.apply's url): here the sandbox user fills
+    // the form in a dialog; the sandbox then answers the auth code and request id the
+    // plugin's callback carries (POST /__mpforge/sandbox/card-apply).
+    function openCard(options) {
+      options = options || {};
+      var callback = typeof options.callback === 'function' ? options.callback : function () {};
+      var login = host.user();
+      var answer = function (result) { later(function () { guard('openCard callback', callback, result); }); };
+      if (!options.url) {
+        log('openCard: url is required (activateurl.apply\'s apply_card_url)', 'warn');
+        answer({ success: false, errorMessage: 'url is required' });
+        return;
+      }
+      var templateId = '';
+      try { templateId = new URL(String(options.url)).searchParams.get('template_id') || ''; } catch (e) { templateId = ''; }
+      var mobile = login ? window.prompt('支付宝会员卡开卡（沙箱）\n' + AUTH_PREFIX + login + ' 填写开卡表单：手机号\n' +
+        '(mpforge preview: the sandbox\'s card form of template ' + (templateId || '?') + ')', '13800000000') : null;
+      if (mobile === null) {
+        log('openCard: the user left the card form', 'warn');
+        answer({ success: false });
+        return;
+      }
+      var form = login + '|' + templateId + '|' + String(mobile).replace(/[^0-9]/g, '');
+      post('/__mpforge/sandbox/card-apply', { form: form }).then(function (result) {
+        var body = result.body || {};
+        if (result.ok && body.authCode && body.requestId) {
+          log('openCard: ' + AUTH_PREFIX + login + ' submitted the card form (sandbox request ' + body.requestId + ')');
+          answer({ success: true, auth_code: body.authCode, request_id: body.requestId,
+            template_id: body.templateId || '' });
+        } else {
+          log('openCard: the sandbox took no card form: ' + errorText(result), 'warn');
+          answer({ success: false, errorMessage: errorText(result) });
+        }
+      });
+    }
+
+    function errorText(result) {
+      var error = result.body && result.body.error;
+      return (error && (error.message || error)) || String(result.status);
+    }
 
     function getCurrentPages() {
       return host.entries().map(function (entry) { return entry.inst && entry.inst.page; }).filter(Boolean);
@@ -629,6 +678,45 @@
         log('my.getLocation → ' + spot.latitude + ', ' + spot.longitude);
         succeed(options, { latitude: String(spot.latitude), longitude: String(spot.longitude), accuracy: 30,
           horizontalAccuracy: 30 });
+      },
+      // The camera: "scan the till's current code" (the till of the Location's store, read
+      // from the back end through POST /__mpforge/sandbox/till-code); the dialog shows the
+      // code, which may be changed (e.g. to an old one, to see a replay refused); cancel is
+      // error 10 as Alipay answers a user cancelling.
+      scan: function (options) {
+        post('/__mpforge/sandbox/till-code', { store: host.store() || 'none' }).then(function (result) {
+          var current = result.ok && result.body && result.body.code ? String(result.body.code) : '';
+          if (!current) { log('my.scan: the till\'s code could not be read: ' + errorText(result), 'warn'); }
+          var code = window.prompt('my.scan (mpforge preview)\nscan the till\'s current code:', current);
+          if (code === null || code === '') {
+            log('my.scan: cancelled (10)');
+            failWith(options, { error: 10, errorMessage: '用户取消' });
+            return;
+          }
+          log('my.scan → ' + code);
+          succeed(options, { code: code, qrCode: code, rawData: code, scanType: 'qrCode' });
+        });
+      },
+      // The subscription panel: one dialog per call; OK accepts every template asked,
+      // Cancel rejects them (refusing is a success, as on Alipay). More than 3 ids: error 203.
+      requestSubscribeMessage: function (options) {
+        var ids = (options && options.entityIds) || [];
+        if (!ids.length || ids.length > 3) {
+          failWith(options, { error: 203, errorMessage: 'entityIds: 1 to 3 template ids', behavior: '' });
+          return;
+        }
+        var yes = window.confirm('订阅消息 (mpforge preview)\n' + ids.join('\n') + '\nOK: 允许 · Cancel: 拒绝');
+        var result = { behavior: 'subscribe', show: true, keep: false, refuse: false,
+          result: { subscribedEntityIds: yes ? ids.slice() : [], unsubscribedEntityIds: yes ? [] : ids.slice() } };
+        ids.forEach(function (id) { result[id] = yes ? 'accept' : 'reject'; });
+        log('my.requestSubscribeMessage ' + ids.join(',') + ' → ' + (yes ? 'accept' : 'reject'));
+        succeed(options, result);
+      },
+      // The card pack's card page (enterprise mini-programs only): not emulated, a notice.
+      openCardDetail: function (options) {
+        host.notice('💳 my.openCardDetail: ' + ((options && options.passId) || '(no passId)'));
+        log('my.openCardDetail: the card pack is Alipay\'s; not emulated');
+        succeed(options, {});
       },
       getSystemInfoSync: systemInfo,
       getSystemInfo: function (options) { succeed(options, systemInfo()); },

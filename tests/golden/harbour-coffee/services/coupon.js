@@ -7,7 +7,7 @@
 
 const backend = require('../utils/backend.js');
 
-const CONFIG = {"coupons": {"welcome-5": {"perUserLimit": 1, "item": null, "start": null, "end": null}, "latte-85": {"perUserLimit": 3, "item": null, "start": "2026-11-01", "end": "2027-01-31"}, "croissant-free": {"perUserLimit": 1, "item": "黄油可颂一个", "start": null, "end": null}, "follow-gift": {"perUserLimit": 1, "item": null, "start": null, "end": null}}, "partnerId": "2088621987654321"};
+const CONFIG = {"coupons": {"welcome-5": {"perUserLimit": 1, "item": null, "start": null, "end": null}, "latte-85": {"perUserLimit": 3, "item": null, "start": "2026-11-01", "end": "2027-01-31"}, "croissant-free": {"perUserLimit": 1, "item": "黄油可颂一个", "start": null, "end": null}, "follow-gift": {"perUserLimit": 1, "item": null, "start": null, "end": null}, "stamp-coffee": {"perUserLimit": 100, "item": "任意中杯咖啡一杯", "start": null, "end": null}, "points-croissant": {"perUserLimit": 20, "item": "黄油可颂一个", "start": null, "end": null}, "points-10": {"perUserLimit": 20, "item": null, "start": null, "end": null}}, "partnerId": "2088621987654321"};
 // Idempotency keys of claim attempts that got no final answer (no network, or the back
 // end still waiting for Alipay): a retry sends the same key, so it never claims twice.
 const ATTEMPTS_KEY = 'mpforge.coupon.attempts';
@@ -166,6 +166,15 @@ function failureText(answer) {
   return REFUSAL_TOAST[code] || (answer.status ? '领取失败，请稍后再试' : '网络异常，请稍后重试');
 }
 
+// Tells the app what just happened (coupon_claimed); a plugin that asks for message
+// subscriptions then (membership) defines App.mfMoment, and without one nothing happens.
+function moment(name) {
+  const app = getApp();
+  if (app && typeof app.mfMoment === 'function') {
+    app.mfMoment(name);
+  }
+}
+
 // Claim coupon `id` for the user. The back end answers CLAIMED (issued), RESERVED (the
 // plugin route: the coupon's button becomes Alipay's coupon plugin), PENDING (Alipay did
 // not answer yet: the same attempt is retried on the next tap), or a refusal.
@@ -197,6 +206,7 @@ function claim(page, keys, id) {
     if (result === 'CLAIMED') {
       my.showToast({ type: 'success', content: '领取成功' });
       backend.record('claim', { page: page.route });
+      moment('coupon_claimed');
     } else if (result === 'RESERVED') {
       my.showToast({ type: 'none', content: '点击「放入卡包」完成领取' });
     } else if (result === 'PENDING') {
@@ -222,6 +232,7 @@ function pluginSucceeded(page, keys, id) {
     my.setStorageSync({ key: PLUGIN_DONE_KEY, data: done });
   }
   my.showToast({ type: 'success', content: '已放入支付宝卡包' });
+  moment('coupon_claimed');
   refresh(page, keys);
 }
 

@@ -572,6 +572,15 @@ function openOrder(id, redirect) {
   }
 }
 
+// Tells the app what just happened (order_paid); a plugin that asks for message
+// subscriptions then (membership) defines App.mfMoment, and without one nothing happens.
+function moment(name) {
+  const app = getApp();
+  if (app && typeof app.mfMoment === 'function') {
+    app.mfMoment(name);
+  }
+}
+
 // Alipay's cashier for the order's trade; then `done(resultCode)`. Only the back end's
 // answer (Alipay's notification, or trade.query when the order is next fetched) says
 // the order is paid: 9000 shows as paid once the order page has asked.
@@ -581,6 +590,9 @@ function pay(order, done) {
     success: function (res) {
       my.showToast({ type: 'none', content: PAY_TEXT[res.resultCode] || '支付未完成' });
       done(res.resultCode);
+      if (res.resultCode === '9000') {
+        moment('order_paid');
+      }
     },
     fail: function () {
       my.showToast({ type: 'none', content: '支付未完成' });

@@ -9,8 +9,9 @@ Page({
     "b3": {"text": "2016 年始于新天地的一间小店。\n我们坚持自家烘焙，与产地直接合作。", "align": "center", "size": "normal"},
     "b4": {"height": 24},
     "b5": {"text": "我的优惠券", "link": {"kind": "page", "url": "/pages/my-coupons/my-coupons"}, "style": "default"},
-    "b6": {"text": "去新天地店", "link": {"kind": "map", "latitude": 31.2196, "longitude": 121.475, "name": "新天地店", "address": "上海市黄浦区马当路 245 号 1 层"}, "style": "primary"},
-    "b7": {"text": "烘焙工坊开放日", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Froastery-day"}, "style": "default"},
+    "b6": {"text": "会员中心", "link": {"kind": "page", "url": "/pages/member/member"}, "style": "default"},
+    "b7": {"text": "去新天地店", "link": {"kind": "map", "latitude": 31.2196, "longitude": 121.475, "name": "新天地店", "address": "上海市黄浦区马当路 245 号 1 层"}, "style": "primary"},
+    "b8": {"text": "烘焙工坊开放日", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Froastery-day"}, "style": "default"},
     "mfPrivacy": {"kind": "page", "url": "/pages/privacy/privacy"}
   },
   // The query this page was opened with (shares carry it on); declared as a page member so

@@ -3,18 +3,20 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {"slides": [{"image": "/assets/banner/spring-1.png", "link": {"kind": "tab", "url": "/pages/menu/menu"}, "alt": "春季新品 樱花拿铁"}, {"image": "/assets/banner/spring-2.png", "link": {"kind": "page", "url": "/pages/product/product?item=cold-brew"}, "alt": "冷萃回归"}, {"image": "/assets/banner/spring-3.png", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Froastery-day"}, "alt": "烘焙工坊开放日"}], "height": 360, "autoplay": true, "interval": 4000},
-    "b1": {"text": "新天地店 4 月 12 日装修暂停营业一天，敬请谅解", "link": {"kind": "tab", "url": "/pages/stores/stores"}},
-    "b2": {"columns": 4, "items": [{"icon": "/assets/grid/order.png", "text": "点单", "link": {"kind": "tab", "url": "/pages/menu/menu"}}, {"icon": "/assets/grid/beans.png", "text": "咖啡豆", "link": {"kind": "page", "url": "/pages/product/product?item=beans"}}, {"icon": "/assets/grid/stores.png", "text": "门店", "link": {"kind": "tab", "url": "/pages/stores/stores"}}, {"icon": "/assets/grid/member.png", "text": "领券", "link": {"kind": "page", "url": "/pages/coupons/coupons"}}]},
-    "b3": {"name": "冬日暖饮季", "start": 1794672000000, "end": 1798732799000, "visible": true, "kind": "banner", "image": "/assets/banner/spring-1.png", "link": {"kind": "tab", "url": "/pages/menu/menu"}},
-    "b4": {"name": "冬日暖饮季", "start": 1794672000000, "end": 1798732799000, "visible": true, "kind": "countdown", "to": "end", "target": 1798732799000, "label": "距结束", "remaining": "36天 15:59:59"},
-    "b5": {"name": "新年第一杯", "start": 1798758000000, "end": 1800021600000, "visible": true, "kind": "countdown", "to": "start", "target": 1798758000000, "label": "距新年活动开始", "remaining": "36天 23:00:00"},
-    "b6": {"image": "/assets/banner/spring-2.png", "subtitle": "新用户专享 · 全场通用", "coupons": [{"id": "welcome-5", "title": "新人立减 5 元", "kind": "cash", "value_text": "¥5", "item": null, "threshold_text": "满25元可用", "validity_text": "领取后14天内有效", "terms": "每位新用户限领一张，不与其他优惠同享。", "state": "available", "state_text": "立即领取"}], "plugin": false},
-    "b7": {"text": "本季推荐", "subtitle": "Barista's picks", "align": "left"},
-    "b8": {"title": null, "items": [{"id": "sakura-latte", "name": "樱花拿铁", "price": "¥32.00", "original_price": "¥36.00", "image": "/assets/menu/latte.png", "tag": "新品", "description": "春季限定，樱花风味糖浆配意式浓缩与鲜奶", "sold_out": false, "link": {"kind": "page", "url": "/pages/product/product?item=sakura-latte"}}, {"id": "cold-brew", "name": "冷萃咖啡", "price": "¥30.00", "original_price": null, "image": "/assets/menu/cold-brew.png", "tag": null, "description": "18 小时低温萃取", "sold_out": false, "link": {"kind": "page", "url": "/pages/product/product?item=cold-brew"}}]},
-    "b9": {"title": "生活号动态", "articles": [{"title": "冬季限定：姜饼拿铁回归", "cover": "/assets/banner/spring-1.png", "summary": "12 月 1 日起全部门店供应，会员首杯 8 折。", "date": "2026-11-20", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Farticles%2Fgingerbread-latte"}}, {"title": "陆家嘴店周末营业调整", "cover": "/assets/banner/spring-3.png", "summary": null, "date": "2026-11-02", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Farticles%2Flujiazui-hours"}}]},
-    "b10": {"public_id": "2019041263887654", "memo": "关注领 3 元咖啡券", "name": "港湾咖啡", "reward": "follow-gift"},
-    "b11": {"text": "查看完整菜单", "link": {"kind": "tab", "url": "/pages/menu/menu"}, "style": "primary"},
+    "b0": {"text": "点击右上角「···」，选择「收藏」，下次使用更方便", "close_text": "知道了", "shown": false},
+    "b1": {"slides": [{"image": "/assets/banner/spring-1.png", "link": {"kind": "tab", "url": "/pages/menu/menu"}, "alt": "春季新品 樱花拿铁"}, {"image": "/assets/banner/spring-2.png", "link": {"kind": "page", "url": "/pages/product/product?item=cold-brew"}, "alt": "冷萃回归"}, {"image": "/assets/banner/spring-3.png", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Froastery-day"}, "alt": "烘焙工坊开放日"}], "height": 360, "autoplay": true, "interval": 4000},
+    "b2": {"text": "新天地店 4 月 12 日装修暂停营业一天，敬请谅解", "link": {"kind": "tab", "url": "/pages/stores/stores"}},
+    "b3": {"columns": 4, "items": [{"icon": "/assets/grid/order.png", "text": "点单", "link": {"kind": "tab", "url": "/pages/menu/menu"}}, {"icon": "/assets/grid/beans.png", "text": "咖啡豆", "link": {"kind": "page", "url": "/pages/product/product?item=beans"}}, {"icon": "/assets/grid/stores.png", "text": "门店", "link": {"kind": "tab", "url": "/pages/stores/stores"}}, {"icon": "/assets/grid/member.png", "text": "领券", "link": {"kind": "page", "url": "/pages/coupons/coupons"}}]},
+    "b4": {"name": "冬日暖饮季", "start": 1794672000000, "end": 1798732799000, "visible": true, "kind": "banner", "image": "/assets/banner/spring-1.png", "link": {"kind": "tab", "url": "/pages/menu/menu"}},
+    "b5": {"name": "冬日暖饮季", "start": 1794672000000, "end": 1798732799000, "visible": true, "kind": "countdown", "to": "end", "target": 1798732799000, "label": "距结束", "remaining": "36天 15:59:59"},
+    "b6": {"name": "新年第一杯", "start": 1798758000000, "end": 1800021600000, "visible": true, "kind": "countdown", "to": "start", "target": 1798758000000, "label": "距新年活动开始", "remaining": "36天 23:00:00"},
+    "b7": {"image": "/assets/banner/spring-2.png", "subtitle": "新用户专享 · 全场通用", "coupons": [{"id": "welcome-5", "title": "新人立减 5 元", "kind": "cash", "value_text": "¥5", "item": null, "threshold_text": "满25元可用", "validity_text": "领取后14天内有效", "terms": "每位新用户限领一张，不与其他优惠同享。", "state": "available", "state_text": "立即领取"}], "plugin": false},
+    "b8": {"text": "会员中心 · 集点卡", "link": {"kind": "page", "url": "/pages/member/member"}, "style": "primary"},
+    "b9": {"text": "本季推荐", "subtitle": "Barista's picks", "align": "left"},
+    "b10": {"title": null, "items": [{"id": "sakura-latte", "name": "樱花拿铁", "price": "¥32.00", "original_price": "¥36.00", "image": "/assets/menu/latte.png", "tag": "新品", "description": "春季限定，樱花风味糖浆配意式浓缩与鲜奶", "sold_out": false, "link": {"kind": "page", "url": "/pages/product/product?item=sakura-latte"}}, {"id": "cold-brew", "name": "冷萃咖啡", "price": "¥30.00", "original_price": null, "image": "/assets/menu/cold-brew.png", "tag": null, "description": "18 小时低温萃取", "sold_out": false, "link": {"kind": "page", "url": "/pages/product/product?item=cold-brew"}}]},
+    "b11": {"title": "生活号动态", "articles": [{"title": "冬季限定：姜饼拿铁回归", "cover": "/assets/banner/spring-1.png", "summary": "12 月 1 日起全部门店供应，会员首杯 8 折。", "date": "2026-11-20", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Farticles%2Fgingerbread-latte"}}, {"title": "陆家嘴店周末营业调整", "cover": "/assets/banner/spring-3.png", "summary": null, "date": "2026-11-02", "link": {"kind": "page", "url": "/pages/webview/webview?url=https%3A%2F%2Fwww.example.com%2Fharbour%2Farticles%2Flujiazui-hours"}}]},
+    "b12": {"public_id": "2019041263887654", "memo": "关注领 3 元咖啡券", "name": "港湾咖啡", "reward": "follow-gift"},
+    "b13": {"text": "查看完整菜单", "link": {"kind": "tab", "url": "/pages/menu/menu"}, "style": "primary"},
     "mfPrivacy": {"kind": "page", "url": "/pages/privacy/privacy"}
   },
   // The query this page was opened with (shares carry it on); declared as a page member so
@@ -25,6 +27,7 @@ Page({
     mpforge.pageLoaded(this.mfQuery);
   },
   onShow() {
+    this.mfFavoriteGuideShow();
     this.mfStartCampaigns();
     this.mfRefreshCoupons();
     this.mfRefreshProducts();
@@ -38,6 +41,14 @@ Page({
   mfStop() {
     this.mfStopCampaigns();
   },
+  // The favourites tip: shown until closed, once per device (a flag in storage).
+  mfFavoriteGuideShow() {
+    require('../../services/membership.js').showGuide(this, ["b0"]);
+  },
+  onFavoriteGuideClose() {
+    require('../../services/membership.js').closeGuide(this, ["b0"]);
+  },
+
   // The pending campaign timer, declared as a page member so `this.mfCampaignTimer` is typed.
   mfCampaignTimer: 0,
   mfStartCampaigns() {
@@ -56,7 +67,7 @@ Page({
     const update = {};
     let counting = false;
     let next = Infinity;
-    ["b3", "b4", "b5"].forEach((key) => {
+    ["b4", "b5", "b6"].forEach((key) => {
       const block = /** @type {{ kind: string, to?: string, start: number, end: number, target?: number, visible: boolean, remaining?: string }} */ (this.data[key]);
       const before = block.kind === 'countdown' && block.to === 'start';
       const visible = before ? now < block.start : now >= block.start && now < block.end;
@@ -87,16 +98,16 @@ Page({
   mfCouponView: null,
   mfCouponTapped: '',
   mfRefreshCoupons() {
-    require('../../services/coupon.js').refresh(this, ["b6"]);
+    require('../../services/coupon.js').refresh(this, ["b7"]);
   },
   onClaimCoupon(event) {
-    require('../../services/coupon.js').claim(this, ["b6"], event.currentTarget.dataset.coupon);
+    require('../../services/coupon.js').claim(this, ["b7"], event.currentTarget.dataset.coupon);
   },
   onCouponPluginTap(event) {
     this.mfCouponTapped = event.currentTarget.dataset.coupon;
   },
   onCouponPluginSuccess() {
-    require('../../services/coupon.js').pluginSucceeded(this, ["b6"], this.mfCouponTapped);
+    require('../../services/coupon.js').pluginSucceeded(this, ["b7"], this.mfCouponTapped);
   },
   onCouponPluginFail() {
     my.showToast({ type: 'none', content: '未能放入卡包，请稍后再试' });
@@ -112,7 +123,7 @@ Page({
       return;
     }
     const update = {};
-    ["b8"].forEach((key) => {
+    ["b10"].forEach((key) => {
       const block = /** @type {{ products?: Object<string, { name: string }> }} */ (this.data[key]);
       if (!block.products) {
         return;
@@ -138,7 +149,7 @@ Page({
         }) : item;
       };
       const update = {};
-      ["b8"].forEach((key) => {
+      ["b10"].forEach((key) => {
         const block = /** @type {{ items?: Array<any>, products?: Object<string, any>, current?: any }} */ (this.data[key]);
         if (block.items && block.items.some((item) => item.id && live[item.id])) {
           update[key + '.items'] = block.items.map(fresh);
@@ -157,7 +168,7 @@ Page({
   },
 
   onFollowLifeAccount() {
-    const reward = this.data.b10.reward;
+    const reward = this.data.b12.reward;
     if (reward) {
       require('../../services/coupon.js').claim(this, [], reward);
     } else {

@@ -3,7 +3,7 @@ const mpforge = require('../../utils/mpforge.js');
 
 Page({
   data: {
-    "b0": {"empty_text": "还没有领取优惠券", "more": {"kind": "page", "url": "/pages/coupons/coupons"}, "mine": true, "coupons": [], "card_pack": true, "plugin": true},
+    "b0": {"empty_text": "还没有领取优惠券", "more": null, "mine": true, "coupons": [], "card_pack": true, "plugin": true},
     "mfPrivacy": {"kind": "page", "url": "/pages/privacy/privacy"}
   },
   // The query this page was opened with (shares carry it on); declared as a page member so
