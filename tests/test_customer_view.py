@@ -46,6 +46,7 @@ from plugins.membership import funnel
 from plugins.membership.audience import in_audience
 from plugins.membership.customer_view import _cell, segment_csv
 from plugins.membership.models import MembershipSection
+from plugins.membership.privacy import forget_user
 from plugins.membership.sandbox_qipan import crowds
 from plugins.membership.segments import in_segment, list_customers, orders_table, segment_members
 from plugins.membership.tables import CROWD_USERS, CROWDS, CUSTOMERS
@@ -239,7 +240,8 @@ def test_a_segment_naming_an_unknown_level_is_located(tmp_path: Path) -> None:
     with pytest.raises(UserError) as info:
         prepare(write_project(tmp_path, spec))
     assert [(p.path, p.message) for p in info.value.problems] == [
-        ("membership.segments[1].rule.levels[1]", "no level 'gold'; the levels are basic, silver")]
+        ("membership.segments[1].rule.levels[1]",
+         "segment 'silver' names level 'gold', which membership.levels does not have")]
 
 
 def test_segments_hold_exactly_the_customers_their_rules_say(day: Day) -> None:
@@ -433,6 +435,21 @@ def test_the_sandbox_refuses_what_qipan_refuses(day: Day) -> None:
     with pytest.raises(AlipayError):
         client.qipan_crowd_add(code, [CrowdUser("SHA256_MOBILE", "not-a-hash")])
 
+
+
+def test_a_forgotten_member_leaves_alipays_crowd_at_the_next_push(day: Day) -> None:
+    """DELETE me/data keeps the crowd entry until the next push, which removes it at
+    Alipay (crowduser.delete) and then here."""
+    manager = day.login()
+    state = crowds(day.shop.served.sandbox.state)
+    pushed = day.push("members", manager).json()
+    ann = ("SHA256_MOBILE", sha256("13800000001"), "")
+    assert ann in state.get(pushed["crowdCode"]).users
+    forget_user(day.shop.served.storage, APPID, day.users["ann"])  # the membership part of DELETE me/data
+    day.push("members", manager)
+    assert ann not in state.get(pushed["crowdCode"]).users
+    with day.shop.served.storage.engine.connect() as conn:
+        assert sha256("13800000001") not in {row.user_value for row in conn.execute(CROWD_USERS.select())}
 
 # --- who may use the view -----------------------------------------------------------------
 

@@ -127,12 +127,6 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
         return _audience_problems(spec, set())
     problems += spec.duplicate_ids(section.levels, ("membership", "levels"), "level id")
     problems += spec.duplicate_ids(section.segments, ("membership", "segments"), "segment id")
-    level_ids = [level.id for level in section.levels]
-    for i, segment in enumerate(section.segments):
-        for j, level in enumerate(segment.rule.levels or []):
-            if level not in level_ids:
-                problems.append(spec.problem(("membership", "segments", i, "rule", "levels", j),
-                                             f"no level {level!r}; the levels are {', '.join(level_ids)}"))
     if spec.backend_url is None:
         problems.append(spec.problem(("membership",), "members, points and stamps are kept by the merchant back "
                                                       "end, and none is set",

@@ -8,12 +8,17 @@ hash is stored: its value is not shown, being no use to the customer and, as an
 unsalted SHA-256 of a mobile number, the one value here worth guarding), the points
 ledger, the stamps, the subscription-message allowances and the messages sent.
 
-Deleted: every row of the customer in the plugin's tables, and their entries in the
-棋盘密云 crowds the merchant pushed (by open id, or by the mobile hash of their row). What
-this cannot undo is Alipay's:
+Deleted: every row of the customer in the plugin's tables but one kind: their entries
+in the 棋盘密云 crowds the merchant pushed (membership_crowd_users, by open id or mobile
+hash) stay until the segment is pushed again. That push sends Alipay the difference
+between what the crowd holds and who is in the segment now (crowds.py): the forgotten
+customer is in the first and not the second, so crowduser.delete removes them at Alipay
+and then the row here. Deleting the row now would leave them in Alipay's crowd for good
+(the hook has no Alipay client to remove them at once). What this cannot undo is
+Alipay's:
 
-* a crowd already pushed to 棋盘密云 still holds them until the segment is pushed again,
-  which sends the difference (crowduser.delete) and so removes them;
+* a crowd already pushed to 棋盘密云 still holds them until the segment is pushed again
+  (above);
 * an opened member card stays in the customer's Alipay card pack: Alipay's copy is the
   customer's to delete there (卡包 -> the card -> 删除), and it is no longer updated, as
   its number is gone from here. The back end does not call alipay.marketing.card.delete:
@@ -25,11 +30,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, or_, select
+from sqlalchemy import Connection, Table, delete, select
 
 from builder.serve.storage import AlipayUser, Storage
 
-from .tables import CROWD_USERS, CUSTOMERS, LEDGER, MESSAGES, STAMPS, SUBSCRIPTIONS
+from .tables import CUSTOMERS, LEDGER, MESSAGES, STAMPS, SUBSCRIPTIONS
 
 OPEN_ID = "OPEN_ID"  # the crowd id types 棋盘密云 takes (membership_crowd_users.id_type)
 SHA256_MOBILE = "SHA256_MOBILE"
@@ -81,16 +86,6 @@ def forget_user(storage: Storage, appid: str, user: AlipayUser) -> None:
     with storage.engine.connect() as conn:
         conn.execution_options(write=True)  # SQLite: BEGIN IMMEDIATE, as Storage's own writes
         with conn.begin():
-            mobile = conn.execute(select(CUSTOMERS.c.mobile_sha256)
-                                  .where(*_mine(CUSTOMERS, appid, user))).scalar()
-            # In a crowd by the ids 棋盘密云 takes: the open id (an open_id app's user id)
-            # or the mobile hash the card's claim form gave.
-            pushed_as = []
-            if user.kind == "open_id":
-                pushed_as.append((CROWD_USERS.c.id_type == OPEN_ID) & (CROWD_USERS.c.user_value == user.id))
-            if mobile is not None:
-                pushed_as.append((CROWD_USERS.c.id_type == SHA256_MOBILE) & (CROWD_USERS.c.user_value == mobile))
-            if pushed_as:
-                conn.execute(delete(CROWD_USERS).where(CROWD_USERS.c.appid == appid, or_(*pushed_as)))
+            # Crowd entries stay: the next push removes them at Alipay (above).
             for table in (LEDGER, STAMPS, SUBSCRIPTIONS, MESSAGES, CUSTOMERS):
                 conn.execute(delete(table).where(*_mine(table, appid, user)))
