@@ -32,7 +32,7 @@ from builder.serve.merchant import load_merchant
 from builder.serve.sandbox_state import Faults, sandbox_user_id
 from builder.serve.storage import METADATA, AlipayUser, Storage
 from builder.serve.storage import Status as ClaimStatus
-from plugins.membership import MIGRATIONS
+from plugins.membership import MIGRATIONS, points
 from plugins.membership.card_api import card_sync_task, ensure_card
 from plugins.membership.points import reward_claim_key, reward_ref, rewards_task
 from plugins.membership.sandbox_card import cards
@@ -190,7 +190,7 @@ def test_a_paid_order_earns_points_once_and_the_card_shows_the_new_level(
     card_sync_task(api.context)  # nothing changed since: nothing pushed
     assert sandbox.card(member["cardNo"]) == card
 
-    # The board's refund takes the order's points back (spent ones stay spent: never below zero).
+    # The board's refund takes the order's points back in full: the 50 spent become owed.
     assert reward(shop, token, "spend-1").status_code == 200
     monkeypatch.setenv(f"MPFORGE_STAFF_TOKEN_{APPID}", STAFF_TOKEN)
     board = Board(shop)
@@ -198,9 +198,10 @@ def test_a_paid_order_earns_points_once_and_the_card_shows_the_new_level(
     api.announce(BusinessEvent(APPID, AlipayUser("user_id", sandbox_user_id("ann")), ORDER_REFUNDED, order["id"],
                                shop.served.clock(), amount_fen=6400))  # announced twice: taken back once
     after = me(shop, token)
-    assert (after["points"], after["earned"], after["level"]["id"]) == (0, 0, "silver")
+    assert (after["points"], after["earned"], after["level"]["id"]) == (-50, 0, "silver")
     assert [(r["reason"], r["delta"]) for r in shop.served.rows(LEDGER)] == [("order", 128), ("reward", -50),
-                                                                             ("refund", -78)]
+                                                                             ("refund", -128)]
+    assert reward(shop, token, "spend-2").status_code == 409  # owing, nothing more to spend
     card_sync_task(api.context)
     card = sandbox.card(member["cardNo"])
     assert card is not None and (card.point, card.level) == ("0", "silver")
@@ -248,6 +249,26 @@ def test_a_reward_claim_refused_later_gives_its_points_back_once(shop: Shop) -> 
     rewards_task(api.context)  # twice: given back once
     assert me(shop, token)["points"] == 128
     assert [r["reason"] for r in shop.served.rows(LEDGER)] == ["order", "reward", "reward_back"]
+
+
+def test_a_paid_orders_points_lost_with_its_announcement_are_credited_by_the_task(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = shop.served.login("ann")
+    real, failures = points.earn, [RuntimeError("database is locked")]  # one transient failure
+
+    def flaky(*args: Any) -> bool:
+        if failures:
+            raise failures.pop()
+        return real(*args)
+
+    monkeypatch.setattr(points, "earn", flaky)
+    shop.pay(shop.order(token).json()["id"])
+    assert me(shop, token)["points"] == 0  # the announcement's credit failed, the payment stands
+    api = shop.served.app.state.api
+    points.order_points_task(api.context)
+    points.order_points_task(api.context)  # twice: credited once
+    assert me(shop, token)["points"] == 128
+    assert [r["reason"] for r in shop.served.rows(LEDGER)] == ["order"]
 
 
 def test_the_follow_gives_points_once(shop: Shop) -> None:

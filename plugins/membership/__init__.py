@@ -14,6 +14,7 @@ customer view (segments.py, customer_view.py), the coupon audiences it answers
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # the back end's types: a build never loads them
     from builder.serve.plugin_api import BusinessEvent, Endpoint, PeriodicTask, SandboxMethod, TaskContext
     from builder.serve.storage import AlipayUser, Storage
 
+LOG = logging.getLogger(__name__)
 __version__ = "0.1.0"
 __all__ = ["MembershipSection"]
 MIGRATIONS = Path(__file__).parent / "versions"
@@ -238,8 +240,14 @@ def mpforge_serve_tasks() -> list[PeriodicTask]:
 def mpforge_serve_event(context: TaskContext, event: BusinessEvent) -> None:
     from . import messages, points
 
-    points.on_event(context, event)
-    messages.on_event(context, event)
+    # Each on its own: a failure to credit points must not keep "your order is ready" from
+    # being sent (points owed are credited later by the order_points task).
+    for listener in (points.on_event, messages.on_event):
+        try:
+            listener(context, event)
+        except Exception:
+            LOG.exception("membership: %s failed on the event %s %s of app %s", listener.__module__, event.kind,
+                          event.ref, event.appid)
 
 
 @hookimpl

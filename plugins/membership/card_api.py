@@ -301,7 +301,7 @@ async def _open(storage: Storage, client: AlipayClient, merchant: Merchant, sect
         biz_card_no = await to_thread.run_sync(lambda: client.card_open(
             auth_token=token.access_token, out_serial_no=serial, template_id=card.template_id, user_id=user.id,
             card={"external_card_no": serial, **card_dates(opened, section), "level": level,
-                  "point": str(customer.points)}))
+                  "point": str(max(customer.points, 0))}))
     except (AlipayError, AlipayUnavailable) as exc:
         raise _alipay_failed(exc) from None
     mobile = form.get(FORM_FIELDS["mobile"]) if "mobile" in section.card.form else None
@@ -338,7 +338,8 @@ def push_cards(storage: Storage, client: AlipayClient, appid: str, section: Memb
             continue
         try:
             client.card_update(row.biz_card_no, storage.clock().astimezone(CHINA).strftime(ALIPAY_TIME),
-                               {"point": str(row.points), "level": level, **card_dates(row.card_opened_at, section)})
+                               {"point": str(max(row.points, 0)), "level": level,  # owed points show as 0
+                                **card_dates(row.card_opened_at, section)})
         except (AlipayError, AlipayUnavailable) as exc:
             LOG.warning("app %s: card %s not updated (%s)", appid, row.biz_card_no, exc)
             continue

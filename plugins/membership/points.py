@@ -7,9 +7,16 @@ the same order, follow or reward changes points once whoever asks twice).
   `per_follow` once for following the life account (POST membership/follow-points,
   verified with alipay.open.public.user.follow.query).
 * Taken back: a refunded order (order_refunded) takes back the points its payment gave,
-  once. The balance never goes below zero (points already spent on a reward stay spent:
-  the reward was given); `earned`, which the level follows, loses the order's points in
-  full, since they were never really earned.
+  once, in full: when they were spent already the balance goes below zero, points owed
+  that later earnings pay off (spending needs a balance of the reward's cost), so "pay,
+  spend the points on a reward, refund" does not give the reward for nothing. `earned`,
+  which the level follows, loses the order's points too.
+* Owed: a paid order whose points were not credited when it was announced (the listener
+  failed, or the process stopped between the payment's commit and the announcement) is
+  credited by `TASKS`' membership.order_points, which looks for paid orders of the last
+  two days without their ledger row (the ordering plugin's table, when it is there).
+* Every change of an order's points is announced as points_changed (messages.py may send
+  it).
 * Spent: POST membership/rewards/{coupon_id} (Idempotency-Key) spends the reward's points
   and claims the coupon through the coupon plugin's claim machinery
   (builder.serve.claims), the points and the claim both keyed by the Idempotency-Key; a
@@ -57,15 +64,22 @@ from builder.serve.plugin_api import (
 )
 from builder.serve.storage import AlipayUser, NewClaim, Status, Storage
 from plugins.coupon.serve import IDEMPOTENCY_KEY, announce_issued, claimable, require_following
+from plugins.ordering.orders import FORGOTTEN_KIND
+from plugins.ordering.orders import Status as OrderStatus
 
 from .member_replies import LevelReply, MeReply, NextLevelReply, RewardClaimReply, RewardReply
+from .messages import POINTS_CHANGED
 from .models import MembershipSection
+from .segments import orders_table
 from .tables import CARDS, CUSTOMERS, LEDGER
 
 LOG = logging.getLogger(__name__)
 ORDER, REFUND, FOLLOW, REWARD, REWARD_BACK = "order", "refund", "follow", "reward", "reward_back"
 FEN_PER_YUAN = 100
 RECENT_REWARDS = timedelta(days=1)
+OWED_ORDERS = timedelta(days=2)  # how far back the order_points task looks
+PAID_AND_AFTER = tuple(s.value for s in (OrderStatus.PAID, OrderStatus.ACCEPTED, OrderStatus.READY,
+                                         OrderStatus.COMPLETED))
 
 
 @dataclass(frozen=True)
@@ -182,16 +196,15 @@ def earn(storage: Storage, appid: str, user: AlipayUser, reason: str, ref: str, 
 
 
 def take_back_order(storage: Storage, appid: str, user: AlipayUser, order_no: str) -> int:
-    """Take back what the order's payment gave, once (see the module docstring); the
-    points taken."""
+    """Take back what the order's payment gave, once and in full (see the module
+    docstring); the points taken."""
     with write(storage) as conn:
+        customer = locked_customer(conn, storage, appid, user)  # first: two refunds at once take back once
         given = _ledger_delta(conn, appid, ORDER, order_no)
         if given is None or _ledger_delta(conn, appid, REFUND, order_no) is not None:
             return 0
-        customer = locked_customer(conn, storage, appid, user)
-        taken = min(given, customer.points)
-        _apply(conn, storage, appid, user, customer, REFUND, order_no, -taken, -given)
-        return taken
+        _apply(conn, storage, appid, user, customer, REFUND, order_no, -given, -given)
+        return given
 
 
 def spend(storage: Storage, appid: str, user: AlipayUser, ref: str, cost: int) -> bool:
@@ -293,13 +306,57 @@ def on_event(context: TaskContext, event: BusinessEvent) -> None:
     if section is None:
         return
     if event.kind == ORDER_PAID:
-        points = section.points.per_yuan * (event.amount_fen // FEN_PER_YUAN)
-        if points and earn(context.storage, event.appid, event.user, ORDER, event.ref, points):
-            LOG.info("app %s: order %s earned %d points", event.appid, event.ref, points)
+        credit_order(context, section, event.appid, event.user, event.ref, event.amount_fen)
     elif event.kind == ORDER_REFUNDED:
         taken = take_back_order(context.storage, event.appid, event.user, event.ref)
         if taken:
             LOG.info("app %s: order %s refunded: %d points taken back", event.appid, event.ref, taken)
+            _announce_change(context, event.appid, event.user, f"refund:{event.ref}", -taken)
+
+
+def credit_order(context: TaskContext, section: MembershipSection, appid: str, user: AlipayUser, order_no: str,
+                 paid_fen: int) -> bool:
+    """Credit a paid order's points, once per order number; whether this call did."""
+    points = section.points.per_yuan * (paid_fen // FEN_PER_YUAN)
+    if not points or not earn(context.storage, appid, user, ORDER, order_no, points):
+        return False
+    LOG.info("app %s: order %s earned %d points", appid, order_no, points)
+    _announce_change(context, appid, user, f"order:{order_no}", points)
+    return True
+
+
+def _announce_change(context: TaskContext, appid: str, user: AlipayUser, ref: str, points: int) -> None:
+    balance = find_customer(context.storage, appid, user).points
+    context.announce(BusinessEvent(appid, user, POINTS_CHANGED, ref, context.storage.clock(),
+                                   data=(("balance", str(balance)), ("points", str(points)))))
+
+
+def owed_orders(storage: Storage, appid: str, since: datetime) -> list[tuple[AlipayUser, str, int]]:
+    """(customer, order number, paid fen) of the app's orders paid since `since` whose
+    points were never credited; none without the ordering plugin's table."""
+    with storage.engine.connect() as conn:
+        orders = orders_table(conn)
+        if orders is None:
+            return []
+        rows = conn.execute(select(orders.c.user_kind, orders.c.alipay_user, orders.c.out_trade_no, orders.c.total)
+                            .where(orders.c.appid == appid, orders.c.paid_at >= since,
+                                   orders.c.status.in_(PAID_AND_AFTER), orders.c.user_kind != FORGOTTEN_KIND,
+                                   ~exists().where(LEDGER.c.appid == appid, LEDGER.c.reason == ORDER,
+                                                   LEDGER.c.ref == orders.c.out_trade_no))).all()
+    return [(AlipayUser(r.user_kind, r.alipay_user), r.out_trade_no, r.total) for r in rows]
+
+
+def order_points_task(context: TaskContext) -> None:
+    """The job queue's credit of orders whose announcement was lost (module docstring)."""
+    since = context.storage.clock() - OWED_ORDERS
+    for appid, sections in context.sections.items():
+        section = section_of(sections)
+        if section is None or not section.points.per_yuan:
+            continue
+        for user, order_no, paid_fen in owed_orders(context.storage, appid, since):
+            if credit_order(context, section, appid, user, order_no, paid_fen):
+                LOG.warning("app %s: order %s's points were owed (its announcement was lost); credited now",
+                            appid, order_no)
 
 
 # --- routes ----------------------------------------------------------------------------
@@ -401,4 +458,5 @@ async def claim_reward(request: Request) -> Response:
 
 
 ENDPOINTS = (Endpoint(FOLLOW_POINTS, follow_points), Endpoint(REWARD_CLAIM, claim_reward))
-TASKS = (PeriodicTask("membership.refused_rewards", rewards_task, cron="* * * * *"),)
+TASKS = (PeriodicTask("membership.refused_rewards", rewards_task, cron="* * * * *"),
+         PeriodicTask("membership.order_points", order_points_task, cron="*/5 * * * *"))
