@@ -1,0 +1,89 @@
+"""harbour-coffee's whole membership flow in `mpforge dev`'s preview, in Chromium, against
+the dev back end and its sandbox: the parts of issue 18 (the card routes, the stamps and
+the till, points, subscriptions, the mini-program's blocks and the preview's fakes) run
+together.
+
+The member page: 领取会员卡 → the 会员私域插件's claim form (the preview's prompt, which
+the sandbox takes) → the card shows the member's level, points and card number; the
+subscription dialog the card's opening asks; 扫码集点 with the till's current code (dev
+reads it with the staff token in its environment) → one stamp; the same code again →
+这个码已经用过了; the points rewards stay out of reach with the stamp's few points.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import DevProcess, copy_sample, shown_text, wait_until
+
+APPID = "2021004123456789"
+MEMBER = "pages/member/member"
+
+
+def test_the_member_claims_the_card_stamps_once_and_a_replay_is_refused(tmp_path: Path, page: Any,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MPFORGE_PUBLIC_URL", raising=False)
+    monkeypatch.setenv(f"MPFORGE_STAFF_TOKEN_{APPID}", "staff-token-of-the-membership-flow-test-0123456789")
+    shots = tmp_path / "shots"  # each step, to look at
+    shots.mkdir()
+    dev = DevProcess(copy_sample("harbour-coffee", tmp_path / "project"), tmp_path / "out")
+    dialogs: list[tuple[str, str, str]] = []  # (type, message, default value)
+    answers: dict[str, str] = {}  # a prompt's answer by what its message starts with
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append((dialog.type, dialog.message, dialog.default_value))
+        if dialog.type == "prompt":
+            typed = next((v for k, v in answers.items() if dialog.message.startswith(k)), dialog.default_value)
+            dialog.accept(typed)
+        else:
+            dialog.accept()
+
+    def until(predicate: Any, timeout: float, what: str) -> None:
+        """wait_until, failing with the preview's log (what the page did)."""
+        try:
+            wait_until(predicate, timeout, what)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{page.locator('#mpf-log').inner_text()}") from None
+
+    try:
+        until(lambda: any("back end" in line for line in dev.lines), 40, "the back end's start (or its note)")
+        page.on("dialog", on_dialog)
+        page.set_viewport_size({"width": 1200, "height": 1000})
+        page.goto(dev.url + "#" + MEMBER)
+        page.locator(f"body[data-page='{MEMBER}']").wait_for()
+        until(lambda: "领取会员卡" in shown_text(page), 20, "the claim button")
+        page.screenshot(path=str(shots / "1-not-a-member.png"), full_page=True)
+
+        page.locator("[data-mp-on-tap='onMemberCardClaim']").click()
+        until(lambda: "NO." in shown_text(page), 30, "the member's card")
+        text = shown_text(page)
+        assert "领取会员卡" not in text and "银卡" in text
+        card_no = re.search(r"NO\. (\S+)", text)
+        assert card_no and card_no.group(1), text
+        assert [d for d in dialogs if d[0] == "prompt" and d[1].startswith("支付宝会员卡开卡")]
+        until(lambda: any("TPL_HC_POINTS" in d[1] for d in dialogs if d[0] == "confirm"), 20,
+              "the subscription dialog after the card")
+        page.screenshot(path=str(shots / "2-member-card.png"), full_page=True)
+
+        page.locator("[data-mp-on-tap='onStampScan']").click()
+        until(lambda: "1/8" in shown_text(page), 30, "one stamp")
+        scanned = [d for d in dialogs if d[0] == "prompt" and d[1].startswith("my.scan")]
+        code = scanned[-1][2]
+        assert code.startswith("mpforge-stamp:v1."), scanned
+        assert page.locator(".mf-stamp-on").count() == 1
+        page.screenshot(path=str(shots / "3-one-stamp.png"), full_page=True)
+
+        answers["my.scan"] = code  # the same code again: the replay
+        page.locator("[data-mp-on-tap='onStampScan']").click()
+        until(lambda: "这个码已经用过了" in page.locator("body").inner_text(), 30, "the refusal")
+        page.screenshot(path=str(shots / "4-code-used.png"), full_page=True)
+        assert page.locator(".mf-stamp-on").count() == 1
+
+        # per_stamp 5 points: too few for any reward (150 and 300); its buttons are off.
+        until(lambda: "我的积分 5" in shown_text(page), 20, "the points after the stamp")
+        assert page.locator(".mf-reward-go[disabled]").count() == 2
+    finally:
+        assert dev.stop() == 0, "".join(dev.lines)
