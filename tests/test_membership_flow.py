@@ -66,6 +66,8 @@ def test_the_member_claims_the_card_stamps_once_and_a_replay_is_refused(tmp_path
         assert [d for d in dialogs if d[0] == "prompt" and d[1].startswith("支付宝会员卡开卡")]
         until(lambda: any("TPL_HC_POINTS" in d[1] for d in dialogs if d[0] == "confirm"), 20,
               "the subscription dialog after the card")
+        until(lambda: "membership/subscriptions → 204" in page.locator("#mpf-log").inner_text(), 20,
+              "the acceptance sent to the back end")
         page.screenshot(path=str(shots / "2-member-card.png"), full_page=True)
 
         page.locator("[data-mp-on-tap='onStampScan']").click()
@@ -84,6 +86,19 @@ def test_the_member_claims_the_card_stamps_once_and_a_replay_is_refused(tmp_path
 
         # per_stamp 5 points: too few for any reward (150 and 300); its buttons are off.
         until(lambda: "我的积分 5" in shown_text(page), 20, "the points after the stamp")
+        assert page.locator(".mf-member-points").inner_text() == "5"  # the card's points follow the stamp
         assert page.locator(".mf-reward-go[disabled]").count() == 2
+        assert "开通会员卡后可用积分兑换" not in shown_text(page)
+        # The back end agrees: a redemption sent anyway (as the page would, with its session) is 409.
+        refused = page.evaluate("""async (appid) => {
+          const session = JSON.parse(localStorage.getItem('mpforge:' + appid + ':mpforge.session'));
+          const answer = await fetch('/__mpforge/backend/api/v1/' + appid + '/membership/rewards/points-croissant', {
+            method: 'POST', headers: {'X-Mpforge-Runtime': '1', 'Content-Type': 'application/json',
+              'Authorization': 'Bearer ' + session.token, 'Idempotency-Key': 'flow-test-1'}, body: '{}'});
+          return [answer.status, await answer.json()];
+        }""", APPID)
+        assert refused[0] == 409 and refused[1]["error"]["code"] == "not_enough_points", refused
+        page.locator(".mf-rewards").scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "5-rewards.png"))
     finally:
         assert dev.stop() == 0, "".join(dev.lines)

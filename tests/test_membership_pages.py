@@ -132,7 +132,7 @@ def test_the_member_page_plugin_and_service_are_generated(tmp_path: Path) -> Non
     assert "港湾" not in service and "金卡" not in service  # the merchant's words stay page data
     assert "mfMoment(moment)" in tree.text("app.js")
     policy = tree.text("pages/privacy/privacy.js")
-    assert "会员卡开卡表单中您填写的信息" in policy and "集点记录" in policy
+    assert "开卡表单要求手机号时该号码的 SHA-256 哈希值（不保存号码本身" in policy and "集点记录" in policy
 
 
 def test_without_stamps_or_rewards_the_member_page_has_the_card_alone(tmp_path: Path) -> None:
