@@ -21,6 +21,7 @@ from helpers import DevProcess, copy_sample, shown_text, wait_until
 
 APPID = "2021004123456789"
 MEMBER = "pages/member/member"
+COUPONS = "pages/coupons/coupons"
 
 
 def test_the_member_claims_the_card_stamps_once_and_a_replay_is_refused(tmp_path: Path, page: Any,
@@ -41,12 +42,16 @@ def test_the_member_claims_the_card_stamps_once_and_a_replay_is_refused(tmp_path
         else:
             dialog.accept()
 
+    def log_text() -> str:
+        text: str = page.locator("#mpf-log").inner_text()
+        return text
+
     def until(predicate: Any, timeout: float, what: str) -> None:
         """wait_until, failing with the preview's log (what the page did)."""
         try:
             wait_until(predicate, timeout, what)
         except AssertionError as error:
-            raise AssertionError(f"{error}\n{page.locator('#mpf-log').inner_text()}") from None
+            raise AssertionError(f"{error}\n{log_text()}") from None
 
     try:
         until(lambda: any("back end" in line for line in dev.lines), 40, "the back end's start (or its note)")
@@ -57,6 +62,17 @@ def test_the_member_claims_the_card_stamps_once_and_a_replay_is_refused(tmp_path
         until(lambda: "领取会员卡" in shown_text(page), 20, "the claim button")
         page.screenshot(path=str(shots / "1-not-a-member.png"), full_page=True)
 
+        # The members' coupon, before the card: the back end refuses it and the page says why.
+        page.goto(dev.url + "#" + COUPONS)
+        page.locator(f"body[data-page='{COUPONS}']").wait_for()
+        page.locator("[data-mp-on-tap='onClaimCoupon'][data-mp-dataset*='latte-85']").click()
+        until(lambda: "claims → 403" in log_text(), 20, "the members' coupon refused")
+        until(lambda: "my.showToast: 开通会员卡后才能领取" in log_text(), 20, "the refusal's words")
+        page.screenshot(path=str(shots / "1b-members-coupon-refused.png"))
+        page.goto(dev.url + "#" + MEMBER)
+        page.locator(f"body[data-page='{MEMBER}']").wait_for()
+        until(lambda: "领取会员卡" in shown_text(page), 20, "the member page again")
+
         page.locator("[data-mp-on-tap='onMemberCardClaim']").click()
         until(lambda: "NO." in shown_text(page), 30, "the member's card")
         text = shown_text(page)
@@ -66,7 +82,7 @@ def test_the_member_claims_the_card_stamps_once_and_a_replay_is_refused(tmp_path
         assert [d for d in dialogs if d[0] == "prompt" and d[1].startswith("支付宝会员卡开卡")]
         until(lambda: any("TPL_HC_POINTS" in d[1] for d in dialogs if d[0] == "confirm"), 20,
               "the subscription dialog after the card")
-        until(lambda: "membership/subscriptions → 204" in page.locator("#mpf-log").inner_text(), 20,
+        until(lambda: "membership/subscriptions → 204" in log_text(), 20,
               "the acceptance sent to the back end")
         page.screenshot(path=str(shots / "2-member-card.png"), full_page=True)
 
