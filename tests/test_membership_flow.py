@@ -80,8 +80,10 @@ def test_the_member_claims_the_card_stamps_once_and_a_replay_is_refused(tmp_path
         card_no = re.search(r"NO\. (\S+)", text)
         assert card_no and card_no.group(1), text
         assert [d for d in dialogs if d[0] == "prompt" and d[1].startswith("支付宝会员卡开卡")]
-        until(lambda: any("TPL_HC_POINTS" in d[1] for d in dialogs if d[0] == "confirm"), 20,
+        # (the log is read to wait: Playwright answers a dialog only while a call of it runs)
+        until(lambda: "requestSubscribeMessage TPL_HC_POINTS → accept" in log_text(), 20,
               "the subscription dialog after the card")
+        assert [d for d in dialogs if d[0] == "confirm" and "TPL_HC_POINTS" in d[1]]
         until(lambda: "membership/subscriptions → 204" in log_text(), 20,
               "the acceptance sent to the back end")
         page.screenshot(path=str(shots / "2-member-card.png"), full_page=True)
@@ -116,5 +118,16 @@ def test_the_member_claims_the_card_stamps_once_and_a_replay_is_refused(tmp_path
         assert refused[0] == 409 and refused[1]["error"]["code"] == "not_enough_points", refused
         page.locator(".mf-rewards").scroll_into_view_if_needed()
         page.screenshot(path=str(shots / "5-rewards.png"))
+
+        # The members' coupon, with the card: claimed, and the coupon moment's subscription asked.
+        page.goto(dev.url + "#" + COUPONS)
+        page.locator(f"body[data-page='{COUPONS}']").wait_for()
+        page.locator("[data-mp-on-tap='onClaimCoupon'][data-mp-dataset*='latte-85']").click()
+        until(lambda: "latte-85/claims → 201" in log_text(), 20, "the members' coupon claimed")
+        until(lambda: "requestSubscribeMessage TPL_HC_COUPON_EXPIRE → accept" in log_text(), 20,
+              "the subscription dialog after the claim")
+        assert [d for d in dialogs if d[0] == "confirm" and "TPL_HC_COUPON_EXPIRE" in d[1]]
+        assert "领取成功" in log_text()
+        page.screenshot(path=str(shots / "6-members-coupon-claimed.png"))
     finally:
         assert dev.stop() == 0, "".join(dev.lines)
