@@ -7,7 +7,11 @@ The member page: 领取会员卡 → the 会员私域插件's claim form (the pr
 the sandbox takes) → the card shows the member's level, points and card number; the
 subscription dialog the card's opening asks; 扫码集点 with the till's current code (dev
 reads it with the staff token in its environment) → one stamp; the same code again →
-这个码已经用过了; the points rewards stay out of reach with the stamp's few points.
+这个码已经用过了; the points rewards stay out of reach with the stamp's few points (the back
+end refuses one sent anyway). The coupon page's members' coupon: refused before the card with
+words that say why, claimed after it, and the coupon moment's subscription dialog.
+
+Each step's screenshot is kept under the test's tmp_path, in shots/.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ def test_the_member_claims_the_card_stamps_once_and_a_replay_is_refused(tmp_path
             raise AssertionError(f"{error}\n{log_text()}") from None
 
     try:
-        until(lambda: any("back end" in line for line in dev.lines), 40, "the back end's start (or its note)")
+        wait_until(lambda: any("back end" in line for line in dev.lines), 40, "the back end's start (or its note)")
         page.on("dialog", on_dialog)
         page.set_viewport_size({"width": 1200, "height": 1000})
         page.goto(dev.url + "#" + MEMBER)
@@ -76,7 +80,8 @@ def test_the_member_claims_the_card_stamps_once_and_a_replay_is_refused(tmp_path
         page.locator("[data-mp-on-tap='onMemberCardClaim']").click()
         until(lambda: "NO." in shown_text(page), 30, "the member's card")
         text = shown_text(page)
-        assert "领取会员卡" not in text and "银卡" in text
+        assert "领取会员卡" not in text and "银卡" in text and "再得 500 积分升级金卡" in text
+        assert page.locator(".mf-member-points").inner_text() == "0"
         card_no = re.search(r"NO\. (\S+)", text)
         assert card_no and card_no.group(1), text
         assert [d for d in dialogs if d[0] == "prompt" and d[1].startswith("支付宝会员卡开卡")]
