@@ -30,6 +30,8 @@ const REFUSAL_TOAST = {
   coupon_not_started: '活动还未开始',
   not_following: '关注生活号后才能领取',
   audience_not_checked: '该券暂不可在此领取',
+  not_member: '开通会员卡后才能领取',
+  not_in_segment: '该券仅限部分会员领取',
   NOT_ELIGIBLE: '该券仅限新顾客领取',
   auth_refused: '需要授权后才能领券',
   no_app_id: '该券暂不可领取',

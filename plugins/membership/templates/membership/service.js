@@ -66,6 +66,19 @@ function me(login, done) {
   });
 }
 
+// The page's membership blocks all show the one customer: after a change one block made
+// (a card opened, a stamp, a redemption), the others ask the back end again (each block's
+// on-show function, when the page has that block).
+const SHOWN_BY = ['mfMemberCardShow', 'mfStampCardShow', 'mfRewardsShow'];
+
+function refreshOthers(page, changed) {
+  SHOWN_BY.forEach(function (name) {
+    if (name !== changed && typeof page[name] === 'function') {
+      page[name]();
+    }
+  });
+}
+
 function levelOf(id) {
   return CONFIG.levels.filter(function (level) { return level.id === id; })[0] || CONFIG.levels[0];
 }
@@ -127,6 +140,7 @@ function openCard(page, keys, auth) {
     setAll(page, keys, { busy: false });
     if (answer && answer.status === 200) {
       showCardState(page, keys, answer.body);
+      refreshOthers(page, 'mfMemberCardShow');
       my.showToast({ type: 'success', content: '开卡成功' });
       askSubscriptions('card_opened');
     } else {
@@ -204,6 +218,7 @@ function sendStamp(page, keys, code) {
     if (answer && answer.status === 200) {
       const result = answer.body;
       showStampState(page, keys, result.stamps, result.stampsPerCard, result.cardsFilled);
+      refreshOthers(page, 'mfStampCardShow'); // the stamp's points
       if (result.filled) {
         my.alert({ title: '集点卡已集满', content: '奖励券已发放，请在「我的券」中查看', buttonText: '好的' });
         askSubscriptions('coupon_claimed');
@@ -294,6 +309,7 @@ function redeem(page, keys, coupon) {
       toast(REDEEM_TEXT[errorCode(answer)] || (status ? '兑换失败，请稍后再试' : '网络异常，请再点一次兑换'));
     }
     showRewards(page, keys);
+    refreshOthers(page, 'mfRewardsShow'); // the card's points
   });
 }
 
