@@ -115,12 +115,20 @@ def _backend_problems(spec: ValidSpec, section: CouponSection) -> list[Problem]:
 
 def _public_rewards(spec: ValidSpec, section: CouponSection) -> list[Problem]:
     """A followers' coupon (a follow reward) shown in a public coupon block: anyone can try
-    to claim it without following, and the back end refuses them."""
+    to claim it without following, and the back end refuses them. A reward coupon (for
+    points or stamps) shown there is an error: it can never be claimed from it."""
     rewards = {c.id for c in section.coupons if c.audience == "followers"}
+    paid_for = {c.id for c in section.coupons if c.audience == "reward"}
     problems = []
     for i, page in enumerate(spec.model.pages):
         for j, block in enumerate(page.blocks):
             shown = _shown_coupons(block)
+            if shown is not None and shown & paid_for:
+                problems.append(spec.problem(
+                    ("pages", i, "blocks", j), f"shows reward coupon {', '.join(sorted(shown & paid_for))}, which "
+                                               "is given only for points or a full stamp card and cannot be claimed "
+                                               "here",
+                    hint="list it in the member page's rewards (membership.points.rewards) instead"))
             public = sorted(shown & rewards) if shown is not None else []
             if isinstance(block, CouponListBlock) and block.audience and "followers" in block.audience:
                 public = public or ["(followers' coupons)"]

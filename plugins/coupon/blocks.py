@@ -69,16 +69,18 @@ class CouponListBlock(Block):
     type: Literal["coupon-list"]
     title: ShortText | None = None
     coupons: list[CouponId] | None = Field(
-        None, description="coupon ids in display order; when omitted, all but the followers' (follow rewards)")
+        None, description="coupon ids in display order; when omitted, all but follow rewards (audience followers) "
+                          "and points or stamp rewards (audience reward)")
     kinds: list[Literal["cash", "discount", "exchange"]] | None = Field(None, description="only these kinds")
     audience: list[Literal["everyone", "new_customers", "members", "followers", "segment"]] | None = Field(
         None, description="only coupons for these audiences")
     store: StoreId | None = Field(None, description="only coupons usable at this store")
 
     def page_data(self, ctx: PlanContext) -> dict[str, Any]:
-        # Without a list: every coupon but follow rewards, which are claimed after a
-        # verified follow (life-account-follow), not from a public list.
-        chosen = self.coupons or [c.id for c in _section(ctx).coupons if c.audience != "followers"]
+        # Without a list: every coupon but rewards: follow rewards are claimed after a
+        # verified follow (life-account-follow), points and stamp rewards by the membership
+        # plugin, never from a public list.
+        chosen = self.coupons or [c.id for c in _section(ctx).coupons if c.audience not in ("followers", "reward")]
         by_id = {c.id: c for c in _section(ctx).coupons}
         kept = [i for i in chosen if self._passes(by_id[i])]
         return {"title": self.title, "coupons": _displays(ctx, kept), "plugin": _plugin(ctx, kept)}

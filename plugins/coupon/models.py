@@ -77,9 +77,11 @@ class Coupon(StrictModel):
     validity: Validity
     stock: int = Field(ge=1, le=10_000_000, description="total coupons that can be issued")
     per_user_limit: int = Field(1, ge=1, le=100)
-    audience: Literal["everyone", "new_customers", "members", "followers", "segment"] = Field(
+    audience: Literal["everyone", "new_customers", "members", "followers", "segment", "reward"] = Field(
         "everyone", description="followers: people following the merchant's life account; members: holders of "
-                                "the member card (membership plugin); segment: customers of `segment`")
+                                "the member card (membership plugin); segment: customers of `segment`; reward: "
+                                "given only for points or a full stamp card (membership plugin), never claimed by "
+                                "itself, and left out of coupon lists")
     segment: Id | None = Field(None, description="audience segment: the id of a membership segment whose "
                                                  "customers may claim it (checked by the back end at each claim)")
     activity_id: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$",

@@ -150,12 +150,17 @@ async def claim(request: Request) -> Response:
     return reply(status, answer, {"Retry-After": "1"} if status == 503 else None)
 
 
-async def claimable(api: Api, merchant: Merchant, coupon_id: str, user: AlipayUser) -> Coupon:
-    """The coupon, when a new claim of it by `user` may go ahead today (also the
-    membership plugin's points rewards ask this)."""
+async def claimable(api: Api, merchant: Merchant, coupon_id: str, user: AlipayUser, *,
+                    as_reward: bool = False) -> Coupon:
+    """The coupon, when a new claim of it by `user` may go ahead today. `as_reward`: the
+    membership plugin's points rewards ask, for a coupon the points pay for (audience
+    reward); the claim route never may claim such a coupon by itself."""
     coupon = merchant.coupon(coupon_id)
     if coupon is None:
         raise ApiError(404, "unknown_coupon", f"no coupon {coupon_id!r} in this mini-program")
+    if coupon.audience == "reward" and not as_reward:
+        raise ApiError(403, "reward_only", "the coupon is a reward (for points or a full stamp card); it cannot "
+                                           "be claimed by itself")
     today = china_today(api.clock())
     validity = coupon.validity
     if validity.start is not None and today < validity.start:

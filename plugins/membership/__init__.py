@@ -139,7 +139,8 @@ def mpforge_validate(spec: ValidSpec) -> list[Problem]:
 
 def _coupon_problems(spec: ValidSpec, section: MembershipSection) -> list[Problem]:
     """Rewards and the full stamp card's coupon are issued by the back end itself (no
-    coupon plugin dialog in between): they must be coupons with claim_route send."""
+    coupon plugin dialog in between): they must be coupons with claim_route send; and
+    with audience reward, or anyone could claim them without points or stamps."""
     coupon = spec.section("coupon")
     coupons = {c.id: c for c in getattr(coupon, "coupons", None) or []}
     wanted: list[tuple[tuple[str | int, ...], str]] = [
@@ -156,6 +157,12 @@ def _coupon_problems(spec: ValidSpec, section: MembershipSection) -> list[Proble
                                                f"claim_route is {found.claim_route}",
                                          hint=f"set claim_route: send on coupon '{coupon_id}' (the coupon plugin's "
                                               "dialog cannot finish a reward)"))
+        if found.audience != "reward":
+            problems.append(spec.problem(path, f"coupon '{coupon_id}' is a reward, but its audience is "
+                                               f"{found.audience}: it can be claimed for nothing, without points or "
+                                               "stamps",
+                                         hint=f"set audience: reward on coupon '{coupon_id}' (given only as a "
+                                              "reward, left out of coupon lists)", severity="warning"))
     return problems
 
 

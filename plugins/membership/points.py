@@ -435,7 +435,7 @@ async def claim_reward(request: Request) -> Response:
         if earlier is not None:
             found = await claims.resume(storage, client, earlier, coupon_id, None, retry)
         else:
-            coupon = await claimable(api, merchant, coupon_id, user)
+            coupon = await claimable(api, merchant, coupon_id, user, as_reward=True)
             try:
                 await to_thread.run_sync(spend, storage, merchant.appid, user, ref, reward.points)
             except NotEnoughPoints as short:
