@@ -72,6 +72,8 @@ def _coupon(data: dict[str, Any], coupon_id: str) -> dict[str, Any]:
      "coupon.coupons[1].segment: coupon 'latte-85' is for segment 'lapsed', which membership.segments does not have"),
     (lambda d: d.pop("backend"),
      "membership: members, points and stamps are kept by the merchant back end"),
+    (lambda d: d["pages"][0]["blocks"].append({"type": "coupon-list", "coupons": ["latte-85", "points-10"]}),
+     "pages[0].blocks[14]: shows reward coupon points-10, which is given only for points or a full stamp card"),
 ])
 def test_membership_mistakes_are_located(tmp_path: Path, change: Any, expected: str) -> None:
     data = sample_spec()
@@ -80,6 +82,21 @@ def test_membership_mistakes_are_located(tmp_path: Path, change: Any, expected: 
         prepare(sample_project(tmp_path, data))
     problems = [str(p) for p in info.value.problems]
     assert any(expected in p for p in problems), problems
+
+
+def test_a_reward_anyone_could_claim_is_warned_and_lists_leave_rewards_out(tmp_path: Path) -> None:
+    data = sample_spec()
+    _coupon(data, "points-10").update(audience="everyone")
+    prepared = prepare(sample_project(tmp_path, data))
+    [warning] = [w for w in prepared.warnings if "is a reward, but its audience" in w.message]
+    assert warning.path == "membership.points.rewards[1].coupon"
+    assert "it can be claimed for nothing" in warning.message and "audience: reward" in (warning.hint or "")
+    # A coupon list without `coupons:` shows every coupon but the rewards (points-croissant stays a reward).
+    data["pages"][0]["blocks"].append({"type": "coupon-list"})
+    listed = prepare(sample_project(tmp_path / "listed", data)).plan.pages[0].data["b14"]["coupons"]
+    shown = {c["id"] for c in listed}
+    assert "points-croissant" not in shown and "stamp-coffee" not in shown and "follow-gift" not in shown
+    assert {"latte-85", "points-10"} <= shown
 
 
 def test_the_contact_button_is_warned_as_enterprise_only(tmp_path: Path) -> None:
@@ -408,6 +425,25 @@ def test_a_claimed_coupon_asks_through_the_app_hook(built: Path) -> None:
                "POST /membership/subscriptions": [{"status": 204, "body": ""}]})
     assert "领取成功" in log["toasts"]
     assert log["subscribe"] == [["TPL_HC_COUPON_EXPIRE", "TPL_EXTRA_0", "TPL_EXTRA_1"], ["TPL_EXTRA_2"]]
+
+
+def test_following_the_life_account_asks_for_the_follow_points(built: Path) -> None:
+    log = run(built, [{"do": "open", "route": "pages/life/life"},
+                      {"do": "tap", "handler": "onFollowLifeAccount"}],
+              {"POST /membership/follow-points": [{"status": 200, "body": {**NOT_MEMBER, "points": 20,
+                                                                            "followed": True}}],
+               "POST /coupons/follow-gift/claims": [{"status": 200, "body": {"result": "CLAIMED"}}],
+               "GET /content": [{"status": 304, "body": ""}], "GET /me/claims": [{"status": 200, "body": {"claims": []}}],
+               "POST /membership/subscriptions": [{"status": 204, "body": ""}]})
+    assert "POST /membership/follow-points" in [r["route"] for r in log["requests"]]
+    assert "关注成功，关注积分已到账" in log["toasts"]
+    # Alipay does not know of the follow yet (403 not_following): nothing is said.
+    quiet = run(built, [{"do": "open", "route": "pages/life/life"}, {"do": "tap", "handler": "onFollowLifeAccount"}],
+                {"POST /membership/follow-points": [error(403, "not_following")],
+                 "POST /coupons/follow-gift/claims": [{"status": 200, "body": {"result": "CLAIMED"}}],
+                 "GET /content": [{"status": 304, "body": ""}],
+                 "GET /me/claims": [{"status": 200, "body": {"claims": []}}]})
+    assert not any("关注积分" in toast for toast in quiet["toasts"])
 
 
 def test_the_favourites_tip_shows_once_per_device(built: Path) -> None:

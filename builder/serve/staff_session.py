@@ -82,7 +82,7 @@ def _b64(data: bytes) -> str:
 
 
 def _mac(token: str, payload: str) -> str:
-    key = hashlib.sha256(b"mpforge order board cookie\0" + token.encode("utf-8")).digest()
+    key = hashlib.sha256(b"mpforge merchant pages cookie\0" + token.encode("utf-8")).digest()
     return _b64(hmac.new(key, payload.encode("ascii"), hashlib.sha256).digest())
 
 

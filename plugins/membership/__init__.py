@@ -117,6 +117,7 @@ def mpforge_services(plan: AppPlan, spec: ValidSpec, render: Render) -> dict[str
         "appid": spec.model.app.appid or "",
         "levels": [{"id": level.id, "minPoints": level.min_points} for level in section.levels],
         "subscriptions": {moment: [t.template_id for t in templates if t.ask_after == moment] for moment in MOMENTS},
+        "followPoints": section.points.per_follow > 0,
     }
     return {"services/membership.js": render("membership/service.js", config=config)}
 

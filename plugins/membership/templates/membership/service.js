@@ -378,8 +378,22 @@ function askSubscriptions(moment) {
   ask(0);
 }
 
+// After the customer follows the life account (the life_account plugin's follow block):
+// the follow's points, once; the back end gives them only when Alipay says the customer
+// follows (a refusal says nothing: Alipay may not know yet, and a later follow asks again).
+function followed() {
+  if (!CONFIG.followPoints) {
+    return;
+  }
+  backend.authorized({ path: '/membership/follow-points', method: 'POST' }, function (answer) {
+    if (answer && answer.status === 200) {
+      my.showToast({ type: 'success', content: '关注成功，关注积分已到账' });
+    }
+  });
+}
+
 module.exports = {
   showCard: showCard, claimCard: claimCard, showStamps: showStamps, scanStamp: scanStamp,
   showRewards: showRewards, redeem: redeem, showGuide: showGuide, closeGuide: closeGuide,
-  askSubscriptions: askSubscriptions,
+  askSubscriptions: askSubscriptions, followed: followed,
 };

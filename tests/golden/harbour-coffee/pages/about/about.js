@@ -22,6 +22,10 @@ Page({
     mpforge.pageLoaded(this.mfQuery);
   },
   onFollowLifeAccount() {
+    const app = getApp();
+    if (app && typeof app.mfMoment === 'function') { // the membership plugin's follow points, when it is there
+      app.mfMoment('followed');
+    }
     const reward = this.data.b0.reward;
     if (reward) {
       require('../../services/coupon.js').claim(this, [], reward);

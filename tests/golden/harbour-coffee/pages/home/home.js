@@ -168,6 +168,10 @@ Page({
   },
 
   onFollowLifeAccount() {
+    const app = getApp();
+    if (app && typeof app.mfMoment === 'function') { // the membership plugin's follow points, when it is there
+      app.mfMoment('followed');
+    }
     const reward = this.data.b12.reward;
     if (reward) {
       require('../../services/coupon.js').claim(this, [], reward);
