@@ -48,9 +48,9 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import procrastinate
 from anyio import to_thread
@@ -64,6 +64,9 @@ from builder.serve import claims
 from builder.serve.alipay_client import AlipayClient
 from builder.serve.business_events import BusinessEvent
 from builder.serve.storage import MIGRATION_LOCK_ID, POSTGRESQL_PREFIX, Claim, Route, Status, Storage
+
+if TYPE_CHECKING:
+    from builder.serve.merchant import Merchant
 
 LOG = logging.getLogger(__name__)
 QUEUE = "claims"
@@ -112,12 +115,15 @@ class TaskContext:
     """What a plugin's periodic task (and its `mpforge_serve_event` listener) works with:
     the storage, each app's Alipay client, and each app's spec sections of the plugins
     (Merchant.sections, e.g. "ordering"), both by app id; `announce` tells every plugin
-    of a BusinessEvent (builder.serve.business_events)."""
+    of a BusinessEvent (builder.serve.business_events); `merchants`: each app's Merchant
+    by app id, for a task that needs more of the spec than its section (e.g. the assets
+    folder: the membership plugin uploads the card's images)."""
 
     storage: Storage
     clients: Mapping[str, AlipayClient]
     sections: Mapping[str, Mapping[str, Any]]
     announce: Callable[[BusinessEvent], None] = _announce_nothing
+    merchants: Mapping[str, Merchant] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
