@@ -196,7 +196,7 @@ def _take_lease(storage: Storage, appid: str) -> str | None:
     with write(storage) as conn:
         conn.execute(insert_ignoring_duplicates(storage, CARDS).values(appid=appid, created_at=now, updated_at=now))
         taken = conn.execute(update(CARDS).where(
-            CARDS.c.appid == appid, or_(CARDS.c.setup_until.is_(None), CARDS.c.setup_until < now)).values(
+            CARDS.c.appid == appid, or_(CARDS.c.setup_until.is_(None), CARDS.c.setup_until <= now)).values(
             setup_by=token, setup_until=now + SETUP_LEASE).returning(CARDS.c.appid)).first()
     return None if taken is None else token
 
