@@ -140,7 +140,7 @@ def test_the_card_is_made_by_the_task_once_and_opened_from_the_claim_form(shop: 
     api = shop.served.app.state.api
     merchant = api.merchants[APPID]
     section = merchant.sections["membership"]
-    renamed = card_spec(merchant, section.model_copy(
+    renamed = card_spec(APPID, merchant.assets_dir, section.model_copy(
         update={"card": section.card.model_copy(update={"title": "港湾会员"})}))
     assert set_up_card(api.storage, api.clients[APPID], APPID, renamed)
     [modified] = sandbox.templates(APPID)

@@ -395,7 +395,7 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
         plugins.serve_event(context, event)
 
     context = TaskContext(storage, clients, {m.appid: m.sections for m in merchants}, announce,
-                          {m.appid: m for m in merchants})
+                          {m.appid: m.assets_dir for m in merchants})
     jobs = ClaimJobs(storage, clients, database_url, job_policy or JobPolicy(), context=context,
                      tasks=plugins.serve_tasks())
     try:

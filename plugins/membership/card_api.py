@@ -106,14 +106,14 @@ class CardTemplate:
     design_digest: str
 
 
-def _image(merchant: Merchant, asset: str) -> tuple[bytes, str]:
+def _image(assets_dir: Path | None, asset: str) -> tuple[bytes, str]:
     """The asset's bytes and Alipay image_type."""
     kind = IMAGE_TYPES.get(Path(asset).suffix.lower())
-    if asset.startswith("https://") or merchant.assets_dir is None or kind is None:
+    if asset.startswith("https://") or assets_dir is None or kind is None:
         raise CardSetupError(f"the member card's image {asset!r} must be a png or jpg file in the assets folder "
                              "(Alipay takes the image itself, uploaded)")
     try:
-        return (merchant.assets_dir / asset).read_bytes(), kind
+        return (assets_dir / asset).read_bytes(), kind
     except OSError as exc:
         raise CardSetupError(f"the member card's image {asset!r} cannot be read: {exc.strerror}") from None
 
@@ -126,7 +126,7 @@ def _rgb(color: str) -> str:
     return "rgb({},{},{})".format(*(int(digits[i:i + 2], 16) for i in (0, 2, 4)))
 
 
-def _design(merchant: Merchant, section: MembershipSection) -> dict[str, Any]:
+def _design(appid: str, section: MembershipSection) -> dict[str, Any]:
     """The template's fields but the image ids (TemplateStyleInfoDTO and the rest)."""
     card = section.card
     page = f"pages/{section.pages.member.id}/{section.pages.member.id}"
@@ -143,7 +143,7 @@ def _design(merchant: Merchant, section: MembershipSection) -> dict[str, Any]:
     }
     if len(page) <= MINI_PAGE_MAX:
         design["card_action_list"] = [{"code": "member", "text": "会员中心", "url_type": "miniAppUrl",
-                                       "mini_app_url": {"mini_app_id": merchant.appid, "mini_page_param": page}}]
+                                       "mini_app_url": {"mini_app_id": appid, "mini_page_param": page}}]
     return design
 
 
@@ -165,11 +165,11 @@ class CardSpec:
     digest: str
 
 
-def card_spec(merchant: Merchant, section: MembershipSection) -> CardSpec:
-    """The spec's card, its images read from the assets folder. CardSetupError for an
-    image that is no local png or jpg."""
-    logo, background = _image(merchant, section.card.logo), _image(merchant, section.card.background)
-    design = _design(merchant, section)
+def card_spec(appid: str, assets_dir: Path | None, section: MembershipSection) -> CardSpec:
+    """The spec's card, its images read from the app's assets folder. CardSetupError for
+    an image that is no local png or jpg."""
+    logo, background = _image(assets_dir, section.card.logo), _image(assets_dir, section.card.background)
+    design = _design(appid, section)
     form = [FORM_FIELDS[name] for name in section.card.form]
     return CardSpec(design, form, logo, background, _digest(design, form, [logo[0], background[0]]))
 
@@ -266,12 +266,12 @@ def set_up_card(storage: Storage, client: AlipayClient, appid: str, spec: CardSp
 def card_setup_task(context: TaskContext) -> None:
     """The job queue's run of `set_up_card` for every app with a membership section.
     A failure is logged (one line per app and run) and left for the next tick."""
-    for appid, merchant in context.merchants.items():
-        section, client = section_of(merchant.sections), context.clients.get(appid)
+    for appid, sections in context.sections.items():
+        section, client = section_of(sections), context.clients.get(appid)
         if section is None or client is None:
             continue
         try:
-            set_up_card(context.storage, client, appid, card_spec(merchant, section))
+            set_up_card(context.storage, client, appid, card_spec(appid, context.assets_dirs.get(appid), section))
         except (AlipayError, AlipayUnavailable, CardSetupError, LeaseLost) as exc:
             LOG.warning("app %s: the member card cannot be set up now (the next run tries again): %s", appid, exc)
 
