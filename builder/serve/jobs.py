@@ -23,12 +23,12 @@ old, so a start runs them at once), each run a blocking call in a thread, given 
 `TaskContext` (storage, Alipay clients, each app's spec sections and assets folder).
 On PostgreSQL each tick is deferred once however many processes run (procrastinate
 records the tick in procrastinate_periodic_defers), so one process runs it, and the
-task's queueing lock
-keeps at most one run waiting. Runs are not otherwise kept apart: a procrastinate
-`lock` would, but a process dying mid-run leaves its job `doing` for good, which would
-hold every later run up. So a run that outlasts its tick may overlap the next, and a
-task's changes must be safe to make twice at once (the ordering plugin's are: each is
-a state-machine move under the order's row lock).
+task's queueing lock keeps at most one run waiting. Runs are not otherwise kept apart:
+a procrastinate `lock` would, but a process dying mid-run leaves its job `doing` for
+good, which would hold every later run up. So a run that outlasts its tick may
+overlap the next, and a task's changes must be safe to make twice at once (the
+ordering plugin's are: each is a state-machine move under the order's row lock; the
+membership plugin's card setup takes a lease on its row).
 
 Where the queue lives:
 
