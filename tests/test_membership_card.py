@@ -1,5 +1,7 @@
 """The membership plugin's member card and points against the sandbox, on SQLite and
-PostgreSQL: the card template made once, a card opened end to end (the claim form in the
+PostgreSQL: the card template made by the job queue's task, once (concurrent runs and a
+later tick call formtemplate.set and activateurl.apply once; a failed run resumes), a
+customer's request never making it, a card opened end to end (the claim form in the
 sandbox -> authCode -> POST membership/card), points earned by a paid order (once), the
 card's points and level pushed to Alipay, points spent on a reward coupon, the follow's
 points, and a members-only coupon."""
@@ -8,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,7 +29,7 @@ from test_order_board import STAFF_TOKEN, Board
 from test_ordering import Shop, open_shop, shop_spec
 
 from builder.serve import claims
-from builder.serve.alipay_errors import AlipayError
+from builder.serve.alipay_errors import AlipayError, AlipayUnavailable
 from builder.serve.business_events import ORDER_PAID, ORDER_REFUNDED, BusinessEvent
 from builder.serve.claims import RetryPolicy
 from builder.serve.merchant import load_merchant
@@ -33,10 +37,10 @@ from builder.serve.sandbox_state import Faults, sandbox_user_id
 from builder.serve.storage import METADATA, AlipayUser, Storage
 from builder.serve.storage import Status as ClaimStatus
 from plugins.membership import MIGRATIONS, points
-from plugins.membership.card_api import card_sync_task, ensure_card
+from plugins.membership.card_api import SETUP_LEASE, card_setup_task, card_spec, card_sync_task, set_up_card
 from plugins.membership.points import reward_claim_key, reward_ref, rewards_task
 from plugins.membership.sandbox_card import cards
-from plugins.membership.tables import CUSTOMERS, LEDGER
+from plugins.membership.tables import CARDS, CUSTOMERS, LEDGER
 from plugins.membership.tables import METADATA as MEMBERSHIP_METADATA
 
 pytest_plugins = ["serve_fixtures"]  # database, postgres
@@ -87,9 +91,15 @@ def open_card(shop: Shop, token: str, claim: dict[str, Any]) -> httpx.Response:
     return shop.api.post(f"/api/v1/{APPID}/membership/card", headers=auth(token), json=claim)
 
 
+def set_up(shop: Shop) -> None:
+    """One tick of the job queue's card setup task."""
+    card_setup_task(shop.served.app.state.api.context)
+
+
 def become_member(shop: Shop, login: str) -> tuple[str, dict[str, Any]]:
+    set_up(shop)
     token = shop.served.login(login)
-    assert me(shop, token)["applyCardUrl"]  # the card is made on first need
+    assert me(shop, token)["applyCardUrl"]
     template_id = cards(shop.served.sandbox.state).templates(APPID)[0].template_id
     opened = open_card(shop, token, fill_form(shop, template_id, login))
     assert opened.status_code == 200, opened.text
@@ -106,27 +116,38 @@ def reward(shop: Shop, token: str, key: str, coupon_id: str = "reward") -> httpx
                          headers={**auth(token), "Idempotency-Key": key})
 
 
-def test_the_card_is_made_once_and_opened_from_the_claim_form(shop: Shop) -> None:
+def test_the_card_is_made_by_the_task_once_and_opened_from_the_claim_form(shop: Shop) -> None:
     token = shop.served.login("ann")
+    sandbox = cards(shop.served.sandbox.state)
+    # Before the task: a customer's requests read the table only, and Alipay is not asked.
+    before = me(shop, token)
+    assert before["applyCardUrl"] is None and sandbox.templates(APPID) == []
+    early = open_card(shop, token, {"authCode": "sandbox-user-ann", "requestId": "r1"})
+    assert (early.status_code, early.json()["error"]["code"]) == (409, "card_not_ready")
+    assert sandbox.templates(APPID) == []
+
+    set_up(shop)
     first = me(shop, token)
     assert (first["member"], first["points"], first["level"], first["nextLevel"]) == (
         False, 0, {"id": "silver", "name": "银卡"}, {"id": "gold", "name": "金卡", "minPoints": 100})
-    sandbox = cards(shop.served.sandbox.state)
     [template] = sandbox.templates(APPID)
     assert template.levels == ("silver", "gold") and template.form == ("OPEN_FORM_FIELD_MOBILE",)
+    assert (template.form_sets, template.url_applies) == (1, 1)
     assert first["applyCardUrl"] == template.apply_card_url and template.template_id in first["applyCardUrl"]
     assert me(shop, shop.served.login("bob"))["applyCardUrl"] == first["applyCardUrl"]
-    assert len(sandbox.templates(APPID)) == 1  # made once
 
-    # A changed design modifies the same template (the claim link stays).
+    # A changed design modifies the same template; the form and the claim link stay.
     api = shop.served.app.state.api
     merchant = api.merchants[APPID]
     section = merchant.sections["membership"]
-    renamed = section.model_copy(update={"card": section.card.model_copy(update={"title": "港湾会员"})})
-    changed = ensure_card(api.storage, api.clients[APPID], merchant, renamed)
-    assert (changed.template_id, changed.apply_card_url) == (template.template_id, template.apply_card_url)
-    assert '"card_show_name": "港湾会员"' in sandbox.templates(APPID)[0].design
-    assert ensure_card(api.storage, api.clients[APPID], merchant, renamed) == changed  # unchanged: no call
+    renamed = card_spec(APPID, merchant.assets_dir, section.model_copy(
+        update={"card": section.card.model_copy(update={"title": "港湾会员"})}))
+    assert set_up_card(api.storage, api.clients[APPID], APPID, renamed)
+    [modified] = sandbox.templates(APPID)
+    assert '"card_show_name": "港湾会员"' in modified.design
+    assert (modified.template_id, modified.apply_card_url, modified.form_sets, modified.url_applies) == (
+        template.template_id, template.apply_card_url, 1, 1)
+    assert not set_up_card(api.storage, api.clients[APPID], APPID, renamed)  # unchanged: nothing to do
 
     claim = fill_form(shop, template.template_id, "ann")
     opened = open_card(shop, token, claim)
@@ -144,8 +165,73 @@ def test_the_card_is_made_once_and_opened_from_the_claim_form(shop: Shop) -> Non
     assert (stolen.status_code, stolen.json()["error"]["code"]) == (403, "wrong_user")
 
 
+def test_concurrent_runs_and_a_later_tick_set_the_card_up_once(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four runs at once (a run outlasting its tick; processes on PostgreSQL take the
+    same lease), then the next tick: one template, its form and claim link set once."""
+    api = shop.served.app.state.api
+    client = api.clients[APPID]
+    calls: list[str] = []
+    upload, create = client.upload_image, client.card_template_create
+
+    def slow_upload(*args: Any) -> str:
+        calls.append("upload")
+        time.sleep(0.2)  # the runs overlap
+        return upload(*args)
+
+    def counted_create(*args: Any) -> str:
+        calls.append("create")
+        return create(*args)
+
+    monkeypatch.setattr(client, "upload_image", slow_upload)
+    monkeypatch.setattr(client, "card_template_create", counted_create)
+    start = threading.Barrier(4)
+
+    def run() -> None:
+        start.wait()
+        set_up(shop)
+
+    with ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(run) for _ in range(4)]:
+            future.result()
+    set_up(shop)  # the next tick
+    [template] = cards(shop.served.sandbox.state).templates(APPID)
+    assert (template.form_sets, template.url_applies) == (1, 1)
+    assert sorted(calls) == ["create", "upload", "upload"]
+    [row] = shop.served.rows(CARDS)
+    assert (row["template_id"], row["apply_card_url"], row["setup_by"]) == (
+        template.template_id, template.apply_card_url, None)
+
+
+def test_a_failed_setup_resumes_at_its_step_and_a_dead_runs_lease_expires(
+        shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    api = shop.served.app.state.api
+    client = api.clients[APPID]
+    set_form = client.card_form_template_set
+
+    def unavailable(*args: Any) -> None:
+        raise AlipayUnavailable("alipay.marketing.card.formtemplate.set", "timeout")
+
+    monkeypatch.setattr(client, "card_form_template_set", unavailable)
+    set_up(shop)  # made the template, then Alipay did not answer: logged, left for the next tick
+    [template] = cards(shop.served.sandbox.state).templates(APPID)
+    assert (template.form_sets, template.url_applies) == (0, 0)
+    assert me(shop, shop.served.login("ann"))["applyCardUrl"] is None
+
+    # A run that dies holding the lease keeps others out until it expires.
+    monkeypatch.setattr(client, "card_form_template_set", set_form)
+    with api.storage.engine.begin() as conn:
+        conn.execute(CARDS.update().values(setup_by="dead", setup_until=shop.served.clock() + SETUP_LEASE))
+    set_up(shop)
+    assert cards(shop.served.sandbox.state).templates(APPID)[0].form_sets == 0
+    shop.served.clock.now += SETUP_LEASE
+    set_up(shop)
+    [resumed] = cards(shop.served.sandbox.state).templates(APPID)  # not made again
+    assert (resumed.template_id, resumed.form_sets, resumed.url_applies) == (template.template_id, 1, 1)
+    assert me(shop, shop.served.login("ann"))["applyCardUrl"] == resumed.apply_card_url
+
+
 def test_the_sandboxs_card_open_refuses_what_alipay_refuses(shop: Shop) -> None:
-    me(shop, shop.served.login("ann"))
+    set_up(shop)
     template_id = cards(shop.served.sandbox.state).templates(APPID)[0].template_id
     client = shop.served.app.state.api.clients[APPID]
     ann, bob = client.oauth_token("sandbox-user-ann"), client.oauth_token("sandbox-user-bob")

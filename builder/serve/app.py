@@ -394,7 +394,8 @@ def create_app(merchants: Sequence[Merchant], database_url: str, *, alipay: Alip
     def announce(event: BusinessEvent) -> None:
         plugins.serve_event(context, event)
 
-    context = TaskContext(storage, clients, {m.appid: m.sections for m in merchants}, announce)
+    context = TaskContext(storage, clients, {m.appid: m.sections for m in merchants}, announce,
+                          {m.appid: m.assets_dir for m in merchants})
     jobs = ClaimJobs(storage, clients, database_url, job_policy or JobPolicy(), context=context,
                      tasks=plugins.serve_tasks())
     try:

@@ -20,14 +20,15 @@ the ordering plugin's reconciliation of unpaid orders) are procrastinate periodi
 on the same queue, deferred by their cron (every minute by default; when the worker
 starts, procrastinate defers each task's latest tick if it is less than 10 minutes
 old, so a start runs them at once), each run a blocking call in a thread, given the
-`TaskContext` (storage, Alipay clients, each app's spec sections). On PostgreSQL each
-tick is deferred once however many processes run (procrastinate records the tick in
-procrastinate_periodic_defers), so one process runs it, and the task's queueing lock
-keeps at most one run waiting. Runs are not otherwise kept apart: a procrastinate
-`lock` would, but a process dying mid-run leaves its job `doing` for good, which would
-hold every later run up. So a run that outlasts its tick may overlap the next, and a
-task's changes must be safe to make twice at once (the ordering plugin's are: each is
-a state-machine move under the order's row lock).
+`TaskContext` (storage, Alipay clients, each app's spec sections and assets folder).
+On PostgreSQL each tick is deferred once however many processes run (procrastinate
+records the tick in procrastinate_periodic_defers), so one process runs it, and the
+task's queueing lock keeps at most one run waiting. Runs are not otherwise kept apart:
+a procrastinate `lock` would, but a process dying mid-run leaves its job `doing` for
+good, which would hold every later run up. So a run that outlasts its tick may
+overlap the next, and a task's changes must be safe to make twice at once (the
+ordering plugin's are: each is a state-machine move under the order's row lock; the
+membership plugin's card setup takes a lease on its row).
 
 Where the queue lives:
 
@@ -48,8 +49,9 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 import procrastinate
@@ -112,12 +114,15 @@ class TaskContext:
     """What a plugin's periodic task (and its `mpforge_serve_event` listener) works with:
     the storage, each app's Alipay client, and each app's spec sections of the plugins
     (Merchant.sections, e.g. "ordering"), both by app id; `announce` tells every plugin
-    of a BusinessEvent (builder.serve.business_events)."""
+    of a BusinessEvent (builder.serve.business_events); `assets_dirs`: each app's assets
+    folder (Merchant.assets_dir) by app id, for a task sending Alipay a spec's file
+    (e.g. the membership plugin uploads the member card's images)."""
 
     storage: Storage
     clients: Mapping[str, AlipayClient]
     sections: Mapping[str, Mapping[str, Any]]
     announce: Callable[[BusinessEvent], None] = _announce_nothing
+    assets_dirs: Mapping[str, Path | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

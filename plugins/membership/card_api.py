@@ -2,18 +2,29 @@
 claiming it, and keeping Alipay's copy of each card's points and level current.
 Alipay facts: docs/alipay-membership-facts.md 1.
 
-* The template is made on first need (GET membership/me of a customer without the card,
-  or POST membership/card): the spec's logo and background uploaded
-  (alipay.offline.material.image.upload), alipay.marketing.card.template.create (POINT
-  and LEVEL columns filled from card.open, the levels, an action opening the member
-  page), alipay.marketing.card.formtemplate.set and alipay.marketing.card.activateurl.apply
-  once each (Alipay: calling them again shows members the form instead of their card);
-  stored in membership_cards with a digest of the design. A changed design (title,
-  colour, images, levels) is applied with alipay.marketing.card.template.modify; a
-  changed claim form is NOT set again (once per template, as above): it takes a new
-  template, which mpforge does not make by itself (a warning is logged).
-  Two processes making the first template at once send the same request_id, and the
-  first row stored wins.
+* The template is made by the job queue's task membership.card_setup (every minute and
+  at start-up; on PostgreSQL one process runs each tick), never by a customer's request:
+  the spec's logo and background uploaded (alipay.offline.material.image.upload),
+  alipay.marketing.card.template.create (POINT and LEVEL columns filled from card.open,
+  the levels, an action opening the member page), alipay.marketing.card.formtemplate.set
+  and alipay.marketing.card.activateurl.apply once each (Alipay: calling them again shows
+  members the form instead of their card). Each step is recorded in membership_cards
+  when Alipay answered it (template_id with the design's digest, form_set_at,
+  apply_card_url), so a run resumes where a failed one stopped and never repeats a step
+  it recorded. Runs are kept apart by a lease on the row (setup_by, setup_until): one
+  UPDATE takes it, so of runs at once (a run outlasting its tick, several processes)
+  one works and the others leave; a run that dies holds it until it expires
+  (SETUP_LEASE). Only a run that died between Alipay's answer and the record repeats a
+  step, and then before any claim link was handed out: no card exists yet to show the
+  form instead. A failure is one log line; the next tick retries.
+  A changed design (title, colour, images, levels) is applied with
+  alipay.marketing.card.template.modify; a changed claim form is NOT set again (once per
+  template, as above): it takes a new template, which mpforge does not make by itself (a
+  warning is logged). The digest covers the design, the form and the images' bytes, which
+  the task reads on each run (once a minute in one process); a request reads only the
+  row.
+* `GET membership/me` answers the claim link once the setup is done (applyCardUrl null
+  before, and for a member).
 * `POST membership/card` {authCode, requestId, templateId?}: what the claim page gave the
   mini-program (alipassToolKit's openCard callback). alipay.system.oauth.token (the
   token must be the session user's) -> alipay.marketing.card.activateform.query (the
@@ -23,7 +34,7 @@ Alipay facts: docs/alipay-membership-facts.md 1.
   biz_card_no stored. A member asking again gets the same answer, Alipay not asked.
   card.open names the user by UID (user_id); an app on the OpenID scheme cannot open
   cards here (409 card_needs_user_id).
-* `TASKS`: membership.card_sync, every minute: alipay.marketing.card.update for every
+* `TASKS`: membership.card_setup (above), and membership.card_sync, every minute: alipay.marketing.card.update for every
   member whose points or level differ from what Alipay's card last showed
   (card_points, card_level), marked pushed only if unchanged meanwhile; running twice
   pushes the same values twice, which changes nothing.
@@ -34,13 +45,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from anyio import to_thread
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -67,18 +79,9 @@ from builder.serve.storage import AlipayUser, Storage
 
 from .member_replies import CardRequest, MeReply
 from .models import MembershipSection
-from .points import (
-    apply_card_url,
-    find_customer,
-    insert_ignoring_duplicates,
-    locked_customer,
-    me_answer,
-    membership_of,
-    of_user,
-    section_of,
-    write,
-)
+from .points import find_customer, locked_customer, me_answer, membership_of, of_user, section_of
 from .tables import CARDS, CUSTOMERS
+from .writes import insert_ignoring_duplicates, write
 
 LOG = logging.getLogger(__name__)
 FORM_FIELDS = {"mobile": "OPEN_FORM_FIELD_MOBILE", "name": "OPEN_FORM_FIELD_NAME",
@@ -87,6 +90,9 @@ FORM_FIELDS = {"mobile": "OPEN_FORM_FIELD_MOBILE", "name": "OPEN_FORM_FIELD_NAME
 IMAGE_TYPES = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg"}
 ALIPAY_TIME = "%Y-%m-%d %H:%M:%S"
 MINI_PAGE_MAX = 20  # card_action_list[].mini_app_url.mini_page_param (facts 1.1)
+# How long a run holds the card setup: far more than its few calls take, and the time
+# after which a run that died mid-setup is taken over.
+SETUP_LEASE = timedelta(minutes=10)
 
 
 class CardSetupError(Exception):
@@ -100,14 +106,14 @@ class CardTemplate:
     design_digest: str
 
 
-def _image(merchant: Merchant, asset: str) -> tuple[bytes, str]:
+def _image(assets_dir: Path | None, asset: str) -> tuple[bytes, str]:
     """The asset's bytes and Alipay image_type."""
     kind = IMAGE_TYPES.get(Path(asset).suffix.lower())
-    if asset.startswith("https://") or merchant.assets_dir is None or kind is None:
+    if asset.startswith("https://") or assets_dir is None or kind is None:
         raise CardSetupError(f"the member card's image {asset!r} must be a png or jpg file in the assets folder "
                              "(Alipay takes the image itself, uploaded)")
     try:
-        return (merchant.assets_dir / asset).read_bytes(), kind
+        return (assets_dir / asset).read_bytes(), kind
     except OSError as exc:
         raise CardSetupError(f"the member card's image {asset!r} cannot be read: {exc.strerror}") from None
 
@@ -120,7 +126,7 @@ def _rgb(color: str) -> str:
     return "rgb({},{},{})".format(*(int(digits[i:i + 2], 16) for i in (0, 2, 4)))
 
 
-def _design(merchant: Merchant, section: MembershipSection) -> dict[str, Any]:
+def _design(appid: str, section: MembershipSection) -> dict[str, Any]:
     """The template's fields but the image ids (TemplateStyleInfoDTO and the rest)."""
     card = section.card
     page = f"pages/{section.pages.member.id}/{section.pages.member.id}"
@@ -137,7 +143,7 @@ def _design(merchant: Merchant, section: MembershipSection) -> dict[str, Any]:
     }
     if len(page) <= MINI_PAGE_MAX:
         design["card_action_list"] = [{"code": "member", "text": "会员中心", "url_type": "miniAppUrl",
-                                       "mini_app_url": {"mini_app_id": merchant.appid, "mini_page_param": page}}]
+                                       "mini_app_url": {"mini_app_id": appid, "mini_page_param": page}}]
     return design
 
 
@@ -147,45 +153,127 @@ def _digest(design: dict[str, Any], form: list[str], images: list[bytes]) -> str
     return hashlib.sha256("\n".join([text, *hashes]).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class CardSpec:
+    """What the spec asks of the template: the design (but the image ids), the claim
+    form, the images (bytes, Alipay image_type) and the digest of all of it."""
+
+    design: dict[str, Any]
+    form: list[str]
+    logo: tuple[bytes, str]
+    background: tuple[bytes, str]
+    digest: str
+
+
+def card_spec(appid: str, assets_dir: Path | None, section: MembershipSection) -> CardSpec:
+    """The spec's card, its images read from the app's assets folder. CardSetupError for
+    an image that is no local png or jpg."""
+    logo, background = _image(assets_dir, section.card.logo), _image(assets_dir, section.card.background)
+    design = _design(appid, section)
+    form = [FORM_FIELDS[name] for name in section.card.form]
+    return CardSpec(design, form, logo, background, _digest(design, form, [logo[0], background[0]]))
+
+
 def find_card(storage: Storage, appid: str) -> CardTemplate | None:
+    """The app's card once its setup is done (the claim link is there), else None."""
     with storage.engine.connect() as conn:
         row = conn.execute(select(CARDS).where(CARDS.c.appid == appid)).one_or_none()
-    return None if row is None else CardTemplate(row.template_id, row.apply_card_url, row.design_digest)
+    if row is None or row.template_id is None or row.form_set_at is None or row.apply_card_url is None:
+        return None
+    return CardTemplate(row.template_id, row.apply_card_url, row.design_digest)
 
 
-def ensure_card(storage: Storage, client: AlipayClient, merchant: Merchant, section: MembershipSection) -> CardTemplate:
-    """The app's card template, made or brought up to date with the spec (see the module
-    docstring). Blocking; AlipayError / AlipayUnavailable / CardSetupError propagate."""
-    logo, background = _image(merchant, section.card.logo), _image(merchant, section.card.background)
-    design = _design(merchant, section)
-    form = [FORM_FIELDS[name] for name in section.card.form]
-    digest = _digest(design, form, [logo[0], background[0]])
-    stored = find_card(storage, merchant.appid)
-    if stored is not None and stored.design_digest == digest:
-        return stored
-    style = design["template_style_info"]
-    style["logo_id"] = client.upload_image(f"logo.{logo[1]}", logo[0], logo[1])
-    style["background_id"] = client.upload_image(f"background.{background[1]}", background[0], background[1])
+class LeaseLost(Exception):
+    """This run's lease on the app's card setup expired and another run took it."""
+
+
+def _take_lease(storage: Storage, appid: str) -> str | None:
+    """This run's token if it may set the app's card up now (the row made if missing);
+    None while another run holds an unexpired lease. One UPDATE under the row's lock:
+    of runs asking at once (threads, processes), one gets it."""
     now = storage.clock()
-    if stored is not None:
-        client.card_template_modify(stored.template_id, {"request_id": f"{merchant.appid}{digest[:16]}", **design})
-        LOG.warning("app %s: the member card's design changed: template %s modified (a changed claim form is not "
-                    "set again: Alipay allows it once per template)", merchant.appid, stored.template_id)
-        with write(storage) as conn:
-            conn.execute(update(CARDS).where(CARDS.c.appid == merchant.appid).values(design_digest=digest,
-                                                                                     updated_at=now))
-        return CardTemplate(stored.template_id, stored.apply_card_url, digest)
-    template_id = client.card_template_create({"request_id": f"{merchant.appid}{digest[:16]}", **design})
-    client.card_form_template_set(template_id, form)
-    url = client.card_activate_url(template_id)
-    LOG.info("app %s: member card template %s made", merchant.appid, template_id)
+    token = secrets.token_hex(16)
     with write(storage) as conn:
-        conn.execute(insert_ignoring_duplicates(storage, CARDS).values(
-            appid=merchant.appid, template_id=template_id, apply_card_url=url, design_digest=digest, created_at=now,
-            updated_at=now))
-    made = find_card(storage, merchant.appid)
-    assert made is not None  # stored just now, or by another process first
-    return made
+        conn.execute(insert_ignoring_duplicates(storage, CARDS).values(appid=appid, created_at=now, updated_at=now))
+        taken = conn.execute(update(CARDS).where(
+            CARDS.c.appid == appid, or_(CARDS.c.setup_until.is_(None), CARDS.c.setup_until <= now)).values(
+            setup_by=token, setup_until=now + SETUP_LEASE).returning(CARDS.c.appid)).first()
+    return None if taken is None else token
+
+
+def _record(storage: Storage, appid: str, token: str, **done: Any) -> None:
+    """Record a step Alipay answered, while the lease is still this run's."""
+    with write(storage) as conn:
+        recorded = conn.execute(update(CARDS).where(CARDS.c.appid == appid, CARDS.c.setup_by == token).values(
+            **done, updated_at=storage.clock()).returning(CARDS.c.appid)).first()
+    if recorded is None:
+        raise LeaseLost(appid)
+
+
+def _release(storage: Storage, appid: str, token: str) -> None:
+    with write(storage) as conn:
+        conn.execute(update(CARDS).where(CARDS.c.appid == appid, CARDS.c.setup_by == token).values(
+            setup_by=None, setup_until=None))
+
+
+def _upload(client: AlipayClient, spec: CardSpec) -> dict[str, Any]:
+    """The design with the images uploaded (their ids in template_style_info)."""
+    style = {**spec.design["template_style_info"],
+             "logo_id": client.upload_image(f"logo.{spec.logo[1]}", *spec.logo),
+             "background_id": client.upload_image(f"background.{spec.background[1]}", *spec.background)}
+    return {**spec.design, "template_style_info": style}
+
+
+def set_up_card(storage: Storage, client: AlipayClient, appid: str, spec: CardSpec) -> bool:
+    """Make the app's card template, or bring it up to `spec`, and record each step (see
+    the module docstring); whether this run did the work (False: done already, or
+    another run holds the lease). Blocking; AlipayError / AlipayUnavailable / LeaseLost
+    propagate, the steps done so far recorded."""
+    with storage.engine.connect() as conn:
+        row = conn.execute(select(CARDS).where(CARDS.c.appid == appid)).one_or_none()
+    if row is not None and row.design_digest == spec.digest and row.form_set_at is not None \
+            and row.apply_card_url is not None:
+        return False  # nothing to do: no lease taken, no write
+    token = _take_lease(storage, appid)
+    if token is None:
+        LOG.info("app %s: the member card is being set up by another run", appid)
+        return False
+    try:
+        with storage.engine.connect() as conn:  # as the lease found it (an earlier run may have ended meanwhile)
+            row = conn.execute(select(CARDS).where(CARDS.c.appid == appid)).one()
+        request_id = f"{appid}{spec.digest[:16]}"
+        template_id = row.template_id
+        if template_id is None:
+            template_id = client.card_template_create({"request_id": request_id, **_upload(client, spec)})
+            _record(storage, appid, token, template_id=template_id, design_digest=spec.digest)
+            LOG.info("app %s: member card template %s made", appid, template_id)
+        elif row.design_digest != spec.digest:
+            client.card_template_modify(template_id, {"request_id": request_id, **_upload(client, spec)})
+            _record(storage, appid, token, design_digest=spec.digest)
+            LOG.warning("app %s: the member card's design changed: template %s modified (a changed claim form is "
+                        "not set again: Alipay allows it once per template)", appid, template_id)
+        if row.form_set_at is None:
+            client.card_form_template_set(template_id, spec.form)
+            _record(storage, appid, token, form_set_at=storage.clock())
+        if row.apply_card_url is None:
+            _record(storage, appid, token, apply_card_url=client.card_activate_url(template_id))
+            LOG.info("app %s: member card template %s ready to claim", appid, template_id)
+    finally:
+        _release(storage, appid, token)
+    return True
+
+
+def card_setup_task(context: TaskContext) -> None:
+    """The job queue's run of `set_up_card` for every app with a membership section.
+    A failure is logged (one line per app and run) and left for the next tick."""
+    for appid, sections in context.sections.items():
+        section, client = section_of(sections), context.clients.get(appid)
+        if section is None or client is None:
+            continue
+        try:
+            set_up_card(context.storage, client, appid, card_spec(appid, context.assets_dirs.get(appid), section))
+        except (AlipayError, AlipayUnavailable, CardSetupError, LeaseLost) as exc:
+            LOG.warning("app %s: the member card cannot be set up now (the next run tries again): %s", appid, exc)
 
 
 def card_dates(opened: datetime, section: MembershipSection) -> dict[str, str]:
@@ -210,7 +298,7 @@ ME = Operation(
     "getMembership", "GET", f"{PREFIX}/membership/me", "The session user's membership: card, level, points, stamps",
     session="required",
     responses={200: ("the customer's membership; applyCardUrl is the claim link when the user has no card (null "
-                     "while the card cannot be made)", (MeReply,)),
+                     "until the back end has set the card up with Alipay)", (MeReply,)),
                401: ("no valid session token", ERROR), 404: ("unknown app id, or no membership section", ERROR),
                **UNAVAILABLE})
 OPEN_CARD = Operation(
@@ -227,16 +315,6 @@ OPEN_CARD = Operation(
     response_headers={503: {"Retry-After": "seconds"}})
 
 
-async def _claim_link(storage: Storage, client: AlipayClient, merchant: Merchant,
-                      section: MembershipSection) -> str | None:
-    """The claim link, the card made first if it is not; None (logged) while it cannot be."""
-    try:
-        return (await to_thread.run_sync(ensure_card, storage, client, merchant, section)).apply_card_url
-    except (AlipayError, AlipayUnavailable, CardSetupError) as exc:
-        LOG.warning("app %s: the member card cannot be made now: %s", merchant.appid, exc)
-        return await to_thread.run_sync(apply_card_url, storage, merchant.appid)
-
-
 async def me(request: Request) -> Response:
     api = serve_api(request)
     merchant = api.merchant(request)
@@ -244,10 +322,9 @@ async def me(request: Request) -> Response:
     user = api.user(request, merchant.appid, required=True)
     assert user is not None  # required=True raises instead
     customer = await to_thread.run_sync(find_customer, api.storage, merchant.appid, user)
-    link = None
-    if customer.biz_card_no is None:
-        link = await _claim_link(api.storage, api.clients[merchant.appid], merchant, section)
-    return reply(200, me_answer(merchant, section, customer, link))
+    card = None if customer.biz_card_no is not None else await to_thread.run_sync(find_card, api.storage,
+                                                                                   merchant.appid)
+    return reply(200, me_answer(merchant, section, customer, None if card is None else card.apply_card_url))
 
 
 def _alipay_failed(exc: Exception) -> ApiError:
@@ -277,12 +354,10 @@ async def open_card(request: Request) -> Response:
 
 async def _open(storage: Storage, client: AlipayClient, merchant: Merchant, section: MembershipSection,
                 user: AlipayUser, body: CardRequest) -> None:
-    try:
-        card = await to_thread.run_sync(ensure_card, storage, client, merchant, section)
-    except (AlipayError, AlipayUnavailable, CardSetupError) as exc:
-        LOG.warning("app %s: the member card cannot be made now: %s", merchant.appid, exc)
-        raise ApiError(409, "card_not_ready", "the member card is not set up with Alipay yet; try again "
-                                              "later") from None
+    card = await to_thread.run_sync(find_card, storage, merchant.appid)
+    if card is None:
+        raise ApiError(409, "card_not_ready", "the member card is not set up with Alipay yet (the back end's "
+                                              "membership.card_setup task makes it); try again later")
     if body.template_id is not None and body.template_id != card.template_id:
         raise ApiError(422, "unknown_template", f"templateId {body.template_id!r} is not this app's member card")
     if user.kind != "user_id":
@@ -363,4 +438,5 @@ def card_sync_task(context: TaskContext) -> None:
 
 
 ENDPOINTS = (Endpoint(ME, me), Endpoint(OPEN_CARD, open_card))
-TASKS = (PeriodicTask("membership.card_sync", card_sync_task, cron="* * * * *"),)
+TASKS = (PeriodicTask("membership.card_setup", card_setup_task, cron="* * * * *"),
+         PeriodicTask("membership.card_sync", card_sync_task, cron="* * * * *"))

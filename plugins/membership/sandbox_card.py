@@ -14,6 +14,8 @@ the SDK's request and response classes; rules: docs/alipay-membership-facts.md 1
 * alipay.marketing.card.formtemplate.set: the claim form (OPEN_FORM_FIELD_*; required
   ones among mobile, name, gender, birthday, email).
 * alipay.marketing.card.activateurl.apply -> apply_card_url carrying template_id.
+  Both take a repeat, as Alipay does (which then shows holders the form, facts 1.2); the
+  template counts them (form_sets, url_applies) for tests to check.
 * alipay.marketing.card.activateform.query (auth_token): what the token's user filled in
   the form of request_id -> infos, a JSON array string.
 * alipay.marketing.card.open (auth_token): the user of the token, a level of the
@@ -75,6 +77,11 @@ class Template:
     design: str  # the request's JSON, for tests to read
     form: tuple[str, ...] | None = None  # required + optional OPEN_FORM_FIELD_*
     apply_card_url: str | None = None
+    # How often formtemplate.set and activateurl.apply were called for it: Alipay takes a
+    # repeat, and then shows the card's holders the claim form instead of their card
+    # (facts 1.2), so tests check these stay at 1.
+    form_sets: int = 0
+    url_applies: int = 0
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,12 @@ class SandboxCards:
             template = self._templates[template_id]
             for name, value in changes.items():
                 setattr(template, name, value)
+
+    def count_call(self, template_id: str, counter: str) -> None:
+        """One more call of the template's formtemplate.set or activateurl.apply."""
+        with self._lock:
+            template = self._templates[template_id]
+            setattr(template, counter, getattr(template, counter) + 1)
 
     def templates(self, app_id: str) -> list[Template]:
         """Every template of the app, oldest first (for tests)."""
@@ -300,6 +313,7 @@ def formtemplate_set(state: SandboxState, app_id: str, params: Mapping[str, str]
     if set(required) & set(optional):
         raise invalid_parameter("可选字段不能与必填字段重复")
     cards(state).change_template(template.template_id, form=tuple(required + optional))
+    cards(state).count_call(template.template_id, "form_sets")
     return succeeded()
 
 
@@ -311,6 +325,7 @@ def activateurl_apply(state: SandboxState, app_id: str, params: Mapping[str, str
         query["out_string"] = str(biz["out_string"])
     url = "https://memberprod.alipay.com/account/openform/activecard.htm?" + urlencode(query)
     cards(state).change_template(template.template_id, apply_card_url=url)
+    cards(state).count_call(template.template_id, "url_applies")
     return succeeded(apply_card_url=url)
 
 

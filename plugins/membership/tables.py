@@ -13,7 +13,8 @@ stored: no name, birthday or phone number; a member's mobile only as its SHA-256
 * membership_stamps: every stamp, unique per till code (nonce): a code is used once;
   `filled` when it filled a card (its reward coupon is owed).
 * membership_cards: per app, the card template made from the spec's design (its
-  design_digest says when the spec changed it) and the claim link (apply_card_url).
+  design_digest says when the spec changed it), the setup's steps done (template_id,
+  form_set_at, apply_card_url: the claim link) and the lease of the run doing them.
 * membership_subscriptions: per customer and message template, the sends the customer
   allowed (one-time templates add one per acceptance).
 * membership_messages: every message sent, refused or being sent, unique per (app, template,
@@ -85,9 +86,15 @@ STAMPS = Table(
 CARDS = Table(
     "membership_cards", METADATA,
     Column("appid", String(16), primary_key=True),
-    Column("template_id", String(64), nullable=False),
-    Column("apply_card_url", Text, nullable=False),
-    Column("design_digest", String(64), nullable=False),
+    # The setup's steps, each recorded when Alipay answered it (card_api.py): null
+    # until template.create / formtemplate.set / activateurl.apply did.
+    Column("template_id", String(64)),
+    Column("design_digest", String(64)),  # the design the template shows (create or modify)
+    Column("form_set_at", UtcDateTime()),
+    Column("apply_card_url", Text),
+    # The run setting the card up now (a lease: another run waits until it ends or expires).
+    Column("setup_by", String(32)),
+    Column("setup_until", UtcDateTime()),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
