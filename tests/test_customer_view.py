@@ -31,7 +31,7 @@ import httpx
 import pytest
 from helpers import write_project
 from serve_support import APPID, NOON, Clock, Database
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from test_ordering import Shop, open_shop, shop_spec
 
 from builder.errors import UserError
@@ -48,7 +48,7 @@ from plugins.membership.customer_view import _cell, segment_csv
 from plugins.membership.models import MembershipSection
 from plugins.membership.privacy import forget_user
 from plugins.membership.sandbox_qipan import crowds
-from plugins.membership.segments import in_segment, list_customers, orders_table, segment_members
+from plugins.membership.segments import customers_query, in_segment, list_customers, orders_table, segment_members
 from plugins.membership.tables import CROWD_USERS, CROWDS, CUSTOMERS
 from plugins.ordering.orders import ORDERS
 
@@ -83,7 +83,11 @@ def view_spec() -> dict[str, Any]:
     spec = shop_spec()
     spec["coupon"] = {"coupons": [{"id": "welcome", "kind": "cash", "title": "新客 5 元", "value": 5,
                                    "validity": {"days_after_claim": 7}, "stock": 50, "per_user_limit": 1,
-                                   "activity_id": "act-welcome"}]}
+                                   "activity_id": "act-welcome"},
+                                  {"id": "regulars-treat", "kind": "cash", "title": "常客 3 元", "value": 3,
+                                   "validity": {"days_after_claim": 7}, "stock": 50, "per_user_limit": 1,
+                                   "activity_id": "act-regulars-treat", "audience": "segment",
+                                   "segment": "regulars"}]}
     spec["promotion"] = {"entry_points": copy.deepcopy(ENTRY_POINTS)}
     spec["membership"] = {
         "card": {"title": "测试会员卡", "logo": "banner.png", "background": "banner.png",
@@ -303,6 +307,74 @@ def test_coupon_audiences_members_and_segments(day: Day) -> None:
     assert in_audience(storage, APPID, day.users["ann"], "followers", sections) is None
     hooks = day.shop.served.app.state.api.plugins
     assert hooks.serve_in_audience(storage, APPID, day.users["eve"], "segment:lapsed", sections) is True
+
+
+def test_a_segment_coupon_is_claimed_only_by_the_segments_customers(day: Day) -> None:
+    """POST coupons/{id}/claims of an `audience: segment` coupon: refused before anything
+    is stored to a customer outside the segment, issued to one inside."""
+    served = day.shop.served
+    outside = served.claim(served.login("cy"), "regulars-treat", "treat-cy")  # no paid order
+    assert (outside.status_code, outside.json()["error"]["code"]) == (403, "not_in_segment")
+    assert served.taken("regulars-treat") == 0
+    inside = served.claim(served.login("ann"), "regulars-treat", "treat-ann")  # two paid orders
+    assert (inside.status_code, inside.json()["result"]) == (201, "CLAIMED"), inside.text
+    assert served.taken("regulars-treat") == 1
+
+
+CUSTOMER_TABLES = ("users", "events", "claims", "orders", "membership_stamps", "membership_customers")
+
+
+def query_plan(storage: Storage, query: Any) -> list[str]:
+    """The database's plan of `query`, a line a step: SQLite's EXPLAIN QUERY PLAN,
+    PostgreSQL's EXPLAIN with sequential scans off (a table an index can reach is then
+    read by it, however few rows the test put in it)."""
+    with storage.engine.connect() as conn, conn.begin():
+        sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+        if storage.dialect == "sqlite":
+            return [str(row[3]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        return [str(row[0]).strip() for row in conn.exec_driver_sql(f"EXPLAIN {sql}")]
+
+
+def table_reads(plan: list[str], table: str) -> list[tuple[str, str]]:
+    """Each read of `table` in the plan, with the condition its index was searched by
+    ("" for a scan of the whole table). SQLite: `SEARCH t USING INDEX i (a=? AND b=?)`;
+    PostgreSQL: `-> Index Scan using i on t`, its `Index Cond:` on the lines after."""
+    found = []
+    for i, line in enumerate(plan):
+        if re.match(rf"(?:SCAN|SEARCH) {table}\b", line):
+            searched = re.search(r"\((.*)\)", line)
+            found.append((line, searched.group(1) if searched else ""))
+        elif re.search(rf"Scan\b.* on {table}\b", line):
+            details = plan[i + 1:]
+            ends = next((j for j, d in enumerate(details) if d.startswith("->")), len(details))
+            found.append((line, " ".join(d for d in details[:ends] if d.startswith("Index Cond:"))))
+    return found
+
+
+def test_one_customers_segment_test_reads_their_rows_not_the_apps(day: Day) -> None:
+    """in_segment, run at every claim of a segment coupon, asks customers_query for the
+    one customer: every table it reads is searched by an index on the customer's
+    (appid, user_kind, alipay_user), events by ix_events_appid_user_kind_alipay_user_at
+    (core revision 0003), and no table's rows of the whole app are read. The app's query
+    (the customer view's lists) does read all of the app's events."""
+    storage = day.shop.served.storage
+    ann = day.users["ann"]
+    with storage.engine.connect() as conn:
+        one = select(customers_query(conn, APPID, day.section, ann))
+        everyone = select(customers_query(conn, APPID, day.section))
+    plan = query_plan(storage, one)
+
+    def by_user(condition: str) -> bool:  # the search names the customer's id
+        return "alipay_user=?" in condition if storage.dialect == "sqlite" else \
+            re.search(rf"alipay_user\)?(?:::text)? = '{ann.id}'", condition) is not None
+
+    for table in CUSTOMER_TABLES:
+        reads = table_reads(plan, table)
+        assert reads and all(by_user(condition) for _, condition in reads), (table, plan)
+    assert all("ix_events_appid_user_kind_alipay_user_at" in read for read, _ in table_reads(plan, "events")), plan
+    app_wide = table_reads(query_plan(storage, everyone), "events")
+    assert app_wide and not any(by_user(condition) for _, condition in app_wide), app_wide
 
 
 # --- the JSON the page reads --------------------------------------------------------------

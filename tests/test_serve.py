@@ -726,7 +726,7 @@ def test_the_schema_is_the_tables_and_migrating_again_changes_nothing(database: 
         storage.migrate()
         with storage.engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), METADATA) == []
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
             if database.kind == "sqlite":
                 assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
                 assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
@@ -746,7 +746,7 @@ def test_a_database_of_the_first_revision_is_upgraded_and_keeps_its_rows(databas
                                                created_at=NOON))
         storage.migrate()
         with storage.engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
             assert [row.alipay_user for row in conn.execute(select(USERS))] == ["2088000000000007"]
         assert storage.content_versions(APPID) == []
         assert storage.add_content_version(APPID, "{}").version == 1

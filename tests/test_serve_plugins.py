@@ -239,15 +239,15 @@ def test_a_plugins_revisions_add_its_table_once(database: Database, tmp_path: Pa
     storage = Storage(database.url)
     try:
         storage.migrate()  # a database in use: the core's revisions only
-        assert versions(storage) == ["0002"]
+        assert versions(storage) == ["0003"]
         assert "stamp_cards" not in inspect(storage.engine).get_table_names()
         storage.migrate([path for _, path in folder])  # then the plugin is installed
-        assert versions(storage) == ["0002", "stamps01"]
+        assert versions(storage) == ["0003", "stamps01"]
         with storage.engine.begin() as conn:
             conn.execute(text("INSERT INTO stamp_cards (appid, cups) VALUES (:appid, 3)"), {"appid": APPID})
         # A second start-up applies nothing twice: create_table again would fail, and the row stays.
         storage.migrate([path for _, path in folder])
-        assert versions(storage) == ["0002", "stamps01"]
+        assert versions(storage) == ["0003", "stamps01"]
         with storage.engine.connect() as conn:
             assert conn.execute(text("SELECT appid, cups FROM stamp_cards")).all() == [(APPID, 3)]
     finally:
@@ -260,7 +260,7 @@ def test_an_empty_database_gets_the_cores_tables_and_the_plugins_at_once(databas
     app = create_app([], database.url, alipay=AlipayConfig(), secret=SECRET, plugins=plugins)
     storage: Storage = app.state.api.storage
     try:
-        assert versions(storage) == ["0002", "stamps01"]
+        assert versions(storage) == ["0003", "stamps01"]
         assert {"claims", "coupon_counters", "events", "content_versions", "stamp_cards"} <= set(
             inspect(storage.engine).get_table_names())
     finally:
@@ -515,7 +515,7 @@ def test_the_serve_tables_of_the_first_party_plugins_stay_the_cores(database: Da
     storage = Storage(database.url)
     try:
         storage.migrate()
-        assert versions(storage) == ["0002"]
+        assert versions(storage) == ["0003"]
         assert {"claims", "coupon_counters", "events"} <= set(inspect(storage.engine).get_table_names())
     finally:
         storage.dispose()

@@ -184,6 +184,8 @@ EVENTS = Table(
     Column("at", UtcDateTime(), nullable=False),  # when it happened, by the device's clock
     Column("received_at", UtcDateTime(), nullable=False),
     Index(None, "appid", "at"),
+    # One user's events (a segment coupon's claim, /me/data) without reading the app's.
+    Index(None, "appid", "user_kind", "alipay_user", "at"),
 )
 
 CONTENT_VERSIONS = Table(
@@ -367,8 +369,10 @@ class Storage:
         self.engine.dispose()
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction: committed at the end, rolled back on an exception."""
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: committed at the end, rolled back on an exception. Public:
+        plugins' own tables are written through it too, so their writers queue on the same
+        SQLite lock (the module docstring) as the core's."""
         queue: AbstractContextManager[Any] = self._sqlite_writer if self.dialect == SQLITE_PREFIX else nullcontext()
         with queue, self.engine.connect() as conn:
             conn.execution_options(write=True)
@@ -395,7 +399,7 @@ class Storage:
         # Both names: Alembic 1.16 reads path_separator, older ones version_path_separator.
         config.set_main_option("path_separator", "os")
         config.set_main_option("version_path_separator", "os")
-        with self._write() as conn:
+        with self.write() as conn:
             if self.dialect == POSTGRESQL_PREFIX:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
             config.attributes["connection"] = conn
@@ -408,8 +412,10 @@ class Storage:
                                          hint="a plugin whose tables this database holds may be missing: install "
                                               "it again, then start again")]) from None
 
-    def _insert_ignoring_duplicates(self, table: Table) -> Insert:
-        """INSERT that does nothing when a unique key already has the row."""
+    def insert_ignoring_duplicates(self, table: Table) -> Insert:
+        """INSERT that does nothing when a unique key already has the row (any table:
+        plugins use it for theirs). Whether it inserted is told by `.returning(<id>)`
+        answering a row: psycopg's rowcount does not say it."""
         if self.dialect == POSTGRESQL_PREFIX:
             return postgresql.insert(table).on_conflict_do_nothing()
         return sqlite.insert(table).on_conflict_do_nothing()
@@ -418,8 +424,8 @@ class Storage:
 
     def add_user(self, appid: str, user: AlipayUser) -> None:
         """Remember a user who logged in (the first time only)."""
-        with self._write() as conn:
-            conn.execute(self._insert_ignoring_duplicates(USERS).values(
+        with self.write() as conn:
+            conn.execute(self.insert_ignoring_duplicates(USERS).values(
                 appid=appid, user_kind=user.kind, alipay_user=user.id, created_at=self.clock()))
 
     # --- claims ---------------------------------------------------------------------------
@@ -428,8 +434,8 @@ class Storage:
         """A stock counter for each coupon that has none yet."""
         rows = [{"appid": appid, "coupon_id": coupon_id, "taken": 0} for coupon_id in coupon_ids]
         if rows:
-            with self._write() as conn:
-                conn.execute(self._insert_ignoring_duplicates(COUNTERS), rows)
+            with self.write() as conn:
+                conn.execute(self.insert_ignoring_duplicates(COUNTERS), rows)
 
     def find_claim(self, appid: str, user: AlipayUser, idempotency_key: str) -> Claim | None:
         with self._read() as conn:
@@ -452,7 +458,7 @@ class Storage:
         (issued or pending) of any other coupon of the app. Their claims of this coupon
         count against `per_user_limit` only, so a limit above 1 still means something."""
         now = self.clock()
-        with self._write() as conn:
+        with self.write() as conn:
             # The user's row first: until the end of the transaction no other claim of
             # theirs can be made, so what is read of their claims below stays true.
             self._lock_user(conn, new.appid, new.user, now)
@@ -498,7 +504,7 @@ class Storage:
         query = select(USERS.c.id).where(USERS.c.appid == appid, USERS.c.user_kind == user.kind,
                                          USERS.c.alipay_user == user.id).with_for_update()
         if conn.execute(query).first() is None:
-            conn.execute(self._insert_ignoring_duplicates(USERS).values(
+            conn.execute(self.insert_ignoring_duplicates(USERS).values(
                 appid=appid, user_kind=user.kind, alipay_user=user.id, created_at=now))
             conn.execute(query).one()
 
@@ -509,14 +515,14 @@ class Storage:
                                                COUNTERS.c.coupon_id == coupon_id).with_for_update()
         taken = conn.execute(query).scalar()
         if taken is None:  # a coupon added to the spec since start-up by another process
-            conn.execute(self._insert_ignoring_duplicates(COUNTERS).values(appid=appid, coupon_id=coupon_id, taken=0))
+            conn.execute(self.insert_ignoring_duplicates(COUNTERS).values(appid=appid, coupon_id=coupon_id, taken=0))
             taken = conn.execute(query).scalar_one()
         return int(taken)
 
     def mark_issued(self, claim: Claim, voucher_code: str) -> Claim:
         """Record Alipay's voucher for a pending claim; the claim as it now stands."""
         now = self.clock()
-        with self._write() as conn:
+        with self.write() as conn:
             changed = conn.execute(update(CLAIMS).where(CLAIMS.c.id == claim.id,
                                                         CLAIMS.c.status == Status.PENDING.value)
                                    .values(status=Status.ISSUED.value, voucher_code=voucher_code, updated_at=now))
@@ -528,7 +534,7 @@ class Storage:
         """Record Alipay's refusal of a pending claim and give its unit of stock back, in
         one transaction (once, however many requests report the same refusal)."""
         now, sub_code = self.clock(), alipay_sub_code[:64]
-        with self._write() as conn:
+        with self.write() as conn:
             changed = conn.execute(update(CLAIMS).where(CLAIMS.c.id == claim.id,
                                                         CLAIMS.c.status == Status.PENDING.value)
                                    .values(status=Status.FAILED.value, error=ClaimError.ALIPAY_REFUSED.value,
@@ -579,7 +585,7 @@ class Storage:
     def add_content_version(self, appid: str, body: str, *, restored_from: int | None = None) -> ContentVersion:
         """Store `body` (a content document's JSON) as the app's next version."""
         now = self.clock()
-        with self._write() as conn:
+        with self.write() as conn:
             if self.dialect == POSTGRESQL_PREFIX:  # SQLite: BEGIN IMMEDIATE serialised it already
                 conn.execute(text("SELECT pg_advisory_xact_lock(:lock_class, hashtext(:appid))"),
                              {"lock_class": CONTENT_LOCK_CLASS, "appid": appid})
@@ -618,7 +624,7 @@ class Storage:
                  "anonymous_id": anonymous_id, "kind": e.kind, "scene": e.scene, "channel": e.channel,
                  "entry_point": e.entry_point, "store": e.store, "table_no": e.table_no, "ch_info": e.ch_info,
                  "page": e.page, "at": e.at, "received_at": received} for e in events]
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute(EVENTS.insert(), rows)
 
     # --- a user's own data (GET and DELETE /me/data) ---------------------------------------
@@ -659,7 +665,7 @@ class Storage:
         it by its id), and `reserve` counts it against the same user's limits, so
         deleting one's data is no way to claim a once-per-customer coupon again."""
         pseudonym = self.pseudonym(appid, user)
-        with self._write() as conn:
+        with self.write() as conn:
             # The user's row first, as `reserve` locks it: a claim of theirs being made
             # now is either counted here or, made after, counts what is kept.
             conn.execute(select(USERS.c.id).where(USERS.c.appid == appid, USERS.c.user_kind == user.kind,

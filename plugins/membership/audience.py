@@ -14,8 +14,8 @@ from typing import Any
 
 from builder.serve.storage import AlipayUser, Storage
 
-from .models import MembershipSection
 from .points import is_member
+from .section import section_of
 from .segments import in_segment, segment_of
 
 SEGMENT_PREFIX = "segment:"
@@ -29,8 +29,8 @@ def in_audience(storage: Storage, appid: str, user: AlipayUser, audience: str,
         return is_member(storage, appid, user)
     if not audience.startswith(SEGMENT_PREFIX):
         return None
-    section = sections.get("membership")
-    if not isinstance(section, MembershipSection):
+    section = section_of(sections)
+    if section is None:
         return False
     segment = segment_of(section, audience[len(SEGMENT_PREFIX):])
     return segment is not None and in_segment(storage, appid, user, segment, section)

@@ -12,8 +12,8 @@ Pages and files (no build step, nothing from a CDN):
   static/vendor/, with its licence).
 
 The JSON the page calls (errors as the API's: `{"error": {"code", "message"}}`; 401
-`login_required`, 403 `manager_only` / `staff_login_disabled`; 404
-`membership_not_offered` for an app without the membership section):
+`login_required`, 403 `manager_only` / `staff_login_disabled`; 404 `no_membership`
+for an app without the membership section):
 
 * `GET /merchant/{appid}/customers/funnel?from=YYYY-MM-DD&to=YYYY-MM-DD` (China dates,
   both included; default today; at most 92 days): `{"from", "to", "steps": [{"id",
@@ -66,6 +66,7 @@ from builder.serve.storage import Storage
 from . import funnel
 from .crowds import UNPUSHABLE_REASON, NothingToPush, push_segment
 from .models import MembershipSection, Segment
+from .section import membership_of
 from .segments import Customer, list_customers, segment_counts, segment_members, segment_of
 from .tables import CROWDS
 
@@ -80,14 +81,6 @@ LISTED = 200
 STEP_NAMES = {"visit": "访问", "follow": "关注", "claim": "领券", "member": "入会", "repeat": "复购"}
 DIRECT = "直接访问"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def membership_of(merchant: Merchant) -> MembershipSection:
-    section = merchant.sections.get("membership")
-    if not isinstance(section, MembershipSection):
-        raise ApiError(404, "membership_not_offered", "this mini-program has no members (its spec has no "
-                                                      "membership section)")
-    return section
 
 
 class CustomerView:

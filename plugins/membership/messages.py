@@ -46,6 +46,7 @@ from builder.serve.api_models import FieldError
 from builder.serve.api_models import Request as RequestBody
 from builder.serve.business_events import ORDER_READY, BusinessEvent
 from builder.serve.content import china_today, expires_on
+from builder.serve.merchant import Merchant
 from builder.serve.plugin_api import (
     CLIENT_ERRORS,
     ERROR,
@@ -57,15 +58,15 @@ from builder.serve.plugin_api import (
     PeriodicTask,
     TaskContext,
     read_json,
-    serve_api,
     validated,
 )
 from builder.serve.storage import CLAIMS, USERS, AlipayUser, Status, Storage
 from plugins.coupon.models import CouponSection
 
-from .models import MembershipSection, MessageTemplate
+from .models import Messages, MessageTemplate
+from .section import customer_request, section_of
 from .tables import MESSAGES, SUBSCRIPTIONS
-from .writes import china_day_start, insert_ignoring_duplicates, whose, write
+from .writes import china_day_start, insert_ignoring_duplicates, of_user, write
 
 LOG = logging.getLogger(__name__)
 MAX_VALUE_CHARS = 50
@@ -99,10 +100,19 @@ SUBSCRIBE = Operation(
                **UNAVAILABLE})
 
 
-def messages_of(sections: Mapping[str, Any]) -> MembershipSection | None:
-    """The membership section of an app's sections, when it sends messages."""
-    section = sections.get("membership")
-    return section if isinstance(section, MembershipSection) and section.messages is not None else None
+def messages_of(sections: Mapping[str, Any]) -> Messages | None:
+    """The messages of an app's membership section (None: it sends none)."""
+    section = section_of(sections)
+    return None if section is None else section.messages
+
+
+def _offered(merchant: Merchant) -> Messages:
+    """The app's messages; ApiError 404 when it sends none."""
+    messages = messages_of(merchant.sections)
+    if messages is None:
+        raise ApiError(404, "no_messages", "this mini-program sends no subscription messages (membership.messages "
+                                           "in its spec)")
+    return messages
 
 
 def add_acceptances(storage: Storage, appid: str, user: AlipayUser, template_ids: set[str], now: datetime) -> None:
@@ -112,22 +122,15 @@ def add_acceptances(storage: Storage, appid: str, user: AlipayUser, template_ids
             conn.execute(insert_ignoring_duplicates(storage, SUBSCRIPTIONS).values(
                 appid=appid, user_kind=user.kind, alipay_user=user.id, template_id=template_id, allowed=0,
                 updated_at=now))
-            conn.execute(update(SUBSCRIPTIONS).where(*whose(SUBSCRIPTIONS, appid, user),
+            conn.execute(update(SUBSCRIPTIONS).where(of_user(SUBSCRIPTIONS, appid, user),
                                                      SUBSCRIPTIONS.c.template_id == template_id)
                          .values(allowed=SUBSCRIPTIONS.c.allowed + 1, updated_at=now))
 
 
 async def subscribe(request: Request) -> Response:
-    api = serve_api(request)
-    merchant = api.merchant(request)
-    user = api.user(request, merchant.appid, required=True)
-    assert user is not None  # required=True raises instead
-    section = messages_of(merchant.sections)
-    if section is None or section.messages is None:
-        raise ApiError(404, "no_messages", "this mini-program sends no subscription messages (membership.messages "
-                                           "in its spec)")
+    api, merchant, messages, user = customer_request(request, _offered)
     body = validated(SubscriptionsRequest, await read_json(request, api.limits.max_body_bytes))
-    known = {t.template_id for t in section.messages.templates}
+    known = {t.template_id for t in messages.templates}
     unknown = [FieldError(location=f"{where}.{i}", message=f"{template_id!r} is not a template of this mini-program")
                for where, ids in (("accepted", body.accepted), ("rejected", body.rejected))
                for i, template_id in enumerate(ids) if template_id not in known]
@@ -148,14 +151,14 @@ def _reserve(storage: Storage, appid: str, user: AlipayUser, template: MessageTe
     with write(storage) as conn:
         # The customer's core row, locked: their sends are decided one at a time, so the
         # day's count below stays true until this one is recorded.
-        conn.execute(select(USERS.c.id).where(*whose(USERS, appid, user)).with_for_update()).first()
+        conn.execute(select(USERS.c.id).where(of_user(USERS, appid, user)).with_for_update()).first()
         allowed = conn.execute(select(SUBSCRIPTIONS.c.allowed).where(
-            *whose(SUBSCRIPTIONS, appid, user), SUBSCRIPTIONS.c.template_id == template.template_id)
+            of_user(SUBSCRIPTIONS, appid, user), SUBSCRIPTIONS.c.template_id == template.template_id)
             .with_for_update()).scalar()
         if not allowed or allowed <= 0:
             return "not_allowed"
         today = conn.execute(select(func.count()).select_from(MESSAGES).where(
-            *whose(MESSAGES, appid, user), MESSAGES.c.status.in_((SENDING, SENT)),
+            of_user(MESSAGES, appid, user), MESSAGES.c.status.in_((SENDING, SENT)),
             MESSAGES.c.created_at >= china_day_start(china_today(now)))).scalar_one()
         if today >= per_day:
             return "daily_limit"
@@ -164,7 +167,7 @@ def _reserve(storage: Storage, appid: str, user: AlipayUser, template: MessageTe
             event=template.event, ref=ref, status=SENDING, created_at=now).returning(MESSAGES.c.id)).first()
         if inserted is None:  # the row is an earlier send's
             return "sent_before"
-        conn.execute(update(SUBSCRIPTIONS).where(*whose(SUBSCRIPTIONS, appid, user),
+        conn.execute(update(SUBSCRIPTIONS).where(of_user(SUBSCRIPTIONS, appid, user),
                                                  SUBSCRIPTIONS.c.template_id == template.template_id)
                      .values(allowed=SUBSCRIPTIONS.c.allowed - 1, updated_at=now))
     return None
@@ -173,7 +176,7 @@ def _reserve(storage: Storage, appid: str, user: AlipayUser, template: MessageTe
 def _settle(storage: Storage, appid: str, user: AlipayUser, template_id: str, ref: str, status: str,
             sub_code: str | None) -> None:
     with write(storage) as conn:
-        conn.execute(update(MESSAGES).where(*whose(MESSAGES, appid, user), MESSAGES.c.template_id == template_id,
+        conn.execute(update(MESSAGES).where(of_user(MESSAGES, appid, user), MESSAGES.c.template_id == template_id,
                                             MESSAGES.c.ref == ref)
                      .values(status=status, alipay_sub_code=sub_code[:64] if sub_code else None))
 
@@ -211,8 +214,8 @@ def on_event(context: TaskContext, event: BusinessEvent) -> None:
     customer who allowed the template of that event."""
     if event.kind not in (ORDER_READY, POINTS_CHANGED):
         return
-    section = messages_of(context.sections.get(event.appid, {}))
-    if section is None or section.messages is None:
+    messages = messages_of(context.sections.get(event.appid, {}))
+    if messages is None:
         return
     if event.kind == ORDER_READY:
         store = event.get("store_name") or event.get("store") or UNKNOWN
@@ -221,9 +224,9 @@ def on_event(context: TaskContext, event: BusinessEvent) -> None:
         change = int(event.get("points") or 0)
         values = {"points": f"{change:+d}", "balance": event.get("balance") or UNKNOWN,
                   "status": "积分已到账" if change >= 0 else "积分已使用"}
-    for template in section.messages.templates:
+    for template in messages.templates:
         if template.event == event.kind:
-            send(context, event.appid, event.user, template, event.ref, values, section.messages.per_user_per_day)
+            send(context, event.appid, event.user, template, event.ref, values, messages.per_user_per_day)
 
 
 def send_coupon_expiring(context: TaskContext) -> None:
@@ -231,10 +234,10 @@ def send_coupon_expiring(context: TaskContext) -> None:
     last day (builder.serve.content.expires_on) is tomorrow in China."""
     tomorrow = china_today(context.storage.clock()) + timedelta(days=1)
     for appid, sections in context.sections.items():
-        section, coupons = messages_of(sections), sections.get("coupon")
-        if section is None or section.messages is None or not isinstance(coupons, CouponSection):
+        messages, coupons = messages_of(sections), sections.get("coupon")
+        if messages is None or not isinstance(coupons, CouponSection):
             continue
-        templates = [t for t in section.messages.templates if t.event == "coupon_expiring"]
+        templates = [t for t in messages.templates if t.event == "coupon_expiring"]
         if not templates:
             continue
         for coupon in coupons.coupons:
@@ -245,7 +248,7 @@ def send_coupon_expiring(context: TaskContext) -> None:
                 user = AlipayUser(claim.user_kind, claim.alipay_user)
                 values = {"coupon": coupon.title, "expires": tomorrow.isoformat(), "status": "明天到期"}
                 for template in templates:
-                    send(context, appid, user, template, claim.out_biz_no, values, section.messages.per_user_per_day)
+                    send(context, appid, user, template, claim.out_biz_no, values, messages.per_user_per_day)
 
 
 def _issued_expiring(storage: Storage, appid: str, coupon_id: str, days_after_claim: int | None,

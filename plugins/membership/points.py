@@ -33,15 +33,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from anyio import to_thread
-from sqlalchemy import Connection, Insert, Table, exists, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, exists, select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -60,18 +57,26 @@ from builder.serve.plugin_api import (
     PeriodicTask,
     TaskContext,
     reply,
-    serve_api,
 )
 from builder.serve.storage import AlipayUser, NewClaim, Status, Storage
 from plugins.coupon.serve import IDEMPOTENCY_KEY, announce_issued, claimable, require_following
 from plugins.ordering.orders import FORGOTTEN_KIND
 from plugins.ordering.orders import Status as OrderStatus
 
+# The "x as x" imports are re-exported for card_api.py, which takes them from here until
+# its imports name .section and .writes (it was being changed elsewhere when they moved).
 from .member_replies import LevelReply, MeReply, NextLevelReply, RewardClaimReply, RewardReply
 from .messages import POINTS_CHANGED
 from .models import MembershipSection
+from .section import customer_request
+from .section import membership_of as membership_of
+from .section import section_of as section_of
 from .segments import orders_table
 from .tables import CARDS, CUSTOMERS, LEDGER
+from .writes import insert_ignoring_duplicates as insert_ignoring_duplicates
+from .writes import locked_customer as locked_customer
+from .writes import of_user as of_user
+from .writes import write as write
 
 LOG = logging.getLogger(__name__)
 ORDER, REFUND, FOLLOW, REWARD, REWARD_BACK = "order", "refund", "follow", "reward", "reward_back"
@@ -104,40 +109,7 @@ class NotEnoughPoints(Exception):
         self.points, self.cost = points, cost
 
 
-def section_of(sections: Mapping[str, Any]) -> MembershipSection | None:
-    """An app's membership section, from its spec sections (None: the app has none)."""
-    section = sections.get("membership")
-    return section if isinstance(section, MembershipSection) else None
-
-
-def membership_of(merchant: Merchant) -> MembershipSection:
-    section = section_of(merchant.sections)
-    if section is None:
-        raise ApiError(404, "no_membership", "this mini-program has no membership section")
-    return section
-
-
 # --- storage -------------------------------------------------------------------------
-
-@contextmanager
-def write(storage: Storage) -> Iterator[Connection]:
-    """A write transaction (SQLite: BEGIN IMMEDIATE, as Storage's own writes)."""
-    with storage.engine.connect() as conn:
-        conn.execution_options(write=True)
-        with conn.begin():
-            yield conn
-
-
-def insert_ignoring_duplicates(storage: Storage, table: Table) -> Insert:
-    """INSERT that does nothing when a unique key already has the row."""
-    if storage.dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
-
-
-def of_user(table: Table, appid: str, user: AlipayUser) -> Any:
-    return (table.c.appid == appid) & (table.c.user_kind == user.kind) & (table.c.alipay_user == user.id)
-
 
 def _customer(row: Any) -> Customer:
     return Customer(points=row.points, earned=row.earned, stamps=row.stamps, cards_filled=row.cards_filled,
@@ -145,14 +117,9 @@ def _customer(row: Any) -> Customer:
                     card_level=row.card_level, followed_at=row.followed_at)
 
 
-def locked_customer(conn: Connection, storage: Storage, appid: str, user: AlipayUser) -> Customer:
-    """The customer's row, made if new, locked for the transaction (PostgreSQL: FOR UPDATE;
-    SQLite: the write transaction holds the database)."""
-    now = storage.clock()
-    conn.execute(insert_ignoring_duplicates(storage, CUSTOMERS).values(
-        appid=appid, user_kind=user.kind, alipay_user=user.id, points=0, earned=0, stamps=0, cards_filled=0,
-        created_at=now, updated_at=now))
-    return _customer(conn.execute(select(CUSTOMERS).where(of_user(CUSTOMERS, appid, user)).with_for_update()).one())
+def _locked(conn: Connection, storage: Storage, appid: str, user: AlipayUser) -> Customer:
+    """The customer, their row locked for the transaction (writes.locked_customer)."""
+    return _customer(locked_customer(conn, storage, appid, user))
 
 
 def find_customer(storage: Storage, appid: str, user: AlipayUser) -> Customer:
@@ -188,7 +155,7 @@ def _apply(conn: Connection, storage: Storage, appid: str, user: AlipayUser, cus
 def earn(storage: Storage, appid: str, user: AlipayUser, reason: str, ref: str, points: int) -> bool:
     """Give `points` once per (reason, ref); False when that ref gave them before."""
     with write(storage) as conn:
-        customer = locked_customer(conn, storage, appid, user)
+        customer = _locked(conn, storage, appid, user)
         if _ledger_delta(conn, appid, reason, ref) is not None:
             return False
         _apply(conn, storage, appid, user, customer, reason, ref, points, points)
@@ -199,7 +166,7 @@ def take_back_order(storage: Storage, appid: str, user: AlipayUser, order_no: st
     """Take back what the order's payment gave, once and in full (see the module
     docstring); the points taken."""
     with write(storage) as conn:
-        customer = locked_customer(conn, storage, appid, user)  # first: two refunds at once take back once
+        customer = _locked(conn, storage, appid, user)  # first: two refunds at once take back once
         given = _ledger_delta(conn, appid, ORDER, order_no)
         if given is None or _ledger_delta(conn, appid, REFUND, order_no) is not None:
             return 0
@@ -211,7 +178,7 @@ def spend(storage: Storage, appid: str, user: AlipayUser, ref: str, cost: int) -
     """Spend `cost` points for reward `ref`, once: False when `ref` spent them before;
     NotEnoughPoints when the customer has fewer."""
     with write(storage) as conn:
-        customer = locked_customer(conn, storage, appid, user)
+        customer = _locked(conn, storage, appid, user)
         if _ledger_delta(conn, appid, REWARD, ref) is not None:
             return False
         if customer.points < cost:
@@ -223,7 +190,7 @@ def spend(storage: Storage, appid: str, user: AlipayUser, ref: str, cost: int) -
 def give_back(storage: Storage, appid: str, user: AlipayUser, ref: str) -> bool:
     """Give back what reward `ref` spent (its claim was refused), once."""
     with write(storage) as conn:
-        customer = locked_customer(conn, storage, appid, user)
+        customer = _locked(conn, storage, appid, user)
         spent = _ledger_delta(conn, appid, REWARD, ref)
         if spent is None or _ledger_delta(conn, appid, REWARD_BACK, ref) is not None:
             return False
@@ -235,7 +202,7 @@ def mark_followed(storage: Storage, appid: str, user: AlipayUser, points: int) -
     """Record the follow and give its points, once; False when it was recorded before."""
     ref = hashlib.sha256(f"{user.kind}:{user.id}".encode()).hexdigest()
     with write(storage) as conn:
-        customer = locked_customer(conn, storage, appid, user)
+        customer = _locked(conn, storage, appid, user)
         if customer.followed_at is not None:
             return False
         conn.execute(update(CUSTOMERS).where(of_user(CUSTOMERS, appid, user)).values(followed_at=storage.clock()))
@@ -245,6 +212,7 @@ def mark_followed(storage: Storage, appid: str, user: AlipayUser, points: int) -
 
 
 def apply_card_url(storage: Storage, appid: str) -> str | None:
+    """The card's claim link (activateurl.apply's answer) once card_api made the card."""
     with storage.engine.connect() as conn:
         return conn.execute(select(CARDS.c.apply_card_url).where(CARDS.c.appid == appid)).scalar_one_or_none()
 
@@ -389,11 +357,7 @@ REWARD_CLAIM = Operation(
 
 
 async def follow_points(request: Request) -> Response:
-    api = serve_api(request)
-    merchant = api.merchant(request)
-    section = membership_of(merchant)
-    user = api.user(request, merchant.appid, required=True)
-    assert user is not None  # required=True raises instead
+    api, merchant, section, user = customer_request(request, membership_of)
     customer = await to_thread.run_sync(find_customer, api.storage, merchant.appid, user)
     if customer.followed_at is None:
         await require_following(api.clients[merchant.appid], user)
@@ -414,11 +378,7 @@ def reward_claim_key(ref: str) -> str:
 
 
 async def claim_reward(request: Request) -> Response:
-    api = serve_api(request)
-    merchant = api.merchant(request)
-    section = membership_of(merchant)
-    user = api.user(request, merchant.appid, required=True)
-    assert user is not None  # required=True raises instead
+    api, merchant, section, user = customer_request(request, membership_of)
     key = request.headers.get("idempotency-key")
     if key is None or not IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(400, "invalid_idempotency_key", "send an Idempotency-Key header (1 to 64 printable ASCII "

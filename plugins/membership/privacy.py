@@ -30,18 +30,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, select
+from sqlalchemy import Connection, delete, select
 
 from builder.serve.storage import AlipayUser, Storage
 
 from .tables import CUSTOMERS, LEDGER, MESSAGES, STAMPS, SUBSCRIPTIONS
+from .writes import of_user, write
 
 OPEN_ID = "OPEN_ID"  # the crowd id types 棋盘密云 takes (membership_crowd_users.id_type)
 SHA256_MOBILE = "SHA256_MOBILE"
-
-
-def _mine(table: Table, appid: str, user: AlipayUser) -> tuple[Any, ...]:
-    return table.c.appid == appid, table.c.user_kind == user.kind, table.c.alipay_user == user.id
 
 
 def _time(value: Any) -> str | None:
@@ -49,7 +46,7 @@ def _time(value: Any) -> str | None:
 
 
 def _customer(conn: Connection, appid: str, user: AlipayUser) -> dict[str, Any] | None:
-    row = conn.execute(select(CUSTOMERS).where(*_mine(CUSTOMERS, appid, user))).first()
+    row = conn.execute(select(CUSTOMERS).where(of_user(CUSTOMERS, appid, user))).first()
     if row is None:
         return None
     return {"points": row.points, "earned": row.earned, "stamps": row.stamps, "cardsFilled": row.cards_filled,
@@ -64,17 +61,17 @@ def user_data(storage: Storage, appid: str, user: AlipayUser) -> dict[str, Any]:
         customer = _customer(conn, appid, user)
         ledger = [{"reason": r.reason, "ref": r.ref, "delta": r.delta, "balance": r.balance,
                    "at": _time(r.created_at)}
-                  for r in conn.execute(select(LEDGER).where(*_mine(LEDGER, appid, user))
+                  for r in conn.execute(select(LEDGER).where(of_user(LEDGER, appid, user))
                                         .order_by(LEDGER.c.created_at, LEDGER.c.id))]
         stamps = [{"store": r.store, "at": _time(r.created_at)}
-                  for r in conn.execute(select(STAMPS).where(*_mine(STAMPS, appid, user))
+                  for r in conn.execute(select(STAMPS).where(of_user(STAMPS, appid, user))
                                         .order_by(STAMPS.c.created_at, STAMPS.c.id))]
         subscriptions = [{"template": r.template_id, "allowed": r.allowed, "updatedAt": _time(r.updated_at)}
-                         for r in conn.execute(select(SUBSCRIPTIONS).where(*_mine(SUBSCRIPTIONS, appid, user))
+                         for r in conn.execute(select(SUBSCRIPTIONS).where(of_user(SUBSCRIPTIONS, appid, user))
                                                .order_by(SUBSCRIPTIONS.c.template_id))]
         messages = [{"template": r.template_id, "event": r.event, "ref": r.ref, "status": r.status,
                      "at": _time(r.created_at)}
-                    for r in conn.execute(select(MESSAGES).where(*_mine(MESSAGES, appid, user))
+                    for r in conn.execute(select(MESSAGES).where(of_user(MESSAGES, appid, user))
                                           .order_by(MESSAGES.c.created_at, MESSAGES.c.id))]
     return {"membership": {"customer": customer, "ledger": ledger, "stamps": stamps,
                            "subscriptions": subscriptions, "messages": messages}}
@@ -83,9 +80,7 @@ def user_data(storage: Storage, appid: str, user: AlipayUser) -> dict[str, Any]:
 def forget_user(storage: Storage, appid: str, user: AlipayUser) -> None:
     """Delete every row of the customer in the plugin's tables, in one transaction; safe
     to repeat (a second call finds nothing)."""
-    with storage.engine.connect() as conn:
-        conn.execution_options(write=True)  # SQLite: BEGIN IMMEDIATE, as Storage's own writes
-        with conn.begin():
-            # Crowd entries stay: the next push removes them at Alipay (above).
-            for table in (LEDGER, STAMPS, SUBSCRIPTIONS, MESSAGES, CUSTOMERS):
-                conn.execute(delete(table).where(*_mine(table, appid, user)))
+    with write(storage) as conn:
+        # Crowd entries stay: the next push removes them at Alipay (above).
+        for table in (LEDGER, STAMPS, SUBSCRIPTIONS, MESSAGES, CUSTOMERS):
+            conn.execute(delete(table).where(of_user(table, appid, user)))

@@ -18,9 +18,12 @@ from the tables that hold them, joined per user:
 
 `customers_query` makes one row per customer with all of these; a segment's rule is a
 WHERE condition on it (`rule_condition`), so counting, listing and testing one user are
-the same SQL. The level of a member is the highest level whose min_points their earned
-points reach, as MembershipSection.level_for says; a rule's `levels` hold for card
-holders only, as `member` does.
+the same SQL. Testing one user (`in_segment`, at every claim of a segment's coupon)
+narrows every table's read to that user, which their indexes find (events': core
+revision 0003), instead of reading the app's rows and keeping one. The level of a
+member is the highest level whose min_points their earned points reach, as
+MembershipSection.level_for says; a rule's `levels` hold for card holders only, as
+`member` does.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from plugins.ordering.orders import ORDERS
 
 from .models import MembershipSection, Segment, SegmentRule
 from .tables import CUSTOMERS, STAMPS
+from .writes import of_user
 
 PAID_STATUSES = ("paid", "accepted", "ready", "completed")  # orders.Status: the money is the shop's
 
@@ -85,31 +89,42 @@ def _latest(conn: Connection, times: Sequence[ColumnElement[datetime]]) -> Colum
     return type_coerce(latest, UtcDateTime())
 
 
-def _per_user(table: Table, appid: str, name: str, *columns: ColumnElement[Any],
+def _whose(table: Table, appid: str, user: AlipayUser | None) -> ColumnElement[bool]:
+    """The rows of `table` that count: the app's users' (alipay_user set), or one user's
+    (their index, not a pass over the app's rows)."""
+    if user is None:
+        return and_(table.c.appid == appid, table.c.alipay_user.is_not(None))
+    return of_user(table, appid, user)
+
+
+def _per_user(table: Table, appid: str, user: AlipayUser | None, name: str, *columns: ColumnElement[Any],
               where: Sequence[ColumnElement[bool]] = ()) -> Subquery:
-    """`columns` aggregated per user of `table` (one pass over the app's rows)."""
+    """`columns` aggregated per user of `table` (one pass over the app's rows, or over
+    one user's)."""
     return (select(table.c.user_kind, table.c.alipay_user, *columns)
-            .where(table.c.appid == appid, table.c.alipay_user.is_not(None), *where)
+            .where(_whose(table, appid, user), *where)
             .group_by(table.c.user_kind, table.c.alipay_user).subquery(name))
 
 
-def _first_channels(appid: str) -> Subquery:
+def _first_channels(appid: str, user: AlipayUser | None) -> Subquery:
     """Each user's earliest event that names a channel: user_kind, alipay_user, channel."""
     events = EVENTS
     ranked = (select(events.c.user_kind, events.c.alipay_user, events.c.channel,
                      func.row_number().over(partition_by=(events.c.user_kind, events.c.alipay_user),
                                             order_by=(events.c.at, events.c.id)).label("rank"))
-              .where(events.c.appid == appid, events.c.alipay_user.is_not(None), events.c.channel.is_not(None),
-                     events.c.channel != "")
+              .where(_whose(events, appid, user), events.c.channel.is_not(None), events.c.channel != "")
               .subquery("channelled"))
     return select(ranked.c.user_kind, ranked.c.alipay_user, ranked.c.channel).where(ranked.c.rank == 1).subquery(
         "first_channels")
 
 
-def customers_query(conn: Connection, appid: str, section: MembershipSection) -> Subquery:
+def customers_query(conn: Connection, appid: str, section: MembershipSection,
+                    user: AlipayUser | None = None) -> Subquery:
     """One row per customer of `appid`: user_kind, alipay_user, points, earned,
     biz_card_no, mobile_sha256, level (id, members only), paid_orders, last_visit,
-    first_channel. Each other table is read once, grouped per user, and joined."""
+    first_channel. Each other table is read once, grouped per user, and joined. With
+    `user`, that customer's row alone (none when they never logged in): every table is
+    read by the user's index, never the app's rows."""
     users = USERS
     joined: Any = users
     times: list[ColumnElement[datetime]] = [users.c.created_at]
@@ -120,20 +135,20 @@ def customers_query(conn: Connection, appid: str, section: MembershipSection) ->
                                               found.c.alipay_user == users.c.alipay_user))
 
     for table, column in ((EVENTS, "at"), (CLAIMS, "created_at"), (STAMPS, "created_at")):
-        latest = _per_user(table, appid, f"{table.name}_latest", func.max(table.c[column]).label("latest"))
+        latest = _per_user(table, appid, user, f"{table.name}_latest", func.max(table.c[column]).label("latest"))
         join(latest)
         times.append(func.coalesce(type_coerce(latest.c.latest, UtcDateTime()), users.c.created_at))
     orders = orders_table(conn)
     paid_orders: ColumnElement[int]
     if orders is not None:
-        paid = _per_user(orders, appid, "paid_orders", func.max(orders.c.paid_at).label("latest"),
+        paid = _per_user(orders, appid, user, "paid_orders", func.max(orders.c.paid_at).label("latest"),
                          func.count().label("paid"), where=[orders.c.status.in_(PAID_STATUSES)])
         join(paid)
         times.append(func.coalesce(type_coerce(paid.c.latest, UtcDateTime()), users.c.created_at))
         paid_orders = func.coalesce(paid.c.paid, 0)
     else:
         paid_orders = literal(0, Integer)
-    channels = _first_channels(appid)
+    channels = _first_channels(appid, user)
     join(channels)
     customers = CUSTOMERS
     joined = joined.outerjoin(customers, and_(customers.c.appid == users.c.appid,
@@ -150,7 +165,7 @@ def customers_query(conn: Connection, appid: str, section: MembershipSection) ->
                paid_orders.label("paid_orders"), _latest(conn, times).label("last_visit"),
                channels.c.channel.label("first_channel"))
         .select_from(joined)
-        .where(users.c.appid == appid))
+        .where(_whose(users, appid, user)))
     return query.subquery("customers")
 
 
@@ -235,10 +250,9 @@ def in_segment(storage: Storage, appid: str, user: AlipayUser, segment: Segment,
     logged in to the app is in none."""
     now = storage.clock()
     with storage.engine.connect() as conn:
-        rows = customers_query(conn, appid, section)
-        found = conn.execute(select(rows.c.alipay_user).where(
-            rows.c.user_kind == user.kind, rows.c.alipay_user == user.id,
-            rule_condition(rows, segment.rule, section, now))).first()
+        rows = customers_query(conn, appid, section, user)
+        found = conn.execute(select(rows.c.alipay_user).where(rule_condition(rows, segment.rule, section,
+                                                                             now))).first()
         return found is not None
 
 

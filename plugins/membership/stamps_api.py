@@ -65,7 +65,6 @@ from builder.serve.plugin_api import (
     TaskContext,
     read_json,
     reply,
-    serve_api,
     validated,
 )
 from builder.serve.storage import CLAIMS, AlipayUser, NewClaim, Route, Storage
@@ -73,8 +72,9 @@ from plugins.coupon.models import Coupon, CouponSection
 
 from .messages import POINTS_CHANGED
 from .models import MembershipSection, StampCard
+from .section import customer_request, section_of
 from .tables import CUSTOMERS, LEDGER, STAMPS
-from .writes import china_day_start, insert_ignoring_duplicates, locked_customer, whose, write
+from .writes import china_day_start, insert_ignoring_duplicates, locked_customer, of_user, write
 
 LOG = logging.getLogger(__name__)
 PREFIX_TEXT = "mpforge-stamp:"
@@ -171,8 +171,8 @@ def code_used(storage: Storage, appid: str, nonce: str) -> bool:
 
 def stamp_card_of(merchant: Merchant) -> tuple[MembershipSection, StampCard]:
     """The app's membership section and its stamp card; ApiError 404 when it has none."""
-    section = merchant.sections.get("membership")
-    if not isinstance(section, MembershipSection) or section.stamp_card is None:
+    section = section_of(merchant.sections)
+    if section is None or section.stamp_card is None:
         raise ApiError(404, "no_stamp_card", "this mini-program has no stamp card (membership.stamp_card in its "
                                              "spec)")
     return section, section.stamp_card
@@ -202,14 +202,14 @@ def add_stamp(storage: Storage, code: TillCode, user: AlipayUser, card: StampCar
     what it checks and changes); CodeUsed or DailyLimit, nothing changed."""
     appid = code.appid
     with write(storage) as conn:
-        customer = locked_customer(storage, conn, appid, user, now)
+        customer = locked_customer(conn, storage, appid, user)
         inserted = conn.execute(insert_ignoring_duplicates(storage, STAMPS).values(
             appid=appid, user_kind=user.kind, alipay_user=user.id, nonce=code.nonce, store=code.store, filled=False,
             created_at=now).returning(STAMPS.c.id)).first()
         if inserted is None:  # the row is another scan's
             raise CodeUsed(code.nonce)
         today = conn.execute(select(func.count()).select_from(STAMPS).where(
-            *whose(STAMPS, appid, user), STAMPS.c.created_at >= china_day_start(china_today(now)))).scalar_one()
+            of_user(STAMPS, appid, user), STAMPS.c.created_at >= china_day_start(china_today(now)))).scalar_one()
         if today > card.per_day:  # today's count includes this stamp
             raise DailyLimit(user.id)
         stamps, cards_filled = customer.stamps + 1, customer.cards_filled
@@ -261,11 +261,7 @@ STAMP = Operation(
 
 
 async def stamp(request: Request) -> Response:
-    api = serve_api(request)
-    merchant = api.merchant(request)
-    user = api.user(request, merchant.appid, required=True)
-    assert user is not None  # required=True raises instead
-    section, card = stamp_card_of(merchant)
+    api, merchant, (section, card), user = customer_request(request, stamp_card_of)
     body = validated(StampRequest, await read_json(request, api.limits.max_body_bytes))
     code = read_code(code_key(api), body.code.strip())
     if code is None or code.appid != merchant.appid or code.store not in merchant.stores:
@@ -325,9 +321,8 @@ def claim_owed_rewards(context: TaskContext) -> None:
     storage = context.storage
     now = storage.clock()
     for appid, sections in context.sections.items():
-        section, coupons = sections.get("membership"), sections.get("coupon")
-        if not isinstance(section, MembershipSection) or section.stamp_card is None \
-                or not isinstance(coupons, CouponSection):
+        section, coupons = section_of(sections), sections.get("coupon")
+        if section is None or section.stamp_card is None or not isinstance(coupons, CouponSection):
             continue
         coupon = next((c for c in coupons.coupons if c.id == section.stamp_card.reward), None)
         if coupon is None:
