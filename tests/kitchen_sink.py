@@ -216,7 +216,7 @@ def kitchen_sink_spec() -> dict[str, Any]:
                  "validity": {"days_after_claim": 7}, "activity_id": "act_5", "detail_page": "about",
                  "code_mode": "MERCHANT_API", "claim_route": "plugin"},
                 {"id": "everyone", "kind": "cash", "title": "Everyone", "value": 1,
-                 "validity": {"days_after_claim": 1}, "stock": 1, "audience": "everyone", "activity_id": "act-4"},
+                 "validity": {"days_after_claim": 1}, "stock": 1, "audience": "reward", "activity_id": "act-4"},
                 {"id": "vip", "kind": "cash", "title": "VIP", "value": 2, "validity": {"days_after_claim": 3},
                  "stock": 5, "audience": "segment", "segment": "sink-vip", "activity_id": "act-6"},
             ],

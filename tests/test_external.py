@@ -52,10 +52,15 @@ def kitchen_sink_out(tmp_path_factory) -> Path:
 def test_kitchen_sink_uses_every_block_and_option(tmp_path):
     prepared = prepare(kitchen_sink.write_kitchen_sink_project(tmp_path / "project"))
     assert kitchen_sink.coverage_gaps(prepared.spec.model) == []
-    # Only review findings the sink means to have: its followers' coupon in public blocks,
+    # Only review findings the sink means to have: its followers' coupon in public blocks, rewards
+    # anyone may claim,
     # the customer-service button (enterprise accounts only), and what review says of any web-view.
     assert [(w.rule, w.message) for w in prepared.warnings] == [
         (None, "the ordering pages offer dine-in and takeaway only: they cannot take a delivery address yet"),
+        (None, "coupon 'cash-5' is a reward, but its audience is new_customers: it can be claimed for nothing, "
+               "without points or stamps"),
+        (None, "coupon 'rate-85' is a reward, but its audience is members: it can be claimed for nothing, without "
+               "points or stamps"),
         ("review/contact-button-enterprise", "the contact-button works for enterprise (企业) Alipay accounts only, "
                                              "with 在线客服 turned on; elsewhere it shows nothing"),
         (None, "coupon.backend is ignored: the top-level backend is used"),

@@ -145,7 +145,8 @@ def test_the_member_page_plugin_and_service_are_generated(tmp_path: Path) -> Non
                       "levels": [{"id": "silver", "minPoints": 0}, {"id": "gold", "minPoints": 500},
                                  {"id": "black", "minPoints": 2000}],
                       "subscriptions": {"order_paid": [], "coupon_claimed": ["TPL_HC_COUPON_EXPIRE"],
-                                        "card_opened": ["TPL_HC_POINTS"]}}
+                                        "card_opened": ["TPL_HC_POINTS"]},
+                      "followPoints": True}
     assert "港湾" not in service and "金卡" not in service  # the merchant's words stay page data
     assert "mfMoment(moment)" in tree.text("app.js")
     policy = tree.text("pages/privacy/privacy.js")

@@ -79,9 +79,10 @@ from builder.serve.storage import AlipayUser, Storage
 
 from .member_replies import CardRequest, MeReply
 from .models import MembershipSection
-from .points import find_customer, locked_customer, me_answer, membership_of, of_user, section_of
+from .points import find_customer, me_answer
+from .section import membership_of, section_of
 from .tables import CARDS, CUSTOMERS
-from .writes import insert_ignoring_duplicates, write
+from .writes import insert_ignoring_duplicates, locked_customer, of_user, write
 
 LOG = logging.getLogger(__name__)
 FORM_FIELDS = {"mobile": "OPEN_FORM_FIELD_MOBILE", "name": "OPEN_FORM_FIELD_NAME",

@@ -63,20 +63,13 @@ from plugins.coupon.serve import IDEMPOTENCY_KEY, announce_issued, claimable, re
 from plugins.ordering.orders import FORGOTTEN_KIND
 from plugins.ordering.orders import Status as OrderStatus
 
-# The "x as x" imports are re-exported for card_api.py, which takes them from here until
-# its imports name .section and .writes (it was being changed elsewhere when they moved).
 from .member_replies import LevelReply, MeReply, NextLevelReply, RewardClaimReply, RewardReply
 from .messages import POINTS_CHANGED
 from .models import MembershipSection
-from .section import customer_request
-from .section import membership_of as membership_of
-from .section import section_of as section_of
+from .section import customer_request, membership_of, section_of
 from .segments import orders_table
 from .tables import CARDS, CUSTOMERS, LEDGER
-from .writes import insert_ignoring_duplicates as insert_ignoring_duplicates
-from .writes import locked_customer as locked_customer
-from .writes import of_user as of_user
-from .writes import write as write
+from .writes import locked_customer, of_user, write
 
 LOG = logging.getLogger(__name__)
 ORDER, REFUND, FOLLOW, REWARD, REWARD_BACK = "order", "refund", "follow", "reward", "reward_back"
