@@ -10,8 +10,9 @@ shares one session under ``/merchant/{appid}/`` (staff_session.py says who may l
 * `POST /merchant/{appid}/logout`: 204, the cookie cleared.
 * `GET /merchant/{appid}/auth/login.js`, `login.css`: the login form's files.
 
-A plugin's page without a session answers `login_page(...)`: the form, whose script
-posts to ``login`` relative to the page and reloads it.
+A plugin's page answers `merchant_page(...)`: the page itself, or without a session of
+its role the login form (`login_page`), whose script posts to ``login`` relative to the
+page and reloads it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from builder.serve.staff_session import (
     TOKEN_VARIABLES,
     Role,
     issue,
+    require_role,
     require_same_origin,
     role_token,
     set_cookie_header,
@@ -72,6 +74,18 @@ def login_page(merchant: Merchant, what: str, role: Role, refused: ApiError) -> 
                            variable=escape(variable), error=escape(error), error_hidden="" if error else " hidden")
     status = 403 if refused.status == 403 else 200
     return Response(html, status_code=status, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+
+def merchant_page(request: Request, merchant: Merchant, what: str, role: Role, now: datetime, page: Template,
+                  **values: str) -> Response:
+    """A merchant page (`what`, e.g. 订单看板) for `role`: `page` filled with `values`
+    (HTML-escaped), or in its place the login form as `require_role` refused it."""
+    try:
+        require_role(request, merchant.appid, role, now)
+    except ApiError as refused:  # no session, a lower role's, or the login off: the form says which
+        return login_page(merchant, what, role, refused)
+    html = page.substitute({name: escape(value) for name, value in values.items()})
+    return Response(html, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
 
 class _Shared(Protocol):

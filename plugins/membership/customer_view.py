@@ -44,7 +44,6 @@ import csv
 import io
 import logging
 from datetime import date, datetime, time, timedelta
-from html import escape
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -59,7 +58,7 @@ from builder.serve.alipay_errors import AlipayError, AlipayUnavailable, Unverifi
 from builder.serve.content import CHINA, china_today
 from builder.serve.merchant import Merchant
 from builder.serve.plugin_api import Api, ApiError, serve_api
-from builder.serve.staff_login import PAGE_HEADERS, login_page
+from builder.serve.staff_login import merchant_page
 from builder.serve.staff_session import require_role, require_same_origin
 from builder.serve.storage import Storage
 
@@ -104,12 +103,8 @@ class CustomerView:
         api = serve_api(request)
         merchant = api.merchant(request)
         membership_of(merchant)
-        try:
-            require_role(request, merchant.appid, "manager", api.clock())
-        except ApiError as refused:  # no session, a staff one, or the login off: the form says which
-            return login_page(merchant, "顾客与会员", "manager", refused)
-        html = self.page_html.substitute(name=escape(merchant.name), appid=escape(merchant.appid))
-        return Response(html, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+        return merchant_page(request, merchant, "顾客与会员", "manager", api.clock(), self.page_html,
+                             name=merchant.name, appid=merchant.appid)
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]

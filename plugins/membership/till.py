@@ -31,7 +31,6 @@ routes are not in the OpenAPI document: that describes the mini-program's API.
 from __future__ import annotations
 
 from datetime import timedelta
-from html import escape
 from pathlib import Path
 from string import Template
 
@@ -42,7 +41,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from builder.serve.plugin_api import ApiError, serve_api
-from builder.serve.staff_login import PAGE_HEADERS, login_page
+from builder.serve.staff_login import merchant_page
 from builder.serve.staff_session import require_role
 
 from .stamps_api import TillCode, code_key, code_used, new_nonce, nonce_expiry, sign_code, stamp_card_of
@@ -76,12 +75,8 @@ class Till:
         api = serve_api(request)
         merchant = api.merchant(request)
         _, card = stamp_card_of(merchant)
-        try:
-            require_role(request, merchant.appid, "staff", api.clock())
-        except ApiError as refused:  # no session, or the login is off: the form says which when used
-            return login_page(merchant, PAGE_NAME, "staff", refused)
-        html = self.page_html.substitute(name=escape(merchant.name), title=escape(card.title))
-        return Response(html, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+        return merchant_page(request, merchant, PAGE_NAME, "staff", api.clock(), self.page_html,
+                             name=merchant.name, title=card.title)
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]

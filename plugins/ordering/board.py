@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from html import escape
 from pathlib import Path
 from string import Template
 
@@ -47,7 +46,7 @@ from starlette.routing import BaseRoute, Route
 from builder.serve.alipay_errors import AlipayError, AlipayUnavailable, UnverifiedResponse
 from builder.serve.business_events import ORDER_READY, ORDER_REFUNDED
 from builder.serve.plugin_api import ApiError, BusinessEvent, serve_api
-from builder.serve.staff_login import PAGE_HEADERS, login_page
+from builder.serve.staff_login import merchant_page
 from builder.serve.staff_session import require_role, require_same_origin
 from builder.serve.storage import Storage
 
@@ -80,12 +79,8 @@ class Board:
         api = serve_api(request)
         merchant = api.merchant(request)
         ordering_of(merchant)
-        try:
-            require_role(request, merchant.appid, "staff", api.clock())
-        except ApiError as refused:  # no session, or the login is off: the form says which when used
-            return login_page(merchant, "订单看板", "staff", refused)
-        html = self.page_html.substitute(name=escape(merchant.name), appid=escape(merchant.appid))
-        return Response(html, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+        return merchant_page(request, merchant, "订单看板", "staff", api.clock(), self.page_html,
+                             name=merchant.name, appid=merchant.appid)
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
